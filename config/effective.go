@@ -1,0 +1,112 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// Redacted replaces a literal token wherever the configuration is shown.
+const Redacted = "<redacted>"
+
+// The effective-configuration shapes: JSON names are the YAML keys, and
+// optional keys without a default are omitted when absent.
+type effCluster struct {
+	ID                  string    `json:"id,omitempty"`
+	Service             effSvc    `json:"service"`
+	Client              effClient `json:"client"`
+	DefaultWeight       int       `json:"default_weight"`
+	NamespaceSelector   *effNS    `json:"namespace_selector,omitempty"`
+	LabelSelector       string    `json:"label_selector,omitempty"`
+	SharedSize          string    `json:"shared_size"`
+	WatchEndpointSlices bool      `json:"watch_endpoint_slices"`
+}
+
+type effSvc struct {
+	Schema    string `json:"schema"`
+	Host      string `json:"host"`
+	Port      any    `json:"port"` // number or string, as written
+	CAFile    string `json:"ca_file,omitempty"`
+	SSLVerify *bool  `json:"ssl_verify,omitempty"`
+}
+
+type effClient struct {
+	Token     string `json:"token,omitempty"`
+	TokenFile string `json:"token_file,omitempty"`
+	CertFile  string `json:"cert_file,omitempty"`
+	KeyFile   string `json:"key_file,omitempty"`
+}
+
+type effNS struct {
+	Equal    string   `json:"equal,omitempty"`
+	NotEqual string   `json:"not_equal,omitempty"`
+	Match    []string `json:"match,omitempty"`
+	NotMatch []string `json:"not_match,omitempty"`
+}
+
+// Effective returns the configuration as `kdisc check` prints it and the
+// dump's "config" holds, ready for encoding/json: the single cluster's
+// object in single mode, an array of them in multi mode. Defaults are
+// filled; host, port and file paths are shown as written (not expanded; a
+// port written as a YAML integer is a JSON number, as a string a JSON
+// string); a literal token is shown as "<redacted>".
+//
+// Encode it with HTML escaping off (json.Encoder.SetEscapeHTML(false), as
+// EffectiveJSON does): json.Marshal writes "<redacted>" as
+// "\u003credacted\u003e", the same JSON string but not the same text.
+func (c *Config) Effective() any {
+	out := make([]effCluster, len(c.Clusters))
+	for i := range c.Clusters {
+		out[i] = c.Clusters[i].effective()
+	}
+	if !c.Multi && len(out) == 1 {
+		return out[0]
+	}
+	return out
+}
+
+func (c *Cluster) effective() effCluster {
+	e := effCluster{
+		ID: c.ID,
+		Service: effSvc{
+			Schema:    c.Service.Schema,
+			Host:      c.Service.Host,
+			Port:      c.Service.Port,
+			CAFile:    c.Service.CAFile,
+			SSLVerify: c.Service.SSLVerify,
+		},
+		Client: effClient{
+			TokenFile: c.Client.TokenFile,
+			CertFile:  c.Client.CertFile,
+			KeyFile:   c.Client.KeyFile,
+		},
+		DefaultWeight:       c.DefaultWeight,
+		LabelSelector:       c.LabelSelector,
+		SharedSize:          c.SharedSize,
+		WatchEndpointSlices: c.WatchEndpointSlices,
+	}
+	if c.portIsInt {
+		if n, err := strconv.Atoi(c.Service.Port); err == nil {
+			e.Service.Port = n
+		}
+	}
+	if c.Client.Token != "" || c.Token != "" {
+		e.Client.Token = Redacted
+	}
+	if ns := c.NamespaceSelector; c.hasNSField || ns.Equal != "" || ns.NotEqual != "" || ns.Match != nil || ns.NotMatch != nil {
+		e.NamespaceSelector = &effNS{Equal: ns.Equal, NotEqual: ns.NotEqual, Match: ns.Match, NotMatch: ns.NotMatch}
+	}
+	return e
+}
+
+// EffectiveJSON is Effective encoded on one line without HTML escaping, as
+// `kdisc check` prints it.
+func (c *Config) EffectiveJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c.Effective()); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
