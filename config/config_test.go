@@ -9,9 +9,6 @@ import (
 	"testing"
 )
 
-// The tests use only the standard library: go.sum lacks the entries
-// testify's own dependencies need.
-
 // setEnv sets the variables kdisc reads in the fixtures; unset lists
 // variables that must be absent (restored after the test).
 func setEnv(t *testing.T, unset ...string) {

@@ -6,9 +6,6 @@ import (
 	"testing"
 )
 
-// The tests use only the standard library: go.sum lacks the entries
-// testify's own dependencies need.
-
 func TestParseLabelsValid(t *testing.T) {
 	long63 := strings.Repeat("a", 63)
 	tests := []struct {
