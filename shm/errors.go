@@ -1,0 +1,30 @@
+package shm
+
+import "fmt"
+
+// FullError is returned by Put when the table has no room for the value.
+// The key's previous value, if any, is untouched and still served.
+type FullError struct {
+	Key  string // the service that could not be stored
+	Need int    // bytes the value needs in its shard (record and index entry)
+	Size int64  // the table's size (shared_size)
+	// Max is set when the value alone is larger than a shard can ever
+	// hold: more free space elsewhere would not help, a larger table would.
+	Max int
+}
+
+func (e *FullError) Error() string {
+	if e.Max > 0 {
+		return fmt.Sprintf("shm: cannot store %s: its value needs %d bytes, more than one shard of the table holds (%d); the table (shared_size %d bytes) is too small", e.Key, e.Need, e.Max, e.Size)
+	}
+	return fmt.Sprintf("shm: cannot store %s (%d bytes): the table (shared_size %d bytes) is full", e.Key, e.Need, e.Size)
+}
+
+// Stats describes a table, as its writer sees it.
+type Stats struct {
+	Entries     int    // stored services
+	UsedBytes   int64  // bytes held by live records and their index entries
+	TotalBytes  int64  // the table's size
+	FullErrors  uint64 // Puts refused with a FullError since Create
+	Compactions uint64 // shard compactions since Create
+}

@@ -1,0 +1,156 @@
+package shm
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Layout constants. Changing any byte position below means bumping
+// layoutVersion: a writer then replaces (and retires) an older file instead
+// of reusing it, and a reader refuses it.
+const (
+	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
+	layoutVersion = 1
+
+	headerBytes      = 128 // the file header, then the shards
+	shardHeaderBytes = 64  // one cache line: a shard's seqlock never shares a line with another shard's
+	targetShardBytes = 64 << 10
+	maxShards        = 1024
+
+	// MinSize and MaxSize bound the size of a table (shared_size).
+	MinSize = 16 << 10
+	MaxSize = 1 << 40
+)
+
+// Header words (byte offsets from the start of the file).
+const (
+	hMagic      = 0
+	hVersion    = 8
+	hGeneration = 16 // changes every time a writer (re)starts on the file
+	hSize       = 24 // total bytes of the file
+	hShards     = 32 // geometry: number of shards
+	hShardBytes = 40 // geometry: bytes per shard
+	hReady      = 48 // 1 once the writer finished its first full list
+	hRetired    = 56 // 1 once a new file replaced this one at the path
+	hFullErrors = 64 // Puts refused for lack of space (written by the writer only)
+	hWriterPID  = 72 // informational
+)
+
+// Shard header words (byte offsets from the start of the shard).
+const (
+	sSeq     = 0  // seqlock: odd while the writer changes the shard
+	sCount   = 8  // number of index entries
+	sDataLow = 16 // records occupy [dataLow, shardBytes)
+	sDead    = 24 // bytes in [dataLow, shardBytes) held by no live record
+)
+
+// geometry is how a table of a given size is cut into shards. It is a pure
+// function of the size, so a reader can check the header against it.
+type geometry struct {
+	size       uint64
+	shards     uint64
+	shardBytes uint64
+}
+
+// geometryFor picks about one shard per 64 KiB (at most 1024 shards): small
+// enough that compacting a shard is quick and keeps few readers waiting,
+// large enough that hash imbalance between shards wastes little space and a
+// big service (thousands of nodes) still fits in one shard.
+func geometryFor(size int64) (geometry, error) {
+	if size < MinSize || size > MaxSize {
+		return geometry{}, fmt.Errorf("shm: table size %d bytes out of range [%d, %d]", size, MinSize, MaxSize)
+	}
+	n := uint64(size) / targetShardBytes
+	n = max(1, min(n, maxShards))
+	sb := (uint64(size) - headerBytes) / n &^ 63
+	return geometry{size: uint64(size), shards: n, shardBytes: sb}, nil
+}
+
+// table is one mapping of a table file (or anonymous memory). Every access
+// to the mapped words goes through sync/atomic: the writer stores, readers
+// load. On amd64 an atomic load is a plain MOV, so this costs readers
+// nothing, and it makes the seqlock protocol valid under the Go memory model
+// (and on weakly-ordered CPUs) rather than relying on x86 ordering.
+//
+// Nothing outside this package ever receives a pointer into the mapping:
+// readers copy bytes out, so unmapping or rewriting never changes a value a
+// caller holds.
+type table struct {
+	mem  []byte         // as returned by mmap; kept for munmap
+	base unsafe.Pointer // &mem[0]
+	geometry
+	refs atomic.Int64 // owners (a writer, readers); unmapped at zero
+}
+
+func newTable(mem []byte, g geometry) *table {
+	t := &table{mem: mem, base: unsafe.Pointer(unsafe.SliceData(mem)), geometry: g}
+	t.refs.Store(1)
+	return t
+}
+
+func (t *table) word(off uint64) *uint64 { return (*uint64)(unsafe.Add(t.base, off)) }
+func (t *table) load(off uint64) uint64  { return atomic.LoadUint64(t.word(off)) }
+func (t *table) store(off, v uint64)     { atomic.StoreUint64(t.word(off), v) }
+
+// shardOf maps a key hash to the byte offset of its shard. The upper half of
+// the hash picks the shard, the lower half is the index tag, so the two are
+// independent.
+func (t *table) shardOf(h uint64) uint64 {
+	i := (h >> 32) * t.shards >> 32
+	return headerBytes + i*t.shardBytes
+}
+
+func tagOf(h uint64) uint64 { return h & 0xffffffff }
+
+// idxCap is the most index entries a shard can hold (all of it index).
+func (t *table) idxCap() uint64 { return (t.shardBytes - shardHeaderBytes) / 8 }
+
+// init writes a fresh header and empty shards.
+func (t *table) init(gen uint64) {
+	for i := uint64(0); i < t.shards; i++ {
+		so := headerBytes + i*t.shardBytes
+		t.store(so+sSeq, 0)
+		t.store(so+sCount, 0)
+		t.store(so+sDataLow, t.shardBytes)
+		t.store(so+sDead, 0)
+	}
+	t.store(hVersion, layoutVersion)
+	t.store(hGeneration, gen)
+	t.store(hSize, t.size)
+	t.store(hShards, t.shards)
+	t.store(hShardBytes, t.shardBytes)
+	t.store(hReady, 0)
+	t.store(hRetired, 0)
+	t.store(hFullErrors, 0)
+	// Magic last: a file is recognisable only once the rest is written.
+	t.store(hMagic, magic)
+}
+
+// checkHeader verifies that the mapping holds a table this build can read,
+// with the geometry this build would give its size. The geometry is then
+// taken from Go memory, never re-read from the file, so a corrupted header
+// cannot steer a reader outside the mapping.
+func checkHeader(mem []byte, path string) (geometry, error) {
+	if len(mem) < headerBytes {
+		return geometry{}, fmt.Errorf("shm: %s is not a kdisc table (%d bytes, too short)", path, len(mem))
+	}
+	w := func(off uint64) uint64 { return atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[off]))) }
+	if w(hMagic) != magic {
+		return geometry{}, fmt.Errorf("shm: %s is not a kdisc table (bad magic)", path)
+	}
+	if v := w(hVersion); v != layoutVersion {
+		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, this build reads version %d", path, v, layoutVersion)
+	}
+	if s := w(hSize); s != uint64(len(mem)) {
+		return geometry{}, fmt.Errorf("shm: %s: header says %d bytes, the file has %d", path, s, len(mem))
+	}
+	g, err := geometryFor(int64(len(mem)))
+	if err != nil {
+		return geometry{}, fmt.Errorf("shm: %s: %w", path, err)
+	}
+	if w(hShards) != g.shards || w(hShardBytes) != g.shardBytes {
+		return geometry{}, fmt.Errorf("shm: %s: corrupt table header (geometry %d x %d bytes)", path, w(hShards), w(hShardBytes))
+	}
+	return g, nil
+}

@@ -1,0 +1,313 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func ip(s string, port uint16, weight uint32) Node {
+	return Node{Addr: netip.MustParseAddr(s), Port: port, Weight: weight}
+}
+
+func fqdn(s string, port uint16, weight uint32) Node {
+	return Node{Name: s, Port: port, Weight: weight}
+}
+
+func newAnon(t *testing.T, size int64) (*Writer, *Reader) {
+	t.Helper()
+	w, err := Create("", size)
+	require.NoError(t, err)
+	r := w.Reader()
+	t.Cleanup(func() {
+		require.NoError(t, r.Close())
+		require.NoError(t, w.Close())
+	})
+	return w, r
+}
+
+func TestGeometry(t *testing.T) {
+	for _, size := range []int64{MinSize, 100 << 10, 1 << 20, 1<<20 + 12345, 64 << 20, 4 << 30} {
+		g, err := geometryFor(size)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, headerBytes+g.shards*g.shardBytes, g.size, size)
+		assert.Zero(t, g.shardBytes%64)
+		assert.GreaterOrEqual(t, g.shardBytes, uint64(16<<10-headerBytes))
+	}
+	_, err := geometryFor(MinSize - 1)
+	assert.Error(t, err)
+	_, err = Create("", 1000)
+	assert.ErrorContains(t, err, "out of range")
+}
+
+func TestRoundTrip(t *testing.T) {
+	w, r := newAnon(t, 1<<20)
+	many := make([]Port, 40)
+	for i := range many {
+		many[i].Name = fmt.Sprintf("port-%02d", i)
+		for j := range i % 5 {
+			many[i].Nodes = append(many[i].Nodes, ip(fmt.Sprintf("10.1.%d.%d", i, j), uint16(1000+i), uint32(j*1000)))
+		}
+	}
+	values := map[string][]Port{
+		"default/v4": {{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 50), ip("10.0.0.2", 80, 50), ip("10.0.0.3", 8080, 50)}}},
+		"default/v6": {{Name: "grpc", Nodes: []Node{ip("2001:db8::1", 9000, 1), ip("fe80::1:2:3:4", 9001, 2), ip("::ffff:10.1.2.3", 9002, 2)}}},
+		"default/fqdn": {{Name: "https", Nodes: []Node{
+			fqdn("a.example.com", 443, 50), fqdn(strings.Repeat("x", 63)+".example.org", 443, 50), fqdn("b", 0, 0),
+		}}},
+		"ns/mixed": {
+			{Name: "53", Nodes: []Node{ip("10.9.9.9", 53, math.MaxUint32), ip("::1", math.MaxUint16, 0), fqdn("dns.local", 1, 7)}},
+			{Name: "empty"},
+			{Name: strings.Repeat("p", MaxNameLen), Nodes: []Node{ip("1.2.3.4", 1, 1)}},
+		},
+		"ns/many":     many,
+		"ns/no-ports": nil,
+		strings.Repeat("n", 63) + "/" + strings.Repeat("s", 253): {{Name: strings.Repeat("q", 63), Nodes: []Node{ip("10.0.0.9", 65535, 1<<31)}}},
+	}
+	for k, v := range values {
+		require.NoError(t, w.Put(k, v), k)
+	}
+	for k, v := range values {
+		got, ok := r.Get(k)
+		require.True(t, ok, k)
+		if len(v) == 0 {
+			assert.Empty(t, got, k)
+		} else {
+			assert.Equal(t, v, got, k)
+		}
+		for _, p := range v {
+			nodes, ok := r.Lookup(nil, k+":"+p.Name)
+			assert.Equal(t, len(p.Nodes) > 0, ok, k+":"+p.Name)
+			if len(p.Nodes) > 0 {
+				assert.Equal(t, p.Nodes, nodes, k+":"+p.Name)
+			}
+		}
+	}
+	// Appends after what dst holds.
+	dst := []Node{ip("9.9.9.9", 9, 9)}
+	dst, ok := r.Lookup(dst, "default/v4:http")
+	require.True(t, ok)
+	assert.Equal(t, append([]Node{ip("9.9.9.9", 9, 9)}, values["default/v4"][0].Nodes...), dst)
+
+	for _, q := range []string{"default/v4:nope", "default/v4", "default/absent:http", ":http", "", "default/v4:", "ns/mixed:empty"} {
+		out, ok := r.Lookup(dst[:1], q)
+		assert.False(t, ok, q)
+		assert.Len(t, out, 1, q)
+	}
+	st := w.Stats()
+	assert.Equal(t, len(values), st.Entries)
+	assert.Equal(t, int64(1<<20), st.TotalBytes)
+	assert.Positive(t, st.UsedBytes)
+}
+
+func TestPutRejectsBadInput(t *testing.T) {
+	w, _ := newAnon(t, MinSize)
+	for name, tc := range map[string]struct {
+		key   string
+		ports []Port
+	}{
+		"empty key":   {"", nil},
+		"long key":    {strings.Repeat("k", MaxKeyLen+1), nil},
+		"long port":   {"a/b", []Port{{Name: strings.Repeat("p", 256)}}},
+		"zero node":   {"a/b", []Port{{Name: "p", Nodes: []Node{{Port: 1}}}}},
+		"zone":        {"a/b", []Port{{Name: "p", Nodes: []Node{{Addr: netip.MustParseAddr("fe80::1%eth0")}}}}},
+		"name + addr": {"a/b", []Port{{Name: "p", Nodes: []Node{{Addr: netip.MustParseAddr("10.0.0.1"), Name: "x"}}}}},
+		"long name":   {"a/b", []Port{{Name: "p", Nodes: []Node{{Name: strings.Repeat("x", 256)}}}}},
+	} {
+		err := w.Put(tc.key, tc.ports)
+		assert.Error(t, err, name)
+		var full *FullError
+		assert.False(t, errors.As(err, &full), name)
+	}
+	assert.Zero(t, w.Stats().Entries)
+}
+
+func TestOverwriteAndDelete(t *testing.T) {
+	w, r := newAnon(t, MinSize)
+	one := []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 50)}}}
+	two := []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 50), ip("10.0.0.2", 80, 50)}}, {Name: "https", Nodes: []Node{ip("10.0.0.1", 443, 50)}}}
+	require.NoError(t, w.Put("a/b", one))
+	require.NoError(t, w.Put("a/b", two))
+	got, ok := r.Get("a/b")
+	require.True(t, ok)
+	assert.Equal(t, two, got)
+	require.NoError(t, w.Put("a/b", one))
+	got, _ = r.Get("a/b")
+	assert.Equal(t, one, got)
+	assert.Equal(t, 1, w.Stats().Entries)
+
+	assert.True(t, w.Delete("a/b"))
+	assert.False(t, w.Delete("a/b"))
+	_, ok = r.Get("a/b")
+	assert.False(t, ok)
+	_, ok = r.Lookup(nil, "a/b:http")
+	assert.False(t, ok)
+	assert.Zero(t, w.Stats().Entries)
+}
+
+func svcNodes(n int, seed int) []Port {
+	p := Port{Name: "http"}
+	for i := range n {
+		p.Nodes = append(p.Nodes, ip(fmt.Sprintf("10.%d.%d.%d", seed&255, i>>8&255, i&255), 8080, 50))
+	}
+	return []Port{p}
+}
+
+func TestSpaceReuse(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	fill := func(round int) int {
+		n := 0
+		for ; ; n++ {
+			err := w.Put(fmt.Sprintf("ns/svc-%d", n), svcNodes(3, n+round))
+			if err != nil {
+				var full *FullError
+				require.ErrorAs(t, err, &full)
+				return n
+			}
+		}
+	}
+	first := fill(0)
+	require.Greater(t, first, 100)
+	w.Keys(func(k string) bool { assert.True(t, w.Delete(k)); return true })
+	assert.Zero(t, w.Stats().Entries)
+	// The freed space serves the same amount again (give or take imbalance).
+	second := fill(1)
+	assert.GreaterOrEqual(t, second, first*95/100)
+
+	// Churn: overwrite with values that grow and shrink; compaction keeps
+	// dead space from accumulating.
+	w.Keys(func(k string) bool { w.Delete(k); return true })
+	for i := range 20000 {
+		k := fmt.Sprintf("ns/churn-%d", i%50)
+		require.NoError(t, w.Put(k, svcNodes(1+i%13, i)), i)
+	}
+	got, ok := r.Get("ns/churn-49")
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(1+19999%13, 19999), got)
+	assert.Positive(t, w.Stats().Compactions)
+	assert.Equal(t, 50, w.Stats().Entries)
+}
+
+func TestFullKeepsOldValue(t *testing.T) {
+	w, r := newAnon(t, MinSize)
+	old := svcNodes(2, 1)
+	require.NoError(t, w.Put("keep/me", old))
+	// A value larger than the whole table.
+	err := w.Put("keep/me", svcNodes(5000, 2))
+	var full *FullError
+	require.ErrorAs(t, err, &full)
+	assert.Equal(t, "keep/me", full.Key)
+	assert.Positive(t, full.Need)
+	assert.Contains(t, err.Error(), "keep/me")
+	assert.Contains(t, err.Error(), "shared_size")
+	got, ok := r.Get("keep/me")
+	require.True(t, ok)
+	assert.Equal(t, old, got)
+
+	// Fill the table; the failing Put names its key, everything else stays.
+	var stored []string
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("fill/svc-%d", i)
+		err = w.Put(k, svcNodes(4, i))
+		if err != nil {
+			require.ErrorAs(t, err, &full)
+			assert.Equal(t, k, full.Key)
+			assert.Contains(t, err.Error(), "is full")
+			break
+		}
+		stored = append(stored, k)
+	}
+	// Growing an existing value in a full table fails and keeps it.
+	err = w.Put("keep/me", svcNodes(300, 3))
+	require.ErrorAs(t, err, &full)
+	got, ok = r.Get("keep/me")
+	require.True(t, ok)
+	assert.Equal(t, old, got)
+	for i, k := range stored {
+		nodes, ok := r.Lookup(nil, k+":http")
+		require.True(t, ok, k)
+		assert.Equal(t, svcNodes(4, i)[0].Nodes, nodes)
+	}
+	st := w.Stats()
+	assert.Equal(t, uint64(3), st.FullErrors)
+	assert.Equal(t, len(stored)+1, st.Entries)
+}
+
+func TestKeysAndRange(t *testing.T) {
+	w, r := newAnon(t, 256<<10)
+	want := map[string][]Port{}
+	for i := range 500 {
+		k := fmt.Sprintf("ns-%d/svc-%d", i%7, i)
+		want[k] = svcNodes(1+i%4, i)
+		require.NoError(t, w.Put(k, want[k]))
+	}
+	var keys []string
+	w.Keys(func(k string) bool { keys = append(keys, k); return true })
+	assert.ElementsMatch(t, slices.Collect(mapsKeys(want)), keys)
+
+	got := map[string][]Port{}
+	r.Range(func(k string, p []Port) bool { got[k] = p; return true })
+	assert.Equal(t, want, got)
+
+	n := 0
+	r.Range(func(string, []Port) bool { n++; return n < 10 })
+	assert.Equal(t, 10, n)
+	n = 0
+	w.Keys(func(string) bool { n++; return n < 10 })
+	assert.Equal(t, 10, n)
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestDensity fills a 1 MiB table with realistic services (3 IPv4 nodes,
+// one "http" port) under realistic hash imbalance.
+func TestDensity(t *testing.T) {
+	w, r := newAnon(t, 1<<20)
+	rnd := uint64(0x9e3779b97f4a7c15)
+	next := func() uint64 { rnd ^= rnd << 13; rnd ^= rnd >> 7; rnd ^= rnd << 17; return rnd }
+	namespaces := []string{"default", "kube-system", "payments", "team-a-prod", "monitoring"}
+	n := 0
+	var keys []string
+	for {
+		k := fmt.Sprintf("%s/service-name-%d", namespaces[next()%5], next()%100000)
+		if slices.Contains(keys[max(0, len(keys)-3):], k) {
+			continue
+		}
+		a := next()
+		nodes := []Node{
+			ip(fmt.Sprintf("10.%d.%d.%d", a>>8&255, a>>16&255, a>>24&255), 8080, 50),
+			ip(fmt.Sprintf("10.%d.%d.%d", a>>8&255, a>>16&255, a>>32&255), 8080, 50),
+			ip(fmt.Sprintf("10.%d.%d.%d", a>>8&255, a>>40&255, a>>48&255), 8080, 50),
+		}
+		slices.SortFunc(nodes, Compare)
+		err := w.Put(k, []Port{{Name: "http", Nodes: nodes}})
+		if err != nil {
+			var full *FullError
+			require.ErrorAs(t, err, &full)
+			break
+		}
+		keys = append(keys, k)
+		n = w.Stats().Entries
+	}
+	st := w.Stats()
+	t.Logf("1 MiB holds %d services of 3 IPv4 nodes (%d shards; %.1f bytes/service used, %.0f%% of the table used at the first full shard)",
+		n, w.t.shards, float64(st.UsedBytes)/float64(n), 100*float64(st.UsedBytes)/float64(st.TotalBytes))
+	require.GreaterOrEqual(t, n, 3000)
+	_, ok := r.Lookup(nil, keys[len(keys)-1]+":http")
+	assert.True(t, ok)
+}

@@ -1,0 +1,391 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+func hashKey(key string) uint64 { return xxhash.Sum64String(key) }
+
+// Writer is the one process (or goroutine set) that changes a table. Its
+// methods are safe for concurrent use; they serialise on a mutex.
+type Writer struct {
+	mu   sync.Mutex
+	t    *table
+	f    *os.File // the table file, holding our flock; nil when anonymous
+	path string
+
+	rec  []byte // encode scratch
+	pack []byte // compaction scratch
+
+	entries     int
+	used        int64
+	fullErrors  uint64
+	compactions uint64
+	closed      bool
+}
+
+var errClosed = errors.New("shm: writer is closed")
+
+// errRaced: the file at the path changed while we opened it; try again.
+var errRaced = errors.New("shm: table file replaced concurrently")
+
+// Create opens the table at path for writing, or anonymous shared memory
+// when path is "" (one process; readers come from Writer.Reader).
+//
+// An existing table of this layout and size is reused in place, entries
+// included, and marked not ready: readers attached to it keep serving the
+// last known nodes across a writer restart, and the caller deletes the keys
+// its first list no longer has. Any other file at path is replaced by a new
+// table (built beside it and renamed over it) and, if it was a table, marked
+// retired so that its readers re-open the path.
+//
+// Only one writer may hold a path: the file is flock-ed, and a second
+// Create fails with "another kdisc run is writing <path>".
+func Create(path string, size int64) (*Writer, error) {
+	g, err := geometryFor(size)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		mem, err := mapAnon(size)
+		if err != nil {
+			return nil, err
+		}
+		t := newTable(mem, g)
+		t.init(1)
+		return newWriter(t, nil, ""), nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	for range 10 {
+		w, err := createFile(path, g)
+		if !errors.Is(err, errRaced) {
+			return w, err
+		}
+	}
+	return nil, fmt.Errorf("shm: %s keeps being replaced while opening it", path)
+}
+
+func newWriter(t *table, f *os.File, path string) *Writer {
+	w := &Writer{t: t, f: f, path: path}
+	t.store(hWriterPID, uint64(os.Getpid()))
+	for i := range t.shards {
+		e, u := t.check(headerBytes + i*t.shardBytes)
+		w.entries += int(e)
+		w.used += int64(u)
+	}
+	return w
+}
+
+func createFile(path string, g geometry) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createNew(path, g)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, errLocked) {
+			return nil, fmt.Errorf("shm: another kdisc run is writing %s", path)
+		}
+		return nil, err
+	}
+	// The previous writer may have replaced the file between our open and
+	// our lock: then we locked a retired inode.
+	if same, err := samePath(f, path); err != nil || !same {
+		f.Close()
+		return nil, errRaced
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	var old *table
+	var oldGen uint64
+	if st.Size() >= headerBytes && st.Size() <= MaxSize {
+		mem, err := mapFile(f, st.Size(), true)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if og, err := checkHeader(mem, path); err == nil {
+			old = newTable(mem, og)
+			oldGen = old.load(hGeneration)
+		} else {
+			unmap(mem)
+		}
+	}
+	if old != nil && old.geometry == g {
+		// Same layout and size: keep the entries, start a new generation.
+		old.store(hReady, 0)
+		old.store(hRetired, 0)
+		old.store(hFullErrors, 0)
+		old.store(hGeneration, oldGen+1)
+		return newWriter(old, f, path), nil
+	}
+	nf, t, err := buildTemp(path, g, oldGen+1)
+	if err != nil {
+		f.Close()
+		if old != nil {
+			old.release()
+		}
+		return nil, err
+	}
+	if err := os.Rename(nf.Name(), path); err != nil {
+		os.Remove(nf.Name())
+		nf.Close()
+		t.release()
+		f.Close()
+		if old != nil {
+			old.release()
+		}
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	if old != nil {
+		// After the rename, so a reader that notices re-opens the new file.
+		old.store(hRetired, 1)
+		old.store(hReady, 0)
+		old.release()
+	}
+	f.Close() // releases the old inode's lock; nf holds the new one's
+	return newWriter(t, nf, path), nil
+}
+
+// createNew makes the first table at path. It links the finished file in
+// (link fails if the path exists): two writers starting at once cannot both
+// win, the loser retries and finds the winner's lock.
+func createNew(path string, g geometry) (*Writer, error) {
+	nf, t, err := buildTemp(path, g, 1)
+	if err != nil {
+		return nil, err
+	}
+	err = os.Link(nf.Name(), path)
+	os.Remove(nf.Name())
+	if err != nil {
+		nf.Close()
+		t.release()
+		if errors.Is(err, fs.ErrExist) {
+			return nil, errRaced
+		}
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	return newWriter(t, nf, path), nil
+}
+
+// buildTemp creates, locks, sizes and initialises a table in a temporary
+// file beside path.
+func buildTemp(path string, g geometry, gen uint64) (*os.File, *table, error) {
+	nf, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("shm: %w", err)
+	}
+	fail := func(err error) (*os.File, *table, error) {
+		os.Remove(nf.Name())
+		nf.Close()
+		return nil, nil, err
+	}
+	// Readers may run as another user (a proxy's workers).
+	if err := nf.Chmod(0o644); err != nil {
+		return fail(fmt.Errorf("shm: %w", err))
+	}
+	if err := lockFile(nf); err != nil {
+		return fail(err)
+	}
+	if err := nf.Truncate(int64(g.size)); err != nil {
+		return fail(fmt.Errorf("shm: %w", err))
+	}
+	mem, err := mapFile(nf, int64(g.size), true)
+	if err != nil {
+		return fail(err)
+	}
+	t := newTable(mem, g)
+	t.init(gen)
+	return nf, t, nil
+}
+
+func samePath(f *os.File, path string) (bool, error) {
+	a, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	b, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(a, b), nil
+}
+
+// Put stores ports as the whole value of key; readers see the old value or
+// the new one, never a mix. When the key's shard has no room even after
+// compaction it returns a *FullError and leaves the old value in place.
+func (w *Writer) Put(key string, ports []Port) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errClosed
+	}
+	rec, err := appendRecord(w.rec[:0], key, ports)
+	if err != nil {
+		return err
+	}
+	w.rec = rec
+	t := w.t
+	h := hashKey(key)
+	so, tag := t.shardOf(h), tagOf(h)
+	pos, old, found := t.find(so, tag, key)
+	need, oldSize := uint64(len(rec)), uint64(0)
+	if found {
+		oldSize = old.size()
+	} else {
+		need += 8
+	}
+	switch free := t.free(so); {
+	case need <= free:
+		t.place(so, pos, tag, rec, found, false)
+		if found { // the old record is dead now (writer-only bookkeeping)
+			t.store(so+sDead, t.load(so+sDead)+oldSize)
+		}
+	case need <= free+t.load(so+sDead)+oldSize:
+		skip := ^uint64(0)
+		if found {
+			skip = pos
+		}
+		w.pack = t.compact(so, skip, w.pack)
+		w.compactions++
+		t.place(so, pos, tag, rec, found, true)
+		t.endWrite(so)
+	default:
+		w.fullErrors++
+		t.store(hFullErrors, w.fullErrors)
+		e := &FullError{Key: key, Need: int(need), Size: int64(t.size)}
+		if most := t.shardBytes - shardHeaderBytes - 8; uint64(len(rec)) > most {
+			e.Max = int(most)
+		}
+		return e
+	}
+	if found {
+		w.used += int64(len(rec)) - int64(oldSize)
+	} else {
+		w.entries++
+		w.used += int64(need)
+	}
+	return nil
+}
+
+// Delete removes key and reports whether it was there.
+func (w *Writer) Delete(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	h := hashKey(key)
+	so := w.t.shardOf(h)
+	pos, r, found := w.t.find(so, tagOf(h), key)
+	if !found {
+		return false
+	}
+	w.t.remove(so, pos, r)
+	w.entries--
+	w.used -= int64(r.size() + 8)
+	return true
+}
+
+// Keys calls fn with every stored key until fn returns false. Keys are
+// collected a shard at a time, so fn may Put or Delete.
+func (w *Writer) Keys(fn func(key string) bool) {
+	for i := uint64(0); ; i++ {
+		w.mu.Lock()
+		if w.closed || i >= w.t.shards {
+			w.mu.Unlock()
+			return
+		}
+		t, so := w.t, headerBytes+i*w.t.shardBytes
+		keys := make([]string, 0, t.load(so+sCount))
+		for j := range t.load(so + sCount) {
+			r, _ := t.recordAt(so, t.load(so+shardHeaderBytes+j*8))
+			keys = append(keys, t.key(r))
+		}
+		w.mu.Unlock()
+		for _, k := range keys {
+			if !fn(k) {
+				return
+			}
+		}
+	}
+}
+
+// SetReady sets the ready flag that readers (in any process) see.
+func (w *Writer) SetReady(ready bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		v := uint64(0)
+		if ready {
+			v = 1
+		}
+		w.t.store(hReady, v)
+	}
+}
+
+// Stats reports the table's occupancy.
+func (w *Writer) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Stats{
+		Entries:     w.entries,
+		UsedBytes:   w.used + headerBytes + int64(w.t.shards*shardHeaderBytes),
+		TotalBytes:  int64(w.t.size),
+		FullErrors:  w.fullErrors,
+		Compactions: w.compactions,
+	}
+}
+
+// Reader returns a reader over the writer's own mapping. It stays valid
+// after the writer closes (the mapping is reference-counted) and, for a
+// file table, follows the path like one from Open.
+func (w *Writer) Reader() *Reader {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.refs.Add(1)
+	return newReader(w.path, w.t)
+}
+
+// Close marks the table not ready, unmaps it (once no Reader from
+// w.Reader uses it) and releases the lock. The file stays, for readers and
+// for the next writer.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.t.store(hReady, 0)
+	err := w.t.release()
+	if w.f != nil {
+		if cerr := w.f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("shm: %w", cerr)
+		}
+	}
+	return err
+}
+
+// release drops one reference to the mapping, unmapping it at zero.
+func (t *table) release() error {
+	if t.refs.Add(-1) == 0 {
+		return unmap(t.mem)
+	}
+	return nil
+}
