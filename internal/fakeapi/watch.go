@@ -1,0 +1,222 @@
+package fakeapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// watcher is one open WATCH stream. The store pushes into its unbounded
+// queue under the store lock; the handler goroutine drains it, so a slow
+// client never blocks a test's Put.
+type watcher struct {
+	res       *resource
+	filter    *filter
+	bookmarks bool
+	startRV   uint64
+
+	mu    sync.Mutex
+	queue []watchItem
+	wake  chan struct{} // cap 1: something was queued
+	stop  chan struct{} // closed by closeWatches
+	once  sync.Once
+}
+
+// watchItem is an event, or a bookmark when ev is nil.
+type watchItem struct {
+	ev          *event
+	bookmarkRV  uint64
+	initialDone bool // the bookmark closing sendInitialEvents
+}
+
+func newWatcher(res *resource, f *filter, bookmarks bool) *watcher {
+	return &watcher{res: res, filter: f, bookmarks: bookmarks,
+		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+func (w *watcher) push(it watchItem) {
+	w.mu.Lock()
+	w.queue = append(w.queue, it)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) drain() []watchItem {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	return q
+}
+
+func (w *watcher) end() { w.once.Do(func() { close(w.stop) }) }
+
+// frame renders one item as the line the real server writes, or nil when
+// the watcher's selectors filter it out. As in the watch cache, an object
+// that starts matching arrives as ADDED and one that stops matching as
+// DELETED.
+func (w *watcher) frame(it watchItem) []byte {
+	if it.ev == nil {
+		return bookmarkFrame(w.res, it.bookmarkRV, it.initialDone)
+	}
+	ev := it.ev
+	cur := w.filter.matches(ev.obj)
+	old := ev.prev != nil && w.filter.matches(ev.prev)
+	typ := ev.typ
+	switch ev.typ {
+	case "ADDED":
+		if !cur {
+			return nil
+		}
+	case "MODIFIED":
+		switch {
+		case cur && !old:
+			typ = "ADDED"
+		case !cur && old:
+			typ = "DELETED"
+		case !cur && !old:
+			return nil
+		}
+	case "DELETED":
+		if !old {
+			return nil
+		}
+	}
+	return eventFrame(typ, ev.obj.full)
+}
+
+func eventFrame(typ string, obj []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"type":"` + typ + `","object":`)
+	b.Write(obj)
+	b.WriteString("}\n")
+	return b.Bytes()
+}
+
+// bookmarkFrame encodes an empty object of the resource's type carrying
+// only the revision, exactly as the real server does, so an EndpointSlice
+// bookmark has "addressType":"" and "endpoints":null and a client must not
+// mistake it for data.
+func bookmarkFrame(res *resource, rv uint64, initialDone bool) []byte {
+	obj := res.newObject()
+	obj.setType(res.kind, res.apiVersion)
+	obj.meta().ResourceVersion = formatRV(rv)
+	if initialDone {
+		obj.meta().Annotations = map[string]string{"k8s.io/initial-events-end": "true"}
+	}
+	b, _ := json.Marshal(obj)
+	return eventFrame("BOOKMARK", b)
+}
+
+func errorFrame(st *Status) []byte {
+	b, _ := json.Marshal(st)
+	return eventFrame("ERROR", b)
+}
+
+// serveWatch answers WATCH: replay after resourceVersion, then live
+// changes, until the client leaves, timeoutSeconds passes, the test calls
+// CloseWatches, or the server closes.
+func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request, res *resource, f *filter, fault Fault) {
+	q := r.URL.Query()
+	var timeout <-chan time.Time
+	if v := q.Get("timeoutSeconds"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeStatus(w, badRequest("invalid timeoutSeconds: "+v))
+			return
+		}
+		if n > 0 {
+			t := time.NewTimer(time.Duration(n) * time.Second)
+			defer t.Stop()
+			timeout = t.C
+		}
+	}
+	rvParam := q.Get("resourceVersion")
+	initial := rvParam == "" || rvParam == "0"
+	sendInitial, _ := strconv.ParseBool(q.Get("sendInitialEvents"))
+	var from uint64
+	if !initial {
+		var err error
+		if from, err = strconv.ParseUint(rvParam, 10, 64); err != nil {
+			writeStatus(w, badRequest("invalid resource version: "+rvParam))
+			return
+		}
+	}
+	if sendInitial {
+		initial = true
+	}
+	bookmarks, _ := strconv.ParseBool(q.Get("allowWatchBookmarks"))
+
+	// Too old or too new is known before any byte is sent; whether the
+	// client sees a 410 status or a 200 with an ERROR event is the
+	// switch WithWatchExpiredAsHTTPError.
+	wt := newWatcher(res, f, bookmarks)
+	st := s.store.addWatcher(wt, from, initial)
+	if st.tooNew {
+		writeStatus(w, tooLargeStatus(from, st.current))
+		return
+	}
+	if st.tooOld && s.cfg.expiredAsHTTP {
+		writeStatus(w, tooOldStatus(from, st.compacted))
+		return
+	}
+	if !st.tooOld {
+		defer s.store.removeWatcher(wt)
+	}
+	if sendInitial && bookmarks {
+		wt.push(watchItem{bookmarkRV: wt.startRV, initialDone: true})
+	}
+
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.WriteHeader(http.StatusOK)
+	sw := newSplitWriter(w, s.seed, uint64(req.Seq))
+	if err := sw.rc.Flush(); err != nil {
+		return
+	}
+	if fault.kind == faultStall && !s.stall(w, r) {
+		return
+	}
+	if st.tooOld {
+		_ = sw.write(errorFrame(tooOldStatus(from, st.compacted)))
+		return
+	}
+	if fault.kind == faultMalformed {
+		if err := sw.write(eventFrame("ADDED", malformedItem(res, req.Namespace, wt.startRV, true))); err != nil {
+			return
+		}
+	}
+	for {
+		for _, it := range wt.drain() {
+			b := wt.frame(it)
+			if b == nil {
+				continue
+			}
+			if fault.kind == faultDrop {
+				_ = sw.half(b)
+				s.hangUp(w)
+				return
+			}
+			if err := sw.write(b); err != nil {
+				return
+			}
+		}
+		select {
+		case <-wt.wake:
+		case <-wt.stop:
+			return
+		case <-timeout:
+			return
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
+}
