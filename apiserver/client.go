@@ -1,0 +1,177 @@
+// Package apiserver is kdisc's HTTP client for the Kubernetes API server:
+// it builds URLs, authenticates, verifies TLS and turns failures into
+// *StatusError values. It knows nothing about Endpoints or watches; the
+// listwatch package decides what to ask for.
+//
+// It speaks HTTP/1.1 over net/http on purpose: each long-running watch gets
+// its own connection, so a dead TCP connection breaks one watch, is noticed
+// by the caller's idle timeout and is replaced, instead of silently stalling
+// every stream multiplexed on one HTTP/2 connection.
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+)
+
+// InClusterCAFile is where Kubernetes mounts the cluster CA into a pod. It
+// is used for https when Options.CAFile is empty and the file exists.
+const InClusterCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+// Options says how to reach and authenticate to one API server.
+type Options struct {
+	Schema string // "http" or "https"
+	Host   string // IPv4, IPv6 (no brackets) or DNS name
+	Port   int
+
+	Token     string // a static bearer token; wins over TokenFile
+	TokenFile string // a bearer token file, re-read when it changes
+
+	CAFile             string // CA bundle for https; see InClusterCAFile
+	InsecureSkipVerify bool   // service.ssl_verify: false
+	CertFile, KeyFile  string // client certificate (mTLS), re-read on each handshake
+
+	Logger *slog.Logger // nil: slog.Default()
+}
+
+// Client sends authenticated requests to one API server. It is safe for
+// concurrent use.
+type Client struct {
+	base  string // scheme://host:port
+	http  *http.Client
+	token *tokenSource
+}
+
+// New validates the options and builds a client. It reads the CA file now,
+// so a wrong path fails at start; token and certificate files are read when
+// requests are made, so they may appear (or rotate) later.
+func New(o Options) (*Client, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.Schema != "http" && o.Schema != "https" {
+		return nil, fmt.Errorf("apiserver: schema %q: must be http or https", o.Schema)
+	}
+	if o.Host == "" || o.Port < 1 || o.Port > 65535 {
+		return nil, fmt.Errorf("apiserver: bad address %q port %d", o.Host, o.Port)
+	}
+	transport := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		// The apiserver sends a watch's headers at once, so this bounds a
+		// hung server without cutting a long watch body.
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		ForceAttemptHTTP2:     false,
+	}
+	if o.Schema == "https" {
+		tc, err := tlsConfig(o, log)
+		if err != nil {
+			return nil, err
+		}
+		transport.TLSClientConfig = tc
+	}
+	c := &Client{
+		base: o.Schema + "://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)),
+		http: &http.Client{Transport: transport},
+	}
+	if o.Token != "" || o.TokenFile != "" {
+		c.token = &tokenSource{static: o.Token, file: o.TokenFile}
+	}
+	return c, nil
+}
+
+// tlsConfig verifies the server against CAFile, else the in-pod CA, else
+// the system roots; InsecureSkipVerify is an explicit, logged opt-out.
+func tlsConfig(o Options, log *slog.Logger) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.InsecureSkipVerify {
+		log.Warn("TLS verification of the apiserver is off (ssl_verify: false)", "host", o.Host)
+		tc.InsecureSkipVerify = true
+	}
+	caFile := o.CAFile
+	if caFile == "" {
+		if _, err := os.Stat(InClusterCAFile); err == nil {
+			caFile = InClusterCAFile
+		}
+	}
+	if caFile != "" && !o.InsecureSkipVerify {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("apiserver: reading CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("apiserver: CA file %s holds no PEM certificate", caFile)
+		}
+		tc.RootCAs = pool
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, fmt.Errorf("apiserver: cert_file and key_file go together")
+	}
+	if o.CertFile != "" {
+		certFile, keyFile := o.CertFile, o.KeyFile
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("apiserver: client certificate: %w", err)
+			}
+			return &cert, nil
+		}
+	}
+	return tc, nil
+}
+
+// URL returns the absolute URL of path with the query q.
+func (c *Client) URL(path string, q url.Values) string {
+	if len(q) == 0 {
+		return c.base + path
+	}
+	return c.base + path + "?" + q.Encode()
+}
+
+// Get sends GET path?q. A 2xx answer is returned with its body open for the
+// caller to stream and close. Anything else is returned as *StatusError
+// (the body drained and closed); transport failures as they come.
+func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path, q), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "kdisc")
+	if c.token != nil {
+		tok, err := c.token.get()
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, statusFromResponse(resp)
+}
+
+// CloseIdleConnections closes kept-alive connections; used on shutdown.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }

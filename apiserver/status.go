@@ -1,0 +1,86 @@
+package apiserver
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	jsoniter "github.com/json-iterator/go"
+)
+
+// StatusError is a failure the API server reported: a non-2xx answer, or an
+// ERROR event inside a watch stream. Code is the HTTP status code.
+type StatusError struct {
+	Code       int
+	Reason     string        // the Status reason, e.g. "Expired", "Forbidden"
+	Message    string        // the Status message
+	RetryAfter time.Duration // from a Retry-After header, 0 when absent
+}
+
+func (e *StatusError) Error() string {
+	s := strconv.Itoa(e.Code) + " " + http.StatusText(e.Code) + " from apiserver"
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// IsGone reports whether err says the requested resourceVersion or continue
+// token is too old (HTTP 410 Gone): the caller must list again.
+func IsGone(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusGone
+}
+
+// RetryAfter returns the delay the server asked for, or 0.
+func RetryAfter(err error) time.Duration {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.RetryAfter
+	}
+	return 0
+}
+
+// maxStatusBody bounds how much of an error answer is read: a Status is
+// small, and a misbehaving proxy in between must not make us buffer more.
+const maxStatusBody = 64 << 10
+
+func statusFromResponse(resp *http.Response) *StatusError {
+	e := &StatusError{Code: resp.StatusCode}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			e.RetryAfter = time.Duration(n) * time.Second
+		} else if t, err := http.ParseTime(s); err == nil {
+			e.RetryAfter = time.Until(t)
+		}
+	}
+	it := jsoniter.Parse(jsoniter.ConfigDefault, io.LimitReader(resp.Body, maxStatusBody), 1024)
+	ReadStatus(it, e)
+	if it.Error != nil && it.Error != io.EOF {
+		e.Reason, e.Message = "", "" // not a Status body: say only the HTTP status
+	}
+	// Drain a little so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
+	return e
+}
+
+// ReadStatus reads a metav1.Status object into e (reason, message) and
+// returns its code, 0 when absent. The caller checks it.Error.
+func ReadStatus(it *jsoniter.Iterator, e *StatusError) int {
+	code := 0
+	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
+		switch f {
+		case "reason":
+			e.Reason = it.ReadString()
+		case "message":
+			e.Message = it.ReadString()
+		case "code":
+			code = it.ReadInt()
+		default:
+			it.Skip()
+		}
+	}
+	return code
+}
