@@ -1,0 +1,40 @@
+package listwatch
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// backoff waits exponentially longer after each failure, from min to max,
+// with full jitter in the upper half so that many kdisc processes restarted
+// together do not retry in lockstep.
+type backoff struct {
+	min, max time.Duration
+	next     time.Duration
+}
+
+func (b *backoff) reset() { b.next = 0 }
+
+// delay returns how long to wait now; at least the server's Retry-After,
+// never more than max.
+func (b *backoff) delay(retryAfter time.Duration) time.Duration {
+	if b.next == 0 {
+		b.next = b.min
+	}
+	d := b.next/2 + rand.N(b.next/2+1)
+	b.next = min(2*b.next, b.max)
+	return min(max(d, retryAfter), b.max)
+}
+
+// sleep waits d or until ctx ends; it reports whether to go on.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

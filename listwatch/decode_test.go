@@ -1,0 +1,123 @@
+package listwatch
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	jsoniter "github.com/json-iterator/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const endpointsJSON = `{"kind":"Endpoints","apiVersion":"v1","metadata":{"name":"plat-dev","namespace":"default","uid":"6b0c","resourceVersion":"4242","creationTimestamp":"2026-11-25T10:00:00Z","labels":{"app":"plat"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"2026-11-25T10:00:00Z"},"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-11-25T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:subsets":{}}}]},"subsets":[{"addresses":[{"ip":"10.5.10.110","nodeName":"n1","targetRef":{"kind":"Pod","namespace":"default","name":"p1","uid":"u1"}},{"ip":"10.5.10.109"}],"notReadyAddresses":[{"ip":"10.5.10.200"}],"ports":[{"name":"port","port":3306,"protocol":"TCP"}]}]}`
+
+const sliceJSON = `{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"web-abc","namespace":"shop","resourceVersion":"77","labels":{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io","kubernetes.io/service-name":"web"},"managedFields":[]},"addressType":"IPv6","endpoints":[{"addresses":["fd00::2"],"conditions":{"ready":true,"serving":true,"terminating":false},"nodeName":"n1"},{"addresses":["fd00::3"],"conditions":{}},{"addresses":["fd00::4"],"conditions":{"ready":false}},{"addresses":["fd00::5"],"conditions":{"ready":null}}],"ports":[{"name":"","port":8080,"protocol":"TCP"},{"name":"metrics","port":9090,"protocol":"TCP","appProtocol":"http"}]}`
+
+func decode(t *testing.T, s string) object {
+	t.Helper()
+	var o object
+	require.NoError(t, decodeObject(jsoniter.ParseString(jsoniter.ConfigDefault, s), &o))
+	return o
+}
+
+func TestDecodeEndpoints(t *testing.T) {
+	o := decode(t, endpointsJSON)
+	assert.Equal(t, "default", o.namespace)
+	assert.Equal(t, "plat-dev", o.name)
+	assert.Equal(t, "4242", o.resourceVersion)
+	require.Len(t, o.subsets, 1)
+	assert.Equal(t, []string{"10.5.10.110", "10.5.10.109"}, o.subsets[0].addresses, "notReadyAddresses are not served")
+	assert.Equal(t, []port{{name: "port", number: 3306}}, o.subsets[0].ports)
+}
+
+func TestDecodeEndpointSlice(t *testing.T) {
+	o := decode(t, sliceJSON)
+	assert.Equal(t, "web", o.serviceName)
+	assert.Equal(t, "IPv6", o.addressType)
+	require.Len(t, o.endpoints, 4)
+	assert.Equal(t, []bool{true, true, false, true}, []bool{o.endpoints[0].ready, o.endpoints[1].ready, o.endpoints[2].ready, o.endpoints[3].ready},
+		"absent or null conditions.ready means ready")
+	assert.Equal(t, []port{{name: "", number: 8080}, {name: "metrics", number: 9090}}, o.ports)
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	for name, s := range map[string]string{
+		"port is a string":  `{"metadata":{"name":"a","namespace":"b"},"subsets":[{"ports":[{"port":"80"}]}]}`,
+		"ip is a number":    `{"metadata":{"name":"a","namespace":"b"},"subsets":[{"addresses":[{"ip":10}]}]}`,
+		"no name":           `{"metadata":{"namespace":"b"}}`,
+		"metadata is array": `{"metadata":[]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var o object
+			assert.Error(t, decodeObject(jsoniter.ParseString(jsoniter.ConfigDefault, s), &o))
+		})
+	}
+}
+
+// listBody is a LIST page the way the apiserver writes it: items without
+// kind, metadata before items.
+func listBody(cont string, items ...string) string {
+	return `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"99","continue":"` + cont +
+		`","remainingItemCount":3},"items":[` + strings.Join(items, ",") + `]}`
+}
+
+func TestReadListStreams(t *testing.T) {
+	body := listBody("tok", endpointsJSON, `{"metadata":{"name":"x","namespace":"y"},"subsets":[{"ports":[{"port":"bad"}]}]}`, endpointsJSON)
+	for name, r := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return strings.NewReader(body) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(strings.NewReader(body)) },
+		"halves":   func() io.Reader { return iotest.HalfReader(strings.NewReader(body)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var names []string
+			var bad int
+			page, err := readList(r(), func(raw []byte) {
+				var o object
+				if decodeObject(jsoniter.ParseBytes(jsoniter.ConfigDefault, raw), &o) != nil {
+					bad++
+					return
+				}
+				names = append(names, o.name)
+			})
+			require.NoError(t, err)
+			assert.Equal(t, listPage{resourceVersion: "99", continueToken: "tok"}, page)
+			assert.Equal(t, []string{"plat-dev", "plat-dev"}, names)
+			assert.Equal(t, 1, bad, "the malformed item is skipped, the ones after it still read")
+		})
+	}
+}
+
+func TestReadListErrors(t *testing.T) {
+	_, err := readList(strings.NewReader(`{"items":[]}`), func([]byte) {})
+	assert.ErrorContains(t, err, "resourceVersion")
+	_, err = readList(strings.NewReader(listBody("", endpointsJSON)[:120]), func([]byte) {})
+	assert.Error(t, err, "a truncated list is an error, not a short list")
+}
+
+func TestEventReader(t *testing.T) {
+	stream := `{"type":"ADDED","object":` + endpointsJSON + "}\n" +
+		`{"object":{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"100"}},"type":"BOOKMARK"}` + "\n" +
+		`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}` + "\n"
+	er := newEventReader(iotest.OneByteReader(strings.NewReader(stream)))
+	var ev event
+	require.NoError(t, er.next(&ev))
+	assert.Equal(t, "ADDED", ev.typ)
+	assert.JSONEq(t, endpointsJSON, string(ev.object))
+	require.NoError(t, er.next(&ev))
+	assert.Equal(t, "BOOKMARK", ev.typ, "field order does not matter")
+	assert.Equal(t, "100", readResourceVersion(jsoniter.ParseBytes(jsoniter.ConfigDefault, ev.object)))
+	require.NoError(t, er.next(&ev))
+	assert.Equal(t, "ERROR", ev.typ)
+	assert.Equal(t, io.EOF, er.next(&ev), "a clean end between events")
+}
+
+func TestEventReaderBrokenStream(t *testing.T) {
+	full := `{"type":"ADDED","object":` + endpointsJSON + "}\n"
+	er := newEventReader(strings.NewReader(full[:len(full)/2]))
+	var ev event
+	err := er.next(&ev)
+	require.Error(t, err)
+	assert.NotEqual(t, io.EOF, err, "a stream cut inside an event is not a clean end")
+}

@@ -1,0 +1,103 @@
+package listwatch
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/shm"
+)
+
+func ipNode(ip string, port uint16) shm.Node {
+	return shm.Node{Addr: netip.MustParseAddr(ip), Port: port, Weight: 50}
+}
+
+func collect() (func(string), *[]string) {
+	var keys []string
+	return func(k string) { keys = append(keys, k) }, &keys
+}
+
+func TestEndpointsServices(t *testing.T) {
+	s := newEndpointsServices(50)
+	changed, keys := collect()
+	o := object{namespace: "default", name: "db", subsets: []subset{
+		{addresses: []string{"10.0.0.2", "10.0.0.10"}, ports: []port{{name: "sql", number: 3306}, {number: 9104}}},
+		{addresses: []string{"10.0.0.3"}, ports: []port{{name: "sql", number: 3307}}},
+	}}
+	require.NoError(t, s.set(&o, changed))
+	assert.Equal(t, []string{"default/db"}, *keys)
+	assert.Equal(t, []shm.Port{
+		{Name: "9104", Nodes: []shm.Node{ipNode("10.0.0.10", 9104), ipNode("10.0.0.2", 9104)}},
+		{Name: "sql", Nodes: []shm.Node{ipNode("10.0.0.10", 3306), ipNode("10.0.0.2", 3306), ipNode("10.0.0.3", 3307)}},
+	}, s.value("default/db"), "unnamed port by number; one name with several numbers lists all; host text order")
+
+	require.NoError(t, s.set(&o, changed))
+	assert.Len(t, *keys, 1, "an unchanged object changes nothing")
+
+	empty := object{namespace: "default", name: "db"}
+	require.NoError(t, s.set(&empty, changed))
+	assert.Nil(t, s.value("default/db"), "no ready address: no value")
+	assert.Len(t, *keys, 2)
+
+	bad := object{namespace: "default", name: "db", subsets: []subset{{addresses: []string{"10.0.0.300"}, ports: []port{{number: 80}}}}}
+	assert.ErrorIs(t, s.set(&bad, changed), errMalformed)
+	bad.subsets[0] = subset{addresses: []string{"10.0.0.1"}, ports: []port{{number: 70000}}}
+	assert.ErrorIs(t, s.set(&bad, changed), errMalformed)
+}
+
+func TestSliceServicesMerge(t *testing.T) {
+	s := newSliceServices(50)
+	changed, keys := collect()
+	a := object{namespace: "shop", name: "web-a", serviceName: "web", addressType: "IPv4",
+		endpoints: []endpoint{{addresses: []string{"10.1.0.2"}, ready: true}, {addresses: []string{"10.1.0.9"}, ready: false}},
+		ports:     []port{{name: "http", number: 80}}}
+	b := object{namespace: "shop", name: "web-b", serviceName: "web", addressType: "IPv4",
+		endpoints: []endpoint{{addresses: []string{"10.1.0.1", "10.1.0.2"}, ready: true}},
+		ports:     []port{{name: "http", number: 80}, {name: "", number: 8443}, {name: "all"}}}
+	require.NoError(t, s.set(&a, changed))
+	require.NoError(t, s.set(&b, changed))
+	assert.Equal(t, []string{"shop/web", "shop/web"}, *keys)
+	assert.Equal(t, []shm.Port{
+		{Name: "8443", Nodes: []shm.Node{ipNode("10.1.0.1", 8443), ipNode("10.1.0.2", 8443)}},
+		{Name: "http", Nodes: []shm.Node{ipNode("10.1.0.1", 80), ipNode("10.1.0.2", 80)}},
+	}, s.value("shop/web"), "slices merged, address+port de-duplicated, not-ready and portless skipped")
+
+	s.remove(&b, changed)
+	assert.Equal(t, []shm.Port{{Name: "http", Nodes: []shm.Node{ipNode("10.1.0.2", 80)}}}, s.value("shop/web"))
+	s.remove(&a, changed)
+	assert.Nil(t, s.value("shop/web"))
+	n := 0
+	s.each(func(string) { n++ })
+	assert.Zero(t, n)
+}
+
+func TestSliceServicesRelabel(t *testing.T) {
+	s := newSliceServices(50)
+	changed, keys := collect()
+	o := object{namespace: "ns", name: "x-1", serviceName: "x", addressType: "IPv4",
+		endpoints: []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}, ports: []port{{name: "p", number: 1}}}
+	require.NoError(t, s.set(&o, changed))
+	o.serviceName = "y"
+	require.NoError(t, s.set(&o, changed))
+	assert.Equal(t, []string{"ns/x", "ns/x", "ns/y"}, *keys)
+	assert.Nil(t, s.value("ns/x"))
+	assert.NotNil(t, s.value("ns/y"))
+	o.serviceName = ""
+	require.NoError(t, s.set(&o, changed))
+	assert.Nil(t, s.value("ns/y"), "a slice that loses its service label leaves the service")
+}
+
+func TestSliceNodeTypes(t *testing.T) {
+	n, err := sliceNode("FQDN", "db.example.com", 7)
+	require.NoError(t, err)
+	assert.Equal(t, shm.Node{Name: "db.example.com", Weight: 7}, n)
+	n, err = sliceNode("IPv6", "fd00::1", 7)
+	require.NoError(t, err)
+	assert.Equal(t, "fd00::1", n.Host())
+	for _, c := range [][2]string{{"IPv4", "fd00::1"}, {"IPv6", "10.0.0.1"}, {"FQDN", "-bad-.com"}, {"FQDN", "a..b"}, {"Other", "x"}, {"IPv6", "fe80::1%eth0"}} {
+		_, err := sliceNode(c[0], c[1], 1)
+		assert.ErrorIs(t, err, errMalformed, "%v", c)
+	}
+}

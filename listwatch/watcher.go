@@ -1,0 +1,388 @@
+// Package listwatch keeps a table in step with the Endpoints or
+// EndpointSlices of one Kubernetes cluster, the way client-go's reflector
+// does, written small and by hand:
+//
+//   - LIST in pages (limit + continue), with the namespace field selector and
+//     the label selector; an expired continue token restarts the list.
+//   - WATCH from the list's resourceVersion with bookmarks and a randomised
+//     timeoutSeconds; a watch that ends, drops or goes idle resumes from the
+//     last resourceVersion seen, without listing again.
+//   - 410 Gone (HTTP or a watch ERROR event) lists again. After a list every
+//     service it did not return is removed; nothing is emptied in between,
+//     so readers keep the old value of a service until it is replaced.
+//   - Failures back off exponentially with jitter from 0.5 s to 30 s and
+//     honour Retry-After; the table keeps serving the last known nodes.
+package listwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	jsoniter "github.com/json-iterator/go"
+
+	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/selector"
+	"github.com/kdisc/kdisc/shm"
+)
+
+// Store is the table a Watcher writes: *shm.Writer.
+type Store interface {
+	Put(key string, ports []shm.Port) error
+	Delete(key string) bool
+	Keys(fn func(key string) bool)
+	SetReady(ready bool)
+}
+
+// Options configure a Watcher. Zero durations take the defaults.
+type Options struct {
+	Client         *apiserver.Client
+	Store          Store
+	EndpointSlices bool                // watch discovery.k8s.io/v1 EndpointSlices instead of v1 Endpoints
+	Namespaces     *selector.Namespace // nil: every namespace
+	LabelSelector  string              // canonical label selector, sent to the server
+	Weight         uint32              // weight of every node
+	Logger         *slog.Logger
+
+	PageSize        int           // LIST limit, default 500
+	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
+	IdleGrace       time.Duration // a watch silent for its timeout plus this is dropped, default 30s
+	MinBackoff      time.Duration // default 500ms
+	MaxBackoff      time.Duration // default 30s
+}
+
+// Watcher runs the list-watch loop of one cluster.
+type Watcher struct {
+	o        Options
+	log      *slog.Logger
+	path     string // collection URL path
+	kind     string // for logs: "endpoints" or "endpointslices"
+	services services
+	stats    Stats
+	status   status
+
+	obj object // decode scratch, reused
+}
+
+// New returns a Watcher; Run starts it.
+func New(o Options) *Watcher {
+	if o.PageSize <= 0 {
+		o.PageSize = 500
+	}
+	if o.MinWatchTimeout <= 0 {
+		o.MinWatchTimeout = 5 * time.Minute
+	}
+	if o.IdleGrace <= 0 {
+		o.IdleGrace = 30 * time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	w := &Watcher{o: o, log: o.Logger}
+	if o.EndpointSlices {
+		w.path, w.kind = "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices"
+	} else {
+		w.path, w.kind = "/api/v1/endpoints", "endpoints"
+	}
+	w.services = w.newServices()
+	return w
+}
+
+func (w *Watcher) newServices() services {
+	if w.o.EndpointSlices {
+		return newSliceServices(w.o.Weight)
+	}
+	return newEndpointsServices(w.o.Weight)
+}
+
+// Stats returns the watcher's counters.
+func (w *Watcher) Stats() *Stats { return &w.stats }
+
+// Status reports readiness and the latest failure.
+func (w *Watcher) Status() Status { return w.status.get() }
+
+// Ready reports whether the first full list has been applied.
+func (w *Watcher) Ready() bool { return w.status.ready.Load() }
+
+// Run lists and watches until ctx ends. It never gives up on its own: every
+// failure is retried after a backoff, and the table keeps its last values.
+func (w *Watcher) Run(ctx context.Context) {
+	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
+	w.log.Info("connecting", "resource", w.kind, "url", w.o.Client.URL(w.path, nil))
+	rv := ""
+	for ctx.Err() == nil {
+		if rv == "" {
+			var err error
+			if rv, err = w.list(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.stats.ListErrors.Add(1)
+				if !w.backOff(ctx, &bo, "list", err) {
+					return
+				}
+				continue
+			}
+			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
+		}
+		start := time.Now()
+		progressed, err := w.watch(ctx, &rv)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			bo.reset()
+		}
+		switch {
+		case apiserver.IsGone(err):
+			w.log.Info("410 Gone: listing again", "resource", w.kind, "resourceVersion", rv, "error", err)
+			w.stats.Relists.Add(1)
+			rv = ""
+		case err != nil:
+			w.stats.WatchErrors.Add(1)
+			w.status.setErr(err)
+		case !progressed && time.Since(start) < time.Second:
+			err = errors.New("watch ended at once")
+		default:
+			w.log.Debug("watch ended, resuming", "resource", w.kind, "resourceVersion", rv)
+		}
+		// A watch that delivered nothing before failing must not be retried
+		// at once: that is how a client hot-loops against a sick server.
+		if err != nil && !progressed && !w.backOff(ctx, &bo, "watch", err) {
+			return
+		}
+	}
+}
+
+// backOff logs err, records it and waits; false when ctx ended meanwhile.
+func (w *Watcher) backOff(ctx context.Context, bo *backoff, op string, err error) bool {
+	d := bo.delay(apiserver.RetryAfter(err))
+	w.status.setErr(err)
+	w.log.Warn("backing off", "resource", w.kind, "op", op, "delay", d.Round(time.Millisecond), "error", err)
+	return sleep(ctx, d)
+}
+
+// list reads every page, then applies the whole list at once and returns
+// its resourceVersion. An expired continue token restarts the list.
+func (w *Watcher) list(ctx context.Context) (string, error) {
+	const restarts = 3
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		next := w.newServices()
+		n, rv, err := w.listInto(ctx, next)
+		if apiserver.IsGone(err) && attempt < restarts {
+			w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		w.stats.Lists.Add(1)
+		w.replace(next)
+		w.status.setErr(nil)
+		if !w.status.ready.Swap(true) {
+			w.o.Store.SetReady(true)
+		}
+		w.log.Info("listed", "resource", w.kind, "objects", n, "took", time.Since(start).Round(time.Millisecond), "resourceVersion", rv)
+		return rv, nil
+	}
+}
+
+func (w *Watcher) listInto(ctx context.Context, into services) (objects int, rv string, err error) {
+	q := w.query()
+	q.Set("limit", strconv.Itoa(w.o.PageSize))
+	for {
+		resp, err := w.o.Client.Get(ctx, w.path, q)
+		if err != nil {
+			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
+		}
+		page, err := readList(resp.Body, func(raw []byte) {
+			objects++
+			w.fold(raw, into, nil)
+		})
+		resp.Body.Close()
+		if err != nil {
+			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
+		}
+		if page.continueToken == "" {
+			return objects, page.resourceVersion, nil
+		}
+		q.Set("continue", page.continueToken)
+	}
+}
+
+// replace makes next the current state and rewrites the table to match:
+// every service of next is written, then every other key is deleted.
+func (w *Watcher) replace(next services) {
+	w.services = next
+	next.each(func(key string) { w.write(key) })
+	var stale []string
+	w.o.Store.Keys(func(key string) bool {
+		if next.value(key) == nil {
+			stale = append(stale, key)
+		}
+		return true
+	})
+	for _, key := range stale {
+		w.o.Store.Delete(key)
+	}
+}
+
+// write stores the current value of key, or deletes it when it has none.
+func (w *Watcher) write(key string) {
+	ports := w.services.value(key)
+	if ports == nil {
+		w.o.Store.Delete(key)
+		return
+	}
+	if err := w.o.Store.Put(key, ports); err != nil {
+		w.stats.TableFull.Add(1)
+		w.log.Error("table update failed; the old value stays", "service", key, "error", err)
+	}
+}
+
+func (w *Watcher) query() url.Values {
+	q := url.Values{}
+	if fs := w.o.Namespaces.FieldSelector(); fs != "" {
+		q.Set("fieldSelector", fs)
+	}
+	if w.o.LabelSelector != "" {
+		q.Set("labelSelector", w.o.LabelSelector)
+	}
+	return q
+}
+
+// fold decodes one raw object and records it in into; changed (nil during
+// a list) hears which services it changed. Malformed objects are skipped.
+func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv string) {
+	it := jsoniter.ConfigDefault.BorrowIterator(raw)
+	defer jsoniter.ConfigDefault.ReturnIterator(it)
+	o := &w.obj
+	err := decodeObject(it, o)
+	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
+		return o.resourceVersion
+	}
+	if changed == nil {
+		changed = func(string) {}
+	}
+	if err == nil {
+		err = into.set(o, changed)
+	}
+	if err != nil {
+		w.stats.Skipped.Add(1)
+		w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", o.namespace, "name", o.name, "error", err)
+	}
+	return o.resourceVersion
+}
+
+// watch streams events from *rv, applying each and advancing *rv. It
+// returns whether any event arrived, and why the watch ended (nil: the
+// server closed it cleanly, e.g. at its timeout).
+func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err error) {
+	timeout := w.o.MinWatchTimeout + rand.N(w.o.MinWatchTimeout)
+	timeout = timeout.Truncate(time.Second)
+	q := w.query()
+	q.Set("watch", "1")
+	q.Set("allowWatchBookmarks", "true")
+	q.Set("resourceVersion", *rv)
+	q.Set("timeoutSeconds", strconv.Itoa(int(timeout/time.Second)))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The server ends the watch after timeout; silence beyond that plus a
+	// grace means a dead connection, which TCP alone may never report.
+	idle := timeout + w.o.IdleGrace
+	var idled atomic.Bool
+	watchdog := time.AfterFunc(idle, func() { idled.Store(true); cancel() })
+	defer watchdog.Stop()
+
+	w.stats.Watches.Add(1)
+	resp, err := w.o.Client.Get(ctx, w.path, q)
+	if err != nil {
+		return false, fmt.Errorf("watch %s: %w", w.kind, err)
+	}
+	defer resp.Body.Close()
+
+	er := newEventReader(resp.Body)
+	var ev event
+	for {
+		err := er.next(&ev)
+		if err == io.EOF {
+			return progressed, nil
+		}
+		if err != nil {
+			if idled.Load() {
+				err = fmt.Errorf("watch idle for %s", idle)
+			}
+			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
+		}
+		watchdog.Reset(idle)
+		progressed = true
+		w.stats.LastEvent.Store(time.Now().UnixNano())
+		if err := w.apply(&ev, rv); err != nil {
+			return progressed, err
+		}
+	}
+}
+
+// apply applies one watch event to the services and the table.
+func (w *Watcher) apply(ev *event, rv *string) error {
+	switch ev.typ {
+	case "ADDED", "MODIFIED":
+		if next := w.fold(ev.object, w.services, w.write); next != "" {
+			*rv = next
+		}
+		if ev.typ == "ADDED" {
+			w.stats.Added.Add(1)
+		} else {
+			w.stats.Modified.Add(1)
+		}
+	case "DELETED":
+		it := jsoniter.ConfigDefault.BorrowIterator(ev.object)
+		defer jsoniter.ConfigDefault.ReturnIterator(it)
+		o := &w.obj
+		if err := decodeObject(it, o); err != nil {
+			w.stats.Skipped.Add(1)
+			w.log.Warn("skipping malformed object", "resource", w.kind, "event", "DELETED", "error", err)
+			return nil
+		}
+		w.services.remove(o, w.write)
+		if o.resourceVersion != "" {
+			*rv = o.resourceVersion
+		}
+		w.stats.Deleted.Add(1)
+	case "BOOKMARK":
+		it := jsoniter.ConfigDefault.BorrowIterator(ev.object)
+		defer jsoniter.ConfigDefault.ReturnIterator(it)
+		if next := readResourceVersion(it); next != "" {
+			*rv = next
+		}
+		w.stats.Bookmarks.Add(1)
+	case "ERROR":
+		it := jsoniter.ConfigDefault.BorrowIterator(ev.object)
+		defer jsoniter.ConfigDefault.ReturnIterator(it)
+		se := &apiserver.StatusError{}
+		se.Code = apiserver.ReadStatus(it, se)
+		if se.Code == 0 {
+			se.Code = http.StatusInternalServerError
+		}
+		return fmt.Errorf("watch %s: error event: %w", w.kind, se)
+	default:
+		w.log.Warn("ignoring unknown watch event", "resource", w.kind, "type", ev.typ)
+	}
+	return nil
+}
