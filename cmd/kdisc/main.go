@@ -1,0 +1,177 @@
+// Command kdisc is Kubernetes service discovery for proxies: `kdisc run`
+// list-watches the configured clusters into shared-memory tables and serves
+// the control API; `kdisc nodes` and `kdisc dump` read those tables from
+// another process; `kdisc check` validates a configuration.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kdisc/kdisc"
+	"github.com/kdisc/kdisc/config"
+	"github.com/kdisc/kdisc/dump"
+	"github.com/kdisc/kdisc/shm"
+)
+
+const usage = `usage:
+  kdisc run   -config FILE [-control ADDR] [-shm-dir DIR]
+  kdisc nodes -config FILE [-shm-dir DIR] SERVICE
+  kdisc dump  -config FILE [-shm-dir DIR]
+  kdisc check -config FILE
+`
+
+// Exit codes of `kdisc nodes`: found, not found, error. Other commands
+// exit 0 or exitError.
+const (
+	exitOK       = 0
+	exitNotFound = 1
+	exitError    = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("kdisc "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (APISIX config.yaml style)")
+	shmDir, control := new(string), new(string)
+	if cmd != "check" {
+		fs.StringVar(shmDir, "shm-dir", kdisc.DefaultShmDir(), "folder of the shared-memory tables")
+	}
+	if cmd == "run" {
+		fs.StringVar(control, "control", "127.0.0.1:9090", "address of the control API")
+	}
+	switch cmd {
+	case "run", "nodes", "dump", "check":
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "kdisc: unknown command %q\n%s", cmd, usage)
+		return exitError
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError
+	}
+	if *configPath == "" {
+		fmt.Fprintf(stderr, "kdisc %s: -config is required\n", cmd)
+		return exitError
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "kdisc %s: %v\n", cmd, err)
+		return exitError
+	}
+	switch cmd {
+	case "check":
+		return check(cfg, stdout)
+	case "nodes":
+		if fs.NArg() != 1 {
+			fmt.Fprintf(stderr, "kdisc nodes: want exactly one SERVICE argument\n%s", usage)
+			return exitError
+		}
+		return nodes(cfg, *shmDir, fs.Arg(0), stdout, stderr)
+	case "dump":
+		return dumpTables(cfg, *shmDir, stdout, stderr)
+	default:
+		return serve(cfg, *shmDir, *control, stderr)
+	}
+}
+
+func check(cfg *config.Config, stdout io.Writer) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(cfg.Effective())
+	return exitOK
+}
+
+func nodes(cfg *config.Config, shmDir, service string, stdout, stderr io.Writer) int {
+	d, err := kdisc.Attach(shmDir, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "kdisc nodes: %v (is `kdisc run` running with -shm-dir %s?)\n", err, shmDir)
+		return exitError
+	}
+	defer d.Close()
+	found, ok := d.Nodes(nil, service)
+	if !ok {
+		fmt.Fprintf(stderr, "kdisc nodes: %s not found\n", service)
+		return exitNotFound
+	}
+	fmt.Fprintf(stdout, "%s\n", shm.AppendNodesJSON(nil, found))
+	return exitOK
+}
+
+func dumpTables(cfg *config.Config, shmDir string, stdout, stderr io.Writer) int {
+	d, err := kdisc.Attach(shmDir, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "kdisc dump: %v (is `kdisc run` running with -shm-dir %s?)\n", err, shmDir)
+		return exitError
+	}
+	defer d.Close()
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(d.Dump())
+	return exitOK
+}
+
+// serve is `kdisc run`: list-watch into the tables and serve the control
+// API until SIGINT or SIGTERM.
+func serve(cfg *config.Config, shmDir, control string, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", control)
+	if err != nil {
+		log.Error("control API", "error", err)
+		return exitError
+	}
+	d, err := kdisc.Start(ctx, cfg, kdisc.WithShmDir(shmDir), kdisc.WithLogger(log))
+	if err != nil {
+		ln.Close()
+		log.Error("start", "error", err)
+		return exitError
+	}
+	srv := &http.Server{Handler: dump.Handler(d), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("kdisc running", "control", ln.Addr().String(), "shm_dir", shmDir, "clusters", len(cfg.Clusters))
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case err := <-served:
+		log.Error("control API", "error", err)
+		code = exitError
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("control API shutdown", "error", err)
+	}
+	if err := d.Close(); err != nil {
+		log.Warn("closing tables", "error", err)
+	}
+	return code
+}

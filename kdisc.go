@@ -1,0 +1,252 @@
+// Package kdisc is Kubernetes service discovery for proxies and gateways:
+// the Go face of what Apache APISIX's Kubernetes discovery module does.
+//
+// Start list-watches the Endpoints (or EndpointSlices) of every configured
+// cluster in-process and keeps each cluster's services in a fixed-size
+// table; Attach opens, read-only, the tables that a `kdisc run` process
+// keeps in shared memory. Either way, Nodes answers "namespace/name:port"
+// (or "id/namespace/name:port" with several clusters) by copying the nodes
+// into the caller's buffer: no lock, no allocation.
+package kdisc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/config"
+	"github.com/kdisc/kdisc/dump"
+	"github.com/kdisc/kdisc/listwatch"
+	"github.com/kdisc/kdisc/shm"
+)
+
+// Node is one address of a service: host (an IP address, or a DNS name for
+// FQDN EndpointSlices), port and weight.
+type Node = shm.Node
+
+// Discovery serves the nodes of one or more clusters. It is safe for
+// concurrent use.
+type Discovery struct {
+	cfg      *config.Config
+	clusters []*cluster // in configuration order
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// cluster is one configured cluster: its table and, when this process
+// fills it, the writer and the watcher.
+type cluster struct {
+	id      string
+	reader  *shm.Reader
+	writer  *shm.Writer        // nil when attached
+	watcher *listwatch.Watcher // nil when attached
+}
+
+// Option tunes Start.
+type Option func(*options)
+
+type options struct {
+	shmDir string
+	logger *slog.Logger
+}
+
+// WithShmDir keeps the tables as files under dir, where other processes
+// can Attach to them (this is what `kdisc run` does). Without it the
+// tables live in anonymous memory, private to this process.
+func WithShmDir(dir string) Option { return func(o *options) { o.shmDir = dir } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// DefaultShmDir is where `kdisc run` keeps its tables when not told:
+// /dev/shm/kdisc where /dev/shm exists, else kdisc under the temp dir.
+func DefaultShmDir() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		return "/dev/shm/kdisc"
+	}
+	return filepath.Join(os.TempDir(), "kdisc")
+}
+
+// Start creates every cluster's table and starts list-watching in the
+// background until ctx ends or Close is called. It fails only on what
+// retrying cannot fix (a table it cannot create, an unreadable CA file);
+// an unreachable or refusing apiserver is retried with backoff and shows
+// in Ready and NotReady.
+func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Discovery, error) {
+	o := options{logger: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	d := &Discovery{cfg: cfg}
+	for i := range cfg.Clusters {
+		c, err := startCluster(&cfg.Clusters[i], o)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.clusters = append(d.clusters, c)
+	}
+	ctx, d.cancel = context.WithCancel(ctx)
+	for _, c := range d.clusters {
+		d.wg.Go(func() { c.watcher.Run(ctx) })
+	}
+	return d, nil
+}
+
+func startCluster(cc *config.Cluster, o options) (*cluster, error) {
+	log := o.logger
+	if cc.ID != "" {
+		log = log.With("cluster", cc.ID)
+	}
+	client, err := apiserver.New(apiserver.Options{
+		Schema:             cc.Service.Schema,
+		Host:               cc.Host,
+		Port:               cc.Port,
+		Token:              cc.Token,
+		TokenFile:          cc.TokenFile,
+		CAFile:             cc.CAFile,
+		InsecureSkipVerify: !cc.SSLVerify,
+		CertFile:           cc.CertFile,
+		KeyFile:            cc.KeyFile,
+		Logger:             log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cc.KeyPath(), err)
+	}
+	path := ""
+	if o.shmDir != "" {
+		path = filepath.Join(o.shmDir, cc.TableName())
+	}
+	w, err := shm.Create(path, cc.SharedSizeBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: table: %w", cc.KeyPath(), err)
+	}
+	c := &cluster{id: cc.ID, writer: w, reader: w.Reader()}
+	c.watcher = listwatch.New(listwatch.Options{
+		Client:         client,
+		Store:          tableStore{w, cc.SharedSize},
+		EndpointSlices: cc.WatchEndpointSlices,
+		Namespaces:     cc.Namespaces,
+		LabelSelector:  cc.Labels.String(),
+		Weight:         uint32(cc.DefaultWeight),
+		Logger:         log,
+	})
+	return c, nil
+}
+
+// tableStore names shared_size in the error of a full table, so the log
+// line says which setting to raise.
+type tableStore struct {
+	*shm.Writer
+	sharedSize string
+}
+
+func (t tableStore) Put(key string, ports []shm.Port) error {
+	if err := t.Writer.Put(key, ports); err != nil {
+		return fmt.Errorf("%w (shared_size %s)", err, t.sharedSize)
+	}
+	return nil
+}
+
+// Attach opens, read-only, the tables that a `kdisc run -config` with the
+// same configuration keeps under shmDir. It fails when a table does not
+// exist (kdisc run has not started yet).
+func Attach(shmDir string, cfg *config.Config) (*Discovery, error) {
+	d := &Discovery{cfg: cfg}
+	for i := range cfg.Clusters {
+		cc := &cfg.Clusters[i]
+		r, err := shm.Open(filepath.Join(shmDir, cc.TableName()))
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.clusters = append(d.clusters, &cluster{id: cc.ID, reader: r})
+	}
+	return d, nil
+}
+
+// Nodes appends the nodes of service to buf and returns it, with ok false
+// when the service or port is unknown, has no ready address, or has not
+// been listed yet. service is "namespace/name:port" in single mode and
+// "id/namespace/name:port" in multi mode; port is the port's name, or its
+// number in decimal when it has no name. Nodes does not allocate when buf
+// has room for the result, and the nodes it returns never alias the table.
+func (d *Discovery) Nodes(buf []Node, service string) ([]Node, bool) {
+	c := d.clusters[0]
+	if d.cfg.Multi {
+		id, rest, found := strings.Cut(service, "/")
+		if c = d.cluster(id); c == nil || !found {
+			return buf, false
+		}
+		service = rest
+	}
+	return c.reader.Lookup(buf, service)
+}
+
+func (d *Discovery) cluster(id string) *cluster {
+	for _, c := range d.clusters {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// Ready reports whether every cluster has applied its first full list
+// (for Attach: whether the writing process says so).
+func (d *Discovery) Ready() bool { return len(d.NotReady()) == 0 }
+
+// NotReady lists the clusters that are not ready yet and why.
+func (d *Discovery) NotReady() []dump.NotReady {
+	var out []dump.NotReady
+	for _, c := range d.clusters {
+		switch {
+		case c.watcher != nil:
+			if st := c.watcher.Status(); !st.Ready {
+				reason := st.Error
+				if reason == "" {
+					reason = "first list not finished"
+				}
+				out = append(out, dump.NotReady{ID: c.id, Reason: reason})
+			}
+		case !c.reader.Ready():
+			out = append(out, dump.NotReady{ID: c.id, Reason: "the writing kdisc process has not finished its first list"})
+		}
+	}
+	return out
+}
+
+// Dump returns every service of every table, sorted, and the effective
+// configuration with tokens redacted.
+func (d *Discovery) Dump() dump.Dump {
+	out := dump.Dump{Config: d.cfg.Effective()}
+	for _, c := range d.clusters {
+		out.Endpoints = append(out.Endpoints, dump.Table(c.id, c.reader))
+	}
+	return out
+}
+
+// Close stops list-watching and releases the tables. Files under the shm
+// dir stay, so that attached readers keep the last known nodes and a
+// restarted writer picks them up.
+func (d *Discovery) Close() error {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	var errs []error
+	for _, c := range d.clusters {
+		if c.writer != nil {
+			errs = append(errs, c.writer.Close())
+		} else {
+			errs = append(errs, c.reader.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

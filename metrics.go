@@ -1,0 +1,86 @@
+package kdisc
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kdisc/kdisc/shm"
+)
+
+// WriteMetrics writes the Prometheus text exposition of every cluster's
+// counters (label cluster="<id>", "" in single mode). Counting is done by
+// the writer; lookups are never counted, so reads stay free of shared
+// writes.
+func (d *Discovery) WriteMetrics(w io.Writer) {
+	type metric struct {
+		name, help, typ string
+		value           func(c *cluster) float64
+	}
+	stat := func(f func(c *cluster) uint64) func(c *cluster) float64 {
+		return func(c *cluster) float64 {
+			if c.watcher == nil {
+				return 0
+			}
+			return float64(f(c))
+		}
+	}
+	metrics := []metric{
+		{"kdisc_ready", "1 once the cluster's first full list is applied.", "gauge", func(c *cluster) float64 {
+			if c.watcher != nil {
+				return b2f(c.watcher.Ready())
+			}
+			return b2f(c.reader.Ready())
+		}},
+		{"kdisc_lists_total", "LISTs completed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Lists.Load() })},
+		{"kdisc_list_errors_total", "LISTs failed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().ListErrors.Load() })},
+		{"kdisc_watches_total", "WATCH requests started.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Watches.Load() })},
+		{"kdisc_watch_errors_total", "WATCHes ended by an error.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().WatchErrors.Load() })},
+		{"kdisc_relists_total", "LISTs done again after 410 Gone.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Relists.Load() })},
+		{"kdisc_objects_skipped_total", "Malformed objects skipped.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Skipped.Load() })},
+		{"kdisc_table_full_total", "Updates refused because the table (shared_size) is full; the old value stayed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().TableFull.Load() })},
+		{"kdisc_table_bytes_used", "Bytes of the table in use.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().UsedBytes) }},
+		{"kdisc_table_bytes_total", "Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
+		{"kdisc_table_entries", "Services in the table.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().Entries) }},
+		{"kdisc_last_event_age_seconds", "Seconds since the last watch event (or bookmark); -1 before any.", "gauge", func(c *cluster) float64 {
+			if c.watcher == nil || c.watcher.Stats().LastEvent.Load() == 0 {
+				return -1
+			}
+			return time.Since(time.Unix(0, c.watcher.Stats().LastEvent.Load())).Seconds()
+		}},
+	}
+	for _, m := range metrics {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
+		for _, c := range d.clusters {
+			fmt.Fprintf(w, "%s{cluster=%q} %g\n", m.name, c.id, m.value(c))
+		}
+	}
+	fmt.Fprintf(w, "# HELP kdisc_events_total Watch events applied, by type.\n# TYPE kdisc_events_total counter\n")
+	for _, c := range d.clusters {
+		if c.watcher == nil {
+			continue
+		}
+		s := c.watcher.Stats()
+		for _, e := range []struct {
+			typ string
+			n   uint64
+		}{{"ADDED", s.Added.Load()}, {"MODIFIED", s.Modified.Load()}, {"DELETED", s.Deleted.Load()}, {"BOOKMARK", s.Bookmarks.Load()}} {
+			fmt.Fprintf(w, "kdisc_events_total{cluster=%q,type=%q} %d\n", c.id, e.typ, e.n)
+		}
+	}
+}
+
+// tableStats is the writer's view of the table; zero when attached.
+func (c *cluster) tableStats() shm.Stats {
+	if c.writer == nil {
+		return shm.Stats{}
+	}
+	return c.writer.Stats()
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
