@@ -1,0 +1,254 @@
+package kubetest_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kdisc/kdisc/internal/kubetest"
+)
+
+const ns = "kubetest-smoke"
+
+func TestSmoke(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	if err := c.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+
+	// An Endpoints with two ready addresses, one not ready, a named and an
+	// unnamed port. The write carries a deprecation Warning header.
+	resp, err := c.Request(ctx, c.AdminToken, http.MethodPost, "/api/v1/namespaces/"+ns+"/endpoints", map[string]any{
+		"apiVersion": "v1", "kind": "Endpoints",
+		"metadata": map[string]any{"name": "web", "labels": map[string]string{"app": "web"}},
+		"subsets": []kubetest.EndpointSubset{{
+			Addresses:         []kubetest.EndpointAddress{{IP: "10.1.0.1"}, {IP: "10.1.0.2", NodeName: kubetest.Ptr("node-a")}},
+			NotReadyAddresses: []kubetest.EndpointAddress{{IP: "10.1.0.9"}},
+			Ports:             []kubetest.EndpointPort{{Name: "http", Port: 80, Protocol: "TCP"}, {Port: 8443}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(resp)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create endpoints: %d %s", resp.StatusCode, body)
+	}
+	if w := resp.Header.Values("Warning"); len(w) == 0 || !strings.Contains(strings.Join(w, " "), "deprecated") {
+		t.Errorf("no deprecation Warning header on an Endpoints write: %q", w)
+	} else {
+		t.Logf("Warning: %q", w)
+	}
+
+	// Loopback addresses are refused.
+	if _, err := c.ApplyEndpoints(ctx, ns, "loop", kubetest.Subset([]string{"127.0.0.1"}, kubetest.EndpointPort{Port: 80})); !kubetest.IsStatus(err, http.StatusUnprocessableEntity) {
+		t.Errorf("loopback Endpoints address: want 422, got %v", err)
+	}
+
+	// An EndpointSlice: one ready endpoint, one without conditions, a
+	// named and an unnamed port.
+	slice, err := c.ApplyEndpointSlice(ctx, ns, kubetest.EndpointSlice{
+		Name: "web-abcde", Service: "web",
+		Endpoints: []kubetest.SliceEndpoint{
+			{Addresses: []string{"10.1.0.1"}, Conditions: &kubetest.EndpointConditions{Ready: kubetest.Ptr(true)}, NodeName: kubetest.Ptr("node-a")},
+			{Addresses: []string{"10.1.0.3"}},
+		},
+		Ports: []kubetest.SlicePort{kubetest.Port("http", 80), {Port: kubetest.Ptr[int32](8080)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored struct {
+		Endpoints []struct {
+			Conditions json.RawMessage `json:"conditions"`
+		} `json:"endpoints"`
+		Ports []struct {
+			Name *string `json:"name"`
+		} `json:"ports"`
+	}
+	if err := json.Unmarshal(slice, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(stored.Endpoints[1].Conditions); got != "{}" {
+		t.Errorf("endpoint without conditions stored as %s, notes.md says {}", got)
+	}
+	if n := stored.Ports[1].Name; n == nil || *n != "" {
+		t.Errorf("unnamed slice port stored with name %v, notes.md says \"\"", n)
+	}
+
+	// LIST with the discovery token, TLS verified against the CA.
+	epList := get(ctx, t, c.APIServer, c.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints", "list endpoints")
+	slList := get(ctx, t, c.APIServer, c.DiscoveryToken, "/apis/discovery.k8s.io/v1/namespaces/"+ns+"/endpointslices", "list endpointslices")
+	get(ctx, t, c.APIServer, c.DiscoveryToken, "/api/v1/endpoints", "cluster-wide list endpoints")
+	get(ctx, t, c.APIServer, c.DiscoveryToken, "/apis/discovery.k8s.io/v1/endpointslices", "cluster-wide list endpointslices")
+	save(t, "endpoints-list.json", epList)
+	save(t, "endpointslices-list.json", slList)
+	for _, l := range [][]byte{epList, slList} {
+		var list struct {
+			Kind  string            `json:"kind"`
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(l, &list); err != nil || len(list.Items) != 1 {
+			t.Fatalf("list: %v, %d items: %s", err, len(list.Items), l)
+		}
+		if !strings.Contains(string(list.Items[0]), `"managedFields"`) {
+			t.Errorf("%s item without managedFields", list.Kind)
+		}
+	}
+
+	// WATCH from the list's resourceVersion, with bookmarks allowed.
+	epRV, slRV := kubetest.ResourceVersion(epList), kubetest.ResourceVersion(slList)
+	epw := openWatch(t, c.APIServer, c.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints?watch=1&allowWatchBookmarks=true&resourceVersion="+epRV)
+	slw := openWatch(t, c.APIServer, c.DiscoveryToken, "/apis/discovery.k8s.io/v1/namespaces/"+ns+"/endpointslices?watch=1&allowWatchBookmarks=true&resourceVersion="+slRV)
+
+	var epLines, slLines [][]byte
+	if _, err := c.ApplyEndpoints(ctx, ns, "web", kubetest.Subset([]string{"10.1.0.1", "10.1.0.2", "10.1.0.4"}, kubetest.EndpointPort{Name: "http", Port: 80, Protocol: "TCP"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplyEndpoints(ctx, ns, "db", kubetest.Subset([]string{"192.168.7.1"}, kubetest.EndpointPort{Name: "mysql", Port: 3306, Protocol: "TCP"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteEndpoints(ctx, ns, "db"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"MODIFIED", "ADDED", "DELETED"} {
+		_, line := epw.nextOf(want, 30*time.Second)
+		epLines = append(epLines, line)
+	}
+	if _, err := c.ApplyEndpointSlice(ctx, ns, kubetest.EndpointSlice{
+		Name: "web-abcde", Service: "web",
+		Endpoints: []kubetest.SliceEndpoint{
+			{Addresses: []string{"10.1.0.1"}, Conditions: &kubetest.EndpointConditions{Ready: kubetest.Ptr(false), Serving: kubetest.Ptr(true), Terminating: kubetest.Ptr(true)}},
+			{Addresses: []string{"10.1.0.3"}},
+		},
+		Ports: []kubetest.SlicePort{kubetest.Port("http", 80)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplyEndpointSlice(ctx, ns, kubetest.EndpointSlice{
+		Name: "web-fghij", Service: "web", AddressType: "IPv6",
+		Endpoints: []kubetest.SliceEndpoint{{Addresses: []string{"fd00:10::1"}, Conditions: &kubetest.EndpointConditions{Ready: kubetest.Ptr(true)}}},
+		Ports:     []kubetest.SlicePort{kubetest.Port("http", 80)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteEndpointSlice(ctx, ns, "web-fghij"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"MODIFIED", "ADDED", "DELETED"} {
+		_, line := slw.nextOf(want, 30*time.Second)
+		slLines = append(slLines, line)
+	}
+
+	// A watch-list (sendInitialEvents) ends its initial ADDED events with a
+	// BOOKMARK annotated k8s.io/initial-events-end: a real bookmark shape
+	// without waiting a minute for a periodic one.
+	wl := openWatch(t, c.APIServer, c.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints?watch=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan")
+	_, added := wl.nextOf("ADDED", 30*time.Second)
+	ev, bookmark := wl.nextOf("BOOKMARK", 30*time.Second)
+	if !strings.Contains(string(ev.Object), "k8s.io/initial-events-end") {
+		t.Errorf("bookmark without initial-events-end annotation: %s", bookmark)
+	}
+	save(t, "endpoints-watch.jsonl", joinLines(append(epLines, added, bookmark)))
+	save(t, "endpointslices-watch.jsonl", joinLines(slLines))
+
+	// No rights: 403 with a Status body. Unknown token: 401.
+	b, code, err := c.DoAs(ctx, c.NoRightsToken, http.MethodGet, "/api/v1/endpoints", nil)
+	if err != nil || code != http.StatusForbidden {
+		t.Fatalf("norights list: %d %v %s", code, err, b)
+	}
+	if s := parseStatus(t, b); s.Code != 403 || s.Reason != "Forbidden" || s.Status != "Failure" {
+		t.Errorf("norights Status: %+v", s)
+	}
+	save(t, "status-403-forbidden.json", b)
+	b, code, err = c.DoAs(ctx, c.NoRightsToken, http.MethodGet, "/apis/discovery.k8s.io/v1/endpointslices?watch=1", nil)
+	if err != nil || code != http.StatusForbidden {
+		t.Fatalf("norights watch: %d %v %s", code, err, b)
+	}
+	b, code, err = c.DoAs(ctx, "not-a-token", http.MethodGet, "/api/v1/endpoints", nil)
+	if err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("bad token: %d %v %s", code, err, b)
+	}
+	save(t, "status-401-unauthorized.json", b)
+
+	// A quoted label selector value is refused with 400 (notes.md).
+	b, code, err = c.DoAs(ctx, c.DiscoveryToken, http.MethodGet, "/api/v1/endpoints?labelSelector="+url.QueryEscape(`app="web"`), nil)
+	if err != nil || code != http.StatusBadRequest {
+		t.Errorf("quoted label selector: want 400, got %d %v %s", code, err, b)
+	} else {
+		save(t, "status-400-label-selector.json", b)
+	}
+	get(ctx, t, c.APIServer, c.DiscoveryToken, "/api/v1/endpoints?labelSelector="+url.QueryEscape(`app=web`), "unquoted label selector")
+
+	// The same rights through a client certificate and through a
+	// ServiceAccount token (rbac.yaml binds ServiceAccount kdisc/kdisc).
+	cert, err := tls.LoadX509KeyPair(c.DiscoveryCertFile, c.DiscoveryKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := c.TLSConfig()
+	tc.Certificates = []tls.Certificate{cert}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 30 * time.Second}
+	r2, err := hc.Get(c.URL + "/apis/discovery.k8s.io/v1/endpointslices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readBody(r2); r2.StatusCode != http.StatusOK {
+		t.Errorf("mTLS list: %d %s", r2.StatusCode, b)
+	}
+	sa, err := c.ServiceAccountToken(ctx, "kdisc", "kdisc", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get(ctx, t, c.APIServer, sa, "/api/v1/endpoints", "service account list")
+
+	// Grant and revoke on a spare identity.
+	spare := c.Users[kubetest.SpareUsers[0]]
+	if err := c.GrantDiscovery(ctx, spare.User); err != nil {
+		t.Fatal(err)
+	}
+	get(ctx, t, c.APIServer, spare.Token, "/api/v1/endpoints", "spare list after grant")
+	if err := c.RevokeDiscovery(ctx, spare.User); err != nil {
+		t.Fatal(err)
+	}
+	if _, code, _ := c.DoAs(ctx, spare.Token, http.MethodGet, "/api/v1/endpoints", nil); code != http.StatusForbidden {
+		t.Errorf("spare list after revoke: %d", code)
+	}
+}
+
+// get GETs path with token and fails the test unless the answer is 200.
+func get(ctx context.Context, t *testing.T, a *kubetest.APIServer, token, path, what string) []byte {
+	t.Helper()
+	b, code, err := a.DoAs(ctx, token, http.MethodGet, path, nil)
+	return mustOK(t, what, b, code, err)
+}
+
+func readBody(resp *http.Response) []byte {
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return []byte(b.String())
+		}
+	}
+}
+
+func joinLines(lines [][]byte) []byte {
+	var out []byte
+	for _, l := range lines {
+		out = append(out, l...)
+		out = append(out, '\n')
+	}
+	return out
+}
