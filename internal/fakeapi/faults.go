@@ -11,6 +11,7 @@ type Fault struct {
 	kind       faultKind
 	retryAfter int
 	user       string
+	release    chan struct{} // for Stall: set when the fault fires
 }
 
 type faultKind int

@@ -164,7 +164,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req Request, 
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	sw := newSplitWriter(w, s.seed, uint64(req.Seq))
-	if fault.kind == faultStall && !s.stall(w, r) {
+	if fault.kind == faultStall && !s.stall(w, r, fault) {
 		return
 	}
 	body := page.body(res)

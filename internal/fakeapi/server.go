@@ -334,13 +334,10 @@ func (s *Server) notify() {
 }
 
 // stall holds the request after its headers; false when it should end.
-func (s *Server) stall(w http.ResponseWriter, r *http.Request) bool {
+func (s *Server) stall(w http.ResponseWriter, r *http.Request, f Fault) bool {
 	_ = http.NewResponseController(w).Flush()
-	s.mu.Lock()
-	rel := s.release
-	s.mu.Unlock()
 	select {
-	case <-rel:
+	case <-f.release:
 		return true
 	case <-r.Context().Done():
 	case <-s.done:
@@ -408,6 +405,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for _, ru := range s.rules {
 			if ru.left != 0 && ru.match(req) {
 				fault = ru.fault
+				fault.release = s.release // ReleaseStalls from now on frees it
 				ru.left--
 				req.Fault = fault.String()
 				break

@@ -180,7 +180,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 	if err := sw.rc.Flush(); err != nil {
 		return
 	}
-	if fault.kind == faultStall && !s.stall(w, r) {
+	if fault.kind == faultStall && !s.stall(w, r, fault) {
 		return
 	}
 	if st.tooOld {
