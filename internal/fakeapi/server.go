@@ -6,6 +6,22 @@
 // history, bookmarks, 410 Expired in both of its forms, events cut into
 // arbitrary chunks, and injectable faults. Every request is logged so
 // tests can assert what the client sent.
+//
+// A typical test:
+//
+//	s := fakeapi.New(t, fakeapi.WithToken("tok"))
+//	s.LoadFixture(fakeapi.Fixture("endpoints.json"))
+//	s.Fail(fakeapi.IsList(fakeapi.EndpointsResource), fakeapi.TooManyRequests(1), 1)
+//	// ... start the client against s.URL with token "tok" ...
+//	s.WaitWatchers(1)                         // listed (after one 429) and watching
+//	s.PutEndpoints(&fakeapi.Endpoints{...})  // the client sees MODIFIED
+//	s.CloseWatches()                          // it must re-watch from its last RV:
+//	r := s.WaitRequests(fakeapi.IsWatch(""), 2)[1]
+//	// r.Param("resourceVersion") is the last RV it saw; no second LIST was made.
+//
+// Faults fire in the order armed; a request refused for its token (401)
+// consumes none. Put, Delete, LoadFixture and the Wait helpers fail the
+// test on error and belong on the test's goroutine.
 package fakeapi
 
 import (
@@ -467,5 +483,5 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-const versionJSON = `{"major":"1","minor":"37","emulationMajor":"1","emulationMinor":"37","minCompatibilityMajor":"1","minCompatibilityMinor":"36","gitVersion":"v1.37.0","gitCommit":"0000000000000000000000000000000000000000","gitTreeState":"clean","buildDate":"2026-04-22T00:00:00Z","goVersion":"go1.26.2","compiler":"gc","platform":"linux/amd64"}
+const versionJSON = `{"major":"1","minor":"37","emulationMajor":"1","emulationMinor":"37","minCompatibilityMajor":"1","minCompatibilityMinor":"36","gitVersion":"v1.37.2","gitCommit":"0000000000000000000000000000000000000000","gitTreeState":"clean","buildDate":"2026-04-22T00:00:00Z","goVersion":"go1.26.2","compiler":"gc","platform":"linux/amd64"}
 `

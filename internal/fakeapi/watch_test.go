@@ -279,7 +279,7 @@ func TestWatchNotGETAndUnknownPaths(t *testing.T) {
 	if resp, b := get(t, s, "/api/v1/pods"); resp.StatusCode != 404 || status(t, b).Reason != "NotFound" {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
-	if resp, b := get(t, s, "/version"); resp.StatusCode != 200 || !strings.Contains(string(b), `"gitVersion":"v1.37.0"`) {
+	if resp, b := get(t, s, "/version"); resp.StatusCode != 200 || !strings.Contains(string(b), `"gitVersion":"v1.37.2"`) {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }
