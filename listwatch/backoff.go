@@ -16,15 +16,19 @@ type backoff struct {
 
 func (b *backoff) reset() { b.next = 0 }
 
-// delay returns how long to wait now; at least the server's Retry-After,
-// never more than max.
+// maxRetryAfter bounds a server's Retry-After, so that kdisc still
+// converges within 30 s of the apiserver becoming reachable again.
+const maxRetryAfter = 30 * time.Second
+
+// delay returns how long to wait now: the next backoff step, or the
+// server's Retry-After when that is longer.
 func (b *backoff) delay(retryAfter time.Duration) time.Duration {
 	if b.next == 0 {
 		b.next = b.min
 	}
 	d := b.next/2 + rand.N(b.next/2+1)
 	b.next = min(2*b.next, b.max)
-	return min(max(d, retryAfter), b.max)
+	return max(d, min(retryAfter, maxRetryAfter))
 }
 
 // sleep waits d or until ctx ends; it reports whether to go on.

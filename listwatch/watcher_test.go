@@ -1,0 +1,459 @@
+package listwatch
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/selector"
+	"github.com/kdisc/kdisc/shm"
+)
+
+// harness runs a Watcher against a fake apiserver into an in-memory table.
+type harness struct {
+	t      *testing.T
+	api    *fakeapi.Server
+	w      *Watcher
+	table  *shm.Reader
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func fastOptions() Options {
+	return Options{
+		MinBackoff:      20 * time.Millisecond,
+		MaxBackoff:      200 * time.Millisecond,
+		MinWatchTimeout: time.Minute,
+		Weight:          50,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+}
+
+func start(t *testing.T, api *fakeapi.Server, o Options, client ...apiserver.Options) *harness {
+	t.Helper()
+	co := apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()}
+	if len(client) > 0 {
+		co = client[0]
+	}
+	c, err := apiserver.New(co)
+	require.NoError(t, err)
+	table, err := shm.Create("", 1<<20)
+	require.NoError(t, err)
+	o.Client, o.Store = c, table
+	h := &harness{t: t, api: api, w: New(o), table: table.Reader(), done: make(chan struct{})}
+	var ctx context.Context
+	ctx, h.cancel = context.WithCancel(context.Background())
+	go func() { defer close(h.done); h.w.Run(ctx) }()
+	t.Cleanup(func() {
+		h.cancel()
+		<-h.done
+		table.Close()
+	})
+	return h
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (h *harness) hosts(service string) []string {
+	nodes, ok := h.table.Lookup(nil, service)
+	if !ok {
+		return nil
+	}
+	out := []string{}
+	for _, n := range nodes {
+		out = append(out, n.Host()+":"+strconv.Itoa(int(n.Port)))
+	}
+	return out
+}
+
+func (h *harness) waitHosts(service string, want ...string) {
+	h.t.Helper()
+	eventually(h.t, service+" = "+fmtList(want), func() bool { return equal(h.hosts(service), want) })
+}
+
+func fmtList(s []string) string {
+	if s == nil {
+		return "not found"
+	}
+	return "[" + joinComma(s) + "]"
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if (a == nil) != (b == nil) || len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func endpoints(ns, name string, port int32, ips ...string) *fakeapi.Endpoints {
+	e := &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{Namespace: ns, Name: name}}
+	sub := fakeapi.EndpointSubset{Ports: []fakeapi.EndpointPort{{Name: "http", Port: port, Protocol: "TCP"}}}
+	for _, ip := range ips {
+		sub.Addresses = append(sub.Addresses, fakeapi.EndpointAddress{IP: ip})
+	}
+	if len(ips) > 0 {
+		e.Subsets = []fakeapi.EndpointSubset{sub}
+	}
+	return e
+}
+
+func lists(reqs []fakeapi.Request) (n int) {
+	for _, r := range reqs {
+		if r.Resource != "" && !r.Watch {
+			n++
+		}
+	}
+	return n
+}
+
+func lastWatch(reqs []fakeapi.Request) fakeapi.Request {
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].Watch {
+			return reqs[i]
+		}
+	}
+	return fakeapi.Request{}
+}
+
+func TestListPagesThenWatches(t *testing.T) {
+	api := fakeapi.New(t)
+	for i := range 5 {
+		api.PutEndpoints(endpoints("default", "svc"+strconv.Itoa(i), 80, "10.0.0."+strconv.Itoa(i+1)))
+	}
+	o := fastOptions()
+	o.PageSize = 2
+	h := start(t, api, o)
+	eventually(t, "ready", h.w.Ready)
+	for i := range 5 {
+		assert.Equal(t, []string{"10.0.0." + strconv.Itoa(i+1) + ":80"}, h.hosts("default/svc"+strconv.Itoa(i)+":http"))
+	}
+	api.WaitRequests(fakeapi.IsWatch(""), 1)
+	reqs := api.Requests()
+	var pages []fakeapi.Request
+	for _, r := range reqs {
+		if !r.Watch {
+			pages = append(pages, r)
+		}
+	}
+	require.Len(t, pages, 3, "5 objects in pages of 2")
+	assert.Equal(t, "2", pages[0].Param("limit"))
+	assert.Empty(t, pages[0].Param("continue"))
+	assert.NotEmpty(t, pages[1].Param("continue"))
+	w := lastWatch(reqs)
+	assert.Equal(t, api.ResourceVersion(), w.Param("resourceVersion"), "watch from the list's resourceVersion")
+	assert.Equal(t, "true", w.Param("allowWatchBookmarks"))
+	secs, err := strconv.Atoi(w.Param("timeoutSeconds"))
+	require.NoError(t, err)
+	assert.True(t, secs >= 60 && secs < 120, "timeoutSeconds %d in [min, 2*min)", secs)
+}
+
+func TestWatchAppliesEvents(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	h := start(t, api, fastOptions())
+	h.waitHosts("default/web:http", "10.0.0.1:80")
+	api.WaitWatchers(1)
+
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.2", "10.0.0.1"))
+	h.waitHosts("default/web:http", "10.0.0.1:80", "10.0.0.2:80")
+	api.PutEndpoints(endpoints("shop", "cart", 8080, "fd00::1"))
+	h.waitHosts("shop/cart:http", "fd00::1:8080")
+	api.DeleteEndpoints("default", "web")
+	h.waitHosts("default/web:http")
+	api.PutEndpoints(endpoints("shop", "cart", 8080)) // scaled to zero
+	h.waitHosts("shop/cart:http")
+	st := h.w.Stats()
+	assert.Equal(t, uint64(1), st.Added.Load())
+	assert.Equal(t, uint64(2), st.Modified.Load())
+	assert.Equal(t, uint64(1), st.Deleted.Load())
+	assert.NotZero(t, st.LastEvent.Load())
+	assert.Equal(t, 1, lists(api.Requests()), "events never cause a list")
+}
+
+func TestWatchResumesWithoutRelist(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	h := start(t, api, fastOptions())
+	api.WaitWatchers(1)
+
+	// A clean end (the server's timeout, a restart): resume from the last event.
+	rv := api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.2"))
+	h.waitHosts("default/web:http", "10.0.0.2:80")
+	api.CloseWatches()
+	reqs := api.WaitRequests(fakeapi.IsWatch(""), 2)
+	assert.Equal(t, rv, lastWatch(reqs).Param("resourceVersion"))
+
+	// A bookmark moves the resourceVersion without an object.
+	api.WaitWatchers(1)
+	api.PutEndpointSlice(&fakeapi.EndpointSlice{Metadata: fakeapi.ObjectMeta{Namespace: "x", Name: "y"}, AddressType: "IPv4"}) // another resource bumps the global RV
+	api.SendBookmark()
+	eventually(t, "bookmark", func() bool { return h.w.Stats().Bookmarks.Load() == 1 })
+	api.CloseWatches()
+	reqs = api.WaitRequests(fakeapi.IsWatch(""), 3)
+	assert.Equal(t, api.ResourceVersion(), lastWatch(reqs).Param("resourceVersion"), "resumed from the bookmark")
+
+	// A connection dropped in the middle of an event: resume from the last complete one.
+	api.WaitWatchers(1)
+	api.Fail(fakeapi.IsWatch(""), fakeapi.DropMidEvent(), 1)
+	api.CloseWatches()
+	api.WaitRequests(fakeapi.IsWatch(""), 4)
+	rv = api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.3"))
+	h.waitHosts("default/web:http", "10.0.0.3:80")
+	assert.Equal(t, 1, lists(api.Requests()), "no relist after clean ends, bookmarks or drops")
+	_ = rv
+}
+
+func TestGoneRelistsAndRemovesStale(t *testing.T) {
+	for _, asHTTP := range []bool{false, true} {
+		t.Run("http410="+strconv.FormatBool(asHTTP), func(t *testing.T) {
+			var opts []fakeapi.Option
+			if asHTTP {
+				opts = append(opts, fakeapi.WithWatchExpiredAsHTTPError())
+			}
+			api := fakeapi.New(t, opts...)
+			api.PutEndpoints(endpoints("default", "keep", 80, "10.0.0.1"))
+			api.PutEndpoints(endpoints("default", "gone", 80, "10.0.0.2"))
+			h := start(t, api, fastOptions())
+			h.waitHosts("default/gone:http", "10.0.0.2:80")
+			api.WaitWatchers(1)
+
+			// Readers must never see "keep" vanish, not even during the relist.
+			stop := make(chan struct{})
+			var missing sync.WaitGroup
+			var vanished bool
+			missing.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, ok := h.table.Lookup(nil, "default/keep:http"); !ok {
+						vanished = true
+					}
+				}
+			})
+
+			// While kdisc is disconnected: "gone" is deleted, "new" appears,
+			// and history is compacted past kdisc's resourceVersion.
+			api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+			api.CloseWatches()
+			api.WaitRequests(func(r fakeapi.Request) bool { return r.Fault != "" }, 1)
+			api.DeleteEndpoints("default", "gone")
+			api.PutEndpoints(endpoints("default", "new", 80, "10.0.0.3"))
+			api.Compact()
+			api.ClearFaults()
+
+			h.waitHosts("default/new:http", "10.0.0.3:80")
+			h.waitHosts("default/gone:http")
+			close(stop)
+			missing.Wait()
+			assert.False(t, vanished, "a relist must never remove a key it returns")
+			assert.Equal(t, []string{"10.0.0.1:80"}, h.hosts("default/keep:http"))
+			assert.Equal(t, uint64(1), h.w.Stats().Relists.Load())
+			assert.Equal(t, 2, lists(api.Requests()))
+		})
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	api.Fail(fakeapi.IsList(""), fakeapi.TooManyRequests(1), 1)
+	h := start(t, api, fastOptions())
+	h.waitHosts("default/web:http", "10.0.0.1:80")
+	reqs := api.Requests()
+	require.GreaterOrEqual(t, len(reqs), 2)
+	gap := reqs[1].Time.Sub(reqs[0].Time)
+	assert.GreaterOrEqual(t, gap, 900*time.Millisecond, "Retry-After: 1 waits about a second (backoff alone would be 20ms)")
+	assert.Equal(t, uint64(1), h.w.Stats().ListErrors.Load())
+}
+
+func TestForbiddenIsReportedAndRecovers(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	api.Fail(fakeapi.IsList(""), fakeapi.Forbidden("system:serviceaccount:kdisc:kdisc"), -1)
+	h := start(t, api, fastOptions())
+	eventually(t, "403 in status", func() bool { return h.w.Status().Error != "" })
+	st := h.w.Status()
+	assert.False(t, st.Ready)
+	assert.Contains(t, st.Error, "403 Forbidden from apiserver")
+	assert.Contains(t, st.Error, "cannot list resource")
+	api.ClearFaults()
+	eventually(t, "ready", h.w.Ready)
+	assert.Empty(t, h.w.Status().Error)
+}
+
+func TestBackoffNeverHotLoops(t *testing.T) {
+	api := fakeapi.New(t)
+	api.Fail(fakeapi.AnyRequest, fakeapi.InternalError(), -1)
+	o := fastOptions()
+	o.MinBackoff, o.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
+	start(t, api, o)
+	api.WaitRequests(fakeapi.AnyRequest, 5)
+	reqs := api.Requests()
+	for i := 1; i < len(reqs); i++ {
+		assert.GreaterOrEqual(t, reqs[i].Time.Sub(reqs[i-1].Time), 25*time.Millisecond, "request %d came too soon", i)
+	}
+}
+
+func TestIdleWatchIsDropped(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	api.Fail(fakeapi.IsWatch(""), fakeapi.Stall(), 1)
+	o := fastOptions()
+	o.MinWatchTimeout, o.IdleGrace = time.Second, 100*time.Millisecond
+	h := start(t, api, o)
+	h.waitHosts("default/web:http", "10.0.0.1:80")
+	api.WaitRequests(fakeapi.IsWatch(""), 2) // the stalled one was given up
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.9"))
+	h.waitHosts("default/web:http", "10.0.0.9:80")
+	assert.Equal(t, 1, lists(api.Requests()))
+	assert.Equal(t, uint64(1), h.w.Stats().WatchErrors.Load())
+}
+
+func TestMalformedObjectsAreSkipped(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	api.Fail(fakeapi.IsList(""), fakeapi.Malformed(), 1)
+	h := start(t, api, fastOptions())
+	eventually(t, "ready", h.w.Ready)
+	h.waitHosts("default/web:http", "10.0.0.1:80")
+	assert.Equal(t, uint64(1), h.w.Stats().Skipped.Load())
+
+	// A bad address in an update keeps the old value.
+	api.WaitWatchers(1)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1", "not-an-ip"))
+	api.PutEndpoints(endpoints("default", "other", 80, "10.0.0.5"))
+	h.waitHosts("default/other:http", "10.0.0.5:80")
+	assert.Equal(t, []string{"10.0.0.1:80"}, h.hosts("default/web:http"))
+	assert.Equal(t, uint64(2), h.w.Stats().Skipped.Load())
+}
+
+func TestTokenFileRotation(t *testing.T) {
+	api := fakeapi.New(t, fakeapi.WithToken("one"))
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("one\n"), 0o600))
+	h := start(t, api, fastOptions(), apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port(), TokenFile: tokenFile})
+	eventually(t, "ready", h.w.Ready)
+
+	// Rotate: the server now wants "two", the file says so.
+	api.SetToken("two")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("two"), 0o600))
+	future := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(tokenFile, future, future)) // a distinct mtime even on coarse clocks
+	api.CloseWatches()
+	reqs := api.WaitRequests(func(r fakeapi.Request) bool { return r.Authorization == "Bearer two" }, 1)
+	assert.NotEmpty(t, reqs)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.2"))
+	h.waitHosts("default/web:http", "10.0.0.2:80")
+}
+
+func TestSelectors(t *testing.T) {
+	api := fakeapi.New(t)
+	for _, ns := range []string{"default", "my-app", "my-app2", "kube-system"} {
+		e := endpoints(ns, "web", 80, "10.0.0.1")
+		e.Metadata.Labels = map[string]string{"tier": "front"}
+		api.PutEndpoints(e)
+	}
+	api.PutEndpoints(endpoints("my-app", "nolabel", 80, "10.0.0.2"))
+	nsSel, err := selector.NewNamespace("", "", nil, []string{"kube-.*", "my-app"})
+	require.NoError(t, err)
+	labels, err := selector.ParseLabels(`tier="front"`)
+	require.NoError(t, err)
+	o := fastOptions()
+	o.Namespaces, o.LabelSelector = nsSel, labels.String()
+	h := start(t, api, o)
+	eventually(t, "ready", h.w.Ready)
+	assert.NotNil(t, h.hosts("default/web:http"))
+	assert.NotNil(t, h.hosts("my-app2/web:http"), "not_match is anchored: my-app does not exclude my-app2")
+	assert.Nil(t, h.hosts("my-app/web:http"))
+	assert.Nil(t, h.hosts("kube-system/web:http"))
+	assert.Nil(t, h.hosts("my-app/nolabel:http"), "label selector applied by the server")
+	assert.Equal(t, "tier=front", api.Requests()[0].Param("labelSelector"))
+
+	eq, err := selector.NewNamespace("default", "", nil, nil)
+	require.NoError(t, err)
+	o.Namespaces = eq
+	h2 := start(t, api, o)
+	eventually(t, "ready", h2.w.Ready)
+	assert.Nil(t, h2.hosts("my-app2/web:http"))
+	found := false
+	for _, r := range api.Requests() {
+		found = found || r.Param("fieldSelector") == "metadata.namespace=default"
+	}
+	assert.True(t, found, "equal goes to the server as a field selector")
+}
+
+func TestEndpointSlicesEndToEnd(t *testing.T) {
+	api := fakeapi.New(t)
+	ready, notReady := true, false
+	slice := func(name string, typ string, eps []fakeapi.Endpoint, ports ...fakeapi.EndpointSlicePort) *fakeapi.EndpointSlice {
+		return &fakeapi.EndpointSlice{
+			Metadata:    fakeapi.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"kubernetes.io/service-name": "web"}},
+			AddressType: typ, Endpoints: eps, Ports: ports,
+		}
+	}
+	http := fakeapi.EndpointSlicePort{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}
+	api.PutEndpointSlice(slice("web-1", "IPv4", []fakeapi.Endpoint{
+		{Addresses: []string{"10.0.0.2"}, Conditions: fakeapi.EndpointConditions{Ready: &ready}},
+		{Addresses: []string{"10.0.0.3"}, Conditions: fakeapi.EndpointConditions{Ready: &notReady}},
+	}, http))
+	api.PutEndpointSlice(slice("web-2", "IPv4", []fakeapi.Endpoint{
+		{Addresses: []string{"10.0.0.1"}}, // no conditions: ready
+		{Addresses: []string{"10.0.0.2"}},
+	}, http))
+	o := fastOptions()
+	o.EndpointSlices = true
+	h := start(t, api, o)
+	h.waitHosts("shop/web:http", "10.0.0.1:80", "10.0.0.2:80")
+	api.WaitWatchers(1)
+
+	api.PutEndpointSlice(slice("web-3", "FQDN", []fakeapi.Endpoint{{Addresses: []string{"db.example.com"}}}, http))
+	h.waitHosts("shop/web:http", "10.0.0.1:80", "10.0.0.2:80", "db.example.com:80")
+	api.DeleteEndpointSlice("shop", "web-2")
+	h.waitHosts("shop/web:http", "10.0.0.2:80", "db.example.com:80")
+
+	nodes, ok := h.table.Lookup(nil, "shop/web:http")
+	require.True(t, ok)
+	assert.Equal(t, netip.MustParseAddr("10.0.0.2"), nodes[0].Addr)
+	assert.Equal(t, "db.example.com", nodes[1].Name)
+}
