@@ -254,3 +254,23 @@ func TestWaitRequestsSeesLaterRequests(t *testing.T) {
 		t.Fatalf("%+v", reqs)
 	}
 }
+
+func TestHTTP2(t *testing.T) {
+	s := loaded(t, WithHTTP2())
+	w := watch(t, s, "/api/v1/endpoints?watch=1&resourceVersion=0")
+	if w.resp.ProtoMajor != 2 {
+		t.Fatalf("proto %s", w.resp.Proto)
+	}
+	if ev := w.next(); ev.Type != "ADDED" {
+		t.Fatal(ev.Type)
+	}
+	s.Fail(IsWatch(""), DropMidEvent(), 1)
+	d := watch(t, s, "/api/v1/endpoints?watch=1&resourceVersion="+s.ResourceVersion())
+	s.PutEndpoints(ep("ns", "a", nil, "10.0.0.1"))
+	if ev := w.next(); ev.Type != "ADDED" {
+		t.Fatal(ev.Type)
+	}
+	if err := d.end(); err == nil || err == io.EOF {
+		t.Fatalf("reset stream ended with %v", err)
+	}
+}

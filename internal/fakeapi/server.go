@@ -28,6 +28,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,6 +61,20 @@ type Server struct {
 	rules   []*rule
 	changed chan struct{} // closed and replaced on any log/watcher change
 	release chan struct{} // closed and replaced by ReleaseStalls
+	closed  bool          // no more t.Logf
+}
+
+// testLog sends net/http's server errors (a client's TLS handshake
+// failure, say) to the test log, while the test is running.
+type testLog struct{ s *Server }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	if !l.s.closed {
+		l.s.t.Logf("%s", strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
 }
 
 // Request is one logged request.
@@ -82,6 +97,7 @@ func (r Request) Param(k string) string { return r.Query.Get(k) }
 
 type config struct {
 	tls           bool
+	http2         bool
 	token         string
 	seed          uint64
 	waitTimeout   time.Duration
@@ -94,6 +110,11 @@ type Option func(*config)
 // WithTLS serves HTTPS with httptest's self-signed certificate (valid for
 // 127.0.0.1 and ::1); see CAPEM and CAFile.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
+
+// WithHTTP2 also offers HTTP/2 over TLS (implies WithTLS), as the real
+// apiserver does; DropMidEvent then resets the stream instead of closing
+// a TCP connection.
+func WithHTTP2() Option { return func(c *config) { c.tls, c.http2 = true, true } }
 
 // WithToken requires "Authorization: Bearer tok" (401 otherwise). See
 // SetToken.
@@ -125,7 +146,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 	s.store = newStore(s.notify)
 	s.ts = httptest.NewUnstartedServer(s)
+	s.ts.Config.ErrorLog = log.New(testLog{s}, "fakeapi: ", 0)
 	if cfg.tls {
+		s.ts.EnableHTTP2 = cfg.http2
 		s.ts.StartTLS()
 	} else {
 		s.ts.Start()
@@ -138,6 +161,9 @@ func New(t testing.TB, opts ...Option) *Server {
 // close ends watches and stalls first: httptest.Server.Close waits for
 // every handler to return.
 func (s *Server) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	close(s.done)
 	s.ts.CloseClientConnections()
 	s.ts.Close()
