@@ -27,7 +27,10 @@ func (sw *splitWriter) cuts(n int) []int {
 	if n < 2 {
 		return nil
 	}
-	k := sw.rng.IntN(4) // 0..3 cuts: 1..4 pieces
+	k := 1 + sw.rng.IntN(4) // 1..4 cuts, but one payload in 8 goes whole
+	if sw.rng.IntN(8) == 0 {
+		k = 0
+	}
 	var cs []int
 	for range k {
 		cs = append(cs, 1+sw.rng.IntN(n-1))
@@ -53,6 +56,24 @@ func (sw *splitWriter) piece(p []byte) error {
 		return err
 	}
 	return sw.rc.Flush()
+}
+
+// writeFrames writes consecutive frames, joining random runs of them
+// before cutting: the real server flushes only when its queue is empty, so
+// one chunk may end one event and start the next.
+func (sw *splitWriter) writeFrames(frames [][]byte) error {
+	var group []byte
+	for i, f := range frames {
+		group = append(group, f...)
+		if i+1 < len(frames) && sw.rng.IntN(3) == 0 {
+			continue
+		}
+		if err := sw.write(group); err != nil {
+			return err
+		}
+		group = group[:0]
+	}
+	return nil
 }
 
 // half sends a prefix of b (at least one byte, never all of it), for the

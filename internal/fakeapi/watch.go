@@ -193,19 +193,19 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 		}
 	}
 	for {
+		var frames [][]byte
 		for _, it := range wt.drain() {
-			b := wt.frame(it)
-			if b == nil {
-				continue
+			if b := wt.frame(it); b != nil {
+				frames = append(frames, b)
 			}
-			if fault.kind == faultDrop {
-				_ = sw.half(b)
-				s.hangUp(w)
-				return
-			}
-			if err := sw.write(b); err != nil {
-				return
-			}
+		}
+		if fault.kind == faultDrop && len(frames) > 0 {
+			_ = sw.half(frames[0])
+			s.hangUp(w)
+			return
+		}
+		if err := sw.writeFrames(frames); err != nil {
+			return
 		}
 		select {
 		case <-wt.wake:

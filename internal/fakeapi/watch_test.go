@@ -226,42 +226,48 @@ func TestChunkSplits(t *testing.T) {
 		chunks = rawChunks(t, s, path, func(b []byte) bool { return bytes.Count(b, []byte("\n")) == 8 })
 		return chunks, bytes.Join(chunks, nil)
 	}
-	chunks, body := run(42)
-	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
-	if len(lines) != 8 {
-		t.Fatalf("%d lines", len(lines))
-	}
-	for _, l := range lines {
-		var ev watchEvent
-		if err := json.Unmarshal(l, &ev); err != nil || ev.Type != "ADDED" {
-			t.Fatalf("event %q: %v", l, err)
+	inside, spanning := 0, 0
+	for seed := range uint64(10) {
+		chunks, body := run(seed)
+		lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
+		if len(lines) != 8 {
+			t.Fatalf("seed %d: %d lines", seed, len(lines))
 		}
-		var es EndpointSlice
-		if err := json.Unmarshal(ev.Object, &es); err != nil || es.Kind != "EndpointSlice" {
-			t.Fatalf("object: %v", err)
+		for _, l := range lines {
+			var ev watchEvent
+			if err := json.Unmarshal(l, &ev); err != nil || ev.Type != "ADDED" {
+				t.Fatalf("seed %d: event %q: %v", seed, l, err)
+			}
+			var es EndpointSlice
+			if err := json.Unmarshal(ev.Object, &es); err != nil || es.Kind != "EndpointSlice" {
+				t.Fatalf("seed %d: object: %v", seed, err)
+			}
+		}
+		for _, c := range chunks[:len(chunks)-1] {
+			if c[len(c)-1] != '\n' {
+				inside++ // the chunk ends inside an event
+			}
+			if i := bytes.IndexByte(c, '\n'); i >= 0 && i < len(c)-1 {
+				spanning++ // the chunk ends one event and starts the next
+			}
 		}
 	}
-	inside := 0
-	for _, c := range chunks[:len(chunks)-1] {
-		if c[len(c)-1] != '\n' {
-			inside++
-		}
+	if inside < 10 || spanning < 5 {
+		t.Fatalf("over 10 seeds: %d chunks cut inside an event, %d span two", inside, spanning)
 	}
-	if len(chunks) <= len(lines) || inside == 0 {
-		t.Fatalf("%d chunks for %d events, %d cut inside an event", len(chunks), len(lines), inside)
-	}
-	again, _ := run(42)
-	other, _ := run(43)
 	sizes := func(cs [][]byte) (n []int) {
 		for _, c := range cs {
 			n = append(n, len(c))
 		}
 		return n
 	}
-	if !slices.Equal(sizes(chunks), sizes(again)) {
+	a, _ := run(42)
+	b, _ := run(42)
+	c, _ := run(43)
+	if !slices.Equal(sizes(a), sizes(b)) {
 		t.Fatal("same seed, different cuts")
 	}
-	if slices.Equal(sizes(chunks), sizes(other)) {
+	if slices.Equal(sizes(a), sizes(c)) {
 		t.Fatal("different seeds, same cuts")
 	}
 }
