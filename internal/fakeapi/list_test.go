@@ -18,6 +18,13 @@ func loaded(t *testing.T, opts ...Option) *Server {
 
 func TestListShape(t *testing.T) {
 	s := loaded(t)
+	resp, _ := get(t, s, "/api/v1/endpoints")
+	if w := resp.Header.Get("Warning"); w != `299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"` {
+		t.Errorf("Warning %q", w)
+	}
+	if resp, _ := get(t, s, "/apis/discovery.k8s.io/v1/endpointslices"); resp.Header.Get("Warning") != "" {
+		t.Error("warning on slices")
+	}
 	l := list(t, s, "/api/v1/endpoints")
 	if l.Kind != "EndpointsList" || l.APIVersion != "v1" || l.Metadata.ResourceVersion != s.ResourceVersion() {
 		t.Fatalf("list head %+v, rv now %s", l, s.ResourceVersion())

@@ -496,6 +496,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if res == resEndpoints {
+		// Since v1.33 every request for v1 Endpoints that passes
+		// authorization carries this warning (clients log it).
+		h.Set("Warning", endpointsWarning)
+	}
 	f, st := newFilter(ns, q.Get("fieldSelector"), q.Get("labelSelector"))
 	switch {
 	case st != nil:
@@ -508,6 +513,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveList(w, r, req, res, f, fault)
 	}
 }
+
+const endpointsWarning = `299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"`
 
 const versionJSON = `{"major":"1","minor":"37","emulationMajor":"1","emulationMinor":"37","minCompatibilityMajor":"1","minCompatibilityMinor":"36","gitVersion":"v1.37.2","gitCommit":"0000000000000000000000000000000000000000","gitTreeState":"clean","buildDate":"2026-04-22T00:00:00Z","goVersion":"go1.26.2","compiler":"gc","platform":"linux/amd64"}
 `
