@@ -25,7 +25,6 @@
 package fakeapi
 
 import (
-	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"log"
@@ -89,7 +88,7 @@ type Request struct {
 	Namespace     string     // namespace in the path, "" when cluster-wide
 	Name          string     // object name for a GET of one object
 	Watch         bool       // watch=1/true
-	Fault         string     // the injected fault that answered it, "" if none
+	Fault         string     // the fault that answered it (Fault.String, or "BadToken" for a 401 from SetToken), "" if none
 }
 
 // Param returns the first value of query parameter k.
@@ -207,9 +206,6 @@ func (s *Server) CAFile(t testing.TB) string {
 	}
 	return p
 }
-
-// TLSConfig returns the server's tls.Config (nil without WithTLS).
-func (s *Server) TLSConfig() *tls.Config { return s.ts.TLS }
 
 // SetToken changes the bearer token required from now on ("" accepts any
 // request). Open watches are not affected, as on the real server, which
