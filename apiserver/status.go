@@ -53,7 +53,7 @@ func statusFromResponse(resp *http.Response) *StatusError {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
 			e.RetryAfter = time.Duration(n) * time.Second
 		} else if t, err := http.ParseTime(s); err == nil {
-			e.RetryAfter = time.Until(t)
+			e.RetryAfter = max(time.Until(t), 0) // a date already passed asks for no delay
 		}
 	}
 	it := jsoniter.Parse(jsoniter.ConfigDefault, io.LimitReader(resp.Body, maxStatusBody), 1024)
