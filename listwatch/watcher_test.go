@@ -457,3 +457,30 @@ func TestEndpointSlicesEndToEnd(t *testing.T) {
 	assert.Equal(t, netip.MustParseAddr("10.0.0.2"), nodes[0].Addr)
 	assert.Equal(t, "db.example.com", nodes[1].Name)
 }
+
+func TestExpiredContinueRestartsTheList(t *testing.T) {
+	api := fakeapi.New(t)
+	for i := range 3 {
+		api.PutEndpoints(endpoints("default", "svc"+strconv.Itoa(i), 80, "10.0.0."+strconv.Itoa(i+1)))
+	}
+	isContinue := func(r fakeapi.Request) bool { return !r.Watch && r.Param("continue") != "" }
+	api.Fail(isContinue, fakeapi.Stall(), 1)
+	o := fastOptions()
+	o.PageSize = 1
+	h := start(t, api, o)
+	api.WaitRequests(isContinue, 1) // held between page 1 and page 2
+	api.ExpireContinueTokens()
+	api.ReleaseStalls()
+	eventually(t, "ready", h.w.Ready)
+	for i := range 3 {
+		assert.NotNil(t, h.hosts("default/svc"+strconv.Itoa(i)+":http"))
+	}
+	var firstPages int
+	for _, r := range api.Requests() {
+		if !r.Watch && r.Param("continue") == "" {
+			firstPages++
+		}
+	}
+	assert.Equal(t, 2, firstPages, "the list restarted from its first page")
+	assert.Zero(t, h.w.Stats().ListErrors.Load(), "an expired continue token is not an error")
+}
