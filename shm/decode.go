@@ -2,99 +2,20 @@ package shm
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"unsafe"
 )
 
-// cursor reads bytes of the mapping through atomic word loads, between pos
-// and end. The writer may rewrite the bytes at any moment, so a reader
-// decodes garbage now and then: every read is bounds-checked against end,
-// which was itself checked against the shard, and a violation only sets bad.
-// The caller then re-validates the shard's sequence number, which tells a
-// torn read (retry) from a corrupt table (not found).
-type cursor struct {
-	t        *table
-	pos, end uint64
-	bad      bool
-}
-
-// get returns the next n (1..8) bytes as a little-endian number.
-func (c *cursor) get(n uint64) uint64 {
-	if c.bad || c.end-c.pos < n {
-		c.bad = true
-		return 0
-	}
-	p := c.pos
-	c.pos += n
-	sh := (p & 7) * 8
-	v := c.t.load(p&^7) >> sh
-	if (p&7)+n > 8 {
-		// The next word holds bytes below end, and shards end on a word
-		// boundary, so it lies inside the mapping.
-		v |= c.t.load(p&^7+8) << (64 - sh)
-	}
-	if n < 8 {
-		v &= 1<<(n*8) - 1
-	}
-	return v
-}
-
-func (c *cursor) uvarint() uint64 {
-	var x uint64
-	for s := uint(0); s < 64; s += 7 {
-		b := c.get(1)
-		if b < 0x80 {
-			return x | b<<s
-		}
-		x |= (b & 0x7f) << s
-	}
-	c.bad = true
-	return 0
-}
-
-func (c *cursor) skip(n uint64) {
-	if c.end-c.pos < n {
-		c.bad = true
-		return
-	}
-	c.pos += n
-}
-
-// equal consumes len(s) bytes and reports whether they are s.
-func (c *cursor) equal(s string) bool {
-	eq := true
-	for len(s) > 0 {
-		n := min(len(s), 8)
-		if c.get(uint64(n)) != le(s[:n]) {
-			eq = false
-		}
-		s = s[n:]
-	}
-	return eq && !c.bad
-}
-
-// copyTo consumes len(b) bytes into b.
-func (c *cursor) copyTo(b []byte) {
-	for len(b) >= 8 {
-		binary.LittleEndian.PutUint64(b, c.get(8))
-		b = b[8:]
-	}
-	for i := range b {
-		b[i] = byte(c.get(1))
-	}
-}
-
-// le reads up to 8 bytes of s as a little-endian number (zero-extended).
-func le(s string) uint64 {
-	if len(s) == 8 {
-		return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
-	}
-	var v uint64
-	for i := len(s) - 1; i >= 0; i-- {
-		v = v<<8 | uint64(s[i])
-	}
-	return v
-}
+// Decoding (reader side). The writer may rewrite any byte at any moment, so
+// a reader decodes garbage now and then. Two rules make that harmless:
+//
+//   - Bytes are copied out of the mapping with atomic word loads into a
+//     window on the caller's stack, and decoded from there with explicit
+//     length checks: garbage yields "bad", never a panic or an access
+//     outside the record (whose bounds were checked against the shard).
+//   - The caller then re-validates the shard's sequence number, which
+//     tells a torn read (retry) from a corrupt table (not found).
 
 // record is a located record: the key at off+8, the value after it.
 type record struct {
@@ -131,104 +52,193 @@ func (t *table) keyIs(r record, key string) bool {
 		return false
 	}
 	p := r.off + recHeaderBytes
-	for len(key) > 0 {
-		n := min(len(key), 8)
-		if t.load(p) != le(key[:n]) {
+	for len(key) >= 8 {
+		if t.load(p) != binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(key), 8)) {
 			return false
 		}
-		key, p = key[n:], p+8
+		key, p = key[8:], p+8
+	}
+	if len(key) > 0 {
+		var v uint64
+		for i := len(key) - 1; i >= 0; i-- {
+			v = v<<8 | uint64(key[i])
+		}
+		return t.load(p) == v
 	}
 	return true
 }
 
 // key copies the record's key out.
 func (t *table) key(r record) string {
-	b := make([]byte, r.keyLen)
-	c := cursor{t: t, pos: r.off + recHeaderBytes, end: r.off + recHeaderBytes + r.keyLen}
-	c.copyTo(b)
-	return string(b)
+	b := make([]byte, keyPad(r.keyLen))
+	for i := 0; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], t.load(r.off+recHeaderBytes+uint64(i)))
+	}
+	return string(b[:r.keyLen])
 }
 
-// value returns a cursor over the record's ports.
-func (t *table) value(r record) cursor {
-	p := r.off + recHeaderBytes + keyPad(r.keyLen)
-	return cursor{t: t, pos: p, end: p + r.valLen}
+// window is a stack copy of part of a record's value. maxNodeBytes is the
+// largest encoded node (flags, a 255-byte name, port, weight) or port
+// header, so asking for it before each item guarantees the item is in the
+// window if it is in the value at all.
+type window struct {
+	t      *table
+	off    uint64 // mapping offset of buf[0]; always word-aligned
+	i, lim int    // read position; valid bytes in buf
+	end    uint64 // mapping offset where the value ends
+	bad    bool
+	buf    [512]byte
 }
 
-// node decodes one node into n, which holds the previous node of the port
-// (for repeated port and weight). Host names are interned through in, or
-// copied when in is nil.
-func (c *cursor) node(n *Node, in *interner) {
-	f := c.get(1)
+const maxNodeBytes = 1 + 1 + MaxNameLen + 2 + binary.MaxVarintLen32 + 8
+
+func (t *table) value(r record, w *window) {
+	p := r.off + recHeaderBytes + keyPad(r.keyLen) // word-aligned
+	w.t, w.off, w.i, w.lim, w.end, w.bad = t, p, 0, 0, p+r.valLen, false
+}
+
+func (w *window) pos() uint64 { return w.off + uint64(w.i) }
+
+// bytes returns the unread window after making sure it holds maxNodeBytes,
+// or everything up to the end of the value.
+func (w *window) bytes() []byte {
+	if w.lim-w.i < maxNodeBytes && w.off+uint64(w.lim) < w.end {
+		w.seek(w.pos())
+	}
+	return w.buf[w.i:w.lim]
+}
+
+// seek moves to mapping offset p (within the value), refilling the window
+// there unless it already holds enough from p. Whole words are copied: the
+// value's end rounded up to a word is still inside its record.
+func (w *window) seek(p uint64) {
+	if p > w.end {
+		w.bad = true
+		return
+	}
+	if p >= w.off && p-w.off <= uint64(w.lim) && (uint64(w.lim)-(p-w.off) >= maxNodeBytes || w.off+uint64(w.lim) >= w.end) {
+		w.i = int(p - w.off)
+		return
+	}
+	start := p &^ 7
+	n := min(uint64(len(w.buf)), (w.end+7)&^7-start)
+	for k := uint64(0); k < n; k += 8 {
+		binary.LittleEndian.PutUint64(w.buf[k:], w.t.load(start+k))
+	}
+	w.off, w.i, w.lim = start, int(p-start), int(min(n, w.end-start))
+}
+
+func (w *window) advance(n int) { w.i += n }
+
+// portHeader reads a port's name and body length, leaving the window at
+// the body. It returns the name as window bytes (valid until the next
+// refill) and the mapping offset where the body ends.
+func (w *window) portHeader() (name []byte, bodyEnd uint64) {
+	b := w.bytes()
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		w.bad = true
+		return nil, 0
+	}
+	l := int(b[0])
+	name = b[1 : 1+l]
+	body, k := binary.Uvarint(b[1+l:])
+	if k <= 0 || body > w.end-w.pos() {
+		w.bad = true
+		return nil, 0
+	}
+	w.advance(1 + l + k)
+	return name, w.pos() + body
+}
+
+// count reads a node count that must fit in the bytes up to limit.
+func (w *window) count(limit uint64) uint64 {
+	n, k := binary.Uvarint(w.bytes())
+	if k <= 0 || n > limit-w.pos() {
+		w.bad = true
+		return 0
+	}
+	w.advance(k)
+	return n
+}
+
+// node decodes the next node into n, which holds the previous node of the
+// port (for a repeated port and weight). DNS names are interned through in,
+// or copied when in is nil.
+func (w *window) node(n *Node, in *interner) {
+	b := w.bytes()
+	if len(b) < 1 {
+		w.bad = true
+		return
+	}
+	f := b[0]
+	j := 1
 	*n = Node{Port: n.Port, Weight: n.Weight}
 	switch f & kindMask {
 	case kindIPv4:
-		v := uint32(c.get(4))
-		n.Addr = netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)})
-	case kindIPv6:
-		var a [16]byte
-		binary.LittleEndian.PutUint64(a[:8], c.get(8))
-		binary.LittleEndian.PutUint64(a[8:], c.get(8))
-		n.Addr = netip.AddrFrom16(a)
-	case kindName:
-		l := c.get(1)
-		if l == 0 || c.end-c.pos < l {
-			c.bad = true
+		if len(b) < j+4 {
+			w.bad = true
 			return
 		}
-		if in != nil {
-			n.Name = in.get(c, l)
-		} else {
-			n.Name = copyName(c, l)
+		n.Addr = netip.AddrFrom4([4]byte(b[j : j+4]))
+		j += 4
+	case kindIPv6:
+		if len(b) < j+16 {
+			w.bad = true
+			return
 		}
+		n.Addr = netip.AddrFrom16([16]byte(b[j : j+16]))
+		j += 16
+	case kindName:
+		if len(b) < j+1 || b[j] == 0 || len(b) < j+1+int(b[j]) {
+			w.bad = true
+			return
+		}
+		name := b[j+1 : j+1+int(b[j])]
+		if in != nil {
+			n.Name = in.get(name)
+		} else {
+			n.Name = string(name)
+		}
+		j += 1 + len(name)
 	default:
-		c.bad = true
+		w.bad = true
 		return
 	}
 	if f&flagSamePt == 0 {
-		n.Port = uint16(c.get(2))
+		if len(b) < j+2 {
+			w.bad = true
+			return
+		}
+		n.Port = binary.LittleEndian.Uint16(b[j:])
+		j += 2
 	}
 	if f&flagSameWt == 0 {
-		w := c.uvarint()
-		if w > 0xffffffff {
-			c.bad = true
+		v, k := binary.Uvarint(b[j:])
+		if k <= 0 || v > math.MaxUint32 {
+			w.bad = true
+			return
 		}
-		n.Weight = uint32(w)
+		n.Weight = uint32(v)
+		j += k
 	}
+	w.advance(j)
 }
 
-// copyName reads an l-byte name as a new string.
-func copyName(c *cursor, l uint64) string {
-	b := make([]byte, l)
-	c.copyTo(b)
-	return string(b)
-}
-
-// ports decodes a whole value, allocating (Get, Range).
+// ports decodes a whole value, allocating (Get, Range, the writer's check).
 func (t *table) ports(r record) ([]Port, bool) {
-	c := t.value(r)
+	var w window
+	t.value(r, &w)
 	if r.nPorts > r.valLen {
 		return nil, false
 	}
 	ports := make([]Port, 0, r.nPorts)
-	for i := uint64(0); i < r.nPorts && !c.bad; i++ {
-		l := c.get(1)
-		if c.end-c.pos < l {
+	for range r.nPorts {
+		name, end := w.portHeader()
+		if w.bad {
 			return nil, false
 		}
-		nb := make([]byte, l)
-		c.copyTo(nb)
-		body := c.uvarint()
-		if c.end-c.pos < body {
-			return nil, false
-		}
-		nc := cursor{t: t, pos: c.pos, end: c.pos + body}
-		c.skip(body)
-		nn := nc.uvarint()
-		if nn > body {
-			return nil, false
-		}
-		p := Port{Name: string(nb)}
+		p := Port{Name: string(name)}
+		nn := w.count(end)
 		if nn > 0 {
 			p.Nodes = make([]Node, nn)
 		}
@@ -236,12 +246,12 @@ func (t *table) ports(r record) ([]Port, bool) {
 			if j > 0 {
 				p.Nodes[j] = p.Nodes[j-1]
 			}
-			nc.node(&p.Nodes[j], nil) // Get and Range allocate anyway
+			w.node(&p.Nodes[j], nil)
 		}
-		if nc.bad || nc.pos != nc.end {
+		if w.bad || w.pos() != end {
 			return nil, false
 		}
 		ports = append(ports, p)
 	}
-	return ports, !c.bad && c.pos == c.end
+	return ports, !w.bad && w.pos() == w.end
 }

@@ -9,16 +9,28 @@ import (
 
 // names interns DNS names (FQDN nodes) for one Reader, so that Lookup
 // hands out the same immutable Go string every time without allocating.
-// Readers load an immutable map through an atomic pointer; a miss copies
-// the map with the new name added (names change rarely: copy-on-write
-// keeps the hit path free of locks and of writes to shared memory).
+//
+// It is an insert-only open-addressing hash set whose slots are atomic
+// pointers: a hit is a few atomic loads and a byte comparison, with no lock
+// and no write anywhere. A miss takes a mutex, inserts, and when the set is
+// half full copies it into one twice as large (amortised O(1) per name, so a
+// churn of distinct names costs no more than the allocation of each name).
+// Past maxNames it starts afresh, so a long-lived reader stays bounded.
 type names struct {
-	m  atomic.Pointer[map[uint64]string]
-	mu sync.Mutex // serialises copy-on-write
+	tab atomic.Pointer[nameTable]
+	mu  sync.Mutex // serialises inserts
 }
 
-// maxNames bounds the map: when reached it starts afresh, so a churn of
-// names cannot grow a long-lived reader without limit.
+type nameTable struct {
+	slots []atomic.Pointer[nameEntry] // power of two, at most half full
+	n     int                         // entries; guarded by names.mu
+}
+
+type nameEntry struct {
+	h uint64
+	s string
+}
+
 const maxNames = 1 << 16
 
 // interner carries what a miss needs to check that the bytes it read were
@@ -29,40 +41,65 @@ type interner struct {
 	so, seq uint64
 }
 
-// get reads an l-byte (1..255) name at the cursor.
-func (in *interner) get(c *cursor, l uint64) string {
-	var buf [MaxNameLen]byte
-	b := buf[:l]
-	c.copyTo(b)
-	h := xxhash.Sum64(b)
-	if m := in.n.m.Load(); m != nil {
-		if s, ok := (*m)[h]; ok && s == string(b) { // no allocation: compared in place
-			return s
-		}
+// get returns the interned copy of name (1..255 bytes read from a window).
+func (in *interner) get(name []byte) string {
+	h := xxhash.Sum64(name)
+	if s, ok := in.n.tab.Load().find(h, name); ok {
+		return s
 	}
-	s := string(b)
-	// Keep it only if no write overlapped the read: a torn name is
+	s := string(name)
+	// Keep it only if no write overlapped the read so far: a torn name is
 	// returned (and then discarded by the caller's retry) but never kept.
-	if !c.bad && in.t.load(in.so+sSeq) == in.seq {
+	if in.t.load(in.so+sSeq) == in.seq {
 		in.n.add(h, s)
 	}
 	return s
 }
 
+func (t *nameTable) find(h uint64, b []byte) (string, bool) {
+	if t == nil {
+		return "", false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		e := t.slots[i].Load()
+		if e == nil {
+			return "", false
+		}
+		if e.h == h && e.s == string(b) { // compared in place, no allocation
+			return e.s, true
+		}
+	}
+}
+
+func (t *nameTable) insert(e *nameEntry) {
+	mask := uint64(len(t.slots) - 1)
+	i := e.h & mask
+	for t.slots[i].Load() != nil {
+		i = (i + 1) & mask
+	}
+	t.slots[i].Store(e)
+	t.n++
+}
+
 func (n *names) add(h uint64, s string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	old := n.m.Load()
-	size := 1
-	if old != nil && len(*old) < maxNames {
-		size += len(*old)
+	t := n.tab.Load()
+	if _, ok := t.find(h, []byte(s)); ok {
+		return
 	}
-	m := make(map[uint64]string, size)
-	if old != nil && len(*old) < maxNames {
-		for k, v := range *old {
-			m[k] = v
+	if t == nil || t.n >= maxNames {
+		t = &nameTable{slots: make([]atomic.Pointer[nameEntry], 64)}
+	} else if 2*(t.n+1) > len(t.slots) {
+		bigger := &nameTable{slots: make([]atomic.Pointer[nameEntry], 2*len(t.slots))}
+		for i := range t.slots {
+			if e := t.slots[i].Load(); e != nil {
+				bigger.insert(e)
+			}
 		}
+		t = bigger
 	}
-	m[h] = s
-	n.m.Store(&m)
+	t.insert(&nameEntry{h: h, s: s})
+	n.tab.Store(t) // publishes a new table; a no-op swap otherwise
 }

@@ -1,11 +1,15 @@
 package shm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,44 +219,65 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, key, port string, dst []N
 	if !found {
 		return dst, resNone
 	}
-	c := t.value(rec)
-	for p := uint64(0); p < rec.nPorts; p++ {
-		l := c.get(1)
-		match := l == uint64(len(port))
-		if match {
-			match = c.equal(port)
-		} else {
-			c.skip(l)
-		}
-		body := c.uvarint()
-		if c.bad || c.end-c.pos < body {
+	var w window
+	t.value(rec, &w)
+	for range rec.nPorts {
+		name, end := w.portHeader()
+		if w.bad {
 			return dst, resCorrupt
 		}
-		if !match {
-			c.skip(body)
+		if string(name) != port {
+			w.seek(end)
 			continue
 		}
-		nc := cursor{t: t, pos: c.pos, end: c.pos + body}
-		nn := nc.uvarint()
+		nn := w.count(end)
+		if w.bad {
+			return dst, resCorrupt
+		}
 		if nn == 0 {
 			return dst, resNone
 		}
-		if nn > body {
-			return dst, resCorrupt
-		}
-		var node Node
-		in := interner{n: &r.names, t: t, so: so, seq: seq}
-		for range nn {
-			nc.node(&node, &in)
-			if nc.bad {
-				return dst, resCorrupt
-			}
-			if len(dst) == cap(dst) && t.load(so+sSeq) != seq {
+		base := len(dst)
+		if uint64(cap(dst)-base) < nn {
+			if t.load(so+sSeq) != seq {
 				return dst, resMoved // do not grow dst for a value already gone
 			}
-			dst = append(dst, node)
+			dst = slices.Grow(dst, int(nn))
 		}
-		if nc.pos != nc.end {
+		dst = dst[:base+int(nn)]
+		in := interner{n: &r.names, t: t, so: so, seq: seq}
+		for k := base; k < len(dst); k++ {
+			n := &dst[k] // decoded in place: no copy of the 48-byte Node
+			if k > base {
+				n.Port, n.Weight = dst[k-1].Port, dst[k-1].Weight
+			}
+			if w.lim-w.i >= 12 && w.buf[w.i]&kindMask == kindIPv4 && w.buf[w.i]&^(kindMask|flagSamePt|flagSameWt) == 0 {
+				// Fast path for the common IPv4 node (at most 12 bytes).
+				b := w.buf[w.i : w.i+12 : w.i+12]
+				f := b[0]
+				n.Addr, n.Name = netip.AddrFrom4([4]byte(b[1:5])), ""
+				j := 5
+				if f&flagSamePt == 0 {
+					n.Port = binary.LittleEndian.Uint16(b[5:7])
+					j = 7
+				}
+				if f&flagSameWt == 0 {
+					v, l := binary.Uvarint(b[j:])
+					if l <= 0 || v > math.MaxUint32 {
+						return dst[:base], resCorrupt
+					}
+					n.Weight = uint32(v)
+					j += l
+				}
+				w.i += j
+				continue
+			}
+			w.node(n, &in)
+			if w.bad {
+				return dst[:base], resCorrupt
+			}
+		}
+		if w.pos() != end {
 			return dst, resCorrupt
 		}
 		return dst, resFound

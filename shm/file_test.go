@@ -1,0 +1,227 @@
+package shm
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func tablePath(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "sub", "kubernetes") // Create makes the directory
+}
+
+func TestFileReadyAcrossOpen(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 128<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	require.NoError(t, w.Put("default/web", svcNodes(3, 7)))
+
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	assert.False(t, r.Ready())
+	w.SetReady(true)
+	assert.True(t, r.Ready())
+	nodes, ok := r.Lookup(nil, "default/web:http")
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(3, 7)[0].Nodes, nodes)
+
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, int64(128<<10), fi.Size())
+	assert.Equal(t, fs.FileMode(0o644), fi.Mode().Perm())
+
+	require.NoError(t, w.Close())
+	assert.False(t, r.Ready(), "Close marks the table not ready")
+	_, ok = r.Lookup(nil, "default/web:http")
+	assert.True(t, ok, "the file stays for readers")
+}
+
+func TestFileSecondWriterRefused(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, MinSize)
+	require.NoError(t, err)
+	_, err = Create(path, MinSize)
+	require.Error(t, err)
+	assert.Equal(t, "shm: another kdisc run is writing "+path, err.Error())
+	_, err = Create(path, 2*MinSize) // a different size must not replace it either
+	assert.ErrorContains(t, err, "another kdisc run is writing")
+	require.NoError(t, w.Close())
+
+	w2, err := Create(path, MinSize) // the lock went with Close
+	require.NoError(t, err)
+	require.NoError(t, w2.Close())
+}
+
+func TestFileReuseKeepsEntries(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 256<<10)
+	require.NoError(t, err)
+	for i := range 100 {
+		require.NoError(t, w.Put(fmt.Sprintf("ns/svc-%d", i), svcNodes(1+i%5, i)))
+	}
+	w.SetReady(true)
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	gen := r.Generation()
+	require.NoError(t, w.Close())
+
+	w, err = Create(path, 256<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	assert.False(t, r.Ready(), "a reused table is not ready until the new writer says so")
+	assert.Equal(t, gen+1, r.Generation())
+	st := w.Stats()
+	assert.Equal(t, 100, st.Entries)
+	for i := range 100 {
+		got, ok := r.Get(fmt.Sprintf("ns/svc-%d", i))
+		require.True(t, ok, i)
+		assert.Equal(t, svcNodes(1+i%5, i), got)
+	}
+	// The new writer's bookkeeping matches the data it inherited: deleting
+	// everything frees everything.
+	w.Keys(func(k string) bool { return assert.True(t, w.Delete(k)) })
+	assert.Equal(t, int64(headerBytes+w.t.shards*shardHeaderBytes), w.Stats().UsedBytes)
+}
+
+func TestFileReuseRepairsInterruptedShard(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 256<<10) // 4 shards
+	require.NoError(t, err)
+	for i := range 200 {
+		require.NoError(t, w.Put(fmt.Sprintf("ns/svc-%d", i), svcNodes(2, i)))
+	}
+	// Simulate a writer that died in the middle of changing one shard.
+	h := hashKey("ns/svc-0")
+	so := w.t.shardOf(h)
+	w.t.store(so+sSeq, w.t.load(so+sSeq)|1)
+	require.NoError(t, w.Close())
+
+	w, err = Create(path, 256<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	r := w.Reader()
+	defer r.Close()
+	_, ok := r.Get("ns/svc-0")
+	assert.False(t, ok, "the interrupted shard was emptied")
+	kept := 0
+	for i := range 200 {
+		k := fmt.Sprintf("ns/svc-%d", i)
+		if got, ok := r.Get(k); ok {
+			kept++
+			assert.Equal(t, svcNodes(2, i), got)
+		} else {
+			assert.Equal(t, so, w.t.shardOf(hashKey(k)), k)
+		}
+	}
+	assert.Equal(t, kept, w.Stats().Entries)
+	assert.Greater(t, kept, 100)
+	require.NoError(t, w.Put("ns/svc-0", svcNodes(1, 0)))
+	_, ok = r.Get("ns/svc-0")
+	assert.True(t, ok)
+}
+
+func TestFileSizeChangeRetiresOldFile(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	require.NoError(t, w.Put("default/old", svcNodes(1, 1)))
+	w.SetReady(true)
+	require.NoError(t, w.Close())
+
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	_, ok := r.Lookup(nil, "default/old:http")
+	require.True(t, ok)
+	old := r.cur.Load()
+
+	w, err = Create(path, 128<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	require.NoError(t, w.Put("default/new", svcNodes(2, 2)))
+	w.SetReady(true)
+	assert.Equal(t, uint64(1), old.load(hRetired), "the old file is retired")
+
+	// The reader re-attaches on its next calls (re-opens are rate-limited:
+	// poll with a deadline).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		nodes, ok := r.Lookup(nil, "default/new:http")
+		if ok {
+			assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "reader never re-attached")
+		time.Sleep(time.Millisecond)
+	}
+	assert.True(t, r.Ready())
+	_, ok = r.Lookup(nil, "default/old:http")
+	assert.False(t, ok, "the new table starts empty")
+	assert.Len(t, r.old, 1, "the old mapping is kept until Close")
+
+	// Nothing but the table is left in the directory.
+	ents, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	require.Len(t, ents, 1)
+	assert.Equal(t, "kubernetes", ents[0].Name())
+}
+
+func TestFileOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(filepath.Join(dir, "absent"))
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	assert.ErrorContains(t, err, "no kdisc table at")
+
+	junk := filepath.Join(dir, "junk")
+	require.NoError(t, os.WriteFile(junk, make([]byte, 64<<10), 0o644))
+	_, err = Open(junk)
+	assert.EqualError(t, err, "shm: "+junk+" is not a kdisc table (bad magic)")
+
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("hello"), 0o644))
+	_, err = Open(short)
+	assert.ErrorContains(t, err, "is not a kdisc table")
+
+	_, err = Open(dir)
+	assert.ErrorContains(t, err, "is not a kdisc table")
+
+	// A table truncated behind its header's back is refused too.
+	path := filepath.Join(dir, "table")
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, os.Truncate(path, 32<<10))
+	_, err = Open(path)
+	assert.ErrorContains(t, err, "header says 65536 bytes")
+
+	// A writer replaces a file that is not a table.
+	w, err = Create(junk, MinSize)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	r, err := Open(junk)
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+}
+
+func TestWriterReaderOutlivesWriter(t *testing.T) {
+	w, err := Create("", MinSize)
+	require.NoError(t, err)
+	require.NoError(t, w.Put("a/b", svcNodes(1, 1)))
+	r := w.Reader()
+	require.NoError(t, w.Close())
+	_, ok := r.Lookup(nil, "a/b:http")
+	assert.True(t, ok, "the mapping lives until the last user closes")
+	assert.ErrorIs(t, w.Put("a/b", nil), errClosed)
+	require.NoError(t, r.Close())
+	_, ok = r.Lookup(nil, "a/b:http")
+	assert.False(t, ok)
+}
