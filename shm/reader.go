@@ -251,6 +251,13 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, key, port string, dst []N
 			if k > base {
 				n.Port, n.Weight = dst[k-1].Port, dst[k-1].Weight
 			}
+			if w.lim-w.i >= 5 && w.buf[w.i] == kindIPv4|flagSamePt|flagSameWt {
+				// Fast path: an IPv4 node repeating the previous port and
+				// weight, the usual case after a port's first node.
+				n.Addr, n.Name = netip.AddrFrom4([4]byte(w.buf[w.i+1:w.i+5])), ""
+				w.i += 5
+				continue
+			}
 			if w.lim-w.i >= 12 && w.buf[w.i]&kindMask == kindIPv4 && w.buf[w.i]&^(kindMask|flagSamePt|flagSameWt) == 0 {
 				// Fast path for the common IPv4 node (at most 12 bytes).
 				b := w.buf[w.i : w.i+12 : w.i+12]

@@ -311,3 +311,21 @@ func TestDensity(t *testing.T) {
 	_, ok := r.Lookup(nil, keys[len(keys)-1]+":http")
 	assert.True(t, ok)
 }
+
+func TestLargeTable(t *testing.T) {
+	w, r := newAnon(t, 3<<30) // sparse: only touched pages cost memory
+	assert.Equal(t, uint64(maxShards), w.t.shards)
+	for i := range 1000 {
+		require.NoError(t, w.Put(fmt.Sprintf("ns/svc-%d", i), svcNodes(2, i)))
+	}
+	require.NoError(t, w.Put("ns/huge", svcNodes(60000, 1))) // ~300 KB: fits a 3 MiB shard
+	got, ok := r.Get("ns/huge")
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(60000, 1), got)
+	nodes, ok := r.Lookup(nil, "ns/huge:http") // many window refills
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(60000, 1)[0].Nodes, nodes)
+	nodes, ok = r.Lookup(nil, "ns/svc-999:http")
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(2, 999)[0].Nodes, nodes)
+}
