@@ -1,0 +1,497 @@
+package kdisc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc"
+	"github.com/kdisc/kdisc/config"
+	"github.com/kdisc/kdisc/dump"
+	"github.com/kdisc/kdisc/internal/fakeapi"
+)
+
+const token = "s3cr3t-t0ken-never-shown"
+
+// singleConfig is a single-cluster configuration for api.
+func singleConfig(t *testing.T, api *fakeapi.Server, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(fmt.Appendf(nil, `
+discovery:
+  kubernetes:
+    service: {schema: http, host: %s, port: %d}
+    client: {token: %s}
+%s`, api.Host(), api.Port(), token, extra))
+	require.NoError(t, err)
+	return cfg
+}
+
+// multiConfig is a multi-cluster configuration: cluster ids[i] is apis[i].
+func multiConfig(t *testing.T, ids []string, apis ...*fakeapi.Server) *config.Config {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("discovery:\n  kubernetes:\n")
+	for i, api := range apis {
+		fmt.Fprintf(&b, "    - id: %s\n      service: {schema: http, host: %s, port: %d}\n      client: {token: %s}\n      default_weight: %d\n",
+			ids[i], api.Host(), api.Port(), token, 10*(i+1))
+	}
+	cfg, err := config.Parse([]byte(b.String()))
+	require.NoError(t, err)
+	return cfg
+}
+
+func quiet() kdisc.Option {
+	return kdisc.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+}
+
+func start(t *testing.T, cfg *config.Config, opts ...kdisc.Option) *kdisc.Discovery {
+	t.Helper()
+	d, err := kdisc.Start(context.Background(), cfg, append([]kdisc.Option{quiet()}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+func newAPI(t *testing.T) *fakeapi.Server {
+	return fakeapi.New(t, fakeapi.WithToken(token))
+}
+
+func endpoints(ns, name, port string, number int32, ips ...string) *fakeapi.Endpoints {
+	e := &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{Namespace: ns, Name: name}}
+	sub := fakeapi.EndpointSubset{Ports: []fakeapi.EndpointPort{{Name: port, Port: number, Protocol: "TCP"}}}
+	for _, ip := range ips {
+		sub.Addresses = append(sub.Addresses, fakeapi.EndpointAddress{IP: ip})
+	}
+	e.Subsets = []fakeapi.EndpointSubset{sub}
+	return e
+}
+
+// eventually polls cond every millisecond until it holds, or fails the
+// test after 15 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// hosts answers service as "host:port/weight" strings, nil when not found.
+func hosts(d *kdisc.Discovery, service string) []string {
+	nodes, ok := d.Nodes(nil, service)
+	if !ok {
+		return nil
+	}
+	out := []string{}
+	for _, n := range nodes {
+		out = append(out, n.Host()+":"+strconv.Itoa(int(n.Port))+"/"+strconv.Itoa(int(n.Weight)))
+	}
+	return out
+}
+
+func waitHosts(t *testing.T, d *kdisc.Discovery, service string, want ...string) {
+	t.Helper()
+	var got []string
+	eventually(t, fmt.Sprintf("%s = %v", service, want), func() bool {
+		got = hosts(d, service)
+		if want == nil {
+			return got == nil
+		}
+		return fmt.Sprint(got) == fmt.Sprint(want) && got != nil
+	})
+}
+
+func waitReady(t *testing.T, d *kdisc.Discovery) {
+	t.Helper()
+	eventually(t, "ready", d.Ready)
+}
+
+func TestStartSingle(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 8080, "10.0.0.2", "10.0.0.10", "10.0.0.1"))
+	api.PutEndpoints(endpoints("other", "db", "", 5432, "fd00::2", "fd00::1"))
+	d := start(t, singleConfig(t, api, "    default_weight: 7\n"))
+	waitReady(t, d)
+	assert.Empty(t, d.NotReady())
+
+	// Sorted by host text, byte-wise: 10.0.0.10 before 10.0.0.2.
+	assert.Equal(t, []string{"10.0.0.1:8080/7", "10.0.0.10:8080/7", "10.0.0.2:8080/7"}, hosts(d, "default/web:http"))
+	assert.Equal(t, []string{"fd00::1:5432/7", "fd00::2:5432/7"}, hosts(d, "other/db:5432"), "an unnamed port is its number")
+	for _, s := range []string{"default/web:https", "default/web:8080", "default/web", "default/nope:http", "web:http", "", "x/default/web:http"} {
+		_, ok := d.Nodes(nil, s)
+		assert.False(t, ok, "%q", s)
+	}
+
+	// Changes arrive by watch.
+	api.PutEndpoints(endpoints("default", "web", "http", 8080, "10.0.0.3"))
+	waitHosts(t, d, "default/web:http", "10.0.0.3:8080/7")
+	api.DeleteEndpoints("default", "web")
+	waitHosts(t, d, "default/web:http")
+	r := api.WaitRequests(fakeapi.IsList(fakeapi.EndpointsResource), 1)[0]
+	assert.Equal(t, "Bearer "+token, r.Authorization)
+}
+
+func TestStartMulti(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	b.PutEndpoints(endpoints("default", "web", "http", 80, "10.2.0.1", "10.2.0.2"))
+	b.PutEndpoints(endpoints("shop", "cart", "grpc", 9000, "10.2.1.1"))
+	d := start(t, multiConfig(t, []string{"first", "second"}, a, b))
+	waitReady(t, d)
+
+	assert.Equal(t, []string{"10.1.0.1:80/10"}, hosts(d, "first/default/web:http"))
+	assert.Equal(t, []string{"10.2.0.1:80/20", "10.2.0.2:80/20"}, hosts(d, "second/default/web:http"))
+	assert.Equal(t, []string{"10.2.1.1:9000/20"}, hosts(d, "second/shop/cart:grpc"))
+	for _, s := range []string{
+		"first/shop/cart:grpc",     // in the other cluster
+		"third/default/web:http",   // unknown id
+		"default/web:http",         // single-mode form
+		"first",                    // no slash
+		"first/",                   // nothing after the id
+		"/default/web:http",        // empty id
+		"firstdefault/web:http",    // id glued on
+		"First/default/web:http",   // ids are lower case
+		"second/default/web:http2", // unknown port
+	} {
+		_, ok := d.Nodes(nil, s)
+		assert.False(t, ok, "%q", s)
+	}
+
+	// Each cluster follows its own apiserver.
+	b.PutEndpoints(endpoints("default", "web", "http", 80, "10.2.0.3"))
+	waitHosts(t, d, "second/default/web:http", "10.2.0.3:80/20")
+	assert.Equal(t, []string{"10.1.0.1:80/10"}, hosts(d, "first/default/web:http"))
+}
+
+func TestNodesDoesNotAllocate(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	ips := []string{}
+	for i := range 40 {
+		ips = append(ips, fmt.Sprintf("10.0.%d.%d", i/8, i))
+	}
+	a.PutEndpoints(endpoints("default", "web", "http", 80, ips...))
+	b.PutEndpoints(endpoints("default", "web", "http", 80, ips...))
+
+	single := start(t, singleConfig(t, a, ""))
+	multi := start(t, multiConfig(t, []string{"first", "second"}, a, b))
+	waitReady(t, single)
+	waitReady(t, multi)
+
+	buf := make([]kdisc.Node, 0, 64)
+	for _, tt := range []struct {
+		d       *kdisc.Discovery
+		service string
+	}{
+		{single, "default/web:http"},
+		{multi, "second/default/web:http"},
+	} {
+		nodes, ok := tt.d.Nodes(buf[:0], tt.service)
+		require.True(t, ok)
+		require.Len(t, nodes, 40)
+		allocs := testing.AllocsPerRun(200, func() {
+			nodes, ok = tt.d.Nodes(buf[:0], tt.service)
+		})
+		assert.Zero(t, allocs, tt.service)
+		assert.True(t, ok)
+		assert.Len(t, nodes, 40)
+		assert.Same(t, &buf[:1][0], &nodes[0], "the caller's buffer is used")
+
+		allocs = testing.AllocsPerRun(200, func() { _, ok = tt.d.Nodes(buf[:0], "default/nope:http") })
+		assert.Zero(t, allocs, "not found")
+		assert.False(t, ok)
+	}
+}
+
+func TestAttach(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1", "10.0.0.2"))
+	dir := t.TempDir()
+	cfg := singleConfig(t, api, "")
+	d := start(t, cfg, kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	require.FileExists(t, filepath.Join(dir, "kubernetes"))
+
+	r, err := kdisc.Attach(dir, cfg)
+	require.NoError(t, err)
+	defer r.Close()
+	assert.True(t, r.Ready(), "the writer says it is ready")
+	assert.Equal(t, hosts(d, "default/web:http"), hosts(r, "default/web:http"))
+	assert.Equal(t, []string{"10.0.0.1:80/50", "10.0.0.2:80/50"}, hosts(r, "default/web:http"))
+	assert.Equal(t, d.Dump(), r.Dump())
+
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.9"))
+	waitHosts(t, r, "default/web:http", "10.0.0.9:80/50")
+
+	buf := make([]kdisc.Node, 0, 8)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { r.Nodes(buf[:0], "default/web:http") }))
+
+	// The writer stops: the attached reader keeps the last nodes, not ready.
+	require.NoError(t, d.Close())
+	assert.False(t, r.Ready())
+	require.Len(t, r.NotReady(), 1)
+	assert.Contains(t, r.NotReady()[0].Reason, "has not finished its first list")
+	assert.Equal(t, []string{"10.0.0.9:80/50"}, hosts(r, "default/web:http"))
+}
+
+func TestAttachMulti(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	b.PutEndpoints(endpoints("default", "web", "http", 80, "10.2.0.1"))
+	dir := t.TempDir()
+	cfg := multiConfig(t, []string{"first", "second"}, a, b)
+	d := start(t, cfg, kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	require.FileExists(t, filepath.Join(dir, "kubernetes-first"))
+	require.FileExists(t, filepath.Join(dir, "kubernetes-second"))
+
+	r, err := kdisc.Attach(dir, cfg)
+	require.NoError(t, err)
+	defer r.Close()
+	assert.Equal(t, []string{"10.1.0.1:80/10"}, hosts(r, "first/default/web:http"))
+	assert.Equal(t, []string{"10.2.0.1:80/20"}, hosts(r, "second/default/web:http"))
+}
+
+func TestAttachMissing(t *testing.T) {
+	api := newAPI(t)
+	cfg := singleConfig(t, api, "")
+	_, err := kdisc.Attach(filepath.Join(t.TempDir(), "nope"), cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kubernetes")
+
+	// One table of two present is an error too.
+	dir := t.TempDir()
+	b := newAPI(t)
+	d := start(t, multiConfig(t, []string{"first"}, api), kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	_, err = kdisc.Attach(dir, multiConfig(t, []string{"first", "second"}, api, b))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kubernetes-second")
+}
+
+func TestNotReadyForbidden(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	api.Fail(fakeapi.AnyRequest, fakeapi.Forbidden("system:serviceaccount:apisix:apisix"), -1)
+	d := start(t, singleConfig(t, api, ""))
+
+	var nr []dump.NotReady
+	eventually(t, "403 in NotReady", func() bool {
+		nr = d.NotReady()
+		return len(nr) == 1 && strings.Contains(nr[0].Reason, "403 Forbidden")
+	})
+	assert.False(t, d.Ready())
+	assert.Empty(t, nr[0].ID, "single mode has no id")
+	assert.Contains(t, nr[0].Reason, "403 Forbidden from apiserver")
+	assert.Contains(t, nr[0].Reason, "system:serviceaccount:apisix:apisix")
+	_, ok := d.Nodes(nil, "default/web:http")
+	assert.False(t, ok)
+
+	api.ClearFaults()
+	waitReady(t, d)
+	assert.Empty(t, d.NotReady())
+	assert.Equal(t, []string{"10.0.0.1:80/50"}, hosts(d, "default/web:http"))
+}
+
+func TestNotReadyMultiNamesCluster(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	b.Fail(fakeapi.AnyRequest, fakeapi.Forbidden("system:serviceaccount:kdisc:kdisc"), -1)
+	d := start(t, multiConfig(t, []string{"good", "bad"}, a, b))
+	var nr []dump.NotReady
+	eventually(t, "cluster bad not ready with 403, good ready", func() bool {
+		nr = d.NotReady()
+		return len(nr) == 1 && strings.Contains(nr[0].Reason, "403 Forbidden")
+	})
+	assert.Equal(t, "bad", nr[0].ID)
+	assert.False(t, d.Ready())
+}
+
+func TestNotReadyTokenFileMissing(t *testing.T) {
+	api := newAPI(t)
+	file := filepath.Join(t.TempDir(), "token")
+	cfg, err := config.Parse(fmt.Appendf(nil, "discovery:\n  kubernetes:\n    service: {schema: http, host: %s, port: %d}\n    client: {token_file: %s}\n",
+		api.Host(), api.Port(), file))
+	require.NoError(t, err)
+	d := start(t, cfg)
+	eventually(t, "token file reason", func() bool {
+		nr := d.NotReady()
+		return len(nr) == 1 && strings.Contains(nr[0].Reason, "token file")
+	})
+	require.NoError(t, os.WriteFile(file, []byte(token+"\n"), 0o600))
+	waitReady(t, d)
+}
+
+// encode writes v as the control API does.
+func encode(t *testing.T, v any) string {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	require.NoError(t, enc.Encode(v))
+	return b.String()
+}
+
+func TestDumpSingle(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.2", "10.0.0.1"))
+	api.PutEndpoints(endpoints("default", "kubernetes", "https", 6443, "172.18.164.170"))
+	d := start(t, singleConfig(t, api, ""))
+	waitReady(t, d)
+
+	out := encode(t, d.Dump())
+	assert.True(t, strings.HasPrefix(out,
+		`{"endpoints":[{"endpoints":[`+
+			`{"name":"default/kubernetes","value":"{\"https\":[{\"host\":\"172.18.164.170\",\"port\":6443,\"weight\":50}]}"},`+
+			`{"name":"default/web","value":"{\"http\":[{\"host\":\"10.0.0.1\",\"port\":80,\"weight\":50},{\"host\":\"10.0.0.2\",\"port\":80,\"weight\":50}]}"}]}],`+
+			`"config":{`), out)
+	assert.NotContains(t, out, `"id"`)
+	assert.NotContains(t, out, token)
+
+	var shape struct {
+		Endpoints []map[string]json.RawMessage `json:"endpoints"`
+		Config    map[string]any               `json:"config"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &shape), "config is an object")
+	require.Len(t, shape.Endpoints, 1)
+	assert.Equal(t, map[string]any{"token": "<redacted>"}, shape.Config["client"])
+	assert.Equal(t, float64(50), shape.Config["default_weight"])
+}
+
+func TestDumpMulti(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	d := start(t, multiConfig(t, []string{"first", "second"}, a, b))
+	waitReady(t, d)
+
+	out := encode(t, d.Dump())
+	assert.True(t, strings.HasPrefix(out,
+		`{"endpoints":[{"id":"first","endpoints":[{"name":"default/web","value":"{\"http\":[{\"host\":\"10.1.0.1\",\"port\":80,\"weight\":10}]}"}]},`+
+			`{"id":"second","endpoints":[]}],"config":[{"id":"first",`), out)
+	assert.NotContains(t, out, token)
+	assert.Equal(t, 2, strings.Count(out, `"token":"<redacted>"`))
+
+	var shape struct {
+		Config []map[string]any `json:"config"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &shape), "config is an array")
+	require.Len(t, shape.Config, 2)
+	assert.Equal(t, "second", shape.Config[1]["id"])
+}
+
+// readmeMetrics returns the metric names README.md lists for /metrics.
+func readmeMetrics(t *testing.T) []string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	var line string
+	for l := range strings.SplitSeq(string(readme), "\n") {
+		if strings.HasPrefix(l, "| `GET /metrics`") {
+			line = l
+		}
+	}
+	require.NotEmpty(t, line, "README.md's control API table has a /metrics row")
+	var names []string
+	for _, m := range regexp.MustCompile("`(kdisc_[a-z_]+)").FindAllStringSubmatch(line, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+func TestWriteMetrics(t *testing.T) {
+	names := readmeMetrics(t)
+	require.Subset(t, names, []string{
+		"kdisc_ready", "kdisc_lists_total", "kdisc_list_errors_total", "kdisc_watches_total",
+		"kdisc_watch_errors_total", "kdisc_relists_total", "kdisc_events_total", "kdisc_objects_skipped_total",
+		"kdisc_table_bytes_used", "kdisc_table_bytes_total", "kdisc_table_entries", "kdisc_table_full_total",
+		"kdisc_last_event_age_seconds",
+	})
+
+	a, b := newAPI(t), newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	d := start(t, multiConfig(t, []string{"first", "second"}, a, b))
+	waitReady(t, d)
+	a.WaitWatchers(1)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.2"))
+	waitHosts(t, d, "first/default/web:http", "10.1.0.2:80/10")
+
+	var buf bytes.Buffer
+	d.WriteMetrics(&buf)
+	out := buf.String()
+	for _, name := range names {
+		assert.Contains(t, out, "# TYPE "+name+" ", name)
+		for _, id := range []string{"first", "second"} {
+			assert.Regexp(t, `(?m)^`+name+`\{cluster="`+id+`"[,}]`, out, "%s for %s", name, id)
+		}
+	}
+	assert.Contains(t, out, `kdisc_ready{cluster="first"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_lists_total{cluster="first"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_table_entries{cluster="first"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_table_entries{cluster="second"} 0`+"\n")
+	assert.Contains(t, out, `kdisc_events_total{cluster="first",type="MODIFIED"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_table_bytes_total{cluster="first"} 1.048576e+06`+"\n")
+	// Every sample line is name{labels} number.
+	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+")?\} -?[0-9.e+-]+$`)
+	for l := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			assert.Regexp(t, sample, l)
+		}
+	}
+}
+
+func TestCloseStopsWatchers(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	dir := t.TempDir()
+	d, err := kdisc.Start(context.Background(), multiConfig(t, []string{"first", "second"}, a, b), quiet(), kdisc.WithShmDir(dir))
+	require.NoError(t, err)
+	a.WaitWatchers(1)
+	b.WaitWatchers(1)
+	require.NoError(t, d.Close())
+	a.WaitWatchers(0)
+	b.WaitWatchers(0)
+	// The tables stay for readers and the next writer.
+	assert.FileExists(t, filepath.Join(dir, "kubernetes-first"))
+	assert.FileExists(t, filepath.Join(dir, "kubernetes-second"))
+}
+
+func TestStartContextCancel(t *testing.T) {
+	api := newAPI(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := kdisc.Start(ctx, singleConfig(t, api, ""), quiet())
+	require.NoError(t, err)
+	api.WaitWatchers(1)
+	cancel()
+	api.WaitWatchers(0)
+	require.NoError(t, d.Close())
+}
+
+func TestStartFailsOnBadTableDir(t *testing.T) {
+	api := newAPI(t)
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	_, err := kdisc.Start(context.Background(), singleConfig(t, api, ""), quiet(), kdisc.WithShmDir(file))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "discovery.kubernetes: table")
+}
+
+func TestDefaultShmDir(t *testing.T) {
+	dir := kdisc.DefaultShmDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		assert.Equal(t, "/dev/shm/kdisc", dir)
+	} else {
+		assert.Equal(t, filepath.Join(os.TempDir(), "kdisc"), dir)
+	}
+}
