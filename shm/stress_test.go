@@ -2,6 +2,7 @@ package shm
 
 import (
 	"bufio"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -25,6 +26,11 @@ import (
 // misplaced value from any consistent one without knowing which version
 // the writer is at.
 const stressKeys = 64
+
+// The first stressStable keys are never deleted, so their port p0 must
+// always be found: a reader answering "not found" for them would be hiding
+// an inconsistency rather than reporting it.
+const stressStable = 8
 
 func stressKey(k int) string { return "stress/svc-" + strconv.Itoa(k) }
 
@@ -152,6 +158,9 @@ func stressRead(r *Reader, stop func() bool, c *readCounts) error {
 				v, err = checkStressPort(k, j, buf, scratch)
 			}
 		}
+		if !ok && k < stressStable && (i%8 == 7 || i/stressKeys%3 == 0) {
+			err = fmt.Errorf("key %d (never deleted) not found", k)
+		}
 		if err != nil {
 			return err
 		}
@@ -174,14 +183,18 @@ func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, delete
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for ops := 0; !done(ops); ops++ {
 		k := rnd.IntN(stressKeys)
-		if rnd.IntN(10) == 0 {
+		if rnd.IntN(10) == 0 && k >= stressStable {
 			w.Delete(stressKey(k))
 			deletes++
 			continue
 		}
 		next[k]++
 		v := next[k]*stressKeys + uint32(k)
-		require.NoError(t, w.Put(stressKey(k), stressValue(v)))
+		err := w.Put(stressKey(k), stressValue(v))
+		var full *FullError
+		if !errors.As(err, &full) { // a full table keeps the old value: fine
+			require.NoError(t, err)
+		}
 		puts++
 	}
 	return puts, deletes
@@ -191,6 +204,9 @@ func TestStressInProcess(t *testing.T) {
 	w, err := Create("", 256<<10)
 	require.NoError(t, err)
 	defer w.Close()
+	for k := range stressKeys {
+		require.NoError(t, w.Put(stressKey(k), stressValue(uint32(stressKeys+k))))
+	}
 	var stopped atomic.Bool
 	var wg sync.WaitGroup
 	counts := make([]readCounts, 2)
@@ -313,7 +329,9 @@ func startHelper(t *testing.T, path string) *helper {
 // readers never return a torn value.
 func TestStressCrossProcess(t *testing.T) {
 	path := tablePath(t)
-	w, err := Create(path, 256<<10)
+	// One 40 KiB shard, most of it live data: puts compact the shard
+	// often (and sometimes find it full), rewriting bytes being read.
+	w, err := Create(path, 40<<10)
 	require.NoError(t, err)
 	defer w.Close()
 	for k := range stressKeys {
@@ -333,7 +351,7 @@ func TestStressCrossProcess(t *testing.T) {
 		}
 	}
 
-	// Churn for at least 300 ms, and until every reader has seen many
+	// Churn for at least 600 ms, and until every reader has seen many
 	// versions (the machine may be busy); give up after 20 s or 5M ops.
 	const minFound, minDistinct = 5000, 200
 	start := time.Now()
@@ -344,7 +362,7 @@ func TestStressCrossProcess(t *testing.T) {
 		if ops >= 5_000_000 || time.Since(start) > 20*time.Second {
 			return true
 		}
-		if time.Since(start) < 300*time.Millisecond {
+		if time.Since(start) < 600*time.Millisecond {
 			return false
 		}
 		for _, h := range helpers {
@@ -356,9 +374,8 @@ func TestStressCrossProcess(t *testing.T) {
 	})
 	churn := time.Since(start)
 	st := w.Stats()
-	t.Logf("writer: %d puts, %d deletes, %d compactions in %v", puts, deletes, st.Compactions, churn)
-	assert.Positive(t, st.Compactions)
-	assert.Zero(t, st.FullErrors)
+	t.Logf("writer: %d puts, %d deletes, %d compactions, %d full in %v", puts, deletes, st.Compactions, st.FullErrors, churn)
+	assert.Greater(t, st.Compactions, uint64(puts/50))
 
 	for i, h := range helpers {
 		h.stdin.Close()
