@@ -2,8 +2,8 @@ package shm
 
 import (
 	"bufio"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
