@@ -1,0 +1,665 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc"
+	"github.com/kdisc/kdisc/config"
+	"github.com/kdisc/kdisc/internal/fakeapi"
+)
+
+// kdiscBin is the kdisc binary built once by TestMain (with -race when
+// the tests are).
+var kdiscBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kdisc-cli-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	kdiscBin = filepath.Join(dir, "kdisc")
+	args := []string{"build", "-o", kdiscBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building kdisc:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const token = "cli-s3cr3t-t0ken"
+
+// testEnv is what the fixtures of testdata/config name.
+var testEnv = []string{
+	"KUBERNETES_SERVICE_HOST=10.96.0.1",
+	"KUBERNETES_SERVICE_PORT=443",
+	"KDISC_TEST_TOKEN=" + token,
+	"KDISC_TEST_DOMAIN=example.com",
+	"KDISC_TEST_PORT=16443",
+	"KDISC_TEST_TOKEN_DIR=/run/kdisc",
+	// A -race binary otherwise sleeps 1 s before exiting.
+	"GORACE=atexit_sleep_ms=0",
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+// kdiscRun runs kdisc to completion (30 s at most).
+func kdiscRun(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kdiscBin, args...)
+	cmd.Env = append(os.Environ(), testEnv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	begin := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(begin)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("kdisc %v: %v", args, err)
+	}
+	return r
+}
+
+// syncBuffer collects a subprocess's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is a running `kdisc run`.
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	control string // base URL of the control API
+	stderr  *syncBuffer
+	exited  chan struct{}
+	err     error // of Wait, once exited is closed
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startRun starts `kdisc run -config cfgFile -shm-dir dir` with the control
+// API on a free port, killed at the end of the test if still running. It
+// returns once /healthz answers.
+func startRun(t *testing.T, cfgFile, dir string) *server {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		s := tryStartRun(t, cfgFile, dir)
+		if s.waitHealthy() {
+			return s
+		}
+		// Someone took the port between our check and kdisc's listen.
+		if attempt < 3 && strings.Contains(s.stderr.String(), "address already in use") {
+			continue
+		}
+		t.Fatalf("kdisc run did not become healthy: %v\n%s", s.err, s.stderr.String())
+	}
+}
+
+func tryStartRun(t *testing.T, cfgFile, dir string) *server {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s := &server{t: t, control: "http://" + addr, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	s.cmd = exec.Command(kdiscBin, "run", "-config", cfgFile, "-shm-dir", dir, "-control", addr)
+	s.cmd.Env = append(os.Environ(), testEnv...)
+	s.cmd.Stdout, s.cmd.Stderr = s.stderr, s.stderr
+	require.NoError(t, s.cmd.Start())
+	go func() { s.err = s.cmd.Wait(); close(s.exited) }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		if t.Failed() {
+			t.Logf("kdisc run stderr:\n%s", s.stderr.String())
+		}
+	})
+	return s
+}
+
+// waitHealthy polls /healthz until it answers 200 (true) or the process
+// exits or 15 s pass (false).
+func (s *server) waitHealthy() bool {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return false
+		default:
+		}
+		if code, _ := s.get("/healthz"); code == http.StatusOK {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// get sends GET path to the control API: status code and body, 0 when
+// it does not answer.
+func (s *server) get(path string) (int, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.control+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReady polls /readyz until 200.
+func (s *server) waitReady() {
+	s.t.Helper()
+	var code int
+	var body string
+	eventually(s.t, "/readyz 200", func() bool {
+		code, body = s.get("/readyz")
+		return code == http.StatusOK
+	}, func() string { return fmt.Sprintf("last /readyz: %d %s\n%s", code, body, s.stderr.String()) })
+	assert.JSONEq(s.t, `{"ready":true}`, body)
+}
+
+// stop sends SIGTERM and waits for the exit; it fails the test unless
+// kdisc exits 0 within 10 s.
+func (s *server) stop() time.Duration {
+	s.t.Helper()
+	begin := time.Now()
+	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("kdisc run did not exit within 10 s of SIGTERM\n%s", s.stderr.String())
+	}
+	require.NoError(s.t, s.err, "exit status after SIGTERM\n%s", s.stderr.String())
+	return time.Since(begin)
+}
+
+// eventually polls cond until it holds, or fails the test after 15 s with
+// the text of describe.
+func eventually(t *testing.T, what string, cond func() bool, describe ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			msg := "timed out waiting for " + what
+			for _, d := range describe {
+				msg += "\n" + d()
+			}
+			t.Fatal(msg)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func newAPI(t *testing.T) *fakeapi.Server {
+	return fakeapi.New(t, fakeapi.WithToken(token))
+}
+
+func endpoints(ns, name, port string, number int32, ips ...string) *fakeapi.Endpoints {
+	e := &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{Namespace: ns, Name: name}}
+	sub := fakeapi.EndpointSubset{Ports: []fakeapi.EndpointPort{{Name: port, Port: number, Protocol: "TCP"}}}
+	for _, ip := range ips {
+		sub.Addresses = append(sub.Addresses, fakeapi.EndpointAddress{IP: ip})
+	}
+	e.Subsets = []fakeapi.EndpointSubset{sub}
+	return e
+}
+
+// writeConfig writes a configuration for the fake apiservers: single mode
+// with one server and no ids, multi mode otherwise.
+func writeConfig(t *testing.T, ids []string, apis ...*fakeapi.Server) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("discovery:\n  kubernetes:\n")
+	if ids == nil {
+		fmt.Fprintf(&b, "    service: {schema: http, host: %s, port: %d}\n    client: {token: %s}\n", apis[0].Host(), apis[0].Port(), token)
+	} else {
+		for i, api := range apis {
+			fmt.Fprintf(&b, "    - id: %s\n      service: {schema: http, host: %s, port: %d}\n      client: {token: %s}\n",
+				ids[i], api.Host(), api.Port(), token)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(b.String()), 0o600))
+	return p
+}
+
+func TestCheckFixtures(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/config/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := kdiscRun(t, "check", "-config", f)
+			require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+			assert.Empty(t, r.stderr)
+			assert.True(t, json.Valid([]byte(r.stdout)), r.stdout)
+			assert.NotContains(t, r.stdout, token)
+			assert.NotContains(t, r.stdout, `\u003c`, "HTML escaping is off")
+
+			// It prints the effective configuration, as the dump holds it.
+			for _, kv := range testEnv {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			cfg, err := config.Load(f)
+			require.NoError(t, err)
+			want, err := cfg.EffectiveJSON()
+			require.NoError(t, err)
+			assert.JSONEq(t, string(want), r.stdout)
+		})
+	}
+}
+
+func TestCheckRedactsToken(t *testing.T) {
+	r := kdiscRun(t, "check", "-config", "../../testdata/config/outside-pod.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, `{
+  "service": {
+    "schema": "https",
+    "host": "10.96.0.1",
+    "port": 6443
+  },
+  "client": {
+    "token": "<redacted>"
+  },
+  "default_weight": 50,
+  "shared_size": "1m",
+  "watch_endpoint_slices": false
+}
+`, r.stdout)
+
+	r = kdiscRun(t, "check", "-config", "../../testdata/config/multi-full.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	var clusters []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &clusters), "multi mode prints an array")
+	require.Len(t, clusters, 3)
+	assert.Equal(t, map[string]any{"token": "<redacted>"}, clusters[0]["client"])
+	assert.NotContains(t, r.stdout, token)
+}
+
+func TestCheckInvalid(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"bad-id.yaml", "discovery.kubernetes[0].id: must match ^[a-z0-9]{1,64}$"},
+		{"duplicate-id.yaml", `discovery.kubernetes[1].id: must be unique`},
+		{"bad-port.yaml", "discovery.kubernetes.service.port: must be an integer 1..65535"},
+		{"bad-schema.yaml", "discovery.kubernetes.service.schema: must be http or https"},
+		{"unset-env.yaml", "discovery.kubernetes.service.host: environment variable KDISC_CLI_TEST_UNSET is not set"},
+		{"bad-shared-size.yaml", "discovery.kubernetes.shared_size: must be a size"},
+		{"bad-label-selector.yaml", "discovery.kubernetes.label_selector: invalid label selector"},
+		{"two-namespace-selectors.yaml", "discovery.kubernetes.namespace_selector: at most one of"},
+		{"multi-no-client.yaml", "discovery.kubernetes[0].client: token or token_file is required"},
+		{"bad-weight.yaml", "discovery.kubernetes.default_weight: must be an integer >= 0"},
+		{"no-discovery.yaml", "discovery.kubernetes: is required"},
+		{"not-yaml.yaml", "invalid YAML"},
+	}
+	files, err := filepath.Glob("../../testdata/cli/*.yaml")
+	require.NoError(t, err)
+	require.Len(t, files, len(tests), "every fixture in testdata/cli is checked")
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			r := kdiscRun(t, "check", "-config", filepath.Join("../../testdata/cli", tt.file))
+			assert.Equal(t, exitError, r.code)
+			assert.Empty(t, r.stdout)
+			assert.Contains(t, r.stderr, "kdisc check: ")
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage:"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"check"}, "-config is required"},
+		{[]string{"check", "-config", missing}, "missing.yaml"},
+		{[]string{"check", "-bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"check", "-config", "x", "-shm-dir", "/tmp"}, "flag provided but not defined: -shm-dir"},
+		{[]string{"nodes", "-config", "../../testdata/config/outside-pod.yaml"}, "want exactly one SERVICE"},
+		{[]string{"nodes", "-config", "../../testdata/config/outside-pod.yaml", "a/b:c", "d/e:f"}, "want exactly one SERVICE"},
+		{[]string{"dump", "-config", missing}, "missing.yaml"},
+	}
+	for _, tt := range tests {
+		r := kdiscRun(t, tt.args...)
+		assert.Equal(t, exitError, r.code, "%v", tt.args)
+		assert.Contains(t, r.stderr, tt.want, "%v", tt.args)
+		assert.Empty(t, r.stdout, "%v", tt.args)
+	}
+	r := kdiscRun(t, "help")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stdout, "kdisc nodes -config FILE [-shm-dir DIR] SERVICE")
+}
+
+func TestRunNodesDump(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 8080, "10.5.10.110", "10.5.10.109"))
+	api.PutEndpoints(endpoints("default", "kubernetes", "https", 6443, "172.18.164.170"))
+	cfg := writeConfig(t, nil, api)
+	dir := t.TempDir()
+	s := startRun(t, cfg, dir)
+	s.waitReady()
+	assert.FileExists(t, filepath.Join(dir, "kubernetes"))
+
+	// nodes, from another process.
+	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/web:http")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, `[{"host":"10.5.10.109","port":8080,"weight":50},{"host":"10.5.10.110","port":8080,"weight":50}]`+"\n", r.stdout)
+	assert.Empty(t, r.stderr)
+
+	for _, svc := range []string{"default/web:https", "default/nope:http", "nope"} {
+		r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, svc)
+		assert.Equal(t, exitNotFound, r.code, svc)
+		assert.Empty(t, r.stdout, svc)
+		assert.Contains(t, r.stderr, svc+" not found")
+	}
+	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", filepath.Join(dir, "missing"), "default/web:http")
+	assert.Equal(t, exitError, r.code)
+	assert.Empty(t, r.stdout)
+	assert.Contains(t, r.stderr, "is `kdisc run` running with -shm-dir")
+
+	// The control API answers the same.
+	code, body := s.get("/v1/discovery/kubernetes/nodes?service=default/web:http")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, `[{"host":"10.5.10.109","port":8080,"weight":50},{"host":"10.5.10.110","port":8080,"weight":50}]`+"\n", body)
+	code, body = s.get("/v1/discovery/kubernetes/nodes?service=default/nope:http")
+	assert.Equal(t, http.StatusNotFound, code)
+	assert.JSONEq(t, `{"error":"service default/nope:http not found"}`, body)
+	code, _ = s.get("/v1/discovery/kubernetes/nodes")
+	assert.Equal(t, http.StatusBadRequest, code)
+
+	// dump, from another process and from the control API.
+	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	wantPrefix := `{"endpoints":[{"endpoints":[` +
+		`{"name":"default/kubernetes","value":"{\"https\":[{\"host\":\"172.18.164.170\",\"port\":6443,\"weight\":50}]}"},` +
+		`{"name":"default/web","value":"{\"http\":[{\"host\":\"10.5.10.109\",\"port\":8080,\"weight\":50},{\"host\":\"10.5.10.110\",\"port\":8080,\"weight\":50}]}"}]}],` +
+		`"config":{"service":{"schema":"http",`
+	assert.True(t, strings.HasPrefix(r.stdout, wantPrefix), r.stdout)
+	assert.Contains(t, r.stdout, `"client":{"token":"<redacted>"}`)
+	assert.NotContains(t, r.stdout, token)
+	assert.Equal(t, 1, strings.Count(r.stdout, "\n"), "one line")
+	code, body = s.get("/v1/discovery/kubernetes/dump")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, r.stdout, body, "the CLI and the control API dump the same")
+
+	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", filepath.Join(dir, "missing"))
+	assert.Equal(t, exitError, r.code)
+
+	// health and metrics.
+	code, _ = s.get("/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	code, body = s.get("/metrics")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `kdisc_ready{cluster=""} 1`+"\n")
+	assert.Contains(t, body, `kdisc_table_entries{cluster=""} 2`+"\n")
+	assert.NotContains(t, s.stderr.String(), token, "the token is never logged")
+}
+
+func TestSecondRunOnSameTableRefused(t *testing.T) {
+	api := newAPI(t)
+	cfg := writeConfig(t, nil, api)
+	dir := t.TempDir()
+	s := startRun(t, cfg, dir)
+	s.waitReady()
+
+	second := tryStartRun(t, cfg, dir)
+	select {
+	case <-second.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a second kdisc run on the same table kept running")
+	}
+	var ee *exec.ExitError
+	require.ErrorAs(t, second.err, &ee)
+	assert.Equal(t, exitError, ee.ExitCode())
+	assert.Contains(t, second.stderr.String(), "another kdisc run is writing")
+	code, _ := s.get("/readyz")
+	assert.Equal(t, http.StatusOK, code, "the first one is unaffected")
+}
+
+// TestChangeLatency measures how long a change takes from the fake
+// apiserver's Put returning to a reader of the table file in this process
+// (a separate mapping, as another process has) and to `kdisc nodes`.
+func TestChangeLatency(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	cfgFile := writeConfig(t, nil, api)
+	dir := t.TempDir()
+	s := startRun(t, cfgFile, dir)
+	s.waitReady()
+	api.WaitWatchers(1)
+
+	cfg, err := config.Load(cfgFile)
+	require.NoError(t, err)
+	reader, err := kdisc.Attach(dir, cfg)
+	require.NoError(t, err)
+	defer reader.Close()
+
+	buf := make([]kdisc.Node, 0, 4)
+	sees := func(ip string) bool {
+		nodes, ok := reader.Nodes(buf[:0], "default/web:http")
+		return ok && len(nodes) == 1 && nodes[0].Addr.String() == ip
+	}
+	require.True(t, sees("10.0.0.1"))
+
+	const rounds = 21
+	var lat []time.Duration
+	for i := range rounds {
+		ip := fmt.Sprintf("10.0.1.%d", i+1)
+		api.PutEndpoints(endpoints("default", "web", "http", 80, ip))
+		begin := time.Now()
+		for !sees(ip) {
+			if time.Since(begin) > 5*time.Second {
+				t.Fatalf("round %d: %s not seen after 5 s", i, ip)
+			}
+			// Spin: this measures latency, a sleep would add its own.
+		}
+		lat = append(lat, time.Since(begin))
+	}
+	slices.Sort(lat)
+	median, worst := lat[rounds/2], lat[rounds-1]
+	t.Logf("Put returned -> visible in the table (%d changes): min %v, median %v, max %v", rounds, lat[0], median, worst)
+	assert.Less(t, median, 100*time.Millisecond, "contract: a change is visible to readers within 100 ms")
+	assert.Less(t, worst, time.Second)
+
+	// The same through `kdisc nodes` in a new process each time: this
+	// includes starting the process.
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.2.1"))
+	begin := time.Now()
+	var r result
+	eventually(t, "kdisc nodes sees 10.0.2.1", func() bool {
+		r = kdiscRun(t, "nodes", "-config", cfgFile, "-shm-dir", dir, "default/web:http")
+		return r.code == 0 && strings.Contains(r.stdout, `"10.0.2.1"`)
+	})
+	t.Logf("Put returned -> `kdisc nodes` printed it: %v (one run of kdisc nodes takes %v)", time.Since(begin), r.took)
+	assert.Equal(t, `[{"host":"10.0.2.1","port":80,"weight":50}]`+"\n", r.stdout)
+}
+
+func TestRunMulti(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	b.PutEndpoints(endpoints("default", "web", "http", 80, "10.2.0.1"))
+	cfg := writeConfig(t, []string{"first", "second"}, a, b)
+	dir := t.TempDir()
+	s := startRun(t, cfg, dir)
+	s.waitReady()
+	assert.FileExists(t, filepath.Join(dir, "kubernetes-first"))
+	assert.FileExists(t, filepath.Join(dir, "kubernetes-second"))
+
+	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "first/default/web:http")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, `[{"host":"10.1.0.1","port":80,"weight":50}]`+"\n", r.stdout)
+	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "second/default/web:http")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, `[{"host":"10.2.0.1","port":80,"weight":50}]`+"\n", r.stdout)
+	for _, svc := range []string{"default/web:http", "third/default/web:http", "first"} {
+		r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, svc)
+		assert.Equal(t, exitNotFound, r.code, svc)
+	}
+
+	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.True(t, strings.HasPrefix(r.stdout,
+		`{"endpoints":[{"id":"first","endpoints":[{"name":"default/web","value":"{\"http\":[{\"host\":\"10.1.0.1\",\"port\":80,\"weight\":50}]}"}]},`+
+			`{"id":"second","endpoints":[{"name":"default/web","value":"{\"http\":[{\"host\":\"10.2.0.1\",\"port\":80,\"weight\":50}]}"}]}],`+
+			`"config":[{"id":"first",`), r.stdout)
+	assert.Equal(t, 2, strings.Count(r.stdout, `"token":"<redacted>"`))
+	assert.NotContains(t, r.stdout, token)
+
+	_, body := s.get("/metrics")
+	assert.Contains(t, body, `kdisc_ready{cluster="first"} 1`)
+	assert.Contains(t, body, `kdisc_ready{cluster="second"} 1`)
+}
+
+func TestReadyzNamesForbiddenCluster(t *testing.T) {
+	a, b := newAPI(t), newAPI(t)
+	b.Fail(fakeapi.AnyRequest, fakeapi.Forbidden("system:serviceaccount:apisix:apisix"), -1)
+	cfg := writeConfig(t, []string{"good", "bad"}, a, b)
+	s := startRun(t, cfg, t.TempDir())
+	a.WaitWatchers(1) // good has listed: only bad can be not ready
+
+	var code int
+	var body string
+	eventually(t, "/readyz 503 naming bad", func() bool {
+		code, body = s.get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "403 Forbidden")
+	}, func() string { return fmt.Sprintf("last /readyz: %d %s", code, body) })
+	var ready struct {
+		Ready    bool `json:"ready"`
+		NotReady []struct {
+			ID     string `json:"id"`
+			Reason string `json:"reason"`
+		} `json:"not_ready"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &ready), body)
+	assert.False(t, ready.Ready)
+	require.Len(t, ready.NotReady, 1, body)
+	assert.Equal(t, "bad", ready.NotReady[0].ID)
+	assert.Contains(t, ready.NotReady[0].Reason, "403 Forbidden from apiserver: ")
+	assert.Contains(t, ready.NotReady[0].Reason, "system:serviceaccount:apisix:apisix")
+	code, _ = s.get("/healthz")
+	assert.Equal(t, http.StatusOK, code, "alive while not ready")
+	_, metrics := s.get("/metrics")
+	assert.Contains(t, metrics, `kdisc_ready{cluster="good"} 1`)
+	assert.Contains(t, metrics, `kdisc_ready{cluster="bad"} 0`)
+
+	b.ClearFaults()
+	s.waitReady()
+}
+
+func TestSIGTERMKeepsTables(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	cfg := writeConfig(t, nil, api)
+	dir := t.TempDir()
+	s := startRun(t, cfg, dir)
+	s.waitReady()
+	api.WaitWatchers(1)
+
+	took := s.stop()
+	t.Logf("kdisc run exited %v after SIGTERM", took)
+	assert.Less(t, took, 5*time.Second)
+	api.WaitWatchers(0)
+	assert.FileExists(t, filepath.Join(dir, "kubernetes"))
+
+	// Readers keep the last known nodes.
+	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/web:http")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, `[{"host":"10.0.0.1","port":80,"weight":50}]`+"\n", r.stdout)
+	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"name":"default/web"`)
+}
+
+func TestRestartRemovesServicesDeletedWhileDown(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	api.PutEndpoints(endpoints("default", "db", "mysql", 3306, "10.0.0.2"))
+	cfg := writeConfig(t, nil, api)
+	dir := t.TempDir()
+	s := startRun(t, cfg, dir)
+	s.waitReady()
+	s.stop()
+
+	api.DeleteEndpoints("default", "db")
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.3"))
+	api.PutEndpoints(endpoints("shop", "cart", "http", 80, "10.0.0.4"))
+	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/db:mysql")
+	require.Equal(t, exitOK, r.code, "while kdisc is down the table keeps db")
+
+	s = startRun(t, cfg, dir)
+	s.waitReady()
+	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/db:mysql")
+	assert.Equal(t, exitNotFound, r.code, r.stdout)
+	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/web:http")
+	assert.Equal(t, `[{"host":"10.0.0.3","port":80,"weight":50}]`+"\n", r.stdout)
+	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "shop/cart:http")
+	assert.Equal(t, `[{"host":"10.0.0.4","port":80,"weight":50}]`+"\n", r.stdout)
+	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
+	assert.NotContains(t, r.stdout, "default/db")
+	s.stop()
+}
