@@ -495,3 +495,70 @@ func TestDefaultShmDir(t *testing.T) {
 		assert.Equal(t, filepath.Join(os.TempDir(), "kdisc"), dir)
 	}
 }
+
+func TestStartCreatesShmDir(t *testing.T) {
+	api := newAPI(t)
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	d := start(t, singleConfig(t, api, ""), kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	assert.FileExists(t, filepath.Join(dir, "kubernetes"))
+}
+
+func TestTLS(t *testing.T) {
+	api := fakeapi.New(t, fakeapi.WithTLS(), fakeapi.WithToken(token))
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	parse := func(service string) *config.Config {
+		cfg, err := config.Parse(fmt.Appendf(nil, "discovery:\n  kubernetes:\n    service: {schema: https, host: %s, port: %d%s}\n    client: {token: %s}\n",
+			api.Host(), api.Port(), service, token))
+		require.NoError(t, err)
+		return cfg
+	}
+	t.Run("verified with ca_file", func(t *testing.T) {
+		d := start(t, parse(", ca_file: "+api.CAFile(t)))
+		waitReady(t, d)
+		assert.Equal(t, []string{"10.0.0.1:80/50"}, hosts(d, "default/web:http"))
+	})
+	t.Run("unknown authority is not ready and says why", func(t *testing.T) {
+		d := start(t, parse(""))
+		eventually(t, "x509 reason", func() bool {
+			nr := d.NotReady()
+			return len(nr) == 1 && strings.Contains(nr[0].Reason, "x509: certificate signed by unknown authority")
+		})
+		assert.NotContains(t, d.NotReady()[0].Reason, token)
+	})
+	t.Run("ssl_verify false", func(t *testing.T) {
+		d := start(t, parse(", ssl_verify: false"))
+		waitReady(t, d)
+		assert.Equal(t, []string{"10.0.0.1:80/50"}, hosts(d, "default/web:http"))
+	})
+}
+
+func TestStartPassesSelectorsAndSlices(t *testing.T) {
+	api := newAPI(t)
+	for _, s := range []struct{ ns, name, app string }{{"default", "web-abc", "web"}, {"default", "db-abc", "db"}, {"other", "web-xyz", "web"}} {
+		api.PutEndpointSlice(&fakeapi.EndpointSlice{
+			Metadata: fakeapi.ObjectMeta{Namespace: s.ns, Name: s.name, Labels: map[string]string{
+				"kubernetes.io/service-name": strings.Split(s.name, "-")[0], "app": s.app,
+			}},
+			AddressType: "IPv4",
+			Endpoints:   []fakeapi.Endpoint{{Addresses: []string{"10.9.0.1"}}},
+			Ports:       []fakeapi.EndpointSlicePort{{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}},
+		})
+	}
+	d := start(t, singleConfig(t, api, `    watch_endpoint_slices: true
+    namespace_selector: {equal: default}
+    label_selector: 'app="web"'
+`))
+	waitReady(t, d)
+	assert.Equal(t, []string{"10.9.0.1:80/50"}, hosts(d, "default/web:http"))
+	assert.Nil(t, hosts(d, "default/db:http"), "label selector")
+	assert.Nil(t, hosts(d, "other/web:http"), "namespace selector")
+
+	r := api.WaitRequests(fakeapi.IsList(fakeapi.EndpointSlicesResource), 1)[0]
+	assert.Equal(t, "/apis/discovery.k8s.io/v1/endpointslices", r.Path)
+	assert.Equal(t, "metadata.namespace=default", r.Param("fieldSelector"))
+	assert.Equal(t, "app=web", r.Param("labelSelector"), "quotes removed")
+	for _, r := range api.Requests() {
+		assert.Equal(t, fakeapi.EndpointSlicesResource, r.Resource, "Endpoints are not watched")
+	}
+}

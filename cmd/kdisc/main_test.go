@@ -663,3 +663,39 @@ func TestRestartRemovesServicesDeletedWhileDown(t *testing.T) {
 	assert.NotContains(t, r.stdout, "default/db")
 	s.stop()
 }
+
+// TestStopWhileNotReady stops kdisc run while its list hangs or while it
+// backs off after a refusal, and with SIGINT.
+func TestStopWhileNotReady(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		fault fakeapi.Fault
+		sig   syscall.Signal
+	}{
+		{"SIGTERM during a stalled list", fakeapi.Stall(), syscall.SIGTERM},
+		{"SIGTERM while backing off", fakeapi.Forbidden("system:serviceaccount:apisix:apisix"), syscall.SIGTERM},
+		{"SIGINT while backing off", fakeapi.ServiceUnavailable(20), syscall.SIGINT},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			api := newAPI(t)
+			api.Fail(fakeapi.AnyRequest, tt.fault, -1)
+			cfg := writeConfig(t, nil, api)
+			s := startRun(t, cfg, t.TempDir())
+			api.WaitRequests(fakeapi.AnyRequest, 1)
+			code, body := s.get("/readyz")
+			require.Equal(t, http.StatusServiceUnavailable, code, body)
+
+			begin := time.Now()
+			require.NoError(t, s.cmd.Process.Signal(tt.sig))
+			select {
+			case <-s.exited:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("kdisc run did not exit within 10 s of %v", tt.sig)
+			}
+			t.Logf("%v: exited after %v", tt.sig, time.Since(begin))
+			require.NoError(t, s.err, s.stderr.String())
+			assert.Less(t, time.Since(begin), 5*time.Second)
+			api.ReleaseStalls()
+		})
+	}
+}
