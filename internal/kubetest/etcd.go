@@ -56,14 +56,40 @@ func (c *Cluster) EtcdRevision(ctx context.Context) (int64, error) {
 	return strconv.ParseInt(r.Header.Revision, 10, 64)
 }
 
-// Compact compacts etcd's history up to its current revision (physically)
-// and returns that revision: afterwards, reads and watches that go to etcd
-// at an older revision fail with 410 Gone. Watches that kube-apiserver
-// serves from its watch cache are NOT affected by a compaction; see
-// ExpireWatches and testdata/kube/README.md for what makes a watch of an old
-// resourceVersion get 410.
+// BumpRevision writes twice to a key outside every apiserver's prefix, so
+// that etcd's revision moves past every resourceVersion handed out so far
+// (by at least 2), and returns the new revision.
+func (c *Cluster) BumpRevision(ctx context.Context) (int64, error) {
+	var r struct {
+		Header struct {
+			Revision string `json:"revision"`
+		} `json:"header"`
+	}
+	key := base64.StdEncoding.EncodeToString([]byte("/kubetest/revision-bump"))
+	for i := 0; i < 2; i++ {
+		val := base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(i)))
+		if err := c.etcdCall(ctx, "/v3/kv/put", map[string]any{"key": key, "value": val}, &r); err != nil {
+			return 0, err
+		}
+	}
+	return strconv.ParseInt(r.Header.Revision, 10, 64)
+}
+
+// Compact bumps etcd's revision (BumpRevision) and compacts etcd's history
+// up to it, physically, and returns that revision. Afterwards every
+// resourceVersion handed out before the call is compacted: reads and
+// watches that go to etcd at such a version fail with 410 Gone (a watch: an
+// ERROR event carrying a Status with code 410 in a 200 stream; a LIST with
+// a continue token: HTTP 410).
+//
+// Requests that kube-apiserver serves from its watch cache (the default for
+// watches and most LISTs) are NOT affected: it keeps its own history and
+// does not notice an external compaction. Compact is therefore meant for an
+// apiserver started with --watch-cache=false (e.g.
+// StartSecondAPIServer(ctx, "--watch-cache=false")). With the watch cache
+// on, use ExpireWatches.
 func (c *Cluster) Compact(ctx context.Context) (int64, error) {
-	rev, err := c.EtcdRevision(ctx)
+	rev, err := c.BumpRevision(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -72,4 +98,20 @@ func (c *Cluster) Compact(ctx context.Context) (int64, error) {
 		"revision": strconv.FormatInt(rev, 10), "physical": true,
 	}, &r)
 	return rev, err
+}
+
+// ExpireWatches makes every resourceVersion handed out so far too old for a
+// watch on apiserver a (which must run with its watch cache, the default):
+// it bumps etcd's revision and restarts a (same port, same data; ~5 s).
+// The restarted apiserver's watch cache starts at the new revision, so a
+// watch resumed from an older resourceVersion gets, in a 200 response, one
+// event {"type":"ERROR","object":{"kind":"Status",...,"reason":"Expired",
+// "code":410,"message":"too old resource version: OLD (NEW)"}} and ends.
+// Watches open during the restart are cut, as in a real apiserver restart.
+func (c *Cluster) ExpireWatches(ctx context.Context, a *APIServer) error {
+	if _, err := c.BumpRevision(ctx); err != nil {
+		return err
+	}
+	a.StopAPIServer()
+	return a.StartAPIServer(ctx)
 }

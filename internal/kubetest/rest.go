@@ -33,7 +33,7 @@ func tlsConfig(caFile string) (*tls.Config, error) {
 // TLSConfig returns a TLS configuration that verifies the apiserver against
 // CAFile (no client certificate; add one for mTLS).
 func (a *APIServer) TLSConfig() *tls.Config {
-	return a.client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	return a.tlsConfig.Clone()
 }
 
 // HTTPClient returns the http.Client the helpers use: TLS verified against
@@ -70,6 +70,10 @@ func encodeBody(body any) (io.Reader, error) {
 	}
 }
 
+// UserAgent is sent by the helpers; the apiserver records it as the field
+// manager in managedFields.
+const UserAgent = "kdisc-kubetest"
+
 // Request sends an HTTP request to this apiserver with token as bearer
 // token ("" sends none) and returns the response for the caller to read and
 // close: use it for watches and to look at headers (e.g. Warning). path
@@ -85,6 +89,7 @@ func (a *APIServer) Request(ctx context.Context, token, method, path string, bod
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", UserAgent)
 	if r != nil {
 		ct := "application/json"
 		if method == http.MethodPatch {

@@ -32,7 +32,7 @@ func TestSmoke(t *testing.T) {
 		"subsets": []kubetest.EndpointSubset{{
 			Addresses:         []kubetest.EndpointAddress{{IP: "10.1.0.1"}, {IP: "10.1.0.2", NodeName: kubetest.Ptr("node-a")}},
 			NotReadyAddresses: []kubetest.EndpointAddress{{IP: "10.1.0.9"}},
-			Ports:             []kubetest.EndpointPort{{Name: "http", Port: 80, Protocol: "TCP"}, {Port: 8443}},
+			Ports:             []kubetest.EndpointPort{{Name: "http", Port: 80, Protocol: "TCP"}, {Name: "https", Port: 8443}},
 		}},
 	})
 	if err != nil {
@@ -46,6 +46,14 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("no deprecation Warning header on an Endpoints write: %q", w)
 	} else {
 		t.Logf("Warning: %q", w)
+	}
+
+	// A port may be unnamed only when it is the subset's only port.
+	if _, err := c.ApplyEndpoints(ctx, ns, "solo", kubetest.Subset([]string{"10.1.0.5"}, kubetest.EndpointPort{Port: 9000})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplyEndpoints(ctx, ns, "twounnamed", kubetest.Subset([]string{"10.1.0.5"}, kubetest.EndpointPort{Port: 9000}, kubetest.EndpointPort{Name: "b", Port: 9001})); !kubetest.IsStatus(err, http.StatusUnprocessableEntity) {
+		t.Errorf("Endpoints with an unnamed port among two: want 422, got %v", err)
 	}
 
 	// Loopback addresses are refused.
@@ -96,7 +104,7 @@ func TestSmoke(t *testing.T) {
 			Kind  string            `json:"kind"`
 			Items []json.RawMessage `json:"items"`
 		}
-		if err := json.Unmarshal(l, &list); err != nil || len(list.Items) != 1 {
+		if err := json.Unmarshal(l, &list); err != nil || len(list.Items) == 0 {
 			t.Fatalf("list: %v, %d items: %s", err, len(list.Items), l)
 		}
 		if !strings.Contains(string(list.Items[0]), `"managedFields"`) {
@@ -222,6 +230,111 @@ func TestSmoke(t *testing.T) {
 	if _, code, _ := c.DoAs(ctx, spare.Token, http.MethodGet, "/api/v1/endpoints", nil); code != http.StatusForbidden {
 		t.Errorf("spare list after revoke: %d", code)
 	}
+}
+
+// TestSmoke410 shows the two reliable ways to make a watch resumed from an
+// old resourceVersion get 410 Gone, and apiserver restart/second apiserver.
+func TestSmoke410(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const ns = "kubetest-410"
+	if err := c.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.ApplyEndpoints(ctx, ns, "web", kubetest.Subset([]string{"10.2.0.1"}, kubetest.EndpointPort{Name: "http", Port: 80}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRV := kubetest.ResourceVersion(b)
+	url0 := c.URL
+
+	// 1. Watch cache on (default): a watch from oldRV is served from the
+	// cache's history, even after an etcd compaction.
+	if _, err := c.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	open := openWatch(t, c.APIServer, c.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints?watch=1&resourceVersion="+oldRV)
+	if _, err := c.ApplyEndpoints(ctx, ns, "web", kubetest.Subset([]string{"10.2.0.2"}, kubetest.EndpointPort{Name: "http", Port: 80})); err != nil {
+		t.Fatal(err)
+	}
+	if ev, line := open.next(30 * time.Second); ev.Type != "MODIFIED" {
+		t.Fatalf("cached watch after compaction: %s", line)
+	}
+	// ExpireWatches restarts the apiserver: the open watch ends, and a
+	// watch from oldRV gets an ERROR event with a 410 Expired Status.
+	if err := c.ExpireWatches(ctx, c.APIServer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line, ok := <-open.lines:
+		for ok {
+			t.Logf("open watch, after restart: %s", line)
+			line, ok = <-open.lines
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch open across the restart did not end")
+	}
+	if c.URL != url0 {
+		t.Fatalf("URL changed across the restart: %s -> %s", url0, c.URL)
+	}
+	get(ctx, t, c.APIServer, c.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints/web", "data kept across the restart")
+	w := openWatch(t, c.APIServer, c.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints?watch=1&resourceVersion="+oldRV)
+	ev, line := w.next(30 * time.Second)
+	if s := parseStatus(t, ev.Object); ev.Type != "ERROR" || s.Code != 410 || s.Reason != "Expired" {
+		t.Fatalf("watch from %s after ExpireWatches: %s", oldRV, line)
+	}
+	save(t, "watch-410-expired-cached.jsonl", joinLines([][]byte{line}))
+
+	// 2. Watch cache off: an etcd compaction is enough. A second apiserver
+	// on the same etcd (own prefix, own objects) with --watch-cache=false.
+	a2, err := c.StartSecondAPIServer(ctx, "--watch-cache=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a2.StopAPIServer()
+	if a2.URL == c.URL {
+		t.Fatal("second apiserver on the same URL")
+	}
+	b = get(ctx, t, a2, a2.DiscoveryToken, "/api/v1/endpoints", "second apiserver list")
+	if strings.Contains(string(b), ns) {
+		t.Fatalf("second apiserver sees the first one's objects: %s", b)
+	}
+	if err := a2.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if b, err = a2.ApplyEndpoints(ctx, ns, name, kubetest.Subset([]string{"10.3.0.1"}, kubetest.EndpointPort{Port: 80})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rv2 := kubetest.ResourceVersion(b)
+	page := get(ctx, t, a2, a2.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints?limit=1", "paginated list")
+	var pl struct {
+		Metadata struct {
+			Continue string `json:"continue"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(page, &pl); err != nil || pl.Metadata.Continue == "" {
+		t.Fatalf("no continue token: %v %s", err, page)
+	}
+	if _, err := c.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w2 := openWatch(t, a2, a2.DiscoveryToken, "/api/v1/namespaces/"+ns+"/endpoints?watch=1&resourceVersion="+rv2)
+	ev, line = w2.next(30 * time.Second)
+	if s := parseStatus(t, ev.Object); ev.Type != "ERROR" || s.Code != 410 || s.Reason != "Expired" {
+		t.Fatalf("uncached watch from %s after Compact: %s", rv2, line)
+	}
+	save(t, "watch-410-expired-uncached.jsonl", joinLines([][]byte{line}))
+	b, code, err := a2.DoAs(ctx, a2.DiscoveryToken, http.MethodGet, "/api/v1/namespaces/"+ns+"/endpoints?limit=1&continue="+url.QueryEscape(pl.Metadata.Continue), nil)
+	if err != nil || code != http.StatusGone {
+		t.Fatalf("continue after Compact: %d %v %s", code, err, b)
+	}
+	if s := parseStatus(t, b); s.Reason != "Expired" {
+		t.Errorf("continue after Compact: %+v", s)
+	}
+	save(t, "status-410-continue.json", b)
 }
 
 // get GETs path with token and fails the test unless the answer is 200.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +111,7 @@ func capturedDir(t *testing.T) string {
 	return filepath.Join(root, "testdata", "kube", "captured")
 }
 
-// save writes data (pretty-printed when it is one JSON value) under
+// save writes data, byte for byte as the apiserver sent it, under
 // testdata/kube/captured.
 func save(t *testing.T, name string, data []byte) {
 	t.Helper()
@@ -122,12 +121,6 @@ func save(t *testing.T, name string, data []byte) {
 	dir := capturedDir(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
-	}
-	if strings.HasSuffix(name, ".json") {
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, data, "", "  "); err == nil {
-			data = append(buf.Bytes(), '\n')
-		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 		t.Fatal(err)
