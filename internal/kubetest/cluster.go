@@ -447,6 +447,9 @@ func (c *Cluster) StartSecondAPIServer(ctx context.Context, extraArgs ...string)
 // StartAPIServer (re)starts this apiserver with the same port, flags and
 // data, and waits for /readyz. It is a no-op while the apiserver runs.
 func (a *APIServer) StartAPIServer(ctx context.Context) error {
+	if a.cluster == nil {
+		return errors.New("kubetest: StartAPIServer on an apiserver this process did not start (Connect)")
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.proc != nil && !a.proc.exited() {

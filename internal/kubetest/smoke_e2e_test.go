@@ -61,6 +61,14 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("loopback Endpoints address: want 422, got %v", err)
 	}
 
+	if _, err := c.ApplyEndpointSlice(ctx, ns, kubetest.EndpointSlice{
+		Name: "loop", Service: "loop",
+		Endpoints: []kubetest.SliceEndpoint{{Addresses: []string{"127.0.0.1"}}},
+		Ports:     []kubetest.SlicePort{kubetest.Port("http", 80)},
+	}); !kubetest.IsStatus(err, http.StatusUnprocessableEntity) {
+		t.Errorf("loopback EndpointSlice address: want 422, got %v", err)
+	}
+
 	// An EndpointSlice: one ready endpoint, one without conditions, a
 	// named and an unnamed port.
 	slice, err := c.ApplyEndpointSlice(ctx, ns, kubetest.EndpointSlice{
@@ -97,6 +105,17 @@ func TestSmoke(t *testing.T) {
 	slList := get(ctx, t, c.APIServer, c.DiscoveryToken, "/apis/discovery.k8s.io/v1/namespaces/"+ns+"/endpointslices", "list endpointslices")
 	get(ctx, t, c.APIServer, c.DiscoveryToken, "/api/v1/endpoints", "cluster-wide list endpoints")
 	get(ctx, t, c.APIServer, c.DiscoveryToken, "/apis/discovery.k8s.io/v1/endpointslices", "cluster-wide list endpointslices")
+	for _, p := range []string{"/api/v1/namespaces/" + ns + "/endpoints", "/api/v1/namespaces/" + ns + "/endpoints?watch=1&timeoutSeconds=1"} {
+		r, err := c.Request(ctx, c.DiscoveryToken, http.MethodGet, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(r)
+		// Reads of the deprecated API carry the Warning too, not only writes.
+		if w := r.Header.Values("Warning"); len(w) == 0 || !strings.Contains(w[0], "deprecated") {
+			t.Errorf("GET %s: Warning %q", p, w)
+		}
+	}
 	save(t, "endpoints-list.json", epList)
 	save(t, "endpointslices-list.json", slList)
 	for _, l := range [][]byte{epList, slList} {
