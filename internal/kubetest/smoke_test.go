@@ -15,7 +15,7 @@ import (
 	"github.com/kdisc/kdisc/internal/kubetest"
 )
 
-var capture = flag.Bool("capture", true, "write real responses to testdata/kube/captured/")
+var capture = flag.Bool("capture", false, "rewrite testdata/kube/captured/ with real responses (KDISC_E2E=1 go test ./internal/kubetest -args -capture)")
 
 func TestMain(m *testing.M) {
 	flag.Parse()
