@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -152,7 +151,7 @@ func TestTLSIsVerified(t *testing.T) {
 
 	// 127.0.0.2 reaches the same apiserver (through a relay) but is not a
 	// name in its certificate.
-	relay := tcpRelay(t, "127.0.0.2:0", c.Host+":"+strconv.Itoa(c.Port))
+	relay := newRelay(t, "127.0.0.2:0", c.Host+":"+strconv.Itoa(c.Port)).addr
 	host, port, _ := net.SplitHostPort(relay)
 	wrongName := strings.Replace(strings.Replace(clusterConfig(c.APIServer, ""), "host: "+c.Host, "host: "+host, 1), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
 	d2 := newDaemon(t, singleConfig(wrongName)).start()
@@ -174,28 +173,4 @@ func selfSignedCA(t *testing.T) []byte {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-// tcpRelay forwards connections from listen to target until the test ends.
-func tcpRelay(t *testing.T, listen, target string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", listen)
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return l.Addr().String()
 }
