@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -49,6 +50,8 @@ type Client struct {
 	base  string // scheme://host:port
 	http  *http.Client
 	token *tokenSource
+	log   *slog.Logger
+	warns sync.Map // Warning header texts already logged
 }
 
 // New validates the options and builds a client. It reads the CA file now,
@@ -89,6 +92,7 @@ func New(o Options) (*Client, error) {
 	c := &Client{
 		base: o.Schema + "://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)),
 		http: &http.Client{Transport: transport},
+		log:  log,
 	}
 	if o.Token != "" || o.TokenFile != "" {
 		c.token = &tokenSource{static: o.Token, file: o.TokenFile}
@@ -166,11 +170,23 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Resp
 	if err != nil {
 		return nil, err
 	}
+	c.logWarnings(resp.Header.Values("Warning"))
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	return nil, statusFromResponse(resp)
+}
+
+// logWarnings logs each distinct Warning header once. The apiserver sends
+// the same one (e.g. "v1 Endpoints is deprecated in v1.33+; use
+// discovery.k8s.io/v1 EndpointSlice") on every list and watch.
+func (c *Client) logWarnings(warnings []string) {
+	for _, w := range warnings {
+		if _, seen := c.warns.LoadOrStore(w, struct{}{}); !seen {
+			c.log.Warn("apiserver warning", "warning", w)
+		}
+	}
 }
 
 // CloseIdleConnections closes kept-alive connections; used on shutdown.
