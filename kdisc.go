@@ -232,9 +232,10 @@ func (d *Discovery) Dump() dump.Dump {
 	return out
 }
 
-// Close stops list-watching and releases the tables. Files under the shm
-// dir stay, so that attached readers keep the last known nodes and a
-// restarted writer picks them up.
+// Close stops list-watching and releases the tables; no Nodes call may
+// be running or start afterwards. Files under the shm dir stay, so that
+// attached readers keep the last known nodes and a restarted writer picks
+// them up.
 func (d *Discovery) Close() error {
 	if d.cancel != nil {
 		d.cancel()
@@ -244,9 +245,8 @@ func (d *Discovery) Close() error {
 	for _, c := range d.clusters {
 		if c.writer != nil {
 			errs = append(errs, c.writer.Close())
-		} else {
-			errs = append(errs, c.reader.Close())
 		}
+		errs = append(errs, c.reader.Close())
 	}
 	return errors.Join(errs...)
 }
