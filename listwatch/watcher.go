@@ -146,6 +146,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		if progressed {
 			bo.reset()
+			w.status.setErr(nil)
 		}
 		switch {
 		case apiserver.IsGone(err):
