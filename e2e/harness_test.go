@@ -217,8 +217,9 @@ func (d *daemon) start() *daemon {
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(d.t, d.cmd.Start())
-	d.done = make(chan error, 1)
-	go func() { d.done <- d.cmd.Wait() }()
+	cmd, done := d.cmd, make(chan error, 1)
+	d.done = done
+	go func() { done <- cmd.Wait() }()
 	d.t.Cleanup(func() {
 		d.stop()
 		if strings.Contains(d.logs.String(), "DATA RACE") {
