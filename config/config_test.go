@@ -405,7 +405,6 @@ func TestInvalid(t *testing.T) {
 		{"multi no service", m + "  - id: b\n    client: {token: t}\n", "discovery.kubernetes[1].service.host: is required in multi-cluster mode"},
 		{"multi no port", m + "  - id: b\n    service: {host: h}\n    client: {token: t}\n", "discovery.kubernetes[1].service.port: is required in multi-cluster mode"},
 		{"multi no token", m + "  - id: b\n    service: {host: h, port: 1}\n", "discovery.kubernetes[1].client: token or token_file is required in multi-cluster mode"},
-		{"multi only cert", m + "  - id: b\n    service: {host: h, port: 1}\n    client: {cert_file: /c, key_file: /k}\n", "discovery.kubernetes[1].client: token or token_file is required in multi-cluster mode"},
 		{"multi typo", m + "  - id: b\n    lable_selector: a\n", "discovery.kubernetes[1].lable_selector: unknown key (allowed: id, service, "},
 		{"multi weight", m + "  - id: b\n    service: {host: h, port: 1}\n    client: {token: t}\n    default_weight: x\n", "discovery.kubernetes[1].default_weight: must be an integer >= 0"},
 	}
@@ -474,5 +473,22 @@ func wantErr(t *testing.T, err error, substr string) {
 	}
 	if !strings.Contains(err.Error(), substr) {
 		t.Errorf("error %q\ndoes not contain %q", err, substr)
+	}
+}
+
+// A client certificate alone (mTLS) is a credential: no token is required
+// and the in-pod token file is not assumed.
+func TestClientCertificateAlone(t *testing.T) {
+	single := "discovery:\n  kubernetes:\n    service: {host: h, port: 1}\n    client: {cert_file: /c, key_file: /k}\n"
+	multi := "discovery:\n  kubernetes:\n  - id: a\n    service: {host: h, port: 1}\n    client: {cert_file: /c, key_file: /k}\n"
+	for _, y := range []string{single, multi} {
+		cfg, err := Parse([]byte(y))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, y)
+		}
+		c := cfg.Clusters[0]
+		if c.TokenFile != "" || c.Token != "" || c.CertFile != "/c" || c.KeyFile != "/k" {
+			t.Errorf("got token %q token_file %q cert %q key %q", c.Token, c.TokenFile, c.CertFile, c.KeyFile)
+		}
 	}
 }

@@ -213,15 +213,6 @@ func (c *Cluster) parseClient(path string, m map[string]any, multi bool) error {
 	if c.Client.TokenFile, c.TokenFile, err = optionalPath(path+".token_file", cl["token_file"]); err != nil {
 		return err
 	}
-	switch {
-	case c.Client.Token != "" && c.Client.TokenFile != "":
-		return errorf(path, "token and token_file must not both be set")
-	case c.Client.Token == "" && c.Client.TokenFile == "":
-		if multi {
-			return errorf(path, "token or token_file is required in multi-cluster mode")
-		}
-		c.Client.TokenFile, c.TokenFile = DefaultTokenFile, DefaultTokenFile
-	}
 	if c.Client.CertFile, c.CertFile, err = optionalPath(path+".cert_file", cl["cert_file"]); err != nil {
 		return err
 	}
@@ -230,6 +221,16 @@ func (c *Cluster) parseClient(path string, m map[string]any, multi bool) error {
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errorf(path, "cert_file and key_file must be set together")
+	}
+	switch {
+	case c.Client.Token != "" && c.Client.TokenFile != "":
+		return errorf(path, "token and token_file must not both be set")
+	case c.Client.Token != "" || c.Client.TokenFile != "" || c.CertFile != "":
+		// A client certificate alone (mTLS) is enough.
+	case multi:
+		return errorf(path, "token or token_file is required in multi-cluster mode")
+	default:
+		c.Client.TokenFile, c.TokenFile = DefaultTokenFile, DefaultTokenFile
 	}
 	return nil
 }

@@ -147,3 +147,24 @@ func TestMultiCluster(t *testing.T) {
 	require.True(t, ok, "multi mode: config is an array")
 	assert.Len(t, cfgs, 2)
 }
+
+// TestClientCertificate: mTLS alone, with the discovery user's client
+// certificate (same RBAC grant as its token) and no token at all.
+func TestClientCertificate(t *testing.T) {
+	c := cluster(t)
+	ns := namespace(t, c.APIServer, "e2e-mtls")
+	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.62.0.1"}, httpPort))
+	require.NoError(t, err)
+	d := startGo(t, singleConfig(`service:
+  schema: https
+  host: `+c.Host+`
+  port: `+strconv.Itoa(c.Port)+`
+  ca_file: `+c.CAFile+`
+client:
+  cert_file: `+c.DiscoveryCertFile+`
+  key_file: `+c.DiscoveryKeyFile+`
+namespace_selector:
+  equal: `+ns+`
+`))
+	assert.Equal(t, []string{"10.62.0.1:80/50"}, hosts(d, ns+"/web:http"))
+}
