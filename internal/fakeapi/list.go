@@ -6,18 +6,18 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
-// continueToken is what the real server's continue parameter holds
-// (base64 of {"v":"meta.k8s.io/v1","rv":N,"start":"key\u0000"}), plus an
-// epoch so ExpireContinueTokens can expire tokens without compacting the
-// watch history. rv -1 means "continue at the latest revision", the form
-// of the token a 410 hands back.
+// continueToken is what the real server's continue parameter holds:
+// base64 of {"v":"meta.k8s.io/v1","rv":N,"start":"key\u0000"}, the key
+// relative to the listed prefix ("name" in a namespaced list,
+// "namespace/name" cluster-wide). rv -1 means "continue at the latest
+// revision", the form of the token a 410 hands back.
 type continueToken struct {
 	V     string `json:"v"`
 	RV    int64  `json:"rv"`
 	Start string `json:"start"`
-	Epoch uint64 `json:"e,omitempty"`
 }
 
 func encodeContinue(t continueToken) string {
@@ -70,6 +70,10 @@ func (s *store) list(res *resource, q map[string][]string, f *filter) (*listPage
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	at, start := s.rv, ""
+	prefix := "" // etcd keys are relative to the listed prefix
+	if f.namespace != "" {
+		prefix = f.namespace + "/"
+	}
 	switch {
 	case cont != "":
 		if rvParam != "" && rvParam != "0" {
@@ -79,11 +83,11 @@ func (s *store) list(res *resource, q map[string][]string, f *filter) (*listPage
 		if !ok {
 			return nil, badRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
 		}
-		start = tok.Start
+		start = prefix + tok.Start
 		if tok.RV >= 0 {
-			if tok.Epoch != s.epoch || uint64(tok.RV) < s.compacted {
+			if uint64(tok.RV) < max(s.compacted, s.tokensFrom) {
 				st := newStatus(http.StatusGone, "Expired", continueTooOld)
-				st.Metadata.Continue = encodeContinue(continueToken{RV: -1, Start: start, Epoch: s.epoch})
+				st.Metadata.Continue = encodeContinue(continueToken{RV: -1, Start: tok.Start})
 				return nil, st
 			}
 			at = uint64(tok.RV)
@@ -114,7 +118,7 @@ func (s *store) list(res *resource, q map[string][]string, f *filter) (*listPage
 	}
 	if limit > 0 && int64(len(matched)) > limit {
 		last := matched[limit-1]
-		page.meta.Continue = encodeContinue(continueToken{RV: int64(at), Start: last.key() + "\x00", Epoch: s.epoch})
+		page.meta.Continue = encodeContinue(continueToken{RV: int64(at), Start: strings.TrimPrefix(last.key(), prefix) + "\x00"})
 		if f.empty() {
 			n := int64(len(matched)) - limit
 			page.meta.RemainingItemCount = &n

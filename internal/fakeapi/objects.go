@@ -152,6 +152,8 @@ func Ptr[T any](v T) *T { return &v }
 type object interface {
 	meta() *ObjectMeta
 	setType(kind, apiVersion string)
+	setDefaults()
+	validate() []fieldError
 }
 
 func (e *Endpoints) meta() *ObjectMeta { return &e.Metadata }
@@ -209,27 +211,41 @@ func defaultManagedFields(res *resource, m *ObjectMeta) []ManagedFieldsEntry {
 	if res == resEndpointSlices {
 		b.WriteString(`"f:addressType":{},"f:endpoints":{},`)
 	}
-	b.WriteString(`"f:metadata":{`)
-	if len(m.Labels) > 0 {
-		keys := make([]string, 0, len(m.Labels))
-		for k := range m.Labels {
+	// Only fields that are set appear: no "f:metadata" without labels or
+	// annotations.
+	fieldSet := func(name string, m map[string]string) string {
+		if len(m) == 0 {
+			return ""
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		b.WriteString(`"f:labels":{".":{}`)
+		var f strings.Builder
+		f.WriteString(`"f:` + name + `":{".":{}`)
 		for _, k := range keys {
 			kb, _ := json.Marshal("f:" + k)
-			b.WriteByte(',')
-			b.Write(kb)
-			b.WriteString(`:{}`)
+			f.WriteByte(',')
+			f.Write(kb)
+			f.WriteString(`:{}`)
 		}
-		b.WriteString(`}`)
+		f.WriteString(`}`)
+		return f.String()
 	}
-	b.WriteString(`}`)
+	var metaFields []string
+	for _, f := range []string{fieldSet("annotations", m.Annotations), fieldSet("labels", m.Labels)} {
+		if f != "" {
+			metaFields = append(metaFields, f)
+		}
+	}
+	if len(metaFields) > 0 {
+		b.WriteString(`"f:metadata":{` + strings.Join(metaFields, ",") + `},`)
+	}
 	if res == resEndpointSlices {
-		b.WriteString(`,"f:ports":{}`)
+		b.WriteString(`"f:ports":{}`)
 	} else {
-		b.WriteString(`,"f:subsets":{}`)
+		b.WriteString(`"f:subsets":{}`)
 	}
 	b.WriteString(`}`)
 	return []ManagedFieldsEntry{{

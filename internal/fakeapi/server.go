@@ -21,7 +21,14 @@
 //
 // Faults fire in the order armed; a request refused for its token (401)
 // consumes none. Put, Delete, LoadFixture and the Wait helpers fail the
-// test on error and belong on the test's goroutine.
+// test on error and belong on the test's goroutine. Put and LoadFixture
+// default and validate objects as the real server does, and refuse (fail
+// the test with the real 422 message) what it refuses: loopback addresses,
+// an unnamed port among several, addresses not of the slice's addressType.
+// TryPutEndpoints and TryPutEndpointSlice return the refusal instead.
+//
+// captured_test.go holds the answers to the shape of what a real
+// kube-apiserver v1.37.2 sent (testdata/kube/captured).
 package fakeapi
 
 import (
@@ -217,14 +224,37 @@ func (s *Server) SetToken(tok string) {
 }
 
 // PutEndpoints creates or replaces an Endpoints object and returns the new
-// resourceVersion. Watchers get ADDED or MODIFIED.
-func (s *Server) PutEndpoints(e *Endpoints) string { return s.put(resEndpoints, e) }
+// resourceVersion. Watchers get ADDED or MODIFIED. The object is defaulted
+// and validated as the real server does (protocol TCP; refused: loopback
+// or other special addresses, an unnamed port among several, a subset
+// without addresses); a refused object fails the test with the real 422
+// message. See TryPutEndpoints.
+func (s *Server) PutEndpoints(e *Endpoints) string {
+	s.t.Helper()
+	return s.put(resEndpoints, e)
+}
 
 // PutEndpointSlice creates or replaces an EndpointSlice object and returns
-// the new resourceVersion.
-func (s *Server) PutEndpointSlice(e *EndpointSlice) string { return s.put(resEndpointSlices, e) }
+// the new resourceVersion. As with PutEndpoints, it is defaulted (port
+// name "", protocol TCP) and validated (addresses must match addressType,
+// no loopback or other special IPs); a refused object fails the test.
+func (s *Server) PutEndpointSlice(e *EndpointSlice) string {
+	s.t.Helper()
+	return s.put(resEndpointSlices, e)
+}
+
+// TryPutEndpoints is PutEndpoints for a test that expects a refusal: the
+// error is the real server's 422 *Status (Code, Reason "Invalid",
+// Details.Causes).
+func (s *Server) TryPutEndpoints(e *Endpoints) (string, error) { return s.store.put(resEndpoints, e) }
+
+// TryPutEndpointSlice is PutEndpointSlice returning the refusal.
+func (s *Server) TryPutEndpointSlice(e *EndpointSlice) (string, error) {
+	return s.store.put(resEndpointSlices, e)
+}
 
 func (s *Server) put(res *resource, obj object) string {
+	s.t.Helper()
 	rv, err := s.store.put(res, obj)
 	if err != nil {
 		s.t.Fatalf("fakeapi: put %s: %v", res.kind, err)
@@ -250,10 +280,13 @@ func (s *Server) ResourceVersion() string { return formatRV(s.store.currentRV())
 func (s *Server) Compact() { s.store.compact() }
 
 // ExpireContinueTokens makes every continue token issued so far answer
-// 410 Expired, without touching the watch history.
+// 410 Expired, without touching the watch history. The resourceVersion
+// moves on by one (as writes to other resources move it on a real
+// cluster), so tokens issued from now on are told apart from older ones.
 func (s *Server) ExpireContinueTokens() {
 	s.store.mu.Lock()
-	s.store.epoch++
+	s.store.rv++
+	s.store.tokensFrom = s.store.rv
 	s.store.mu.Unlock()
 }
 

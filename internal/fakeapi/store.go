@@ -44,14 +44,14 @@ type event struct {
 }
 
 type store struct {
-	mu        sync.Mutex
-	rv        uint64                             // last revision handed out
-	compacted uint64                             // revisions below this are gone
-	epoch     uint64                             // bumped by ExpireContinueTokens
-	keys      map[*resource]map[string][]version // versions ascending by rv
-	events    []*event                           // ascending by rv, all > compacted
-	watchers  map[*watcher]struct{}
-	onChange  func() // told when the set of watchers changes
+	mu         sync.Mutex
+	rv         uint64                             // last revision handed out
+	compacted  uint64                             // revisions below this are gone
+	tokensFrom uint64                             // continue tokens older than this are expired
+	keys       map[*resource]map[string][]version // versions ascending by rv
+	events     []*event                           // ascending by rv, all > compacted
+	watchers   map[*watcher]struct{}
+	onChange   func() // told when the set of watchers changes
 }
 
 // firstRV makes resourceVersions look like a live cluster's, not "1".
@@ -108,6 +108,10 @@ func (s *store) put(res *resource, in object) (string, error) {
 	}
 	if m.Namespace == "" {
 		m.Namespace = "default"
+	}
+	obj.setDefaults()
+	if errs := obj.validate(); len(errs) > 0 {
+		return "", invalidStatus(res, m.Name, errs)
 	}
 
 	s.mu.Lock()
