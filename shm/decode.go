@@ -7,13 +7,13 @@ import (
 	"unsafe"
 )
 
-// Decoding (reader side). The writer may rewrite any byte at any moment, so
+// Decoding (reader side). The writer may rewrite any word at any moment, so
 // a reader decodes garbage now and then. Two rules make that harmless:
 //
-//   - Bytes are copied out of the mapping with atomic word loads into a
-//     window on the caller's stack, and decoded from there with explicit
-//     length checks: garbage yields "bad", never a panic or an access
-//     outside the record (whose bounds were checked against the shard).
+//   - Every word is read in place with an atomic load, and every offset
+//     and length taken from the mapping is checked against the bounds of
+//     the record (themselves checked against the shard) before use: garbage
+//     yields "bad", never a panic or an access outside the record.
 //   - The caller then re-validates the shard's sequence number, which
 //     tells a torn read (retry) from a corrupt table (not found).
 
@@ -28,6 +28,12 @@ type record struct {
 // size is the record's footprint in the shard.
 func (r record) size() uint64 {
 	return (recHeaderBytes + keyPad(r.keyLen) + r.valLen + 7) &^ 7
+}
+
+// value is the mapping range of the record's value.
+func (r record) value() (start, end uint64) {
+	start = r.off + recHeaderBytes + keyPad(r.keyLen)
+	return start, start + r.valLen
 }
 
 // recordAt reads the index entry's record header, checking that the record
@@ -45,27 +51,34 @@ func (t *table) recordAt(so, entry uint64) (record, bool) {
 	return r, true
 }
 
-// keyIs reports whether the record's key is key, a word at a time (keys are
-// zero-padded to whole words).
+// keyIs reports whether the record's key is key.
 func (t *table) keyIs(r record, key string) bool {
-	if r.keyLen != uint64(len(key)) {
-		return false
-	}
-	p := r.off + recHeaderBytes
-	for len(key) >= 8 {
-		if t.load(p) != binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(key), 8)) {
+	return r.keyLen == uint64(len(key)) && t.equal(r.off+recHeaderBytes, key)
+}
+
+// equal reports whether the len(s) bytes at p (word-aligned, zero-padded
+// to a word) are s, a word at a time. The caller checked the bounds.
+func (t *table) equal(p uint64, s string) bool {
+	for len(s) >= 8 {
+		if t.load(p) != binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8)) {
 			return false
 		}
-		key, p = key[8:], p+8
+		s, p = s[8:], p+8
 	}
-	if len(key) > 0 {
-		var v uint64
-		for i := len(key) - 1; i >= 0; i-- {
-			v = v<<8 | uint64(key[i])
-		}
-		return t.load(p) == v
+	return len(s) == 0 || t.load(p) == tailWord(s)
+}
+
+// tailWord is s (1 to 7 bytes) as a zero-padded little-endian word, built
+// from two overlapping loads rather than a byte loop.
+func tailWord(s string) uint64 {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	switch n := len(b); {
+	case n >= 4:
+		return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<(8*(n-4))
+	case n >= 2:
+		return uint64(binary.LittleEndian.Uint16(b)) | uint64(binary.LittleEndian.Uint16(b[n-2:]))<<(8*(n-2))
 	}
-	return true
+	return uint64(b[0])
 }
 
 // key copies the record's key out.
@@ -77,30 +90,137 @@ func (t *table) key(r record) string {
 	return string(b[:r.keyLen])
 }
 
-// window is a stack copy of part of a record's value. maxNodeBytes is the
-// largest encoded node (flags, a 255-byte name, port, weight) or port
-// header, so asking for it before each item guarantees the item is in the
-// window if it is in the value at all.
+// portHdr is a port's two header words, decoded.
+type portHdr struct {
+	w0, w1 uint64
+	name   uint64 // mapping offset of the name
+	body   uint64 // mapping offset of the body
+	next   uint64 // mapping offset of the next port
+}
+
+func (h *portHdr) nameLen() uint64 { return h.w0 & 0xff }
+func (h *portHdr) format() uint64  { return h.w0 >> 8 & 0xff }
+func (h *portHdr) port() uint16    { return uint16(h.w0 >> 16) }
+func (h *portHdr) bodyLen() uint64 { return h.w0 >> 32 }
+func (h *portHdr) nNodes() uint64  { return h.w1 & 0xffffffff }
+func (h *portHdr) weight() uint32  { return uint32(h.w1 >> 32) }
+
+// portAt reads the header of the port at p, checking that the port lies
+// before end (the end of the value).
+func (t *table) portAt(p, end uint64) (portHdr, bool) {
+	if p > end || end-p < portHeaderBytes {
+		return portHdr{}, false
+	}
+	h := portHdr{w0: t.load(p), w1: t.load(p + 8), name: p + portHeaderBytes}
+	h.body = h.name + keyPad(h.nameLen())
+	h.next = h.body + keyPad(h.bodyLen()) // no overflow: lengths are < 2^32
+	return h, h.next <= end
+}
+
+// nodesOK checks the node count against the body, so that a corrupt count
+// never makes a caller allocate more than the body could hold.
+func (h *portHdr) nodesOK() bool {
+	n, l := h.nNodes(), h.bodyLen()
+	switch h.format() {
+	case fmtIPv4:
+		return l == 4*n
+	case fmtIPv6:
+		return l == 16*n
+	case fmtMixed:
+		return n <= l
+	}
+	return false
+}
+
+// decodeNodes decodes the port's nodes (nodesOK) into dst, which has room
+// for exactly nNodes. DNS names are interned through in, or copied when in
+// is nil. It reports false on garbage.
+func (t *table) decodeNodes(h *portHdr, dst []Node, in *interner) bool {
+	port, weight := h.port(), h.weight()
+	switch h.format() {
+	case fmtIPv4:
+		t.fill4(dst, h.body, port, weight)
+		return true
+	case fmtIPv6:
+		p := h.body
+		for k := range dst {
+			var a [16]byte
+			binary.LittleEndian.PutUint64(a[:8], t.load(p))
+			binary.LittleEndian.PutUint64(a[8:], t.load(p+8))
+			dst[k] = Node{Addr: netip.AddrFrom16(a), Port: port, Weight: weight}
+			p += 16
+		}
+		return true
+	}
+	return t.decodeMixed(h, dst, in)
+}
+
+// fill4 decodes a fmtIPv4 body at p into dst: two addresses a word (the
+// body is word-padded, so a last half-used word is still in the record).
+// Fields are assigned one by one: a composite literal would zero the
+// 48-byte Node first.
+func (t *table) fill4(dst []Node, p uint64, port uint16, weight uint32) {
+	k := 0
+	for ; k+1 < len(dst); k += 2 {
+		v := t.load(p)
+		n := &dst[k]
+		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(v)), "", port, weight
+		n = &dst[k+1]
+		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(v>>32)), "", port, weight
+		p += 8
+	}
+	if k < len(dst) {
+		n := &dst[k]
+		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(t.load(p))), "", port, weight
+	}
+}
+
+// addr4 is the IPv4 address whose bytes, in order, are v's little-endian
+// bytes. Going through memory lets the compiler load it with one
+// byte-swapping move.
+func addr4(v uint32) netip.Addr {
+	var a [4]byte
+	binary.LittleEndian.PutUint32(a[:], v)
+	return netip.AddrFrom4(a)
+}
+
+// decodeMixed decodes a fmtMixed body through a window: kept out of
+// decodeNodes so that the fixed-width paths do not zero the window.
+func (t *table) decodeMixed(h *portHdr, dst []Node, in *interner) bool {
+	var w window
+	w.t, w.off, w.end = t, h.body, h.body+h.bodyLen()
+	prev := Node{Port: h.port(), Weight: h.weight()}
+	for k := range dst {
+		n := &dst[k] // decoded in place: no copy of the 48-byte Node
+		n.Port, n.Weight = prev.Port, prev.Weight
+		w.node(n, in)
+		if w.bad {
+			return false
+		}
+		prev = *n
+	}
+	return w.pos() == w.end
+}
+
+// window is a stack copy of part of a mixed body. maxNodeBytes is the
+// largest encoded node (flags, a 255-byte name, port, weight), so asking
+// for it before each node guarantees the node is in the window if it is in
+// the body at all.
 type window struct {
 	t      *table
 	off    uint64 // mapping offset of buf[0]; always word-aligned
 	i, lim int    // read position; valid bytes in buf
-	end    uint64 // mapping offset where the value ends
+	end    uint64 // mapping offset where the body ends
 	bad    bool
 	buf    [512]byte
 }
 
 const maxNodeBytes = 1 + 1 + MaxNameLen + 2 + binary.MaxVarintLen32 + 8
 
-func (t *table) value(r record, w *window) {
-	p := r.off + recHeaderBytes + keyPad(r.keyLen) // word-aligned
-	w.t, w.off, w.i, w.lim, w.end, w.bad = t, p, 0, 0, p+r.valLen, false
-}
-
 func (w *window) pos() uint64 { return w.off + uint64(w.i) }
 
 // bytes returns the unread window after making sure it holds maxNodeBytes,
-// or everything up to the end of the value.
+// or everything up to the end of the body.
 func (w *window) bytes() []byte {
 	if w.lim-w.i < maxNodeBytes && w.off+uint64(w.lim) < w.end {
 		w.seek(w.pos())
@@ -108,16 +228,12 @@ func (w *window) bytes() []byte {
 	return w.buf[w.i:w.lim]
 }
 
-// seek moves to mapping offset p (within the value), refilling the window
-// there unless it already holds enough from p. Whole words are copied: the
-// value's end rounded up to a word is still inside its record.
+// seek moves to mapping offset p (within the body), refilling the window
+// from there. Whole words are copied: the body's end rounded up to a word
+// is still inside its record.
 func (w *window) seek(p uint64) {
 	if p > w.end {
 		w.bad = true
-		return
-	}
-	if p >= w.off && p-w.off <= uint64(w.lim) && (uint64(w.lim)-(p-w.off) >= maxNodeBytes || w.off+uint64(w.lim) >= w.end) {
-		w.i = int(p - w.off)
 		return
 	}
 	start := p &^ 7
@@ -128,42 +244,8 @@ func (w *window) seek(p uint64) {
 	w.off, w.i, w.lim = start, int(p-start), int(min(n, w.end-start))
 }
 
-func (w *window) advance(n int) { w.i += n }
-
-// portHeader reads a port's name and body length, leaving the window at
-// the body. It returns the name as window bytes (valid until the next
-// refill) and the mapping offset where the body ends.
-func (w *window) portHeader() (name []byte, bodyEnd uint64) {
-	b := w.bytes()
-	if len(b) < 1 || len(b) < 1+int(b[0]) {
-		w.bad = true
-		return nil, 0
-	}
-	l := int(b[0])
-	name = b[1 : 1+l]
-	body, k := binary.Uvarint(b[1+l:])
-	if k <= 0 || body > w.end-w.pos() {
-		w.bad = true
-		return nil, 0
-	}
-	w.advance(1 + l + k)
-	return name, w.pos() + body
-}
-
-// count reads a node count that must fit in the bytes up to limit.
-func (w *window) count(limit uint64) uint64 {
-	n, k := binary.Uvarint(w.bytes())
-	if k <= 0 || n > limit-w.pos() {
-		w.bad = true
-		return 0
-	}
-	w.advance(k)
-	return n
-}
-
-// node decodes the next node into n, which holds the previous node of the
-// port (for a repeated port and weight). DNS names are interned through in,
-// or copied when in is nil.
+// node decodes the next node into n, which holds the previous node's port
+// and weight. DNS names are interned through in, or copied when in is nil.
 func (w *window) node(n *Node, in *interner) {
 	b := w.bytes()
 	if len(b) < 1 {
@@ -221,37 +303,34 @@ func (w *window) node(n *Node, in *interner) {
 		n.Weight = uint32(v)
 		j += k
 	}
-	w.advance(j)
+	w.i += j
 }
 
 // ports decodes a whole value, allocating (Get, Range, the writer's check).
 func (t *table) ports(r record) ([]Port, bool) {
-	var w window
-	t.value(r, &w)
-	if r.nPorts > r.valLen {
+	p, end := r.value()
+	if r.nPorts > r.valLen/portHeaderBytes {
 		return nil, false
 	}
 	ports := make([]Port, 0, r.nPorts)
 	for range r.nPorts {
-		name, end := w.portHeader()
-		if w.bad {
+		h, ok := t.portAt(p, end)
+		if !ok || !h.nodesOK() {
 			return nil, false
 		}
-		p := Port{Name: string(name)}
-		nn := w.count(end)
-		if nn > 0 {
-			p.Nodes = make([]Node, nn)
+		name := make([]byte, keyPad(h.nameLen()))
+		for i := 0; i < len(name); i += 8 {
+			binary.LittleEndian.PutUint64(name[i:], t.load(h.name+uint64(i)))
 		}
-		for j := range p.Nodes {
-			if j > 0 {
-				p.Nodes[j] = p.Nodes[j-1]
+		pt := Port{Name: string(name[:h.nameLen()])}
+		if n := h.nNodes(); n > 0 {
+			pt.Nodes = make([]Node, n)
+			if !t.decodeNodes(&h, pt.Nodes, nil) {
+				return nil, false
 			}
-			w.node(&p.Nodes[j], nil)
 		}
-		if w.bad || w.pos() != end {
-			return nil, false
-		}
-		ports = append(ports, p)
+		ports = append(ports, pt)
+		p = h.next
 	}
-	return ports, !w.bad && w.pos() == w.end
+	return ports, p == end
 }

@@ -24,17 +24,26 @@
 //	header: magic "KDISCSHM", layout version, generation, size,
 //	        shard count, shard size, ready, retired, full-error count,
 //	        writer pid
-//	shard:  seq, count, dataLow, dead (64 B, one cache line)
-//	        | index: count words, sorted | free | records |
-//	index:  tag (low 32 bits of the key's xxhash) << 32 | record offset/8
+//	shard:  seq, count, dataLow, dead, slots (64 B, one cache line)
+//	        | index: slots words, a hash table | free | records |
+//	index:  tag (low 32 bits of the key's hash) << 32 | record offset/8,
+//	        or 0; linear probing from slot tag*slots>>32, at most 3/4 full
 //	record: keyLen u16, valLen u32, nPorts u16 | key (word-padded) |
-//	        per port: name, byte length, node count, nodes | padding
-//	node:   flags | IPv4 (4 B), IPv6 (16 B) or DNS name | port | weight
+//	        per port: two header words (name length, body format, port,
+//	        body length, node count, weight) | name | body (word-padded)
+//	body:   IPv4 addresses, 4 B each, or IPv6, 16 B each, when every node
+//	        is one family with the header's port and weight; otherwise
+//	        per node: flags | IPv4, IPv6 or DNS name | port | weight
 //	        (port and weight omitted when equal to the previous node's)
 //
 // The shard count S is about size/64 KiB (1 to 1024); the high 32 bits of
 // a key's hash pick its shard. A service of 3 IPv4 nodes on one port takes
-// about 72 bytes, so 1 MiB holds over ten thousand such services.
+// about 80 bytes and an index slot and a third, so 1 MiB holds over ten
+// thousand such services.
+//
+// A Lookup reads all of this in place with atomic word loads: one or two
+// index slots, the record header and key, one port header per port before
+// the wanted one, then the nodes themselves, two IPv4 addresses a word.
 //
 // # Concurrency
 //
@@ -47,8 +56,9 @@
 // return a Go string or slice that points into it: addresses are copied
 // into netip.Addr values, DNS names into interned Go strings.
 //
-// When the free gap is too small, the writer compacts the shard (inside the
-// odd window). When even compaction cannot make room, Put fails with a
+// When the free gap is too small, or the index must grow, the writer
+// rebuilds the shard (inside the odd window): live records packed, index
+// rehashed. When even compaction cannot make room, Put fails with a
 // *FullError and the old value stays.
 //
 // # Files

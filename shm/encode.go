@@ -7,19 +7,30 @@ import (
 	"math"
 )
 
-// Record encoding (writer side). A record is one service:
+// Record encoding (writer side). A record is one service, in whole
+// little-endian words so that a reader finds everything with aligned atomic
+// loads and no byte-by-byte parsing:
 //
-//	word 0:  keyLen uint16 | valLen uint32 | nPorts uint16   (little-endian)
-//	key:     keyLen bytes, starting word-aligned (compared a word at a time)
-//	value:   nPorts times:
-//	           nameLen u8, name, bodyLen uvarint, nNodes uvarint, nodes
-//	         (bodyLen covers nNodes and the nodes, so a reader skips a port
-//	         it does not want without decoding it)
-//	padding: to a multiple of 8 bytes
+//	word 0:  keyLen u16 | valLen u32 | nPorts u16
+//	key:     keyLen bytes, zero-padded to a word (compared a word at a time)
+//	value:   nPorts times a port (valLen bytes, a multiple of 8):
+//	           word 0: nameLen u8 | format u8 | port u16 | bodyLen u32
+//	           word 1: nNodes u32 | weight u32
+//	           name:   nameLen bytes, zero-padded to a word
+//	           body:   bodyLen bytes of nodes, zero-padded to a word
 //
-// A node is a flags byte, then its host, then port and weight unless they
-// repeat the previous node's (they usually do: one port number and the
-// default weight for every address):
+// The port's own header words let a reader compare its name and skip it
+// without touching its body. The body has one of three formats:
+//
+//	fmtIPv4:  every node is an IPv4 address with the port and weight of
+//	          the header: 4 bytes a node (the usual case: one port number,
+//	          one weight for all the addresses of a port)
+//	fmtIPv6:  the same with IPv6 addresses, 16 bytes a node
+//	fmtMixed: anything else, a node at a time (below); the header's port
+//	          and weight are those of the first node
+//
+// A mixed node is a flags byte, then its host, then port and weight unless
+// they repeat the previous node's (the header's, for the first node):
 //
 //	flags:  bits 0-1 kind (0 IPv4, 1 IPv6, 2 DNS name); bit 2 same port;
 //	        bit 3 same weight
@@ -27,7 +38,7 @@ import (
 //	port:   uint16 little-endian, unless same
 //	weight: uvarint, unless same
 //
-// A service of 3 IPv4 nodes on one port costs 18 bytes of nodes.
+// A service of 3 IPv4 nodes on port "http" costs 8 + key + 32 bytes.
 const (
 	kindIPv4   = 0
 	kindIPv6   = 1
@@ -36,7 +47,12 @@ const (
 	flagSamePt = 4
 	flagSameWt = 8
 
-	recHeaderBytes = 8
+	fmtIPv4  = 1
+	fmtIPv6  = 2
+	fmtMixed = 3
+
+	recHeaderBytes  = 8
+	portHeaderBytes = 16
 
 	// MaxKeyLen is the longest key (a Kubernetes namespace and name are at
 	// most 63 and 253 bytes; leave room).
@@ -47,7 +63,7 @@ const (
 
 var errEmptyKey = errors.New("shm: empty key")
 
-// appendRecord appends the record for key and ports to b, padded to 8 bytes.
+// appendRecord appends the record for key and ports to b.
 func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 	if key == "" {
 		return b, errEmptyKey
@@ -60,24 +76,36 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 	}
 	start := len(b)
 	b = append(b, make([]byte, recHeaderBytes)...)
-	b = append(b, key...)
-	for len(b)%8 != 0 { // key words are compared whole: pad the last one
-		b = append(b, 0)
-	}
+	b = padWord(append(b, key...))
 	valStart := len(b)
-	var err error
 	for _, p := range ports {
 		if len(p.Name) > MaxNameLen {
 			return b[:start], fmt.Errorf("shm: %s: port name %.40q... longer than %d bytes", key, p.Name, MaxNameLen)
 		}
-		b = append(b, byte(len(p.Name)))
-		b = append(b, p.Name...)
-		body := appendNodes(nil, p.Nodes, &err)
+		if len(p.Nodes) > math.MaxUint32 {
+			return b[:start], fmt.Errorf("shm: %s port %q: %d nodes, too many", key, p.Name, len(p.Nodes))
+		}
+		hdr := len(b)
+		b = append(b, make([]byte, portHeaderBytes)...)
+		b = padWord(append(b, p.Name...))
+		body := len(b)
+		format, err := checkNodes(p.Nodes)
 		if err != nil {
 			return b[:start], fmt.Errorf("shm: %s port %q: %w", key, p.Name, err)
 		}
-		b = binary.AppendUvarint(b, uint64(len(body)))
-		b = append(b, body...)
+		var port uint16
+		var weight uint32
+		if len(p.Nodes) > 0 {
+			port, weight = p.Nodes[0].Port, p.Nodes[0].Weight
+		}
+		b = appendBody(b, format, p.Nodes)
+		bodyLen := len(b) - body
+		if bodyLen > math.MaxUint32 {
+			return b[:start], fmt.Errorf("shm: %s port %q: %d bytes of nodes, too many", key, p.Name, bodyLen)
+		}
+		binary.LittleEndian.PutUint64(b[hdr:], uint64(len(p.Name))|format<<8|uint64(port)<<16|uint64(bodyLen)<<32)
+		binary.LittleEndian.PutUint64(b[hdr+8:], uint64(len(p.Nodes))|uint64(weight)<<32)
+		b = padWord(b)
 	}
 	valLen := len(b) - valStart
 	if valLen > math.MaxUint32 {
@@ -85,52 +113,94 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 	}
 	h := uint64(len(key)) | uint64(valLen)<<16 | uint64(len(ports))<<48
 	binary.LittleEndian.PutUint64(b[start:], h)
-	for len(b)%8 != 0 {
-		b = append(b, 0)
-	}
 	return b, nil
 }
 
-// keyPad is where the value starts relative to the key: keys are padded to
-// whole words.
-func keyPad(keyLen uint64) uint64 { return (keyLen + 7) &^ 7 }
+// padWord zero-pads b to a whole number of words: the reader compares and
+// decodes whole words, padding included.
+func padWord(b []byte) []byte {
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
 
-func appendNodes(b []byte, nodes []Node, errp *error) []byte {
-	b = binary.AppendUvarint(b, uint64(len(nodes)))
-	var port uint16
-	var weight uint32
+// keyPad is a length rounded up to whole words: where the value starts
+// relative to the key, where a body starts relative to a port name.
+func keyPad(n uint64) uint64 { return (n + 7) &^ 7 }
+
+// checkNodes validates nodes and picks their body format: fixed-width when
+// every node is an address of one family sharing the first node's port
+// and weight.
+func checkNodes(nodes []Node) (uint64, error) {
+	v4, v6 := true, true
 	for i, n := range nodes {
+		switch {
+		case n.Name != "":
+			if n.Addr.IsValid() {
+				return 0, fmt.Errorf("node %d has both a name (%q) and an address (%s)", i, n.Name, n.Addr)
+			}
+			if len(n.Name) > MaxNameLen {
+				return 0, fmt.Errorf("node %d: name %.40q... longer than %d bytes", i, n.Name, MaxNameLen)
+			}
+			v4, v6 = false, false
+		case !n.Addr.IsValid():
+			return 0, fmt.Errorf("node %d has neither an address nor a name", i)
+		case n.Addr.Zone() != "":
+			return 0, fmt.Errorf("node %d: address %s has a zone, which the table does not store", i, n.Addr)
+		case n.Addr.Is4():
+			v6 = false
+		default: // IPv6, including IPv4-mapped: kept as 16 bytes so it round-trips as such
+			v4 = false
+		}
+		if n.Port != nodes[0].Port || n.Weight != nodes[0].Weight {
+			v4, v6 = false, false
+		}
+	}
+	switch {
+	case v4:
+		return fmtIPv4, nil
+	case v6:
+		return fmtIPv6, nil
+	}
+	return fmtMixed, nil
+}
+
+// appendBody appends the nodes (validated by checkNodes) in format.
+func appendBody(b []byte, format uint64, nodes []Node) []byte {
+	if format == fmtIPv4 {
+		for _, n := range nodes {
+			a := n.Addr.As4()
+			b = append(b, a[:]...)
+		}
+		return b
+	}
+	if format == fmtIPv6 {
+		for _, n := range nodes {
+			a := n.Addr.As16()
+			b = append(b, a[:]...)
+		}
+		return b
+	}
+	port, weight := nodes[0].Port, nodes[0].Weight // the header's
+	for _, n := range nodes {
 		var flags byte
-		if i > 0 && n.Port == port {
+		if n.Port == port {
 			flags |= flagSamePt
 		}
-		if i > 0 && n.Weight == weight {
+		if n.Weight == weight {
 			flags |= flagSameWt
 		}
 		port, weight = n.Port, n.Weight
 		switch {
 		case n.Name != "":
-			if n.Addr.IsValid() {
-				*errp = fmt.Errorf("node %d has both a name (%q) and an address (%s)", i, n.Name, n.Addr)
-				return b
-			}
-			if len(n.Name) > MaxNameLen {
-				*errp = fmt.Errorf("node %d: name %.40q... longer than %d bytes", i, n.Name, MaxNameLen)
-				return b
-			}
 			b = append(b, flags|kindName, byte(len(n.Name)))
 			b = append(b, n.Name...)
-		case !n.Addr.IsValid():
-			*errp = fmt.Errorf("node %d has neither an address nor a name", i)
-			return b
-		case n.Addr.Zone() != "":
-			*errp = fmt.Errorf("node %d: address %s has a zone, which the table does not store", i, n.Addr)
-			return b
 		case n.Addr.Is4():
 			a := n.Addr.As4()
 			b = append(b, flags|kindIPv4)
 			b = append(b, a[:]...)
-		default: // IPv6, including IPv4-mapped: kept as 16 bytes so it round-trips as such
+		default:
 			a := n.Addr.As16()
 			b = append(b, flags|kindIPv6)
 			b = append(b, a[:]...)

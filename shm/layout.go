@@ -11,7 +11,7 @@ import (
 // of reusing it, and a reader refuses it.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 1
+	layoutVersion = 2                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies
 
 	headerBytes      = 128 // the file header, then the shards
 	shardHeaderBytes = 64  // one cache line: a shard's seqlock never shares a line with another shard's
@@ -43,6 +43,7 @@ const (
 	sCount   = 8  // number of index entries
 	sDataLow = 16 // records occupy [dataLow, shardBytes)
 	sDead    = 24 // bytes in [dataLow, shardBytes) held by no live record
+	sCap     = 32 // index slots (0 for an empty shard)
 )
 
 // geometry is how a table of a given size is cut into shards. It is a pure
@@ -103,7 +104,11 @@ func (t *table) shardOf(h uint64) uint64 {
 
 func tagOf(h uint64) uint64 { return h & 0xffffffff }
 
-// idxCap is the most index entries a shard can hold (all of it index).
+// home is the index slot where a probe for tag starts: the tag scaled to
+// the slot count, so any count works (no power of two, no wasted space).
+func home(tag, slots uint64) uint64 { return tag * slots >> 32 }
+
+// idxCap is the most index slots a shard can hold (all of it index).
 func (t *table) idxCap() uint64 { return (t.shardBytes - shardHeaderBytes) / 8 }
 
 // init writes a fresh header and empty shards.
@@ -114,6 +119,7 @@ func (t *table) init(gen uint64) {
 		t.store(so+sCount, 0)
 		t.store(so+sDataLow, t.shardBytes)
 		t.store(so+sDead, 0)
+		t.store(so+sCap, 0)
 	}
 	t.store(hVersion, layoutVersion)
 	t.store(hGeneration, gen)

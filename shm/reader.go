@@ -1,12 +1,9 @@
 package shm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
-	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -157,15 +154,14 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 	if i < 0 || t == nil {
 		return dst, false
 	}
-	key, port := service[:i], service[i+1:]
-	h := hashKey(key)
+	h := hashKey(service[:i])
 	so, tag := t.shardOf(h), tagOf(h)
 	base := len(dst)
 	var b backoff
 	for {
 		seq := t.load(so + sSeq)
 		if seq&1 == 0 {
-			out, res := r.lookup(t, so, seq, tag, key, port, dst)
+			out, res := r.lookup(t, so, seq, tag, service, i, dst)
 			if t.load(so+sSeq) == seq {
 				if res == resCorrupt { // consistent yet invalid: never loop on it
 					res = resNone
@@ -194,46 +190,73 @@ const (
 	resMoved                 // the sequence moved while reading: retry
 )
 
-// lookup is one optimistic pass over the shard at sequence seq.
-func (r *Reader) lookup(t *table, so, seq, tag uint64, key, port string, dst []Node) ([]Node, result) {
-	n := t.load(so + sCount)
-	if n > t.idxCap() {
-		return dst, resCorrupt
-	}
-	var rec record
-	found := false
-	for i := t.lowerBound(so, n, tag); i < n; i++ {
-		e := t.load(so + shardHeaderBytes + i*8)
-		if e>>32 != tag {
-			break
-		}
-		rr, ok := t.recordAt(so, e)
-		if !ok {
-			return dst, resCorrupt
-		}
-		if t.keyIs(rr, key) {
-			rec, found = rr, true
-			break
-		}
-	}
-	if !found {
+// lookup is one optimistic pass over the shard at sequence seq for key
+// service[:i] and port service[i+1:]. It reads the mapping in place, a
+// word at a time, in one function (calls and struct copies were most of
+// its cost): the index slots, the record's key and port headers, then the
+// nodes straight into dst. Every offset read from the mapping is checked
+// against the bounds of the shard, then of the record, before use.
+func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, dst []Node) ([]Node, result) {
+	c := t.load(so + sCap)
+	if c == 0 {
 		return dst, resNone
 	}
-	var w window
-	t.value(rec, &w)
-	for range rec.nPorts {
-		name, end := w.portHeader()
-		if w.bad {
+	if c > t.idxCap() {
+		return dst, resCorrupt
+	}
+	key, port := service[:i], service[i+1:]
+	// Probe the index for the record; offsets below are relative to so.
+	var p, end, nPorts uint64 // the value: [p, end) and its port count
+	for s, probes := home(tag, c), c; ; probes-- {
+		if probes == 0 { // a torn index may have no empty slot
 			return dst, resCorrupt
 		}
-		if string(name) != port {
-			w.seek(end)
+		e := t.load(so + shardHeaderBytes + s*8)
+		if e == 0 {
+			return dst, resNone
+		}
+		if e>>32 == tag {
+			off := (e & 0xffffffff) * 8
+			if off < shardHeaderBytes || off > t.shardBytes-recHeaderBytes {
+				return dst, resCorrupt
+			}
+			h := t.load(so + off)
+			p = off + recHeaderBytes + keyPad(h&0xffff)
+			end = p + (h >> 16 & 0xffffffff)
+			if end > t.shardBytes {
+				return dst, resCorrupt
+			}
+			if h&0xffff == uint64(len(key)) && t.equal(so+off+recHeaderBytes, key) {
+				nPorts = h >> 48
+				break
+			}
+		}
+		if s++; s == c {
+			s = 0
+		}
+	}
+	// Walk the port headers for the port.
+	for ; nPorts > 0; nPorts-- {
+		if end-p < portHeaderBytes { // p <= end holds: checked below
+			return dst, resCorrupt
+		}
+		w0 := t.load(so + p)
+		name := p + portHeaderBytes
+		next := name + keyPad(w0&0xff) + keyPad(w0>>32)
+		if next > end {
+			return dst, resCorrupt
+		}
+		if w0&0xff != uint64(len(port)) || !t.equal(so+name, port) {
+			p = next
 			continue
 		}
-		nn := w.count(end)
-		if w.bad {
+		h := portHdr{w0: w0, w1: t.load(so + p + 8), name: so + name}
+		h.body = h.name + keyPad(w0&0xff)
+		h.next = so + next
+		if !h.nodesOK() {
 			return dst, resCorrupt
 		}
+		nn := h.nNodes()
 		if nn == 0 {
 			return dst, resNone
 		}
@@ -245,51 +268,48 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, key, port string, dst []N
 			dst = slices.Grow(dst, int(nn))
 		}
 		dst = dst[:base+int(nn)]
-		in := interner{n: &r.names, t: t, so: so, seq: seq}
-		for k := base; k < len(dst); k++ {
-			n := &dst[k] // decoded in place: no copy of the 48-byte Node
-			if k > base {
-				n.Port, n.Weight = dst[k-1].Port, dst[k-1].Weight
-			}
-			if w.lim-w.i >= 5 && w.buf[w.i] == kindIPv4|flagSamePt|flagSameWt {
-				// Fast path: an IPv4 node repeating the previous port and
-				// weight, the usual case after a port's first node.
-				n.Addr, n.Name = netip.AddrFrom4([4]byte(w.buf[w.i+1:w.i+5])), ""
-				w.i += 5
-				continue
-			}
-			if w.lim-w.i >= 12 && w.buf[w.i]&kindMask == kindIPv4 && w.buf[w.i]&^(kindMask|flagSamePt|flagSameWt) == 0 {
-				// Fast path for the common IPv4 node (at most 12 bytes).
-				b := w.buf[w.i : w.i+12 : w.i+12]
-				f := b[0]
-				n.Addr, n.Name = netip.AddrFrom4([4]byte(b[1:5])), ""
-				j := 5
-				if f&flagSamePt == 0 {
-					n.Port = binary.LittleEndian.Uint16(b[5:7])
-					j = 7
-				}
-				if f&flagSameWt == 0 {
-					v, l := binary.Uvarint(b[j:])
-					if l <= 0 || v > math.MaxUint32 {
-						return dst[:base], resCorrupt
-					}
-					n.Weight = uint32(v)
-					j += l
-				}
-				w.i += j
-				continue
-			}
-			w.node(n, &in)
-			if w.bad {
-				return dst[:base], resCorrupt
-			}
+		if h.format() == fmtIPv4 {
+			t.fill4(dst[base:], h.body, h.port(), h.weight()) // the usual case
+			return dst, resFound
 		}
-		if w.pos() != end {
-			return dst, resCorrupt
+		in := interner{n: &r.names, t: t, so: so, seq: seq}
+		if !t.decodeNodes(&h, dst[base:], &in) {
+			return dst[:base], resCorrupt
 		}
 		return dst, resFound
 	}
 	return dst, resNone
+}
+
+// lookupRecord probes the shard's index for key.
+func (t *table) lookupRecord(so, tag uint64, key string) (record, result) {
+	c := t.load(so + sCap)
+	if c > t.idxCap() {
+		return record{}, resCorrupt
+	}
+	if c == 0 {
+		return record{}, resNone
+	}
+	i := home(tag, c)
+	for range c { // bounded: a torn index may have no empty slot
+		e := t.load(t.slot(so, i))
+		if e == 0 {
+			return record{}, resNone
+		}
+		if e>>32 == tag {
+			rec, ok := t.recordAt(so, e)
+			if !ok {
+				return record{}, resCorrupt
+			}
+			if t.keyIs(rec, key) {
+				return rec, resFound
+			}
+		}
+		if i++; i == c {
+			i = 0
+		}
+	}
+	return record{}, resCorrupt
 }
 
 // Get returns a copy of key's whole value.
@@ -305,13 +325,10 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 		seq := t.load(so + sSeq)
 		if seq&1 == 0 {
 			var ports []Port
-			ok := false
-			n := t.load(so + sCount)
-			if n <= t.idxCap() {
-				_, rec, found := t.find(so, tag, key)
-				if found {
-					ports, ok = t.ports(rec)
-				}
+			rec, res := t.lookupRecord(so, tag, key)
+			ok := res == resFound
+			if ok {
+				ports, ok = t.ports(rec)
 			}
 			if t.load(so+sSeq) == seq {
 				return ports, ok
@@ -342,11 +359,15 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 			seq := t.load(so + sSeq)
 			if seq&1 == 0 {
 				entries = entries[:0]
-				n := t.load(so + sCount)
-				ok := n <= t.idxCap()
-				for j := uint64(0); ok && j < n; j++ {
+				c := t.load(so + sCap)
+				ok := c <= t.idxCap()
+				for j := uint64(0); ok && j < c; j++ {
+					e := t.load(t.slot(so, j))
+					if e == 0 {
+						continue
+					}
 					var rec record
-					rec, ok = t.recordAt(so, t.load(so+shardHeaderBytes+j*8))
+					rec, ok = t.recordAt(so, e)
 					if ok {
 						var e entry
 						e.key = t.key(rec)

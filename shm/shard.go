@@ -1,15 +1,25 @@
 package shm
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // Shard maintenance, writer side. A shard is a slotted page:
 //
-//	[shard header 64 B][index: count words, sorted by tag →   free   ← records][end]
+//	[shard header 64 B][index: cap slots →   free   ← records][end]
 //
-// An index entry is tag<<32 | record offset in words from the shard start.
-// The index grows up, records grow down from the end; a record replaced or
-// deleted becomes dead space, reclaimed by compaction when the free gap
-// runs out.
+// The index is an open-addressing hash table: a key's probe starts at slot
+// home(tag, cap) and moves right (wrapping at cap) until it finds the key
+// or an empty slot. A slot is tag<<32 | record offset in words from the
+// shard start, or 0 when empty (no record starts at offset 0). At most 3/4
+// of the slots are used, so a probe is one or two loads on one cache line.
+// A deletion shifts later entries of its run back, so there are no
+// tombstones.
+//
+// Records grow down from the end; a record replaced or deleted becomes dead
+// space. When the free gap runs out, or the index must grow, the writer
+// rebuilds the shard: records packed at the end, index rehashed.
 //
 // Publication rule (the seqlock): the writer makes the shard's sequence odd,
 // changes what an index entry can reach, and makes it even again. Bytes that
@@ -17,38 +27,43 @@ import "encoding/binary"
 // outside that window: no reader of the current sequence looks at them, and
 // a reader of an older sequence fails its final check anyway.
 
-// find locates key in the shard at so: its index position, or the position
-// where it would be inserted.
-func (t *table) find(so, tag uint64, key string) (pos uint64, r record, found bool) {
-	n := t.load(so + sCount)
-	pos = t.lowerBound(so, n, tag)
-	for i := pos; i < n; i++ {
-		e := t.load(so + shardHeaderBytes + i*8)
-		if e>>32 != tag {
-			break
-		}
-		if r, ok := t.recordAt(so, e); ok && t.keyIs(r, key) {
-			return i, r, true
-		}
+const minSlots = 8 // one cache line
+
+// slotsFor is the smallest index (a whole number of cache lines) that holds
+// n entries at most 3/4 full.
+func slotsFor(n uint64) uint64 {
+	if n == 0 {
+		return 0
 	}
-	return pos, record{}, false
+	return max(minSlots, ((n*4+2)/3+7)&^7)
 }
 
-// lowerBound is the first index position whose tag is >= tag. Tags are
-// uniformly distributed hashes, so interpolation guesses the position to
-// within a few entries; walking from there touches one or two cache lines
-// with predictable branches, where a binary search would take ~log2(n)
-// dependent, mispredicted steps.
-func (t *table) lowerBound(so, n, tag uint64) uint64 {
-	idx := so + shardHeaderBytes
-	i := tag * n >> 32
-	for i > 0 && t.load(idx+(i-1)*8)>>32 >= tag {
-		i--
+func (t *table) slot(so, i uint64) uint64 { return so + shardHeaderBytes + i*8 }
+
+// find locates key in the shard at so: its slot, or the empty slot where
+// it would be inserted (meaningless when the index has no room: the
+// caller grows it first).
+func (t *table) find(so, tag uint64, key string) (slot uint64, r record, found bool) {
+	c := t.load(so + sCap)
+	if c == 0 {
+		return 0, record{}, false
 	}
-	for i < n && t.load(idx+i*8)>>32 < tag {
-		i++
+	i := home(tag, c)
+	for range c {
+		e := t.load(t.slot(so, i))
+		if e == 0 {
+			return i, record{}, false
+		}
+		if e>>32 == tag {
+			if r, ok := t.recordAt(so, e); ok && t.keyIs(r, key) {
+				return i, r, true
+			}
+		}
+		if i++; i == c {
+			i = 0
+		}
 	}
-	return i
+	return 0, record{}, false
 }
 
 func (t *table) beginWrite(so uint64) { t.store(so+sSeq, t.load(so+sSeq)+1) }
@@ -63,86 +78,108 @@ func (t *table) writeBytes(off uint64, b []byte) {
 
 // free is the gap between the index and the records.
 func (t *table) free(so uint64) uint64 {
-	return t.load(so+sDataLow) - shardHeaderBytes - 8*t.load(so+sCount)
+	return t.load(so+sDataLow) - shardHeaderBytes - 8*t.load(so+sCap)
 }
 
-// place writes rec into the free gap and publishes it at index position
-// pos: replacing the entry there, or inserting a new one. The caller has
-// checked that it fits. With locked, the caller already holds the shard's
-// sequence odd (after compact) and ends the write itself.
-func (t *table) place(so, pos, tag uint64, rec []byte, replace, locked bool) {
+// place writes rec into the free gap and publishes it at slot: replacing
+// the entry there, or filling the empty slot. The caller has checked that
+// it fits. With locked, the caller already holds the shard's sequence odd
+// (after rebuild) and ends the write itself.
+func (t *table) place(so, slot, tag uint64, rec []byte, replace, locked bool) {
 	off := t.load(so+sDataLow) - uint64(len(rec))
 	t.writeBytes(so+off, rec) // in the free gap: unreachable until published
 	if !locked {
 		t.beginWrite(so)
 	}
 	t.store(so+sDataLow, off)
-	e := tag<<32 | off/8
-	if replace {
-		t.store(so+shardHeaderBytes+pos*8, e)
-	} else {
-		n := t.load(so + sCount)
-		for i := n; i > pos; i-- {
-			t.store(so+shardHeaderBytes+i*8, t.load(so+shardHeaderBytes+(i-1)*8))
-		}
-		t.store(so+shardHeaderBytes+pos*8, e)
-		t.store(so+sCount, n+1)
+	t.store(t.slot(so, slot), tag<<32|off/8)
+	if !replace {
+		t.store(so+sCount, t.load(so+sCount)+1)
 	}
 	if !locked {
 		t.endWrite(so)
 	}
 }
 
-// remove drops the index entry at pos; its record becomes dead space.
-func (t *table) remove(so, pos uint64, r record) {
-	n := t.load(so + sCount)
+// remove empties slot; its record becomes dead space. Later entries of the
+// probe run move back so that no probe stops short of them.
+func (t *table) remove(so, slot uint64, r record) {
+	n, c := t.load(so+sCount), t.load(so+sCap)
 	t.beginWrite(so)
-	for i := pos; i+1 < n; i++ {
-		t.store(so+shardHeaderBytes+i*8, t.load(so+shardHeaderBytes+(i+1)*8))
-	}
-	t.store(so+sCount, n-1)
-	if n == 1 { // empty: all space is free again, no compaction needed
+	if n == 1 { // empty: all space is free again, no rebuild needed
+		t.store(so+sCount, 0)
+		t.store(so+sCap, 0)
 		t.store(so+sDataLow, t.shardBytes)
 		t.store(so+sDead, 0)
-	} else {
-		t.store(so+sDead, t.load(so+sDead)+r.size())
+		t.endWrite(so)
+		return
 	}
+	hole := slot
+	for j := (slot + 1) % c; ; j = (j + 1) % c {
+		e := t.load(t.slot(so, j))
+		if e == 0 {
+			break
+		}
+		// The entry at j may fill the hole unless its home lies
+		// cyclically in (hole, j]: then its probe never passes the hole.
+		if h := home(e>>32, c); (j-h+c)%c >= (j-hole+c)%c {
+			t.store(t.slot(so, hole), e)
+			hole = j
+		}
+	}
+	t.store(t.slot(so, hole), 0)
+	t.store(so+sCount, n-1)
+	t.store(so+sDead, t.load(so+sDead)+r.size())
 	t.endWrite(so)
 }
 
-// compact packs the live records at the end of the shard, dropping the one
-// at index position skip (the value being replaced; ^0 for none), and
-// leaves the seqlock odd: the caller places the new record and ends the
-// write, so readers see the old value or the new one, never neither.
-// buf is scratch space; it is returned, possibly grown.
-func (t *table) compact(so, skip uint64, buf []byte) []byte {
-	n := t.load(so + sCount)
-	buf = buf[:0]
-	ends := make([]uint64, 0, n) // end of each entry's record within buf
-	for i := uint64(0); i < n; i++ {
-		e := t.load(so + shardHeaderBytes + i*8)
-		if i != skip {
+// rebuild packs the live records at the end of the shard, dropping the one
+// at slot skip (the value being replaced; ^0 for none), and rehashes them
+// into an index of slots entries. It leaves the seqlock odd: the caller
+// places the new record and ends the write, so readers see the old value
+// or the new one, never neither. buf and idx are scratch space, returned
+// possibly grown.
+func (t *table) rebuild(so, skip, slots uint64, buf []byte, idx []uint64) ([]byte, []uint64) {
+	c := t.load(so + sCap)
+	var total, n uint64
+	for i := range c {
+		if e := t.load(t.slot(so, i)); e != 0 && i != skip {
 			r, _ := t.recordAt(so, e) // the writer's own data: valid
-			for p := r.off; p < r.off+r.size(); p += 8 {
-				buf = binary.LittleEndian.AppendUint64(buf, t.load(p))
+			total += r.size()
+			n++
+		}
+	}
+	low := t.shardBytes - total
+	buf = buf[:0]
+	idx = slices.Grow(idx[:0], int(slots))[:slots]
+	clear(idx)
+	for i := range c {
+		e := t.load(t.slot(so, i))
+		if e == 0 || i == skip {
+			continue
+		}
+		r, _ := t.recordAt(so, e)
+		j := home(e>>32, slots)
+		for idx[j] != 0 {
+			if j++; j == slots {
+				j = 0
 			}
 		}
-		ends = append(ends, uint64(len(buf)))
+		idx[j] = e&^0xffffffff | (low+uint64(len(buf)))/8
+		for p := r.off; p < r.off+r.size(); p += 8 {
+			buf = binary.LittleEndian.AppendUint64(buf, t.load(p))
+		}
 	}
 	t.beginWrite(so)
-	low := t.shardBytes - uint64(len(buf))
 	t.writeBytes(so+low, buf)
-	var start uint64
-	for i := uint64(0); i < n; i++ {
-		if i != skip {
-			e := t.load(so + shardHeaderBytes + i*8)
-			t.store(so+shardHeaderBytes+i*8, e&^0xffffffff|(low+start)/8)
-		}
-		start = ends[i]
+	for j, e := range idx {
+		t.store(t.slot(so, uint64(j)), e)
 	}
+	t.store(so+sCap, slots)
+	t.store(so+sCount, n)
 	t.store(so+sDataLow, low)
 	t.store(so+sDead, 0)
-	return buf
+	return buf, idx
 }
 
 // check validates a shard of a reused file (its writer may have died in
@@ -151,34 +188,39 @@ func (t *table) compact(so, skip uint64, buf []byte) []byte {
 // next list is better than serving a torn value.
 func (t *table) check(so uint64) (entries, used uint64) {
 	ok := t.load(so+sSeq)%2 == 0
-	n := t.load(so + sCount)
+	n, c := t.load(so+sCount), t.load(so+sCap)
 	low := t.load(so + sDataLow)
-	ok = ok && n <= t.idxCap() && low <= t.shardBytes && low%8 == 0 && shardHeaderBytes+8*n <= low
-	var live, prev uint64
-	for i := uint64(0); ok && i < n; i++ {
-		e := t.load(so + shardHeaderBytes + i*8)
+	ok = ok && c <= t.idxCap() && low <= t.shardBytes && low%8 == 0 && shardHeaderBytes+8*c <= low && n < max(c, 1)
+	var live, seen uint64
+	for i := uint64(0); ok && i < c; i++ {
+		e := t.load(t.slot(so, i))
+		if e == 0 {
+			continue
+		}
 		r, rok := t.recordAt(so, e)
-		ok = rok && e>>32 >= prev && r.off >= so+low
+		ok = rok && r.off >= so+low
 		if ok {
 			_, ok = t.ports(r)
 		}
 		if ok {
 			k := t.key(r)
 			h := hashKey(k)
-			ok = t.shardOf(h) == so && tagOf(h) == e>>32
+			found, _, fok := t.find(so, tagOf(h), k)
+			ok = t.shardOf(h) == so && tagOf(h) == e>>32 && fok && found == i
 		}
-		prev = e >> 32
+		seen++
 		live += r.size()
 	}
-	ok = ok && live <= t.shardBytes-low
+	ok = ok && seen == n && live <= t.shardBytes-low
 	if !ok {
 		t.store(so+sSeq, t.load(so+sSeq)|1) // odd, whatever it was
 		t.store(so+sCount, 0)
+		t.store(so+sCap, 0)
 		t.store(so+sDataLow, t.shardBytes)
 		t.store(so+sDead, 0)
 		t.endWrite(so)
 		return 0, 0
 	}
 	t.store(so+sDead, t.shardBytes-low-live)
-	return n, live + 8*n
+	return n, live + 8*c
 }

@@ -7,11 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-
-	"github.com/cespare/xxhash/v2"
 )
-
-func hashKey(key string) uint64 { return xxhash.Sum64String(key) }
 
 // Writer is the one process (or goroutine set) that changes a table. Its
 // methods are safe for concurrent use; they serialise on a mutex.
@@ -21,8 +17,9 @@ type Writer struct {
 	f    *os.File // the table file, holding our flock; nil when anonymous
 	path string
 
-	rec  []byte // encode scratch
-	pack []byte // compaction scratch
+	rec  []byte   // encode scratch
+	pack []byte   // rebuild scratch: records
+	idx  []uint64 // rebuild scratch: index
 
 	entries     int
 	used        int64
@@ -243,43 +240,54 @@ func (w *Writer) Put(key string, ports []Port) error {
 	t := w.t
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
-	pos, old, found := t.find(so, tag, key)
-	need, oldSize := uint64(len(rec)), uint64(0)
+	slot, old, found := t.find(so, tag, key)
+	n, slots := t.load(so+sCount), t.load(so+sCap)
+	oldSize := uint64(0)
 	if found {
 		oldSize = old.size()
-	} else {
-		need += 8
 	}
-	switch free := t.free(so); {
-	case need <= free:
-		t.place(so, pos, tag, rec, found, false)
+	// A new key may need a bigger index: then the shard is rebuilt, and
+	// given some headroom if it has room for it, so that the next few
+	// inserts do not rebuild again.
+	want := slots
+	if !found && slotsFor(n+1) > slots {
+		want = slotsFor(n + 1)
+	}
+	need := uint64(len(rec)) + 8*(want-slots)
+	room := t.free(so) + t.load(so+sDead) + oldSize
+	switch {
+	case want == slots && need <= t.free(so):
+		t.place(so, slot, tag, rec, found, false)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
 		}
-	case need <= free+t.load(so+sDead)+oldSize:
+	case need <= room:
+		if roomy := slotsFor(n + 1 + n/2); want > slots && uint64(len(rec))+8*(roomy-slots) <= room {
+			want = roomy
+			need = uint64(len(rec)) + 8*(want-slots)
+		}
 		skip := ^uint64(0)
 		if found {
-			skip = pos
+			skip = slot
 		}
-		w.pack = t.compact(so, skip, w.pack)
+		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx)
 		w.compactions++
-		t.place(so, pos, tag, rec, found, true)
+		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
+		t.place(so, slot, tag, rec, false, true)
 		t.endWrite(so)
 	default:
 		w.fullErrors++
 		t.store(hFullErrors, w.fullErrors)
 		e := &FullError{Key: key, Need: int(need), Size: int64(t.size)}
-		if most := t.shardBytes - shardHeaderBytes - 8; uint64(len(rec)) > most {
+		if most := t.shardBytes - shardHeaderBytes - 8*minSlots; uint64(len(rec)) > most {
 			e.Max = int(most)
 		}
 		return e
 	}
-	if found {
-		w.used += int64(len(rec)) - int64(oldSize)
-	} else {
+	if !found {
 		w.entries++
-		w.used += int64(need)
 	}
+	w.used += int64(need) - int64(oldSize)
 	return nil
 }
 
@@ -292,13 +300,14 @@ func (w *Writer) Delete(key string) bool {
 	}
 	h := hashKey(key)
 	so := w.t.shardOf(h)
-	pos, r, found := w.t.find(so, tagOf(h), key)
+	slot, r, found := w.t.find(so, tagOf(h), key)
 	if !found {
 		return false
 	}
-	w.t.remove(so, pos, r)
+	slots := w.t.load(so + sCap)
+	w.t.remove(so, slot, r)
 	w.entries--
-	w.used -= int64(r.size() + 8)
+	w.used -= int64(r.size() + 8*(slots-w.t.load(so+sCap)))
 	return true
 }
 
@@ -313,9 +322,11 @@ func (w *Writer) Keys(fn func(key string) bool) {
 		}
 		t, so := w.t, headerBytes+i*w.t.shardBytes
 		keys := make([]string, 0, t.load(so+sCount))
-		for j := range t.load(so + sCount) {
-			r, _ := t.recordAt(so, t.load(so+shardHeaderBytes+j*8))
-			keys = append(keys, t.key(r))
+		for j := range t.load(so + sCap) {
+			if e := t.load(t.slot(so, j)); e != 0 {
+				r, _ := t.recordAt(so, e)
+				keys = append(keys, t.key(r))
+			}
 		}
 		w.mu.Unlock()
 		for _, k := range keys {
