@@ -225,3 +225,41 @@ func TestWriterReaderOutlivesWriter(t *testing.T) {
 	_, ok = r.Lookup(nil, "a/b:http")
 	assert.False(t, ok)
 }
+
+// A table of another layout version is refused by readers with a clear
+// error, and a writer replaces it and retires it, so that readers of the
+// build that wrote it re-open the path.
+func TestFileOtherLayoutVersionRetired(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	require.NoError(t, w.Put("default/old", svcNodes(1, 1)))
+	w.t.store(hVersion, layoutVersion-1)
+	require.NoError(t, w.Close())
+
+	_, err = Open(path)
+	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, this build reads version %d", path, layoutVersion-1, layoutVersion))
+
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	mem, err := mapFile(f, 64<<10, false) // what an old reader maps
+	require.NoError(t, err)
+	f.Close()
+	defer unmap(mem)
+	old := newTable(mem, geometry{size: 64 << 10})
+
+	w, err = Create(path, 64<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	assert.Equal(t, uint64(1), old.load(hRetired), "the old file is retired")
+	require.NoError(t, w.Put("default/new", svcNodes(2, 2)))
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	assert.Equal(t, old.load(hGeneration)+1, r.Generation())
+	_, ok := r.Lookup(nil, "default/old:http")
+	assert.False(t, ok, "the new table starts empty")
+	nodes, ok := r.Lookup(nil, "default/new:http")
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
+}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // Writer is the one process (or goroutine set) that changes a table. Its
@@ -118,9 +120,18 @@ func createFile(path string, g geometry) (*Writer, error) {
 		}
 		if og, err := checkHeader(mem, path); err == nil {
 			old = newTable(mem, og)
-			oldGen = old.load(hGeneration)
+		} else if atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[hMagic]))) == magic {
+			// A table of another layout version (or with a damaged
+			// header): replaced, not reused, but retired like any
+			// replaced table so that its readers, of whatever build,
+			// re-open the path. The header words used on it (generation,
+			// ready, retired) are at the same offsets in every version.
+			old = newTable(mem, geometry{size: uint64(len(mem))}) // no shards: never equal to g
 		} else {
 			unmap(mem)
+		}
+		if old != nil {
+			oldGen = old.load(hGeneration)
 		}
 	}
 	if old != nil && old.geometry == g {
