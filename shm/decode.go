@@ -60,7 +60,7 @@ func (t *table) keyIs(r record, key string) bool {
 // to a word) are s, a word at a time. The caller checked the bounds.
 func (t *table) equal(p uint64, s string) bool {
 	for len(s) >= 8 {
-		if t.load(p) != binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8)) {
+		if t.load(p) != le64s(s) {
 			return false
 		}
 		s, p = s[8:], p+8
@@ -68,7 +68,19 @@ func (t *table) equal(p uint64, s string) bool {
 	return len(s) == 0 || t.load(p) == tailWord(s)
 }
 
-// tailWord is s (1 to 7 bytes) as a zero-padded little-endian word, built
+// equalShort is equal with the usual port name (at most a word) compared
+// inline.
+func (t *table) equalShort(p uint64, s string) bool {
+	if len(s) == 0 || len(s) > 8 {
+		return t.equal(p, s)
+	}
+	return t.load(p) == tailWord(s)
+}
+
+// le64s is the first 8 bytes of s as a little-endian word.
+func le64s(s string) uint64 { return le64(unsafe.Slice(unsafe.StringData(s), 8)) }
+
+// tailWord is s (1 to 8 bytes) as a zero-padded little-endian word, built
 // from two overlapping loads rather than a byte loop.
 func tailWord(s string) uint64 {
 	b := unsafe.Slice(unsafe.StringData(s), len(s))

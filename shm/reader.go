@@ -77,10 +77,10 @@ func openTable(path string) (*table, error) {
 // writer retired it.
 func (r *Reader) table() *table {
 	t := r.cur.Load()
-	if t != nil && t.load(hRetired) != 0 {
-		return r.reattach(t)
+	if t == nil || t.load(hRetired) == 0 {
+		return t
 	}
-	return t
+	return r.reattach(t)
 }
 
 // reattach swaps in the file now at the path. It keeps serving the retired
@@ -148,14 +148,87 @@ func (r *Reader) Close() error {
 // Lookup appends the nodes of service ("namespace/name:port") to dst. It
 // does not allocate when dst has room (and DNS names were seen before), and
 // returns (dst, false) when the service, the port, or its nodes are absent.
+//
+// The usual case — a stable shard, the key there, the wanted port its first
+// with fixed-width IPv4 nodes, room in dst — is handled inline below; it is
+// most lookups, and calls and spills were much of their cost. Anything else
+// (a miss after a tag collision, other ports or formats, a torn read, a
+// retry) takes lookupSlow, which handles every case.
 func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 	i := strings.LastIndexByte(service, ':')
-	t := r.table()
+	t := r.cur.Load() // r.table(), inline
+	if t != nil && t.load(hRetired) != 0 {
+		t = r.reattach(t)
+	}
 	if i < 0 || t == nil {
 		return dst, false
 	}
-	h := hashKey(service[:i])
+	key, port := service[:i], service[i+1:]
+	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
+	seq := t.load(so + sSeq)
+	c := t.load(so + sCap)
+	if seq&1 != 0 || c-1 >= t.idxCap() { // being written, empty or corrupt
+		return r.lookupSlow(t, so, tag, service, i, dst)
+	}
+	for s, probes := home(tag, c), c; probes > 0; probes-- {
+		e := t.load(so + shardHeaderBytes + s*8)
+		if e == 0 {
+			if t.load(so+sSeq) != seq {
+				break
+			}
+			return dst, false
+		}
+		if e>>32 != tag {
+			if s++; s == c {
+				s = 0
+			}
+			continue
+		}
+		// If this is the key, its first port header is at p and that
+		// port's nodes at body: offsets computed from the query rather
+		// than from loaded words, so that the loads of the record
+		// header, the port header and the nodes can all be in flight at
+		// once. They are validated before use.
+		off := (e & 0xffffffff) * 8
+		p := off + recHeaderBytes + keyPad(uint64(len(key)))
+		name := p + portHeaderBytes
+		body := name + keyPad(uint64(len(port)))
+		if off < shardHeaderBytes || body > t.shardBytes {
+			break
+		}
+		rh, w0 := t.load(so+off), t.load(so+p)
+		if rh&0xffff != uint64(len(key)) || !t.equal(so+off+recHeaderBytes, key) {
+			if s++; s == c {
+				s = 0
+			}
+			continue
+		}
+		end := p + (rh >> 16 & 0xffffffff)
+		if rh>>48 == 0 || end > t.shardBytes || w0&0xff != uint64(len(port)) || w0>>8&0xff != fmtIPv4 ||
+			body+keyPad(w0>>32) > end || !t.equalShort(so+name, port) {
+			break
+		}
+		w1 := t.load(so + p + 8)
+		nn := w1 & 0xffffffff
+		if nn == 0 || w0>>32 != 4*nn || uint64(cap(dst)-len(dst)) < nn {
+			break
+		}
+		base := len(dst)
+		dst = dst[:base+int(nn)]
+		t.fill4(dst[base:], so+body, uint16(w0>>16), uint32(w1>>32))
+		if t.load(so+sSeq) == seq {
+			return dst, true
+		}
+		dst = dst[:base]
+		break
+	}
+	return r.lookupSlow(t, so, tag, service, i, dst)
+}
+
+// lookupSlow is Lookup for every case: optimistic passes over the shard
+// until one reads it at a stable sequence.
+func (r *Reader) lookupSlow(t *table, so, tag uint64, service string, i int, dst []Node) ([]Node, bool) {
 	base := len(dst)
 	var b backoff
 	for {
@@ -192,9 +265,8 @@ const (
 
 // lookup is one optimistic pass over the shard at sequence seq for key
 // service[:i] and port service[i+1:]. It reads the mapping in place, a
-// word at a time, in one function (calls and struct copies were most of
-// its cost): the index slots, the record's key and port headers, then the
-// nodes straight into dst. Every offset read from the mapping is checked
+// word at a time: the index slots, the record's key and port headers, then
+// the nodes straight into dst. Every offset read from the mapping is checked
 // against the bounds of the shard, then of the record, before use.
 func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, dst []Node) ([]Node, result) {
 	c := t.load(so + sCap)
@@ -246,7 +318,7 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 		if next > end {
 			return dst, resCorrupt
 		}
-		if w0&0xff != uint64(len(port)) || !t.equal(so+name, port) {
+		if w0&0xff != uint64(len(port)) || !t.equalShort(so+name, port) {
 			p = next
 			continue
 		}
