@@ -329,3 +329,56 @@ func TestLargeTable(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, svcNodes(2, 999)[0].Nodes, nodes)
 }
+
+// Readers never panic, hang or read outside the mapping on a table full of
+// garbage: every offset and length read from it is checked before use. The
+// garbage keeps some structure (plausible counts, offsets and lengths) so
+// that decoding gets past the first checks.
+func TestGarbageNeverPanics(t *testing.T) {
+	w, r := newAnon(t, 64<<10) // one shard
+	keys := make([]string, 50)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("ns/svc-%d", i)
+		ports := svcNodes(1+i%5, i)
+		if i%3 == 0 {
+			ports = append(ports, Port{Name: "dns", Nodes: []Node{fqdn("a.example.com", 53, 1), ip("::1", 53, 2)}})
+		}
+		require.NoError(t, w.Put(keys[i], ports))
+	}
+	tb, so := w.t, uint64(headerBytes)
+	clean := make([]uint64, tb.shardBytes/8)
+	for i := range clean {
+		clean[i] = tb.load(so + uint64(i)*8)
+	}
+	rnd := uint64(1)
+	next := func() uint64 { rnd ^= rnd << 13; rnd ^= rnd >> 7; rnd ^= rnd << 17; return rnd }
+	small := func() uint64 { return next() % (tb.shardBytes / 4) }
+	buf := make([]Node, 0, 64)
+	for round := range 3000 {
+		for i := range clean { // start again from the real data, then damage it
+			tb.store(so+uint64(i)*8, clean[i])
+		}
+		for range 1 + round%40 {
+			i := uint64(sSeq+8) + next()%(tb.shardBytes-8)&^7 // leave the sequence even
+			switch next() % 4 {
+			case 0:
+				tb.store(so+i, next())
+			case 1:
+				tb.store(so+i, small())
+			case 2:
+				tb.store(so+i, tb.load(so+i)^1<<(next()%64))
+			default:
+				tb.store(so+i, next()<<32|small()/8) // an index-entry-like word
+			}
+		}
+		for _, k := range keys[:10] {
+			buf, _ = r.Lookup(buf[:0], k+":http")
+			_, _ = r.Lookup(nil, k+":dns")
+			_, _ = r.Get(k)
+		}
+		r.Range(func(string, []Port) bool { return true })
+	}
+	for i := range clean { // leave a valid table for Close
+		tb.store(so+uint64(i)*8, clean[i])
+	}
+}
