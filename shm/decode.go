@@ -78,7 +78,7 @@ func (t *table) equalShort(p uint64, s string) bool {
 }
 
 // le64s is the first 8 bytes of s as a little-endian word.
-func le64s(s string) uint64 { return le64(unsafe.Slice(unsafe.StringData(s), 8)) }
+func le64s(s string) uint64 { return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8)) }
 
 // tailWord is s (1 to 8 bytes) as a zero-padded little-endian word, built
 // from two overlapping loads rather than a byte loop.

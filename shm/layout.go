@@ -11,7 +11,7 @@ import (
 // of reusing it, and a reader refuses it.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 2                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies
+	layoutVersion = 3                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys
 
 	headerBytes      = 128 // the file header, then the shards
 	shardHeaderBytes = 64  // one cache line: a shard's seqlock never shares a line with another shard's
