@@ -32,9 +32,10 @@ func TestInPodMinimalConfig(t *testing.T) {
 	copyFile(t, c.DiscoveryTokenFile, filepath.Join(sa, "token"))
 	copyFile(t, c.CAFile, filepath.Join(sa, "ca.crt"))
 	d := newDaemon(t, "discovery:\n  kubernetes: {}\n")
-	d.env = []string{"KUBERNETES_SERVICE_HOST=" + c.Host, "KUBERNETES_SERVICE_PORT=" + strconv.Itoa(c.Port)}
-	d.wrap = inPodNamespace(t, sa)
-	d.start().waitReady(20 * time.Second)
+	d.Env = []string{"KUBERNETES_SERVICE_HOST=" + c.Host, "KUBERNETES_SERVICE_PORT=" + strconv.Itoa(c.Port)}
+	d.Wrap = inPodNamespace(t, sa)
+	d.Start()
+	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/web:http", nodesJSON(50, "10.60.0.1:80"))
 }
 
@@ -121,8 +122,9 @@ func TestMultiCluster(t *testing.T) {
 	d := newDaemon(t, multiConfig(
 		[2]string{"one", clusterConfig(c.APIServer, sel+"shared_size: 64k\n")},
 		[2]string{"two", clusterConfig(two, sel+"watch_endpoint_slices: true\ndefault_weight: 1\n")},
-	)).start()
-	d.waitReady(20 * time.Second)
+	))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 	d.waitNodes("one/"+ns+"/web:http", nodesJSON(50, "10.70.0.1:80"))
 	d.waitNodes("two/"+ns+"/web:http", nodesJSON(1, "10.70.1.1:80"))
 	_, code := d.nodes(ns + "/web:http")
@@ -130,7 +132,7 @@ func TestMultiCluster(t *testing.T) {
 	_, code = d.nodes("three/" + ns + "/web:http")
 	assert.Equal(t, 1, code)
 	for _, name := range []string{"kubernetes-one", "kubernetes-two"} {
-		_, err := os.Stat(filepath.Join(d.shmDir, name))
+		_, err := os.Stat(filepath.Join(d.ShmDir, name))
 		assert.NoError(t, err, "table file %s", name)
 	}
 

@@ -30,8 +30,9 @@ func TestEndpointsThroughCLI(t *testing.T) {
 		kubetest.Subset([]string{"10.20.0.2", "10.20.0.1"}, kubetest.EndpointPort{Port: 9000, Protocol: "TCP"}))
 	require.NoError(t, err)
 
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"))).start()
-	d.waitReady(20 * time.Second)
+	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 
 	out, code := d.nodes(ns + "/web:http")
 	assert.Equal(t, 0, code)
@@ -58,10 +59,10 @@ func TestEndpointsThroughCLI(t *testing.T) {
 	t.Logf("scale-up visible in another process's table after %v, then through `kdisc nodes` after %v more", inTable, took)
 
 	// The control API answers the same.
-	code2, body := d.get("/v1/discovery/kubernetes/nodes?service=" + ns + "/web:http")
+	code2, body := d.Get("/v1/discovery/kubernetes/nodes?service=" + ns + "/web:http")
 	assert.Equal(t, http.StatusOK, code2)
 	assert.JSONEq(t, want, body)
-	code2, body = d.get("/v1/discovery/kubernetes/nodes?service=" + ns + "/gone:http")
+	code2, body = d.Get("/v1/discovery/kubernetes/nodes?service=" + ns + "/gone:http")
 	assert.Equal(t, http.StatusNotFound, code2)
 	assert.Contains(t, body, `"error"`)
 
@@ -87,13 +88,13 @@ func TestEndpointsThroughCLI(t *testing.T) {
 	cfg, ok := dm.Config.(map[string]any)
 	require.True(t, ok, "single mode: config is an object, got %T", dm.Config)
 	assert.Equal(t, "https", cfg["service"].(map[string]any)["schema"])
-	code2, body = d.get("/v1/discovery/kubernetes/dump")
+	code2, body = d.Get("/v1/discovery/kubernetes/dump")
 	assert.Equal(t, http.StatusOK, code2)
 	var viaHTTP dump.Dump
 	require.NoError(t, json.Unmarshal([]byte(body), &viaHTTP))
 	assert.Equal(t, dm, viaHTTP)
 
-	_, metrics := d.get("/metrics")
+	_, metrics := d.Get("/metrics")
 	assert.Contains(t, metrics, `kdisc_ready{cluster=""} 1`)
 	assert.Contains(t, metrics, `kdisc_events_total{cluster="",type="MODIFIED"}`)
 }
@@ -107,8 +108,9 @@ func TestChangeLatency(t *testing.T) {
 	ns := namespace(t, c.APIServer, "e2e-lat")
 	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.30.0.1"}, httpPort))
 	require.NoError(t, err)
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"))).start()
-	d.waitReady(20 * time.Second)
+	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 
 	r := attach(t, d)
 	buf := make([]kdisc.Node, 0, 8)
@@ -129,8 +131,8 @@ func TestChangeLatency(t *testing.T) {
 
 func attach(t *testing.T, d *daemon) *kdisc.Discovery {
 	t.Helper()
-	cfg := loadConfig(t, d.config)
-	r, err := kdisc.Attach(d.shmDir, cfg)
+	cfg := loadConfig(t, d.Config)
+	r, err := kdisc.Attach(d.ShmDir, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	return r

@@ -31,11 +31,12 @@ func TestRestartRemovesStale(t *testing.T) {
 		_, err := c.ApplyEndpoints(ctx(t), ns, name, kubetest.Subset([]string{"10.80.0.1"}, httpPort))
 		require.NoError(t, err)
 	}
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"))).start()
-	d.waitReady(20 * time.Second)
+	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/drop:http", nodesJSON(50, "10.80.0.1:80"))
-	require.NoError(t, d.stop(), "SIGTERM stops kdisc run cleanly")
-	_, err := os.Stat(d.shmDir + "/kubernetes")
+	require.NoError(t, d.Stop(), "SIGTERM stops kdisc run cleanly")
+	_, err := os.Stat(d.ShmDir + "/kubernetes")
 	require.NoError(t, err, "the table outlives the process")
 	out, code := d.nodes(ns + "/drop:http")
 	assert.Equal(t, 0, code, "readers keep the last known nodes while kdisc is down: %s", out)
@@ -44,7 +45,8 @@ func TestRestartRemovesStale(t *testing.T) {
 	_, err = c.ApplyEndpoints(ctx(t), ns, "new", kubetest.Subset([]string{"10.80.0.2"}, httpPort))
 	require.NoError(t, err)
 
-	d.start().waitReady(20 * time.Second)
+	d.Start()
+	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/drop:http", "")
 	d.waitNodes(ns+"/new:http", nodesJSON(50, "10.80.0.2:80"))
 	d.waitNodes(ns+"/keep:http", nodesJSON(50, "10.80.0.1:80"))
@@ -57,20 +59,21 @@ func TestAPIServerDown(t *testing.T) {
 	ns := namespace(t, c.APIServer, "e2e-down")
 	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.81.0.1"}, httpPort))
 	require.NoError(t, err)
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"))).start()
-	d.waitReady(20 * time.Second)
+	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/web:http", nodesJSON(50, "10.81.0.1:80"))
 
 	c.StopAPIServer()
 	t.Cleanup(func() { require.NoError(t, c.StartAPIServer(ctx(t))) })
 	eventually(t, 20*time.Second, "kdisc to notice the apiserver is gone", func() (bool, string) {
-		_, m := d.get("/metrics")
+		_, m := d.Get("/metrics")
 		return strings.Contains(m, `kdisc_watch_errors_total{cluster=""} 1`) || strings.Contains(m, `kdisc_list_errors_total{cluster=""} 1`), m
 	})
 	out, code := d.nodes(ns + "/web:http")
 	assert.Equal(t, 0, code)
 	assert.Equal(t, nodesJSON(50, "10.81.0.1:80"), out, "last known nodes while disconnected")
-	hc, _ := d.get("/healthz")
+	hc, _ := d.Get("/healthz")
 	assert.Equal(t, http.StatusOK, hc)
 
 	require.NoError(t, c.StartAPIServer(ctx(t)))
@@ -91,19 +94,20 @@ func TestNoRights(t *testing.T) {
 	require.NoError(t, err)
 	user := c.Users[kubetest.SpareUsers[0]]
 	body := strings.Replace(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"), c.DiscoveryTokenFile, user.TokenFile, 1)
-	d := newDaemon(t, singleConfig(body)).start()
+	d := newDaemon(t, singleConfig(body))
+	d.Start()
 	eventually(t, 20*time.Second, "/readyz 503 naming the 403", func() (bool, string) {
-		code, b := d.get("/readyz")
+		code, b := d.Get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(b, "403 Forbidden"), b
 	})
-	_, b := d.get("/readyz")
+	_, b := d.Get("/readyz")
 	assert.Contains(t, b, "cannot list resource")
-	hc, _ := d.get("/healthz")
+	hc, _ := d.Get("/healthz")
 	assert.Equal(t, http.StatusOK, hc, "the process stays up")
 
 	require.NoError(t, c.GrantDiscovery(ctx(t), user.User))
 	t.Cleanup(func() { _ = c.RevokeDiscovery(ctx(t), user.User) })
-	d.waitReady(40 * time.Second)
+	d.WaitReady(40 * time.Second)
 	d.waitNodes(ns+"/web:http", nodesJSON(50, "10.82.0.1:80"))
 }
 
@@ -119,8 +123,9 @@ func TestTokenRotation(t *testing.T) {
 	require.NoError(t, c.GrantDiscovery(ctx(t), old.User))
 	tokenFile := writeFile(t, "token", old.Token+"\n")
 	body := strings.Replace(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"), c.DiscoveryTokenFile, tokenFile, 1)
-	d := newDaemon(t, singleConfig(body)).start()
-	d.waitReady(20 * time.Second)
+	d := newDaemon(t, singleConfig(body))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 
 	// Rotate the way kubelet does: write beside, rename over.
 	next := tokenFile + ".next"
@@ -133,7 +138,7 @@ func TestTokenRotation(t *testing.T) {
 	_, err = c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.83.0.2"}, httpPort))
 	require.NoError(t, err)
 	d.waitNodes(ns+"/web:http", nodesJSON(50, "10.83.0.2:80"))
-	_, m := d.get("/metrics")
+	_, m := d.Get("/metrics")
 	assert.Contains(t, m, `kdisc_ready{cluster=""} 1`)
 }
 
@@ -143,9 +148,10 @@ func TestTLSIsVerified(t *testing.T) {
 	c := cluster(t)
 	otherCA := writeFile(t, "other-ca.crt", string(selfSignedCA(t)))
 	wrongCA := strings.Replace(clusterConfig(c.APIServer, ""), c.CAFile, otherCA, 1)
-	d := newDaemon(t, singleConfig(wrongCA)).start()
+	d := newDaemon(t, singleConfig(wrongCA))
+	d.Start()
 	eventually(t, 20*time.Second, "/readyz names the certificate error", func() (bool, string) {
-		code, b := d.get("/readyz")
+		code, b := d.Get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(b, "certificate signed by unknown authority"), b
 	})
 
@@ -154,12 +160,13 @@ func TestTLSIsVerified(t *testing.T) {
 	relay := newRelay(t, "127.0.0.2:0", c.Host+":"+strconv.Itoa(c.Port)).addr
 	host, port, _ := net.SplitHostPort(relay)
 	wrongName := strings.Replace(strings.Replace(clusterConfig(c.APIServer, ""), "host: "+c.Host, "host: "+host, 1), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
-	d2 := newDaemon(t, singleConfig(wrongName)).start()
+	d2 := newDaemon(t, singleConfig(wrongName))
+	d2.Start()
 	eventually(t, 20*time.Second, "/readyz names the name mismatch", func() (bool, string) {
-		code, b := d2.get("/readyz")
+		code, b := d2.Get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(b, "127.0.0.2"), b
 	})
-	_, b := d2.get("/readyz")
+	_, b := d2.Get("/readyz")
 	assert.Contains(t, b, "x509")
 }
 

@@ -31,8 +31,9 @@ func TestGoneOnRealServer(t *testing.T) {
 	relay := newRelay(t, "127.0.0.1:0", c.Host+":"+strconv.Itoa(c.Port))
 	_, port, _ := net.SplitHostPort(relay.addr)
 	body := strings.Replace(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
-	d := newDaemon(t, singleConfig(body)).start()
-	d.waitReady(20 * time.Second)
+	d := newDaemon(t, singleConfig(body))
+	d.Start()
+	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/drop:http", nodesJSON(50, "10.90.0.1:80"))
 	r := attach(t, d)
 
@@ -52,9 +53,9 @@ func TestGoneOnRealServer(t *testing.T) {
 		_, added := r.Nodes(nil, ns+"/new:http")
 		return !dropped && added, ""
 	})
-	_, m := d.get("/metrics")
+	_, m := d.Get("/metrics")
 	assert.Contains(t, m, `kdisc_relists_total{cluster=""} 1`, "a 410 Gone, answered by one relist")
-	assert.Contains(t, d.logs.String(), "410 Gone")
+	assert.Contains(t, d.Logs(), "410 Gone")
 }
 
 // relay forwards TCP connections from its own address to target; pause

@@ -1,22 +1,16 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +18,7 @@ import (
 
 	"github.com/kdisc/kdisc/config"
 	"github.com/kdisc/kdisc/dump"
+	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/internal/kubetest"
 )
 
@@ -67,42 +62,6 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-var build struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// raceEnv: the binary is built with -race; a data race ends it with exit
-// code 66, and it does not sleep a second at exit (the race runtime's
-// default), which would slow every `kdisc nodes`.
-const raceEnv = "GORACE=atexit_sleep_ms=0 exitcode=66"
-
-// kdiscBinary builds cmd/kdisc once per test run, with the race detector.
-func kdiscBinary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		root, err := kubetest.RepoRoot()
-		if err != nil {
-			build.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "kdisc-e2e-bin-")
-		if err != nil {
-			build.err = err
-			return
-		}
-		build.path = filepath.Join(dir, "kdisc")
-		cmd := exec.Command("go", "build", "-race", "-o", build.path, "./cmd/kdisc")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/kdisc: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, build.err)
-	return build.path
 }
 
 // clusterConfig is one cluster's YAML (single mode: a map's body; multi
@@ -156,120 +115,16 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
-// daemon is a `kdisc run` process.
+// daemon is a `kdisc run` process (see kdisctest.Daemon) with the CLI of
+// a neighbour in the same pod.
 type daemon struct {
-	t       *testing.T
-	bin     string
-	config  string
-	shmDir  string
-	control string
-	env     []string
-	wrap    []string // command prefix, e.g. a mount-namespace wrapper
-
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan error
+	*kdisctest.Daemon
+	t *testing.T
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// newDaemon prepares `kdisc run` with the config text; start runs it.
+// newDaemon prepares `kdisc run` with the config text; Start runs it.
 func newDaemon(t *testing.T, configYAML string) *daemon {
-	return &daemon{
-		t:      t,
-		bin:    kdiscBinary(t),
-		config: writeFile(t, "config.yaml", configYAML),
-		shmDir: t.TempDir(),
-	}
-}
-
-// start runs the daemon and stops it (SIGTERM) when the test ends.
-func (d *daemon) start() *daemon {
-	d.t.Helper()
-	d.control = freeAddr(d.t)
-	args := append(append([]string{}, d.wrap...), d.bin, "run", "-config", d.config, "-control", d.control, "-shm-dir", d.shmDir)
-	d.cmd = exec.Command(args[0], args[1:]...)
-	d.cmd.Env = append(append(os.Environ(), raceEnv), d.env...)
-	d.logs = &syncBuffer{}
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(d.t, d.cmd.Start())
-	cmd, done := d.cmd, make(chan error, 1)
-	d.done = done
-	go func() { done <- cmd.Wait() }()
-	d.t.Cleanup(func() {
-		d.stop()
-		if strings.Contains(d.logs.String(), "DATA RACE") {
-			d.t.Errorf("kdisc run reported a data race")
-		}
-		if d.t.Failed() || os.Getenv("KDISC_E2E_LOGS") == "1" {
-			d.t.Logf("kdisc run log:\n%s", d.logs)
-		}
-	})
-	eventually(d.t, 20*time.Second, "kdisc run to serve /healthz", func() (bool, string) {
-		code, body := d.get("/healthz")
-		return code == http.StatusOK, body
-	})
-	return d
-}
-
-// stop sends SIGTERM and waits for a clean exit (SIGKILL after 10 s).
-func (d *daemon) stop() error {
-	if d.cmd == nil {
-		return nil
-	}
-	cmd := d.cmd
-	d.cmd = nil
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.done:
-		return err
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-d.done
-		return fmt.Errorf("kdisc run did not stop within 10 s of SIGTERM")
-	}
-}
-
-func (d *daemon) get(path string) (int, string) {
-	resp, err := http.Get("http://" + d.control + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func (d *daemon) waitReady(timeout time.Duration) {
-	d.t.Helper()
-	eventually(d.t, timeout, "/readyz 200", func() (bool, string) {
-		code, body := d.get("/readyz")
-		return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
-	})
+	return &daemon{kdisctest.NewDaemon(t, writeFile(t, "config.yaml", configYAML), t.TempDir()), t}
 }
 
 // nodes runs `kdisc nodes` in another process (with the daemon's
@@ -277,7 +132,7 @@ func (d *daemon) waitReady(timeout time.Duration) {
 // stdout (trimmed) and exit code.
 func (d *daemon) nodes(service string) (string, int) {
 	d.t.Helper()
-	return runCLI(d.t, d.env, d.bin, "nodes", "-config", d.config, "-shm-dir", d.shmDir, service)
+	return d.runCLI("nodes", "-config", d.Config, "-shm-dir", d.ShmDir, service)
 }
 
 // waitNodes polls `kdisc nodes` until it prints want ("" = not found) and
@@ -295,31 +150,23 @@ func (d *daemon) waitNodes(service, want string) time.Duration {
 
 func (d *daemon) dumpCLI() dump.Dump {
 	d.t.Helper()
-	out, code := runCLI(d.t, d.env, d.bin, "dump", "-config", d.config, "-shm-dir", d.shmDir)
+	out, code := d.runCLI("dump", "-config", d.Config, "-shm-dir", d.ShmDir)
 	require.Equal(d.t, 0, code, out)
 	var dm dump.Dump
 	require.NoError(d.t, json.Unmarshal([]byte(out), &dm))
 	return dm
 }
 
-func runCLI(t *testing.T, env []string, bin string, args ...string) (string, int) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), raceEnv), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %v: %v", bin, args, err)
+// runCLI runs kdisc with the daemon's environment: its stdout trimmed (or
+// its stderr if it failed and printed nothing) and exit code.
+func (d *daemon) runCLI(args ...string) (string, int) {
+	d.t.Helper()
+	r := kdisctest.Run(d.t, d.Env, args...)
+	s := strings.TrimSpace(r.Stdout)
+	if r.Code != 0 && s == "" {
+		s = strings.TrimSpace(r.Stderr)
 	}
-	s := strings.TrimSpace(out.String())
-	if code != 0 && s == "" {
-		s = strings.TrimSpace(errb.String())
-	}
-	return s, code
+	return s, r.Code
 }
 
 // nodesJSON is the contract's one-line nodes array for hosts (each

@@ -10,7 +10,12 @@ import (
 	"os"
 	"testing"
 
+	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/internal/kubetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, kubetest.Options{})) }
+func TestMain(m *testing.M) {
+	code := kubetest.Main(m, kubetest.Options{})
+	kdisctest.RemoveBinary()
+	os.Exit(code)
+}

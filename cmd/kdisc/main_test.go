@@ -1,21 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,32 +18,12 @@ import (
 	"github.com/kdisc/kdisc"
 	"github.com/kdisc/kdisc/config"
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/internal/kdisctest"
 )
 
-// kdiscBin is the kdisc binary built once by TestMain (with -race when
-// the tests are).
-var kdiscBin string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kdisc-cli-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	kdiscBin = filepath.Join(dir, "kdisc")
-	args := []string{"build", "-o", kdiscBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building kdisc:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	kdisctest.RemoveBinary()
 	os.Exit(code)
 }
 
@@ -65,170 +37,37 @@ var testEnv = []string{
 	"KDISC_TEST_DOMAIN=example.com",
 	"KDISC_TEST_PORT=16443",
 	"KDISC_TEST_TOKEN_DIR=/run/kdisc",
-	// A -race binary otherwise sleeps 1 s before exiting.
-	"GORACE=atexit_sleep_ms=0",
 }
 
-type result struct {
-	code           int
-	stdout, stderr string
-	took           time.Duration
-}
-
-// kdiscRun runs kdisc to completion (30 s at most).
-func kdiscRun(t *testing.T, args ...string) result {
+// kdiscRun runs kdisc with testEnv to completion (30 s at most).
+func kdiscRun(t *testing.T, args ...string) kdisctest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kdiscBin, args...)
-	cmd.Env = append(os.Environ(), testEnv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	begin := time.Now()
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(begin)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("kdisc %v: %v", args, err)
-	}
-	return r
+	return kdisctest.Run(t, testEnv, args...)
 }
 
-// syncBuffer collects a subprocess's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// server is a running `kdisc run`.
-type server struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	control string // base URL of the control API
-	stderr  *syncBuffer
-	exited  chan struct{}
-	err     error // of Wait, once exited is closed
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
+// startRun starts `kdisc run -config cfgFile -shm-dir dir` with testEnv;
+// it returns once /healthz answers.
+func startRun(t *testing.T, cfgFile, dir string) *kdisctest.Daemon {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startRun starts `kdisc run -config cfgFile -shm-dir dir` with the control
-// API on a free port, killed at the end of the test if still running. It
-// returns once /healthz answers.
-func startRun(t *testing.T, cfgFile, dir string) *server {
-	t.Helper()
-	for attempt := 0; ; attempt++ {
-		s := tryStartRun(t, cfgFile, dir)
-		if s.waitHealthy() {
-			return s
-		}
-		// Someone took the port between our check and kdisc's listen.
-		if attempt < 3 && strings.Contains(s.stderr.String(), "address already in use") {
-			continue
-		}
-		t.Fatalf("kdisc run did not become healthy: %v\n%s", s.err, s.stderr.String())
-	}
-}
-
-func tryStartRun(t *testing.T, cfgFile, dir string) *server {
-	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	s := &server{t: t, control: "http://" + addr, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(kdiscBin, "run", "-config", cfgFile, "-shm-dir", dir, "-control", addr)
-	s.cmd.Env = append(os.Environ(), testEnv...)
-	s.cmd.Stdout, s.cmd.Stderr = s.stderr, s.stderr
-	require.NoError(t, s.cmd.Start())
-	go func() { s.err = s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		if t.Failed() {
-			t.Logf("kdisc run stderr:\n%s", s.stderr.String())
-		}
-	})
+	s := kdisctest.NewDaemon(t, cfgFile, dir)
+	s.Env = testEnv
+	s.Start()
 	return s
 }
 
-// waitHealthy polls /healthz until it answers 200 (true) or the process
-// exits or 15 s pass (false).
-func (s *server) waitHealthy() bool {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.exited:
-			return false
-		default:
-		}
-		if code, _ := s.get("/healthz"); code == http.StatusOK {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return false
-}
-
-// get sends GET path to the control API: status code and body, 0 when
-// it does not answer.
-func (s *server) get(path string) (int, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.control+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// waitReady polls /readyz until 200.
-func (s *server) waitReady() {
-	s.t.Helper()
-	var code int
-	var body string
-	eventually(s.t, "/readyz 200", func() bool {
-		code, body = s.get("/readyz")
-		return code == http.StatusOK
-	}, func() string { return fmt.Sprintf("last /readyz: %d %s\n%s", code, body, s.stderr.String()) })
-	assert.JSONEq(s.t, `{"ready":true}`, body)
+// waitReady polls /readyz until 200 (15 s at most).
+func waitReady(t *testing.T, s *kdisctest.Daemon) {
+	t.Helper()
+	body := s.WaitReady(15 * time.Second)
+	assert.JSONEq(t, `{"ready":true}`, body)
 }
 
 // stop sends SIGTERM and waits for the exit; it fails the test unless
 // kdisc exits 0 within 10 s.
-func (s *server) stop() time.Duration {
-	s.t.Helper()
+func stop(t *testing.T, s *kdisctest.Daemon) time.Duration {
+	t.Helper()
 	begin := time.Now()
-	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.t.Fatalf("kdisc run did not exit within 10 s of SIGTERM\n%s", s.stderr.String())
-	}
-	require.NoError(s.t, s.err, "exit status after SIGTERM\n%s", s.stderr.String())
+	require.NoError(t, s.Stop(), "exit status after SIGTERM\n%s", s.Logs())
 	return time.Since(begin)
 }
 
@@ -289,11 +128,11 @@ func TestCheckFixtures(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := kdiscRun(t, "check", "-config", f)
-			require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
-			assert.Empty(t, r.stderr)
-			assert.True(t, json.Valid([]byte(r.stdout)), r.stdout)
-			assert.NotContains(t, r.stdout, token)
-			assert.NotContains(t, r.stdout, `\u003c`, "HTML escaping is off")
+			require.Equal(t, 0, r.Code, "stderr: %s", r.Stderr)
+			assert.Empty(t, r.Stderr)
+			assert.True(t, json.Valid([]byte(r.Stdout)), r.Stdout)
+			assert.NotContains(t, r.Stdout, token)
+			assert.NotContains(t, r.Stdout, `\u003c`, "HTML escaping is off")
 
 			// It prints the effective configuration, as the dump holds it.
 			for _, kv := range testEnv {
@@ -304,14 +143,14 @@ func TestCheckFixtures(t *testing.T) {
 			require.NoError(t, err)
 			want, err := cfg.EffectiveJSON()
 			require.NoError(t, err)
-			assert.JSONEq(t, string(want), r.stdout)
+			assert.JSONEq(t, string(want), r.Stdout)
 		})
 	}
 }
 
 func TestCheckRedactsToken(t *testing.T) {
 	r := kdiscRun(t, "check", "-config", "../../testdata/config/outside-pod.yaml")
-	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, 0, r.Code, r.Stderr)
 	assert.Equal(t, `{
   "service": {
     "schema": "https",
@@ -325,15 +164,15 @@ func TestCheckRedactsToken(t *testing.T) {
   "shared_size": "1m",
   "watch_endpoint_slices": false
 }
-`, r.stdout)
+`, r.Stdout)
 
 	r = kdiscRun(t, "check", "-config", "../../testdata/config/multi-full.yaml")
-	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, 0, r.Code, r.Stderr)
 	var clusters []map[string]any
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &clusters), "multi mode prints an array")
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &clusters), "multi mode prints an array")
 	require.Len(t, clusters, 3)
 	assert.Equal(t, map[string]any{"token": "<redacted>"}, clusters[0]["client"])
-	assert.NotContains(t, r.stdout, token)
+	assert.NotContains(t, r.Stdout, token)
 }
 
 func TestCheckInvalid(t *testing.T) {
@@ -360,10 +199,10 @@ func TestCheckInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			r := kdiscRun(t, "check", "-config", filepath.Join("../../testdata/cli", tt.file))
-			assert.Equal(t, exitError, r.code)
-			assert.Empty(t, r.stdout)
-			assert.Contains(t, r.stderr, "kdisc check: ")
-			assert.Contains(t, r.stderr, tt.want)
+			assert.Equal(t, exitError, r.Code)
+			assert.Empty(t, r.Stdout)
+			assert.Contains(t, r.Stderr, "kdisc check: ")
+			assert.Contains(t, r.Stderr, tt.want)
 		})
 	}
 }
@@ -386,13 +225,13 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		r := kdiscRun(t, tt.args...)
-		assert.Equal(t, exitError, r.code, "%v", tt.args)
-		assert.Contains(t, r.stderr, tt.want, "%v", tt.args)
-		assert.Empty(t, r.stdout, "%v", tt.args)
+		assert.Equal(t, exitError, r.Code, "%v", tt.args)
+		assert.Contains(t, r.Stderr, tt.want, "%v", tt.args)
+		assert.Empty(t, r.Stdout, "%v", tt.args)
 	}
 	r := kdiscRun(t, "help")
-	assert.Equal(t, 0, r.code)
-	assert.Contains(t, r.stdout, "kdisc nodes -config FILE [-shm-dir DIR] SERVICE")
+	assert.Equal(t, 0, r.Code)
+	assert.Contains(t, r.Stdout, "kdisc nodes -config FILE [-shm-dir DIR] SERVICE")
 }
 
 func TestRunNodesDump(t *testing.T) {
@@ -402,62 +241,62 @@ func TestRunNodesDump(t *testing.T) {
 	cfg := writeConfig(t, nil, api)
 	dir := t.TempDir()
 	s := startRun(t, cfg, dir)
-	s.waitReady()
+	waitReady(t, s)
 	assert.FileExists(t, filepath.Join(dir, "kubernetes"))
 
 	// nodes, from another process.
 	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/web:http")
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.Equal(t, `[{"host":"10.5.10.109","port":8080,"weight":50},{"host":"10.5.10.110","port":8080,"weight":50}]`+"\n", r.stdout)
-	assert.Empty(t, r.stderr)
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
+	assert.Equal(t, `[{"host":"10.5.10.109","port":8080,"weight":50},{"host":"10.5.10.110","port":8080,"weight":50}]`+"\n", r.Stdout)
+	assert.Empty(t, r.Stderr)
 
 	for _, svc := range []string{"default/web:https", "default/nope:http", "nope"} {
 		r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, svc)
-		assert.Equal(t, exitNotFound, r.code, svc)
-		assert.Empty(t, r.stdout, svc)
-		assert.Contains(t, r.stderr, svc+" not found")
+		assert.Equal(t, exitNotFound, r.Code, svc)
+		assert.Empty(t, r.Stdout, svc)
+		assert.Contains(t, r.Stderr, svc+" not found")
 	}
 	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", filepath.Join(dir, "missing"), "default/web:http")
-	assert.Equal(t, exitError, r.code)
-	assert.Empty(t, r.stdout)
-	assert.Contains(t, r.stderr, "is `kdisc run` running with -shm-dir")
+	assert.Equal(t, exitError, r.Code)
+	assert.Empty(t, r.Stdout)
+	assert.Contains(t, r.Stderr, "is `kdisc run` running with -shm-dir")
 
 	// The control API answers the same.
-	code, body := s.get("/v1/discovery/kubernetes/nodes?service=default/web:http")
+	code, body := s.Get("/v1/discovery/kubernetes/nodes?service=default/web:http")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, `[{"host":"10.5.10.109","port":8080,"weight":50},{"host":"10.5.10.110","port":8080,"weight":50}]`+"\n", body)
-	code, body = s.get("/v1/discovery/kubernetes/nodes?service=default/nope:http")
+	code, body = s.Get("/v1/discovery/kubernetes/nodes?service=default/nope:http")
 	assert.Equal(t, http.StatusNotFound, code)
 	assert.JSONEq(t, `{"error":"service default/nope:http not found"}`, body)
-	code, _ = s.get("/v1/discovery/kubernetes/nodes")
+	code, _ = s.Get("/v1/discovery/kubernetes/nodes")
 	assert.Equal(t, http.StatusBadRequest, code)
 
 	// dump, from another process and from the control API.
 	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
-	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
 	wantPrefix := `{"endpoints":[{"endpoints":[` +
 		`{"name":"default/kubernetes","value":"{\"https\":[{\"host\":\"172.18.164.170\",\"port\":6443,\"weight\":50}]}"},` +
 		`{"name":"default/web","value":"{\"http\":[{\"host\":\"10.5.10.109\",\"port\":8080,\"weight\":50},{\"host\":\"10.5.10.110\",\"port\":8080,\"weight\":50}]}"}]}],` +
 		`"config":{"service":{"schema":"http",`
-	assert.True(t, strings.HasPrefix(r.stdout, wantPrefix), r.stdout)
-	assert.Contains(t, r.stdout, `"client":{"token":"<redacted>"}`)
-	assert.NotContains(t, r.stdout, token)
-	assert.Equal(t, 1, strings.Count(r.stdout, "\n"), "one line")
-	code, body = s.get("/v1/discovery/kubernetes/dump")
+	assert.True(t, strings.HasPrefix(r.Stdout, wantPrefix), r.Stdout)
+	assert.Contains(t, r.Stdout, `"client":{"token":"<redacted>"}`)
+	assert.NotContains(t, r.Stdout, token)
+	assert.Equal(t, 1, strings.Count(r.Stdout, "\n"), "one line")
+	code, body = s.Get("/v1/discovery/kubernetes/dump")
 	assert.Equal(t, http.StatusOK, code)
-	assert.Equal(t, r.stdout, body, "the CLI and the control API dump the same")
+	assert.Equal(t, r.Stdout, body, "the CLI and the control API dump the same")
 
 	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", filepath.Join(dir, "missing"))
-	assert.Equal(t, exitError, r.code)
+	assert.Equal(t, exitError, r.Code)
 
 	// health and metrics.
-	code, _ = s.get("/healthz")
+	code, _ = s.Get("/healthz")
 	assert.Equal(t, http.StatusOK, code)
-	code, body = s.get("/metrics")
+	code, body = s.Get("/metrics")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, `kdisc_ready{cluster=""} 1`+"\n")
 	assert.Contains(t, body, `kdisc_table_entries{cluster=""} 2`+"\n")
-	assert.NotContains(t, s.stderr.String(), token, "the token is never logged")
+	assert.NotContains(t, s.Logs(), token, "the token is never logged")
 }
 
 func TestSecondRunOnSameTableRefused(t *testing.T) {
@@ -465,19 +304,14 @@ func TestSecondRunOnSameTableRefused(t *testing.T) {
 	cfg := writeConfig(t, nil, api)
 	dir := t.TempDir()
 	s := startRun(t, cfg, dir)
-	s.waitReady()
+	waitReady(t, s)
 
-	second := tryStartRun(t, cfg, dir)
-	select {
-	case <-second.exited:
-	case <-time.After(15 * time.Second):
-		t.Fatal("a second kdisc run on the same table kept running")
-	}
-	var ee *exec.ExitError
-	require.ErrorAs(t, second.err, &ee)
-	assert.Equal(t, exitError, ee.ExitCode())
-	assert.Contains(t, second.stderr.String(), "another kdisc run is writing")
-	code, _ := s.get("/readyz")
+	second := kdiscRun(t, "run", "-config", cfg, "-shm-dir", dir, "-control", "127.0.0.1:0")
+	require.Less(t, second.Took, 15*time.Second, "a second kdisc run on the same table kept running")
+	require.NotEqual(t, 0, second.Code, "exit status of the second kdisc run")
+	assert.Equal(t, exitError, second.Code)
+	assert.Contains(t, second.Stderr, "another kdisc run is writing")
+	code, _ := s.Get("/readyz")
 	assert.Equal(t, http.StatusOK, code, "the first one is unaffected")
 }
 
@@ -490,7 +324,7 @@ func TestChangeLatency(t *testing.T) {
 	cfgFile := writeConfig(t, nil, api)
 	dir := t.TempDir()
 	s := startRun(t, cfgFile, dir)
-	s.waitReady()
+	waitReady(t, s)
 	api.WaitWatchers(1)
 
 	cfg, err := config.Load(cfgFile)
@@ -530,13 +364,13 @@ func TestChangeLatency(t *testing.T) {
 	// includes starting the process.
 	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.2.1"))
 	begin := time.Now()
-	var r result
+	var r kdisctest.Result
 	eventually(t, "kdisc nodes sees 10.0.2.1", func() bool {
 		r = kdiscRun(t, "nodes", "-config", cfgFile, "-shm-dir", dir, "default/web:http")
-		return r.code == 0 && strings.Contains(r.stdout, `"10.0.2.1"`)
+		return r.Code == 0 && strings.Contains(r.Stdout, `"10.0.2.1"`)
 	})
-	t.Logf("Put returned -> `kdisc nodes` printed it: %v (one run of kdisc nodes takes %v)", time.Since(begin), r.took)
-	assert.Equal(t, `[{"host":"10.0.2.1","port":80,"weight":50}]`+"\n", r.stdout)
+	t.Logf("Put returned -> `kdisc nodes` printed it: %v (one run of kdisc nodes takes %v)", time.Since(begin), r.Took)
+	assert.Equal(t, `[{"host":"10.0.2.1","port":80,"weight":50}]`+"\n", r.Stdout)
 }
 
 func TestRunMulti(t *testing.T) {
@@ -546,31 +380,31 @@ func TestRunMulti(t *testing.T) {
 	cfg := writeConfig(t, []string{"first", "second"}, a, b)
 	dir := t.TempDir()
 	s := startRun(t, cfg, dir)
-	s.waitReady()
+	waitReady(t, s)
 	assert.FileExists(t, filepath.Join(dir, "kubernetes-first"))
 	assert.FileExists(t, filepath.Join(dir, "kubernetes-second"))
 
 	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "first/default/web:http")
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.Equal(t, `[{"host":"10.1.0.1","port":80,"weight":50}]`+"\n", r.stdout)
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
+	assert.Equal(t, `[{"host":"10.1.0.1","port":80,"weight":50}]`+"\n", r.Stdout)
 	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "second/default/web:http")
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.Equal(t, `[{"host":"10.2.0.1","port":80,"weight":50}]`+"\n", r.stdout)
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
+	assert.Equal(t, `[{"host":"10.2.0.1","port":80,"weight":50}]`+"\n", r.Stdout)
 	for _, svc := range []string{"default/web:http", "third/default/web:http", "first"} {
 		r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, svc)
-		assert.Equal(t, exitNotFound, r.code, svc)
+		assert.Equal(t, exitNotFound, r.Code, svc)
 	}
 
 	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.True(t, strings.HasPrefix(r.stdout,
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
+	assert.True(t, strings.HasPrefix(r.Stdout,
 		`{"endpoints":[{"id":"first","endpoints":[{"name":"default/web","value":"{\"http\":[{\"host\":\"10.1.0.1\",\"port\":80,\"weight\":50}]}"}]},`+
 			`{"id":"second","endpoints":[{"name":"default/web","value":"{\"http\":[{\"host\":\"10.2.0.1\",\"port\":80,\"weight\":50}]}"}]}],`+
-			`"config":[{"id":"first",`), r.stdout)
-	assert.Equal(t, 2, strings.Count(r.stdout, `"token":"<redacted>"`))
-	assert.NotContains(t, r.stdout, token)
+			`"config":[{"id":"first",`), r.Stdout)
+	assert.Equal(t, 2, strings.Count(r.Stdout, `"token":"<redacted>"`))
+	assert.NotContains(t, r.Stdout, token)
 
-	_, body := s.get("/metrics")
+	_, body := s.Get("/metrics")
 	assert.Contains(t, body, `kdisc_ready{cluster="first"} 1`)
 	assert.Contains(t, body, `kdisc_ready{cluster="second"} 1`)
 }
@@ -585,7 +419,7 @@ func TestReadyzNamesForbiddenCluster(t *testing.T) {
 	var code int
 	var body string
 	eventually(t, "/readyz 503 naming bad", func() bool {
-		code, body = s.get("/readyz")
+		code, body = s.Get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "403 Forbidden")
 	}, func() string { return fmt.Sprintf("last /readyz: %d %s", code, body) })
 	var ready struct {
@@ -601,14 +435,14 @@ func TestReadyzNamesForbiddenCluster(t *testing.T) {
 	assert.Equal(t, "bad", ready.NotReady[0].ID)
 	assert.Contains(t, ready.NotReady[0].Reason, "403 Forbidden from apiserver: ")
 	assert.Contains(t, ready.NotReady[0].Reason, "system:serviceaccount:apisix:apisix")
-	code, _ = s.get("/healthz")
+	code, _ = s.Get("/healthz")
 	assert.Equal(t, http.StatusOK, code, "alive while not ready")
-	_, metrics := s.get("/metrics")
+	_, metrics := s.Get("/metrics")
 	assert.Contains(t, metrics, `kdisc_ready{cluster="good"} 1`)
 	assert.Contains(t, metrics, `kdisc_ready{cluster="bad"} 0`)
 
 	b.ClearFaults()
-	s.waitReady()
+	waitReady(t, s)
 }
 
 func TestSIGTERMKeepsTables(t *testing.T) {
@@ -617,10 +451,10 @@ func TestSIGTERMKeepsTables(t *testing.T) {
 	cfg := writeConfig(t, nil, api)
 	dir := t.TempDir()
 	s := startRun(t, cfg, dir)
-	s.waitReady()
+	waitReady(t, s)
 	api.WaitWatchers(1)
 
-	took := s.stop()
+	took := stop(t, s)
 	t.Logf("kdisc run exited %v after SIGTERM", took)
 	assert.Less(t, took, 5*time.Second)
 	api.WaitWatchers(0)
@@ -628,11 +462,11 @@ func TestSIGTERMKeepsTables(t *testing.T) {
 
 	// Readers keep the last known nodes.
 	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/web:http")
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.Equal(t, `[{"host":"10.0.0.1","port":80,"weight":50}]`+"\n", r.stdout)
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
+	assert.Equal(t, `[{"host":"10.0.0.1","port":80,"weight":50}]`+"\n", r.Stdout)
 	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
-	assert.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, `"name":"default/web"`)
+	assert.Equal(t, exitOK, r.Code, r.Stderr)
+	assert.Contains(t, r.Stdout, `"name":"default/web"`)
 }
 
 func TestRestartRemovesServicesDeletedWhileDown(t *testing.T) {
@@ -642,26 +476,26 @@ func TestRestartRemovesServicesDeletedWhileDown(t *testing.T) {
 	cfg := writeConfig(t, nil, api)
 	dir := t.TempDir()
 	s := startRun(t, cfg, dir)
-	s.waitReady()
-	s.stop()
+	waitReady(t, s)
+	stop(t, s)
 
 	api.DeleteEndpoints("default", "db")
 	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.3"))
 	api.PutEndpoints(endpoints("shop", "cart", "http", 80, "10.0.0.4"))
 	r := kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/db:mysql")
-	require.Equal(t, exitOK, r.code, "while kdisc is down the table keeps db")
+	require.Equal(t, exitOK, r.Code, "while kdisc is down the table keeps db")
 
 	s = startRun(t, cfg, dir)
-	s.waitReady()
+	waitReady(t, s)
 	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/db:mysql")
-	assert.Equal(t, exitNotFound, r.code, r.stdout)
+	assert.Equal(t, exitNotFound, r.Code, r.Stdout)
 	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "default/web:http")
-	assert.Equal(t, `[{"host":"10.0.0.3","port":80,"weight":50}]`+"\n", r.stdout)
+	assert.Equal(t, `[{"host":"10.0.0.3","port":80,"weight":50}]`+"\n", r.Stdout)
 	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, "shop/cart:http")
-	assert.Equal(t, `[{"host":"10.0.0.4","port":80,"weight":50}]`+"\n", r.stdout)
+	assert.Equal(t, `[{"host":"10.0.0.4","port":80,"weight":50}]`+"\n", r.Stdout)
 	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", dir)
-	assert.NotContains(t, r.stdout, "default/db")
-	s.stop()
+	assert.NotContains(t, r.Stdout, "default/db")
+	stop(t, s)
 }
 
 // TestStopWhileNotReady stops kdisc run while its list hangs or while it
@@ -682,18 +516,13 @@ func TestStopWhileNotReady(t *testing.T) {
 			cfg := writeConfig(t, nil, api)
 			s := startRun(t, cfg, t.TempDir())
 			api.WaitRequests(fakeapi.AnyRequest, 1)
-			code, body := s.get("/readyz")
+			code, body := s.Get("/readyz")
 			require.Equal(t, http.StatusServiceUnavailable, code, body)
 
 			begin := time.Now()
-			require.NoError(t, s.cmd.Process.Signal(tt.sig))
-			select {
-			case <-s.exited:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("kdisc run did not exit within 10 s of %v", tt.sig)
-			}
+			err := s.StopWith(tt.sig) // fails unless it exits within 10 s
 			t.Logf("%v: exited after %v", tt.sig, time.Since(begin))
-			require.NoError(t, s.err, s.stderr.String())
+			require.NoError(t, err, s.Logs())
 			assert.Less(t, time.Since(begin), 5*time.Second)
 			api.ReleaseStalls()
 		})
