@@ -63,10 +63,6 @@ const (
 	DefaultTokenFile  = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultWeight     = 50
 	DefaultSharedSize = "1m"
-
-	// ServiceAccountCAFile is the CA bundle a pod's service account
-	// mounts; TLS falls back to it when service.ca_file is not set.
-	ServiceAccountCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 )
 
 // Config is the parsed discovery.kubernetes section.
