@@ -62,10 +62,32 @@ func validPort(p port) error {
 // a proxy can use from another host, so it is refused.
 func parseIP(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
+	if err != nil {
+		a, err = parseIPv4Sloppy(s)
+	}
 	if err != nil || a.Zone() != "" {
 		return netip.Addr{}, fmt.Errorf("%w: address %q", errMalformed, s)
 	}
 	return a, nil
+}
+
+// parseIPv4Sloppy reads dotted IPv4 with leading zeros ("10.0.0.02") as
+// decimal, as Kubernetes' ParseIPSloppy does: the apiserver still accepts
+// such addresses in the fields it has always accepted them in.
+func parseIPv4Sloppy(s string) (netip.Addr, error) {
+	var b [4]byte
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 {
+		return netip.Addr{}, errMalformed
+	}
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 8)
+		if err != nil || p == "" || p[0] == '+' {
+			return netip.Addr{}, errMalformed
+		}
+		b[i] = byte(n)
+	}
+	return netip.AddrFrom4(b), nil
 }
 
 func portsEqual(a, b []shm.Port) bool {

@@ -101,3 +101,15 @@ func TestSliceNodeTypes(t *testing.T) {
 		assert.ErrorIs(t, err, errMalformed, "%v", c)
 	}
 }
+
+func TestParseIPSloppy(t *testing.T) {
+	for in, want := range map[string]string{"10.0.0.02": "10.0.0.2", "010.001.000.255": "10.1.0.255", "fd00::1": "fd00::1"} {
+		a, err := parseIP(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, a.String())
+	}
+	for _, in := range []string{"10.0.0.256", "10.0.0", "10.0.0.+1", "10..0.1", "x", "fe80::1%eth0"} {
+		_, err := parseIP(in)
+		assert.ErrorIs(t, err, errMalformed, in)
+	}
+}

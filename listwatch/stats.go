@@ -3,7 +3,6 @@ package listwatch
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Stats counts what a Watcher did. Fields only grow; read them with Load.
@@ -44,11 +43,4 @@ func (s *status) setErr(err error) {
 	s.mu.Lock()
 	s.err = msg
 	s.mu.Unlock()
-}
-
-func sinceEvent(ns int64) time.Duration {
-	if ns == 0 {
-		return 0
-	}
-	return time.Since(time.Unix(0, ns))
 }

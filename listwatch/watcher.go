@@ -68,6 +68,9 @@ type Watcher struct {
 	services services
 	stats    Stats
 	status   status
+	// unstored holds services a full table refused; they are tried again
+	// whenever a delete frees space.
+	unstored map[string]struct{}
 
 	obj object // decode scratch, reused
 }
@@ -92,7 +95,7 @@ func New(o Options) *Watcher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	w := &Watcher{o: o, log: o.Logger}
+	w := &Watcher{o: o, log: o.Logger, unstored: map[string]struct{}{}}
 	if o.EndpointSlices {
 		w.path, w.kind = "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices"
 	} else {
@@ -183,8 +186,8 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 	const restarts = 3
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		next := w.newServices()
-		n, rv, err := w.listInto(ctx, next)
+		next, keep := w.newServices(), map[string]struct{}{}
+		n, rv, err := w.listInto(ctx, next, keep)
 		if apiserver.IsGone(err) && attempt < restarts {
 			w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
 			continue
@@ -193,7 +196,7 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 			return "", err
 		}
 		w.stats.Lists.Add(1)
-		w.replace(next)
+		w.replace(next, keep)
 		w.status.setErr(nil)
 		if !w.status.ready.Swap(true) {
 			w.o.Store.SetReady(true)
@@ -203,7 +206,9 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 	}
 }
 
-func (w *Watcher) listInto(ctx context.Context, into services) (objects int, rv string, err error) {
+// listInto reads every page into into; keep hears the services of
+// objects skipped as malformed.
+func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}) (objects int, rv string, err error) {
 	q := w.query()
 	q.Set("limit", strconv.Itoa(w.o.PageSize))
 	for {
@@ -213,8 +218,13 @@ func (w *Watcher) listInto(ctx context.Context, into services) (objects int, rv 
 		}
 		page, err := readList(resp.Body, func(raw []byte) {
 			objects++
-			w.fold(raw, into, nil)
+			if _, skipped := w.fold(raw, into, nil); skipped != "" {
+				keep[skipped] = struct{}{}
+			}
 		})
+		// The decoder stops at the closing brace; reading on to EOF lets
+		// the connection be reused for the next page.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		if err != nil {
 			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
@@ -227,19 +237,26 @@ func (w *Watcher) listInto(ctx context.Context, into services) (objects int, rv 
 }
 
 // replace makes next the current state and rewrites the table to match:
-// every service of next is written, then every other key is deleted.
-func (w *Watcher) replace(next services) {
+// every service of next is written, then every other key is deleted,
+// except the services of malformed objects (keep): a bad object must not
+// take away what was served.
+func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	w.services = next
-	next.each(func(key string) { w.write(key) })
+	clear(w.unstored)
+	next.each(func(key string) {
+		if _, skip := keep[key]; !skip {
+			w.write(key)
+		}
+	})
 	var stale []string
 	w.o.Store.Keys(func(key string) bool {
-		if next.value(key) == nil {
+		if _, skip := keep[key]; !skip && next.value(key) == nil {
 			stale = append(stale, key)
 		}
 		return true
 	})
 	for _, key := range stale {
-		w.o.Store.Delete(key)
+		w.delete(key)
 	}
 }
 
@@ -247,12 +264,40 @@ func (w *Watcher) replace(next services) {
 func (w *Watcher) write(key string) {
 	ports := w.services.value(key)
 	if ports == nil {
-		w.o.Store.Delete(key)
+		w.delete(key)
 		return
 	}
-	if err := w.o.Store.Put(key, ports); err != nil {
-		w.stats.TableFull.Add(1)
-		w.log.Error("table update failed; the old value stays", "service", key, "error", err)
+	err := w.o.Store.Put(key, ports)
+	if err == nil {
+		delete(w.unstored, key)
+		return
+	}
+	var full *shm.FullError
+	if !errors.As(err, &full) {
+		w.stats.Skipped.Add(1)
+		w.log.Error("table refused the service; the old value stays", "service", key, "error", err)
+		return
+	}
+	w.stats.TableFull.Add(1)
+	w.unstored[key] = struct{}{}
+	w.log.Error("table full; the old value stays", "service", key, "error", err)
+}
+
+// delete removes key and, since that frees space, stores what a full
+// table refused before.
+func (w *Watcher) delete(key string) {
+	delete(w.unstored, key)
+	if !w.o.Store.Delete(key) {
+		return
+	}
+	for k := range w.unstored {
+		ports := w.services.value(k)
+		if ports == nil {
+			delete(w.unstored, k)
+		} else if w.o.Store.Put(k, ports) == nil {
+			delete(w.unstored, k)
+			w.log.Info("stored a service the full table had refused", "service", k)
+		}
 	}
 }
 
@@ -268,14 +313,16 @@ func (w *Watcher) query() url.Values {
 }
 
 // fold decodes one raw object and records it in into; changed (nil during
-// a list) hears which services it changed. Malformed objects are skipped.
-func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv string) {
+// a list) hears which services it changed. A malformed object is skipped,
+// logged and counted, and the key of its service returned as skipped
+// ("" when even that is unknown).
+func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, skipped string) {
 	it := jsoniter.ConfigDefault.BorrowIterator(raw)
 	defer jsoniter.ConfigDefault.ReturnIterator(it)
 	o := &w.obj
 	err := decodeObject(it, o)
 	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
-		return o.resourceVersion
+		return o.resourceVersion, ""
 	}
 	if changed == nil {
 		changed = func(string) {}
@@ -286,8 +333,21 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv stri
 	if err != nil {
 		w.stats.Skipped.Add(1)
 		w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", o.namespace, "name", o.name, "error", err)
+		return o.resourceVersion, w.serviceKey(o)
 	}
-	return o.resourceVersion
+	return o.resourceVersion, ""
+}
+
+// serviceKey is the table key of the service o belongs to, "" if unknown.
+func (w *Watcher) serviceKey(o *object) string {
+	name := o.name
+	if w.o.EndpointSlices {
+		name = o.serviceName
+	}
+	if o.namespace == "" || name == "" {
+		return ""
+	}
+	return o.namespace + "/" + name
 }
 
 // watch streams events from *rv, applying each and advancing *rv. It
@@ -344,7 +404,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 func (w *Watcher) apply(ev *event, rv *string) error {
 	switch ev.typ {
 	case "ADDED", "MODIFIED":
-		if next := w.fold(ev.object, w.services, w.write); next != "" {
+		if next, _ := w.fold(ev.object, w.services, w.write); next != "" {
 			*rv = next
 		}
 		if ev.typ == "ADDED" {

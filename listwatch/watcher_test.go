@@ -490,3 +490,73 @@ func TestExpiredContinueRestartsTheList(t *testing.T) {
 	assert.Equal(t, 2, firstPages, "the list restarted from its first page")
 	assert.Zero(t, h.w.Stats().ListErrors.Load(), "an expired continue token is not an error")
 }
+
+// A relist that meets a malformed object keeps serving what that service
+// had: a bad object must not take a service away.
+func TestRelistKeepsServiceOfMalformedObject(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "malformed", 80, "10.0.0.1")) // the fault's malformed item has this name
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.2"))
+	h := start(t, api, fastOptions())
+	h.waitHosts("default/malformed:http", "10.0.0.1:80")
+	api.WaitWatchers(1)
+
+	// Disconnected; meanwhile the object turns malformed and history is
+	// compacted, so kdisc must list again.
+	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+	api.CloseWatches()
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Watch && r.Fault != "" }, 1)
+	api.DeleteEndpoints("default", "malformed")
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.3"))
+	api.Compact()
+	api.ClearFaults()
+	api.Fail(fakeapi.IsList(""), fakeapi.Malformed(), 1)
+
+	h.waitHosts("default/web:http", "10.0.0.3:80")
+	assert.Equal(t, uint64(1), h.w.Stats().Relists.Load())
+	assert.Equal(t, uint64(1), h.w.Stats().Skipped.Load())
+	assert.Equal(t, []string{"10.0.0.1:80"}, h.hosts("default/malformed:http"), "the malformed object's service keeps its last value")
+}
+
+// A service a full table refused is stored once deletes free space.
+func TestFullTableStoresRefusedServiceLater(t *testing.T) {
+	api := fakeapi.New(t)
+	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
+	require.NoError(t, err)
+	table, err := shm.Create("", 16<<10)
+	require.NoError(t, err)
+	defer table.Close()
+	o := fastOptions()
+	o.Client, o.Store = c, table
+	w := New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r := table.Reader()
+	eventually(t, "ready", w.Ready)
+	api.WaitWatchers(1)
+
+	var names []string
+	for i := 0; w.Stats().TableFull.Load() == 0; i++ {
+		require.Less(t, i, 2000, "a 16k table must fill up")
+		name := "svc-" + strconv.Itoa(i)
+		names = append(names, name)
+		api.PutEndpoints(endpoints("default", name, 80, "10.1.0.1", "10.1.0.2", "10.1.0.3"))
+		eventually(t, name+" applied", func() bool {
+			_, ok := r.Lookup(nil, "default/"+name+":http")
+			return ok || w.Stats().TableFull.Load() > 0
+		})
+	}
+	refused := names[len(names)-1]
+	_, ok := r.Lookup(nil, "default/"+refused+":http")
+	require.False(t, ok, "the refused service is not in the table")
+	for _, name := range names[:len(names)/2] {
+		api.DeleteEndpoints("default", name)
+	}
+	eventually(t, refused+" stored after deletes freed space", func() bool {
+		_, ok := r.Lookup(nil, "default/"+refused+":http")
+		return ok
+	})
+	assert.Equal(t, uint64(1), w.Stats().TableFull.Load(), "counted once, not once per retry")
+}
