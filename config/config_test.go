@@ -492,3 +492,20 @@ func TestClientCertificateAlone(t *testing.T) {
 		}
 	}
 }
+
+// Error messages never echo a token, not even for a syntax error on the
+// line after it.
+func TestErrorsNeverShowTheToken(t *testing.T) {
+	for _, y := range []string{
+		"discovery:\n  kubernetes:\n    client:\n      token: SECRET-TOKEN-123\n    service: [oops\n",
+		"discovery:\n  kubernetes:\n    service: {host: h, port: 1}\n    client:\n      token: \"SECRET-TOKEN-123${X\"\n",
+	} {
+		_, err := Parse([]byte(y))
+		if err == nil {
+			t.Fatalf("no error for\n%s", y)
+		}
+		if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("error shows the token: %v", err)
+		}
+	}
+}

@@ -24,7 +24,9 @@ const root = "discovery.kubernetes"
 func Parse(data []byte) (*Config, error) {
 	var doc any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("config: invalid YAML: %w", err)
+		// Position and reason only: the source lines around a syntax
+		// error may hold a token.
+		return nil, fmt.Errorf("config: invalid YAML: %s", yaml.FormatError(err, false, false))
 	}
 	top, ok := doc.(map[string]any)
 	if doc != nil && !ok {
@@ -446,6 +448,9 @@ func expand(path, s string) (string, error) {
 		s = s[i:]
 		m := envRef.FindStringSubmatch(s)
 		if m == nil {
+			if strings.HasSuffix(path, ".token") {
+				s = "${..." // never echo a token
+			}
 			return "", errorf(path, "malformed environment reference in %q: want ${NAME} with NAME matching [A-Za-z_][A-Za-z0-9_]*", s)
 		}
 		name := m[1] + m[2]
