@@ -46,6 +46,7 @@ type cluster struct {
 	reader  *shm.Reader
 	writer  *shm.Writer        // nil when attached
 	watcher *listwatch.Watcher // nil when attached
+	client  *apiserver.Client  // nil when attached
 }
 
 // Option tunes Start.
@@ -127,7 +128,7 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: table: %w", cc.KeyPath(), err)
 	}
-	c := &cluster{id: cc.ID, writer: w, reader: w.Reader()}
+	c := &cluster{id: cc.ID, writer: w, reader: w.Reader(), client: client}
 	c.watcher = listwatch.New(listwatch.Options{
 		Client:         client,
 		Store:          tableStore{w, cc.SharedSize},
@@ -244,6 +245,7 @@ func (d *Discovery) Close() error {
 	var errs []error
 	for _, c := range d.clusters {
 		if c.writer != nil {
+			c.client.CloseIdleConnections()
 			errs = append(errs, c.writer.Close())
 		}
 		errs = append(errs, c.reader.Close())

@@ -71,8 +71,11 @@ func New(o Options) (*Client, error) {
 	transport := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
-			Timeout:   10 * time.Second,
-			KeepAlive: 30 * time.Second,
+			Timeout: 10 * time.Second,
+			// A peer that vanished (a black-holed NAT entry) is noticed
+			// after about a minute instead of the kernel's default hours;
+			// the watch then resumes from its resourceVersion.
+			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3},
 		}).DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
 		// The apiserver sends a watch's headers at once, so this bounds a
@@ -189,5 +192,6 @@ func (c *Client) logWarnings(warnings []string) {
 	}
 }
 
-// CloseIdleConnections closes kept-alive connections; used on shutdown.
+// CloseIdleConnections closes kept-alive connections; Discovery.Close
+// calls it.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }

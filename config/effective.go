@@ -99,8 +99,8 @@ func (c *Cluster) effective() effCluster {
 	return e
 }
 
-// EffectiveJSON is Effective encoded on one line without HTML escaping, as
-// `kdisc check` prints it.
+// EffectiveJSON is Effective encoded on one line without HTML escaping
+// (`kdisc check` prints the same JSON, indented).
 func (c *Config) EffectiveJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -160,6 +160,7 @@ func serve(cfg *config.Config, shmDir, control string, stderr io.Writer) int {
 	code := exitOK
 	select {
 	case <-ctx.Done():
+		stop() // a second signal now ends the process at once
 		log.Info("stopping")
 	case err := <-served:
 		log.Error("control API", "error", err)
