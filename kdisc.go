@@ -217,7 +217,7 @@ func (d *Discovery) NotReady() []dump.NotReady {
 				out = append(out, dump.NotReady{ID: c.id, Reason: reason})
 			}
 		case !c.reader.Ready():
-			out = append(out, dump.NotReady{ID: c.id, Reason: "the writing kdisc process has not finished its first list"})
+			out = append(out, dump.NotReady{ID: c.id, Reason: "no running kdisc process has finished a full list into this table"})
 		}
 	}
 	return out

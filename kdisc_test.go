@@ -244,7 +244,7 @@ func TestAttach(t *testing.T) {
 	require.NoError(t, d.Close())
 	assert.False(t, r.Ready())
 	require.Len(t, r.NotReady(), 1)
-	assert.Contains(t, r.NotReady()[0].Reason, "has not finished its first list")
+	assert.Contains(t, r.NotReady()[0].Reason, "no running kdisc process has finished a full list")
 	assert.Equal(t, []string{"10.0.0.9:80/50"}, hosts(r, "default/web:http"))
 }
 

@@ -61,3 +61,42 @@ func lockFile(f *os.File) error {
 		}
 	}
 }
+
+// writerAlive reports whether a writer holds the lock on the table at
+// path: a shared lock cannot be taken while it does. Readers use it so that
+// a writer that died (SIGKILL, crash) without clearing the ready flag is
+// not taken for a live one.
+func writerAlive(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close() // also drops a lock we took
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+}
+
+// checkDir refuses a table directory that another user could write to:
+// whoever can replace the table file can point every proxy at their own
+// nodes. /dev/shm itself is world-writable; /dev/shm/kdisc must not be.
+func checkDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("shm: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("shm: %s is not a directory (a symlink?)", dir)
+	}
+	if st.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("shm: %s is writable by every user; use a directory only kdisc's user can write", dir)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != uint32(os.Geteuid()) && sys.Uid != 0 {
+		return fmt.Errorf("shm: %s belongs to uid %d, not to this user (%d) or root", dir, sys.Uid, os.Geteuid())
+	}
+	return nil
+}

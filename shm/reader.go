@@ -22,12 +22,13 @@ import (
 // still be reading them: a Reader costs at most one mapping per replacement
 // it lived through.
 type Reader struct {
-	path    string
-	cur     atomic.Pointer[table]
-	names   names
-	mu      sync.Mutex // re-open and Close
-	old     []*table
-	lastTry atomic.Int64 // unix nanos of the last re-open attempt
+	path      string
+	inProcess bool // from Writer.Reader: the writer is this process
+	cur       atomic.Pointer[table]
+	names     names
+	mu        sync.Mutex // re-open and Close
+	old       []*table
+	lastTry   atomic.Int64 // unix nanos of the last re-open attempt
 }
 
 // Open maps the table at path read-only.
@@ -113,10 +114,11 @@ func (r *Reader) reattach(t *table) *table {
 	return nt
 }
 
-// Ready reports whether the writer finished its first full list.
+// Ready reports whether the writer finished its first full list and is
+// still running (it holds the table's lock).
 func (r *Reader) Ready() bool {
 	t := r.table()
-	return t != nil && t.load(hReady) == 1
+	return t != nil && t.load(hReady) == 1 && (r.inProcess || writerAlive(r.path))
 }
 
 // Generation identifies the writer run (and file) the reader sees now.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 )
 
@@ -64,6 +65,9 @@ func Create(path string, size int64) (*Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
+	if err := checkDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
 	for range 10 {
 		w, err := createFile(path, g)
 		if !errors.Is(err, errRaced) {
@@ -85,7 +89,7 @@ func newWriter(t *table, f *os.File, path string) *Writer {
 }
 
 func createFile(path string, g geometry) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createNew(path, g)
 	}
@@ -380,8 +384,13 @@ func (w *Writer) Stats() Stats {
 func (w *Writer) Reader() *Reader {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return newReader("", nil) // finds nothing: the mapping is gone
+	}
 	w.t.refs.Add(1)
-	return newReader(w.path, w.t)
+	r := newReader(w.path, w.t)
+	r.inProcess = true
+	return r
 }
 
 // Close marks the table not ready, unmaps it (once no Reader from
