@@ -237,16 +237,22 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 }
 
 // replace makes next the current state and rewrites the table to match:
-// every service of next is written, then every other key is deleted,
+// every changed service of next is written, then every other key deleted,
 // except the services of malformed objects (keep): a bad object must not
 // take away what was served.
 func (w *Watcher) replace(next services, keep map[string]struct{}) {
-	w.services = next
-	clear(w.unstored)
+	prev, refused := w.services, w.unstored
+	w.services, w.unstored = next, map[string]struct{}{}
 	next.each(func(key string) {
-		if _, skip := keep[key]; !skip {
-			w.write(key)
+		if _, skip := keep[key]; skip {
+			return
 		}
+		// A relist mostly finds what the watch already wrote: rewrite
+		// only what changed, or what a full table refused before.
+		if _, retry := refused[key]; !retry && portsEqual(prev.value(key), next.value(key)) {
+			return
+		}
+		w.write(key)
 	})
 	var stale []string
 	w.o.Store.Keys(func(key string) bool {
@@ -317,10 +323,7 @@ func (w *Watcher) query() url.Values {
 // logged and counted, and the key of its service returned as skipped
 // ("" when even that is unknown).
 func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, skipped string) {
-	it := jsoniter.ConfigDefault.BorrowIterator(raw)
-	defer jsoniter.ConfigDefault.ReturnIterator(it)
-	o := &w.obj
-	err := decodeObject(it, o)
+	o, err := w.decode(raw)
 	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
 		return o.resourceVersion, ""
 	}
@@ -331,11 +334,29 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, ski
 		err = into.set(o, changed)
 	}
 	if err != nil {
-		w.stats.Skipped.Add(1)
-		w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", o.namespace, "name", o.name, "error", err)
+		w.skip(o, err)
 		return o.resourceVersion, w.serviceKey(o)
 	}
 	return o.resourceVersion, ""
+}
+
+// decode reads one raw object into the watcher's scratch object.
+func (w *Watcher) decode(raw []byte) (*object, error) {
+	return readRaw(raw, func(it *jsoniter.Iterator) (*object, error) {
+		return &w.obj, decodeObject(it, &w.obj)
+	})
+}
+
+// readRaw runs read over raw with a pooled iterator.
+func readRaw[T any](raw []byte, read func(*jsoniter.Iterator) (T, error)) (T, error) {
+	it := jsoniter.ConfigDefault.BorrowIterator(raw)
+	defer jsoniter.ConfigDefault.ReturnIterator(it)
+	return read(it)
+}
+
+func (w *Watcher) skip(o *object, err error) {
+	w.stats.Skipped.Add(1)
+	w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", o.namespace, "name", o.name, "error", err)
 }
 
 // serviceKey is the table key of the service o belongs to, "" if unknown.
@@ -413,12 +434,9 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 			w.stats.Modified.Add(1)
 		}
 	case "DELETED":
-		it := jsoniter.ConfigDefault.BorrowIterator(ev.object)
-		defer jsoniter.ConfigDefault.ReturnIterator(it)
-		o := &w.obj
-		if err := decodeObject(it, o); err != nil {
-			w.stats.Skipped.Add(1)
-			w.log.Warn("skipping malformed object", "resource", w.kind, "event", "DELETED", "error", err)
+		o, err := w.decode(ev.object)
+		if err != nil {
+			w.skip(o, err)
 			return nil
 		}
 		w.services.remove(o, w.write)
@@ -427,17 +445,17 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		}
 		w.stats.Deleted.Add(1)
 	case "BOOKMARK":
-		it := jsoniter.ConfigDefault.BorrowIterator(ev.object)
-		defer jsoniter.ConfigDefault.ReturnIterator(it)
-		if next := readResourceVersion(it); next != "" {
+		next, _ := readRaw(ev.object, func(it *jsoniter.Iterator) (string, error) { return readResourceVersion(it), nil })
+		if next != "" {
 			*rv = next
 		}
 		w.stats.Bookmarks.Add(1)
 	case "ERROR":
-		it := jsoniter.ConfigDefault.BorrowIterator(ev.object)
-		defer jsoniter.ConfigDefault.ReturnIterator(it)
-		se := &apiserver.StatusError{}
-		se.Code = apiserver.ReadStatus(it, se)
+		se, _ := readRaw(ev.object, func(it *jsoniter.Iterator) (*apiserver.StatusError, error) {
+			se := &apiserver.StatusError{}
+			se.Code = apiserver.ReadStatus(it, se)
+			return se, nil
+		})
 		if se.Code == 0 {
 			se.Code = http.StatusInternalServerError
 		}

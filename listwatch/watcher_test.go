@@ -560,3 +560,56 @@ func TestFullTableStoresRefusedServiceLater(t *testing.T) {
 	})
 	assert.Equal(t, uint64(1), w.Stats().TableFull.Load(), "counted once, not once per retry")
 }
+
+// countingStore counts the Puts per key that reach the table.
+type countingStore struct {
+	*shm.Writer
+	mu   sync.Mutex
+	puts map[string]int
+}
+
+func (c *countingStore) Put(key string, ports []shm.Port) error {
+	c.mu.Lock()
+	c.puts[key]++
+	c.mu.Unlock()
+	return c.Writer.Put(key, ports)
+}
+
+func (c *countingStore) count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.puts[key]
+}
+
+// A relist rewrites only the services that changed.
+func TestRelistWritesOnlyChanges(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "same", 80, "10.0.0.1"))
+	api.PutEndpoints(endpoints("default", "moved", 80, "10.0.0.2"))
+	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
+	require.NoError(t, err)
+	table, err := shm.Create("", 1<<20)
+	require.NoError(t, err)
+	defer table.Close()
+	store := &countingStore{Writer: table, puts: map[string]int{}}
+	o := fastOptions()
+	o.Client, o.Store = c, store
+	w := New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "ready", w.Ready)
+	api.WaitWatchers(1)
+
+	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+	api.CloseWatches()
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Watch && r.Fault != "" }, 1)
+	api.PutEndpoints(endpoints("default", "moved", 80, "10.0.0.3"))
+	api.Compact()
+	api.ClearFaults()
+	eventually(t, "relist", func() bool { return w.Stats().Relists.Load() == 1 && w.Stats().Lists.Load() == 2 })
+
+	assert.Equal(t, 1, store.count("default/same"), "unchanged: written by the first list only")
+	assert.Equal(t, 2, store.count("default/moved"))
+}
