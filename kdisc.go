@@ -130,8 +130,9 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	}
 	c := &cluster{id: cc.ID, writer: w, reader: w.Reader(), client: client}
 	c.watcher = listwatch.New(listwatch.Options{
-		Client:         client,
-		Store:          tableStore{w, cc.SharedSize},
+		Client: client,
+		Store:  w, // a full table's error names shared_size
+
 		EndpointSlices: cc.WatchEndpointSlices,
 		Namespaces:     cc.Namespaces,
 		LabelSelector:  cc.Labels.String(),
@@ -139,20 +140,6 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		Logger:         log,
 	})
 	return c, nil
-}
-
-// tableStore names shared_size in the error of a full table, so the log
-// line says which setting to raise.
-type tableStore struct {
-	*shm.Writer
-	sharedSize string
-}
-
-func (t tableStore) Put(key string, ports []shm.Port) error {
-	if err := t.Writer.Put(key, ports); err != nil {
-		return fmt.Errorf("%w (shared_size %s)", err, t.sharedSize)
-	}
-	return nil
 }
 
 // Attach opens, read-only, the tables that a `kdisc run -config` with the
