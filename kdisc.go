@@ -130,9 +130,8 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	}
 	c := &cluster{id: cc.ID, writer: w, reader: w.Reader(), client: client}
 	c.watcher = listwatch.New(listwatch.Options{
-		Client: client,
-		Store:  w, // a full table's error names shared_size
-
+		Client:         client,
+		Store:          w, // a full table's error names shared_size
 		EndpointSlices: cc.WatchEndpointSlices,
 		Namespaces:     cc.Namespaces,
 		LabelSelector:  cc.Labels.String(),
