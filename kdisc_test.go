@@ -69,13 +69,7 @@ func newAPI(t *testing.T) *fakeapi.Server {
 }
 
 func endpoints(ns, name, port string, number int32, ips ...string) *fakeapi.Endpoints {
-	e := &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{Namespace: ns, Name: name}}
-	sub := fakeapi.EndpointSubset{Ports: []fakeapi.EndpointPort{{Name: port, Port: number, Protocol: "TCP"}}}
-	for _, ip := range ips {
-		sub.Addresses = append(sub.Addresses, fakeapi.EndpointAddress{IP: ip})
-	}
-	e.Subsets = []fakeapi.EndpointSubset{sub}
-	return e
+	return fakeapi.NewEndpoints(ns, name, port, number, ips...)
 }
 
 // eventually polls cond every millisecond until it holds, or fails the

@@ -123,15 +123,7 @@ func equal(a, b []string) bool {
 }
 
 func endpoints(ns, name string, port int32, ips ...string) *fakeapi.Endpoints {
-	e := &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{Namespace: ns, Name: name}}
-	sub := fakeapi.EndpointSubset{Ports: []fakeapi.EndpointPort{{Name: "http", Port: port, Protocol: "TCP"}}}
-	for _, ip := range ips {
-		sub.Addresses = append(sub.Addresses, fakeapi.EndpointAddress{IP: ip})
-	}
-	if len(ips) > 0 {
-		e.Subsets = []fakeapi.EndpointSubset{sub}
-	}
-	return e
+	return fakeapi.NewEndpoints(ns, name, "http", port, ips...)
 }
 
 func lists(reqs []fakeapi.Request) (n int) {

@@ -257,3 +257,19 @@ func defaultManagedFields(res *resource, m *ObjectMeta) []ManagedFieldsEntry {
 		FieldsV1:   json.RawMessage(b.String()),
 	}}
 }
+
+// NewEndpoints builds an Endpoints ns/name whose ready addresses ips serve
+// one TCP port named portName (no subset at all when ips is empty, as the
+// apiserver stores a service scaled to zero).
+func NewEndpoints(ns, name, portName string, port int32, ips ...string) *Endpoints {
+	e := &Endpoints{Metadata: ObjectMeta{Namespace: ns, Name: name}}
+	if len(ips) == 0 {
+		return e
+	}
+	sub := EndpointSubset{Ports: []EndpointPort{{Name: portName, Port: port, Protocol: "TCP"}}}
+	for _, ip := range ips {
+		sub.Addresses = append(sub.Addresses, EndpointAddress{IP: ip})
+	}
+	e.Subsets = []EndpointSubset{sub}
+	return e
+}
