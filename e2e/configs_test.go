@@ -120,8 +120,8 @@ func TestMultiCluster(t *testing.T) {
 
 	sel := "namespace_selector:\n  equal: " + ns + "\n"
 	d := newDaemon(t, multiConfig(
-		[2]string{"one", clusterConfig(c.APIServer, sel+"shared_size: 64k\n")},
-		[2]string{"two", clusterConfig(two, sel+"watch_endpoint_slices: true\ndefault_weight: 1\n")},
+		[2]string{"one", c.KdiscCluster(sel + "shared_size: 64k\n")},
+		[2]string{"two", two.KdiscCluster(sel + "watch_endpoint_slices: true\ndefault_weight: 1\n")},
 	))
 	d.Start()
 	d.WaitReady(20 * time.Second)

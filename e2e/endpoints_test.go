@@ -30,7 +30,7 @@ func TestEndpointsThroughCLI(t *testing.T) {
 		kubetest.Subset([]string{"10.20.0.2", "10.20.0.1"}, kubetest.EndpointPort{Port: 9000, Protocol: "TCP"}))
 	require.NoError(t, err)
 
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d := newDaemon(t, singleConfig(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n")))
 	d.Start()
 	d.WaitReady(20 * time.Second)
 
@@ -108,7 +108,7 @@ func TestChangeLatency(t *testing.T) {
 	ns := namespace(t, c.APIServer, "e2e-lat")
 	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.30.0.1"}, httpPort))
 	require.NoError(t, err)
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d := newDaemon(t, singleConfig(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n")))
 	d.Start()
 	d.WaitReady(20 * time.Second)
 

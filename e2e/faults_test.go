@@ -31,7 +31,7 @@ func TestRestartRemovesStale(t *testing.T) {
 		_, err := c.ApplyEndpoints(ctx(t), ns, name, kubetest.Subset([]string{"10.80.0.1"}, httpPort))
 		require.NoError(t, err)
 	}
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d := newDaemon(t, singleConfig(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n")))
 	d.Start()
 	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/drop:http", nodesJSON(50, "10.80.0.1:80"))
@@ -59,7 +59,7 @@ func TestAPIServerDown(t *testing.T) {
 	ns := namespace(t, c.APIServer, "e2e-down")
 	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.81.0.1"}, httpPort))
 	require.NoError(t, err)
-	d := newDaemon(t, singleConfig(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n")))
+	d := newDaemon(t, singleConfig(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n")))
 	d.Start()
 	d.WaitReady(20 * time.Second)
 	d.waitNodes(ns+"/web:http", nodesJSON(50, "10.81.0.1:80"))
@@ -93,7 +93,7 @@ func TestNoRights(t *testing.T) {
 	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.82.0.1"}, httpPort))
 	require.NoError(t, err)
 	user := c.Users[kubetest.SpareUsers[0]]
-	body := strings.Replace(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"), c.DiscoveryTokenFile, user.TokenFile, 1)
+	body := strings.Replace(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n"), c.DiscoveryTokenFile, user.TokenFile, 1)
 	d := newDaemon(t, singleConfig(body))
 	d.Start()
 	eventually(t, 20*time.Second, "/readyz 503 naming the 403", func() (bool, string) {
@@ -122,7 +122,7 @@ func TestTokenRotation(t *testing.T) {
 	old := c.Users[kubetest.SpareUsers[1]]
 	require.NoError(t, c.GrantDiscovery(ctx(t), old.User))
 	tokenFile := writeFile(t, "token", old.Token+"\n")
-	body := strings.Replace(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"), c.DiscoveryTokenFile, tokenFile, 1)
+	body := strings.Replace(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n"), c.DiscoveryTokenFile, tokenFile, 1)
 	d := newDaemon(t, singleConfig(body))
 	d.Start()
 	d.WaitReady(20 * time.Second)
@@ -147,7 +147,7 @@ func TestTokenRotation(t *testing.T) {
 func TestTLSIsVerified(t *testing.T) {
 	c := cluster(t)
 	otherCA := writeFile(t, "other-ca.crt", string(selfSignedCA(t)))
-	wrongCA := strings.Replace(clusterConfig(c.APIServer, ""), c.CAFile, otherCA, 1)
+	wrongCA := strings.Replace(c.KdiscCluster(""), c.CAFile, otherCA, 1)
 	d := newDaemon(t, singleConfig(wrongCA))
 	d.Start()
 	eventually(t, 20*time.Second, "/readyz names the certificate error", func() (bool, string) {
@@ -159,7 +159,7 @@ func TestTLSIsVerified(t *testing.T) {
 	// name in its certificate.
 	relay := newRelay(t, "127.0.0.2:0", c.Host+":"+strconv.Itoa(c.Port)).addr
 	host, port, _ := net.SplitHostPort(relay)
-	wrongName := strings.Replace(strings.Replace(clusterConfig(c.APIServer, ""), "host: "+c.Host, "host: "+host, 1), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
+	wrongName := strings.Replace(strings.Replace(c.KdiscCluster(""), "host: "+c.Host, "host: "+host, 1), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
 	d2 := newDaemon(t, singleConfig(wrongName))
 	d2.Start()
 	eventually(t, 20*time.Second, "/readyz names the name mismatch", func() (bool, string) {

@@ -77,8 +77,7 @@ func TestEndpointSlicesGoAPI(t *testing.T) {
 	apply(kubetest.EndpointSlice{Name: "ext", Service: "ext", AddressType: "FQDN", Ports: []kubetest.SlicePort{kubetest.Port("https", 443)},
 		Endpoints: []kubetest.SliceEndpoint{{Addresses: []string{"api.example.com"}}}})
 
-	d := startGo(t, singleConfig(clusterConfig(c.APIServer,
-		"watch_endpoint_slices: true\ndefault_weight: 7\nnamespace_selector:\n  equal: "+ns+"\n")))
+	d := startGo(t, singleConfig(c.KdiscCluster("watch_endpoint_slices: true\ndefault_weight: 7\nnamespace_selector:\n  equal: "+ns+"\n")))
 
 	assert.Equal(t, []string{"10.40.0.1:8080/7", "10.40.0.2:8080/7", "10.40.0.3:8080/7", "fd00:40::1:8080/7"}, hosts(d, ns+"/web:http"),
 		"slices merged; shared address once; not-ready out; absent conditions ready")
@@ -134,7 +133,7 @@ func TestNamespaceAndLabelSelectors(t *testing.T) {
 		{"namespace_selector:\n  match: ['e2e-sel-[ab]-.*']\nlabel_selector: |-\n  tier=\"front\",env in (prod, staging)\n", true, true, true},
 	} {
 		t.Run(tc.selector, func(t *testing.T) {
-			d := startGo(t, singleConfig(clusterConfig(c.APIServer, tc.selector)))
+			d := startGo(t, singleConfig(c.KdiscCluster(tc.selector)))
 			assert.Equal(t, tc.wantA, present(d, a, "front"), "namespace %s", a)
 			assert.Equal(t, tc.wantB, present(d, b, "front"), "namespace %s", b)
 			assert.Equal(t, tc.wantA && !tc.labelsOnly, present(d, a, "web"))

@@ -30,7 +30,7 @@ func TestGoneOnRealServer(t *testing.T) {
 	}
 	relay := newRelay(t, "127.0.0.1:0", c.Host+":"+strconv.Itoa(c.Port))
 	_, port, _ := net.SplitHostPort(relay.addr)
-	body := strings.Replace(clusterConfig(c.APIServer, "namespace_selector:\n  equal: "+ns+"\n"), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
+	body := strings.Replace(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n"), "port: "+strconv.Itoa(c.Port), "port: "+port, 1)
 	d := newDaemon(t, singleConfig(body))
 	d.Start()
 	d.WaitReady(20 * time.Second)

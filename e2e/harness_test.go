@@ -64,22 +64,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-// clusterConfig is one cluster's YAML (single mode: a map's body; multi
-// mode: a list item's body) for the discovery identity of a.
-func clusterConfig(a *kubetest.APIServer, extra string) string {
-	return fmt.Sprintf(`service:
-  schema: https
-  host: %s
-  port: %d
-  ca_file: %s
-client:
-  token_file: %s
-%s`, a.Host, a.Port, a.CAFile, a.DiscoveryTokenFile, extra)
-}
-
 // singleConfig is a whole config.yaml in single mode.
 func singleConfig(body string) string {
-	return "apisix:\n  node_listen: 9080\ndiscovery:\n  kubernetes:\n" + indent(body, "    ")
+	return "apisix:\n  node_listen: 9080\ndiscovery:\n  kubernetes:\n" + kubetest.Indent(body, "    ")
 }
 
 // multiConfig is a whole config.yaml in multi mode; items are id -> body.
@@ -88,15 +75,7 @@ func multiConfig(items ...[2]string) string {
 	b.WriteString("discovery:\n  kubernetes:\n")
 	for _, it := range items {
 		b.WriteString("    - id: " + it[0] + "\n")
-		b.WriteString(indent(it[1], "      "))
-	}
-	return b.String()
-}
-
-func indent(s, prefix string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		b.WriteString(prefix + line + "\n")
+		b.WriteString(kubetest.Indent(it[1], "      "))
 	}
 	return b.String()
 }

@@ -97,20 +97,11 @@ Try:
   curl --cacert %s -H "Authorization: Bearer $(cat %s)" '%s/api/v1/endpoints'
 
 kdisc config (config.yaml):
-  discovery:
-    kubernetes:
-      service:
-        schema: https
-        host: %s
-        port: %d
-        ca_file: %s
-      client:
-        token_file: %s
-
+%s
 No controller-manager runs: nothing creates Endpoints or EndpointSlices for
 you, and their addresses must not be loopback (use 10.x / 192.168.x).
 Press Ctrl-C to stop.
-`, c.CAFile, c.DiscoveryTokenFile, c.URL, c.Host, c.Port, c.CAFile, c.DiscoveryTokenFile)
+`, c.CAFile, c.DiscoveryTokenFile, c.URL, kubetest.Indent(c.KdiscConfig(""), "  "))
 
 	if *envFile != "" {
 		keys := make([]string, 0, len(vars))

@@ -91,18 +91,7 @@ func run(bin, dir string) error {
 	st := state{URL: c.URL, CAFile: c.CAFile, AdminTokenFile: c.AdminTokenFile,
 		Config: filepath.Join(dir, "config.yaml"), ShmDir: filepath.Join(dir, "shm")}
 	// The discovery identity holds exactly the README's ClusterRole.
-	cfg := fmt.Sprintf(`discovery:
-  kubernetes:
-    service:
-      schema: https
-      host: %s
-      port: %d
-      ca_file: %s
-    client:
-      token_file: %s
-    namespace_selector:
-      equal: demo
-`, c.Host, c.Port, c.CAFile, c.DiscoveryTokenFile)
+	cfg := c.KdiscConfig("namespace_selector:\n  equal: demo\n")
 	if err := os.WriteFile(st.Config, []byte(cfg), 0o644); err != nil {
 		return err
 	}
