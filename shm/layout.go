@@ -35,6 +35,7 @@ const (
 	hRetired    = 56 // 1 once a new file replaced this one at the path
 	hFullErrors = 64 // Puts refused for lack of space (written by the writer only)
 	hWriterPID  = 72 // informational
+	hSynced     = 80 // unix nanoseconds of the last successful list or watch event (SetSynced)
 )
 
 // Shard header words (byte offsets from the start of the shard).

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -362,6 +363,17 @@ func (w *Writer) SetReady(ready bool) {
 			v = 1
 		}
 		w.t.store(hReady, v)
+	}
+}
+
+// SetSynced records when the table last agreed with the apiserver (a
+// list completed, or a watch delivered an event or bookmark). Readers in
+// any process derive the table's staleness from it.
+func (w *Writer) SetSynced(at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.store(hSynced, uint64(at.UnixNano()))
 	}
 }
 
