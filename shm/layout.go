@@ -2,6 +2,7 @@ package shm
 
 import (
 	"fmt"
+	"os"
 	"sync/atomic"
 	"unsafe"
 )
@@ -11,9 +12,9 @@ import (
 // of reusing it, and a reader refuses it.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 3                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys
+	layoutVersion = 4                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header
 
-	headerBytes      = 128 // the file header, then the shards
+	headerBytes      = 4096 // the file header (one page), then the shards
 	shardHeaderBytes = 64  // one cache line: a shard's seqlock never shares a line with another shard's
 	targetShardBytes = 64 << 10
 	maxShards        = 1024
@@ -23,8 +24,12 @@ const (
 	MaxSize = 1 << 40
 )
 
-// Header words (byte offsets from the start of the file).
+// Header words (byte offsets from the start of the file). The first cache
+// line holds what every lookup reads and the writer rarely changes; the
+// words the writer keeps changing (heartbeat, change count) live on other
+// lines, so that they never invalidate the line readers hit.
 const (
+	// Line 0: read by every lookup, written on (re)start, ready, retire.
 	hMagic      = 0
 	hVersion    = 8
 	hGeneration = 16 // changes every time a writer (re)starts on the file
@@ -33,9 +38,20 @@ const (
 	hShardBytes = 40 // geometry: bytes per shard
 	hReady      = 48 // 1 once the writer finished its first full list
 	hRetired    = 56 // 1 once a new file replaced this one at the path
+
+	// Line 1: liveness and staleness, read off the lookup path.
 	hFullErrors = 64 // Puts refused for lack of space (written by the writer only)
 	hWriterPID  = 72 // informational
 	hSynced     = 80 // unix nanoseconds of the last successful list or watch event (SetSynced)
+	hHeartbeat  = 88 // unix nanoseconds, renewed every heartbeatEvery while a writer runs
+
+	// Line 2 on: the change log. hChanges counts changes (Put, Delete)
+	// since the file was made; change n stored the key hash at slot
+	// n % changeSlots of the ring. Readers poll the count and read the
+	// hashes of what changed since they last looked.
+	hChanges    = 128
+	hChangeRing = 256
+	changeSlots = (headerBytes - hChangeRing) / 8
 )
 
 // Shard header words (byte offsets from the start of the shard).
@@ -79,10 +95,16 @@ func geometryFor(size int64) (geometry, error) {
 // readers copy bytes out, so unmapping or rewriting never changes a value a
 // caller holds.
 type table struct {
-	mem  []byte         // as returned by mmap; kept for munmap
+	mem  []byte         // as returned by mmap
 	base unsafe.Pointer // &mem[0]
 	geometry
-	refs atomic.Int64 // owners (a writer, readers); unmapped at zero
+	refs atomic.Int64 // owners (a writer, readers); blanked at zero
+	// A reader's table keeps its file open, to ask whether a writer holds
+	// the file's lock (f), and to tell the file from another at the same
+	// path (fi). nil for anonymous memory and for the writer's own table.
+	f      *os.File
+	fi     os.FileInfo
+	writer bool // the writer's own mapping (and its in-process readers')
 }
 
 func newTable(mem []byte, g geometry) *table {
@@ -130,6 +152,8 @@ func (t *table) init(gen uint64) {
 	t.store(hReady, 0)
 	t.store(hRetired, 0)
 	t.store(hFullErrors, 0)
+	t.store(hSynced, 0)
+	t.store(hChanges, 0)
 	// Magic last: a file is recognisable only once the rest is written.
 	t.store(hMagic, magic)
 }

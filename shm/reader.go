@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,28 +17,91 @@ import (
 // Reader reads a table, lock-free, from any number of goroutines. It never
 // writes to the mapping (a file table is mapped read-only).
 //
-// When the writer replaces the file (a new size, a new layout), it marks
-// the old one retired; the next call notices (one atomic load) and re-opens
-// the path. Old mappings stay mapped until Close, because goroutines may
-// still be reading them: a Reader costs at most one mapping per replacement
-// it lived through.
+// A Reader follows its path: when the writer replaces the file (a new
+// size, a new layout) it marks the old one retired, and the next call
+// notices (one atomic load) and re-opens the path; a file removed and made
+// anew, or a table that did not exist yet, is found by a check every
+// followEvery, off the lookup path. Old mappings stay until Close, because
+// goroutines may still be reading them: a Reader costs at most one mapping
+// per replacement it lived through.
 type Reader struct {
-	path      string
-	inProcess bool // from Writer.Reader: the writer is this process
-	cur       atomic.Pointer[table]
-	names     names
-	mu        sync.Mutex // re-open and Close
-	old       []*table
-	lastTry   atomic.Int64 // unix nanos of the last re-open attempt
+	path    string
+	trust   trust
+	cur     atomic.Pointer[table]
+	names   names
+	deadGen atomic.Uint64 // generation+1 of the current table once its writer was found dead
+	lastTry atomic.Int64  // unix nanos of the last re-open attempt
+
+	mu     sync.Mutex // re-open and Close
+	old    []*table
+	closed bool
+	stop   chan struct{} // ends the follow loop; nil without one
+	done   chan struct{}
 }
 
-// Open maps the table at path read-only.
-func Open(path string) (*Reader, error) {
-	t, err := openTable(path)
-	if err != nil {
+// How often a Reader checks, off the lookup path, whether its path now
+// names another table; and how long a writer's heartbeat may be silent
+// before readers take the writer for dead.
+const (
+	followEvery    = 500 * time.Millisecond
+	heartbeatEvery = 250 * time.Millisecond
+	deadAfter      = 2 * time.Second
+)
+
+// OpenOption tunes Open.
+type OpenOption func(*openOptions)
+
+type openOptions struct {
+	trust        trust
+	allowMissing bool
+}
+
+// TrustUIDs adds users that may own the table and its directory, besides
+// the reader's own user and root: a proxy's workers often run as another
+// user than kdisc run.
+func TrustUIDs(uids ...int) OpenOption {
+	return func(o *openOptions) { o.trust.uids = append(o.trust.uids, uids...) }
+}
+
+// AllowMissing lets Open succeed when no table exists yet at the path: the
+// Reader answers NotReady until a writer creates it, then finds it.
+func AllowMissing() OpenOption { return func(o *openOptions) { o.allowMissing = true } }
+
+// ParseUIDs reads a comma-separated list of numeric user ids, the form of
+// the KDISC_TRUSTED_UIDS environment variable.
+func ParseUIDs(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(f, 10, 31)
+		if err != nil {
+			return nil, fmt.Errorf("shm: %q is not a numeric user id", f)
+		}
+		out = append(out, int(n))
+	}
+	return out, nil
+}
+
+// Open maps the table at path read-only. The file and its directory must
+// be owned by the reader's user, root, or a uid given with TrustUIDs, and
+// writable by nobody else; neither may be a symlink.
+func Open(path string, opts ...OpenOption) (*Reader, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	t, err := openTable(path, o.trust)
+	if err != nil && !(o.allowMissing && errors.Is(err, fs.ErrNotExist)) {
 		return nil, err
 	}
-	return newReader(path, t), nil
+	r := &Reader{path: path, trust: o.trust, stop: make(chan struct{}), done: make(chan struct{})}
+	if t != nil {
+		r.cur.Store(t)
+	}
+	go r.followLoop()
+	return r, nil
 }
 
 func newReader(path string, t *table) *Reader {
@@ -46,32 +110,32 @@ func newReader(path string, t *table) *Reader {
 	return r
 }
 
-func openTable(path string) (*table, error) {
-	f, err := os.Open(path)
+func openTable(path string, tr trust) (*table, error) {
+	f, st, err := tr.openTrusted(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("shm: no kdisc table at %s (is \"kdisc run\" running?): %w", path, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("shm: %w", err)
-	}
-	defer f.Close() // the mapping outlives the descriptor
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("shm: %w", err)
+		return nil, err
 	}
 	if !st.Mode().IsRegular() || st.Size() < headerBytes || st.Size() > MaxSize {
+		f.Close()
 		return nil, fmt.Errorf("shm: %s is not a kdisc table (%s, %d bytes)", path, st.Mode().Type(), st.Size())
 	}
 	mem, err := mapFile(f, st.Size(), false)
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	g, err := checkHeader(mem, path)
 	if err != nil {
 		unmap(mem)
+		f.Close()
 		return nil, err
 	}
-	return newTable(mem, g), nil
+	t := newTable(mem, g)
+	t.f, t.fi = f, st
+	return t, nil
 }
 
 // table returns the current mapping, re-opening the path first when the
@@ -84,41 +148,89 @@ func (r *Reader) table() *table {
 	return r.reattach(t)
 }
 
-// reattach swaps in the file now at the path. It keeps serving the retired
-// mapping (last known values) while the path holds nothing better, and
-// tries at most every 10 ms so a missing file does not turn every lookup
-// into an open(2).
+// reattach swaps in the file now at the path after the writer retired t.
+// It keeps serving the retired mapping (last known values) while the path
+// holds nothing better, and tries at most every 10 ms so a missing file
+// does not turn every lookup into an open(2).
 func (r *Reader) reattach(t *table) *table {
-	if r.path == "" {
-		return t
-	}
 	now := time.Now().UnixNano()
-	if last := r.lastTry.Load(); now-last < int64(10*time.Millisecond) || !r.lastTry.CompareAndSwap(last, now) {
+	if last := r.lastTry.Load(); r.path == "" || now-last < int64(10*time.Millisecond) || !r.lastTry.CompareAndSwap(last, now) {
 		return t
 	}
+	return r.follow()
+}
+
+func (r *Reader) followLoop() {
+	defer close(r.done)
+	tick := time.NewTicker(followEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+			r.follow()
+		}
+	}
+}
+
+// follow makes the table at the path the current one if it is another
+// file than the one mapped now (retired, removed and made anew, or made
+// for the first time) and a valid, trusted table.
+func (r *Reader) follow() *table {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur := r.cur.Load(); cur != t {
-		return cur // another goroutine did it, or Close
+	cur := r.cur.Load()
+	if r.closed || r.path == "" {
+		return cur
 	}
-	nt, err := openTable(r.path)
+	if cur != nil && cur.load(hRetired) == 0 {
+		fi, err := os.Stat(r.path)
+		if err != nil || (cur.fi != nil && os.SameFile(fi, cur.fi)) {
+			return cur // gone (keep the last known values) or unchanged
+		}
+	}
+	nt, err := openTable(r.path, r.trust)
 	if err != nil {
-		return t
+		return cur
 	}
-	if nt.load(hGeneration) == t.load(hGeneration) || nt.load(hRetired) != 0 {
+	if cur != nil && cur.fi != nil && os.SameFile(nt.fi, cur.fi) || nt.load(hRetired) != 0 {
 		nt.release() // the same file, or already replaced again: later
-		return t
+		return cur
 	}
-	r.old = append(r.old, t)
+	if cur != nil {
+		r.old = append(r.old, cur)
+	}
 	r.cur.Store(nt)
 	return nt
 }
 
 // Ready reports whether the writer finished its first full list and is
-// still running (it holds the table's lock).
+// alive. It reads the table header only: no lock, no system call.
 func (r *Reader) Ready() bool {
 	t := r.table()
-	return t != nil && t.load(hReady) == 1 && (r.inProcess || writerAlive(r.path))
+	return t != nil && t.load(hReady) == 1 && alive(t)
+}
+
+// alive reports whether the table's writer renewed its heartbeat lately
+// (Close clears it at once; a killed writer goes silent).
+func alive(t *table) bool {
+	return time.Now().UnixNano()-int64(t.load(hHeartbeat)) < int64(deadAfter)
+}
+
+// Age returns how long ago the table last agreed with the apiserver (the
+// writer's last successful list, or watch event or bookmark); false when
+// it never has. A proxy decides from it how stale is too stale.
+func (r *Reader) Age() (time.Duration, bool) {
+	t := r.table()
+	if t == nil {
+		return 0, false
+	}
+	at := int64(t.load(hSynced))
+	if at == 0 {
+		return 0, false
+	}
+	return time.Duration(time.Now().UnixNano() - at), true
 }
 
 // Generation identifies the writer run (and file) the reader sees now.
@@ -129,9 +241,53 @@ func (r *Reader) Generation() uint64 {
 	return 0
 }
 
-// Close unmaps every mapping the reader holds. No goroutine may use the
-// Reader during or after Close.
+// Changes calls fn with the key hash (KeyHash) of every change (Put or
+// Delete) after the first since changes, and returns the count to pass
+// next time. complete is false when the log no longer reaches back to
+// since (more changes than it holds, or another file): the caller must
+// then assume that anything may have changed. Start with since = the count
+// from a first call (Changes(0, nil) returns it with complete false unless
+// nothing ever changed).
+func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, complete bool) {
+	t := r.table()
+	if t == nil {
+		return 0, since == 0
+	}
+	now = t.load(hChanges)
+	if since > now || now-since > changeSlots {
+		return now, false
+	}
+	for i := since; i < now; i++ {
+		if fn != nil {
+			fn(t.load(hChangeRing + i%changeSlots*8))
+		}
+	}
+	// The writer may have lapped the ring while we read: then some hash
+	// read above is newer than its change, and older ones were lost.
+	if t.load(hChanges)-since > changeSlots {
+		return t.load(hChanges), false
+	}
+	return now, true
+}
+
+// KeyHash is the hash Changes reports for key ("namespace/name").
+func KeyHash(key string) uint64 { return hashKey(key) }
+
+// Close stops following the path and releases every mapping the reader
+// holds. Lookups running meanwhile, or made afterwards, are safe: they
+// answer NotReady (the mappings are replaced by zero pages, not unmapped).
 func (r *Reader) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	if r.stop != nil {
+		close(r.stop)
+		<-r.done
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var err error
@@ -147,23 +303,62 @@ func (r *Reader) Close() error {
 	return err
 }
 
+// Answer is what a lookup found: the nodes, or which of three kinds of
+// nothing. A proxy acts differently on each: NotReady means retry or 503
+// (the table is not authoritative), Unknown means 404, Empty means 503
+// (the service exists but has no address to serve for that port).
+type Answer uint8
+
+const (
+	Found    Answer = iota // nodes appended (served whether or not the table is ready: last known nodes)
+	Unknown                // no such service or port, and the table is ready
+	Empty                  // the service exists but has no address for that port; the table is ready
+	NotReady               // not found, and the table is not authoritative: not yet listed, no live writer, or closed
+)
+
+// String is the word the CLI and the control API use for the answer.
+func (a Answer) String() string {
+	switch a {
+	case Found:
+		return "found"
+	case Unknown:
+		return "unknown"
+	case Empty:
+		return "empty"
+	case NotReady:
+		return "not_ready"
+	}
+	return "Answer(" + strconv.Itoa(int(a)) + ")"
+}
+
 // Lookup appends the nodes of service ("namespace/name:port") to dst. It
 // does not allocate when dst has room (and DNS names were seen before), and
-// returns (dst, false) when the service, the port, or its nodes are absent.
+// returns (dst, false) when nothing is found; Find says why.
+func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
+	dst, a := r.Find(dst, service)
+	return dst, a == Found
+}
+
+// Find is Lookup with the reason when nothing is found. It reads the
+// table header for readiness (no lock, no system call) and does not
+// allocate.
 //
 // The usual case — a stable shard, the key there, the wanted port its first
 // with fixed-width IPv4 nodes, room in dst — is handled inline below; it is
 // most lookups, and calls and spills were much of their cost. Anything else
 // (a miss after a tag collision, other ports or formats, a torn read, a
 // retry) takes lookupSlow, which handles every case.
-func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
+func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	i := strings.LastIndexByte(service, ':')
 	t := r.cur.Load() // r.table(), inline
 	if t != nil && t.load(hRetired) != 0 {
 		t = r.reattach(t)
 	}
-	if i < 0 || t == nil {
-		return dst, false
+	if t == nil {
+		return dst, NotReady
+	}
+	if i < 0 {
+		return dst, r.nothing(t, Unknown)
 	}
 	key, port := service[:i], service[i+1:]
 	h := hashKey(key)
@@ -171,7 +366,7 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 	seq := t.load(so + sSeq)
 	c := t.load(so + sCap)
 	if seq&1 != 0 || c-1 >= t.idxCap() { // being written, empty or corrupt
-		return r.lookupSlow(t, so, tag, service, i, dst)
+		return r.findSlow(t, so, tag, service, i, dst)
 	}
 	for s, probes := home(tag, c), c; probes > 0; probes-- {
 		e := t.load(so + shardHeaderBytes + s*8)
@@ -179,7 +374,7 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 			if t.load(so+sSeq) != seq {
 				break
 			}
-			return dst, false
+			return dst, r.nothing(t, Unknown)
 		}
 		if e>>32 != tag {
 			if s++; s == c {
@@ -220,38 +415,46 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 		dst = dst[:base+int(nn)]
 		t.fill4(dst[base:], so+body, uint16(w0>>16), uint32(w1>>32))
 		if t.load(so+sSeq) == seq {
-			return dst, true
+			return dst, Found
 		}
 		dst = dst[:base]
 		break
 	}
-	return r.lookupSlow(t, so, tag, service, i, dst)
+	return r.findSlow(t, so, tag, service, i, dst)
 }
 
-// lookupSlow is Lookup for every case: optimistic passes over the shard
+// nothing is the answer for a lookup that found no node: a, unless the
+// table is not ready.
+func (r *Reader) nothing(t *table, a Answer) Answer {
+	if t.load(hReady) != 1 || !alive(t) {
+		return NotReady
+	}
+	return a
+}
+
+// findSlow is Find for every case: optimistic passes over the shard
 // until one reads it at a stable sequence.
-func (r *Reader) lookupSlow(t *table, so, tag uint64, service string, i int, dst []Node) ([]Node, bool) {
+func (r *Reader) findSlow(t *table, so, tag uint64, service string, i int, dst []Node) ([]Node, Answer) {
 	base := len(dst)
-	var b backoff
+	b := backoff{r: r, t: t}
 	for {
 		seq := t.load(so + sSeq)
 		if seq&1 == 0 {
 			out, res := r.lookup(t, so, seq, tag, service, i, dst)
 			if t.load(so+sSeq) == seq {
-				if res == resCorrupt { // consistent yet invalid: never loop on it
-					res = resNone
-				}
-				if res == resFound {
-					return out, true
-				}
-				if res == resNone {
-					return out[:base], false
+				switch res {
+				case resFound:
+					return out, Found
+				case resNone, resCorrupt: // consistent yet invalid: never loop on it
+					return out[:base], r.nothing(t, Unknown)
+				case resEmpty:
+					return out[:base], r.nothing(t, Empty)
 				}
 			}
 			dst = out[:base] // keep capacity grown on the way
 		}
 		if !b.wait(seq) {
-			return dst, false
+			return dst, NotReady
 		}
 	}
 }
@@ -259,8 +462,9 @@ func (r *Reader) lookupSlow(t *table, so, tag uint64, service string, i int, dst
 type result int
 
 const (
-	resNone    result = iota // not there (valid only if the sequence held)
+	resNone    result = iota // no such key or port (valid only if the sequence held)
 	resFound                 // appended (valid only if the sequence held)
+	resEmpty                 // the key is there, with no node for the port
 	resCorrupt               // undecodable: torn, or a corrupt table
 	resMoved                 // the sequence moved while reading: retry
 )
@@ -302,6 +506,9 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 			}
 			if h&0xffff == uint64(len(key)) && t.equal(so+off+recHeaderBytes, key) {
 				nPorts = h >> 48
+				if nPorts == 0 { // no port at all (scaled to zero): empty for every port
+					return dst, resEmpty
+				}
 				break
 			}
 		}
@@ -332,7 +539,7 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 		}
 		nn := h.nNodes()
 		if nn == 0 {
-			return dst, resNone
+			return dst, resEmpty
 		}
 		base := len(dst)
 		if uint64(cap(dst)-base) < nn {
@@ -394,7 +601,7 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 	}
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
-	var b backoff
+	b := backoff{r: r, t: t}
 	for {
 		seq := t.load(so + sSeq)
 		if seq&1 == 0 {
@@ -428,7 +635,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 	for i := range t.shards {
 		so := headerBytes + i*t.shardBytes
 		var entries []entry
-		var b backoff
+		b := backoff{r: r, t: t}
 		for {
 			seq := t.load(so + sSeq)
 			if seq&1 == 0 {
@@ -471,26 +678,33 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 
 // backoff paces a reader that met a shard being written: spin briefly
 // (a Put holds a shard for well under a microsecond), then yield, then
-// sleep. It keeps retrying as long as the writer makes progress; only a
-// sequence stuck odd for stuckAfter — a writer that died in the middle of
-// a change — makes the caller give up and answer "not found", which is
-// stale but never torn. The next writer repairs such a shard on start.
+// sleep. A writer that died in the middle of a change leaves the shard's
+// sequence odd for good; the reader asks (once per writer run) whether a
+// writer still holds the table's lock, and gives up at once when none
+// does. A live writer is waited for at most stuckAfter. Giving up answers
+// NotReady: stale but never torn. The next writer repairs such a shard on
+// start.
 type backoff struct {
+	r     *Reader
+	t     *table
 	n     int
 	seq   uint64
 	since int64
 }
 
-const stuckAfter = time.Second
+const stuckAfter = 100 * time.Millisecond
 
 func (b *backoff) wait(seq uint64) bool {
 	b.n++
 	switch {
 	case b.n < 32:
 		return true
-	case b.n < 256:
+	case b.n < 64:
 		runtime.Gosched()
 		return true
+	}
+	if seq&1 == 1 && b.r.writerDead(b.t) {
+		return false
 	}
 	now := time.Now().UnixNano()
 	if seq&1 == 0 || seq != b.seq {
@@ -500,4 +714,19 @@ func (b *backoff) wait(seq uint64) bool {
 	}
 	time.Sleep(10 * time.Microsecond)
 	return true
+}
+
+// writerDead reports whether no writer runs on t: its heartbeat was
+// cleared by Close, or (for a file) nobody holds its lock. The answer is
+// remembered for the writer run, so a dead writer costs one system call.
+func (r *Reader) writerDead(t *table) bool {
+	gen := t.load(hGeneration) + 1
+	if r.deadGen.Load() == gen {
+		return true
+	}
+	dead := t.load(hHeartbeat) == 0 || (t.f != nil && !t.writer && !writerHolds(t.f))
+	if dead {
+		r.deadGen.Store(gen)
+	}
+	return dead
 }

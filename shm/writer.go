@@ -30,6 +30,7 @@ type Writer struct {
 	fullErrors  uint64
 	compactions uint64
 	closed      bool
+	stop        chan struct{} // ends the heartbeat
 }
 
 var errClosed = errors.New("shm: writer is closed")
@@ -66,7 +67,7 @@ func Create(path string, size int64) (*Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	if err := checkDir(filepath.Dir(path)); err != nil {
+	if err := (trust{}).checkDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	for range 10 {
@@ -79,14 +80,37 @@ func Create(path string, size int64) (*Writer, error) {
 }
 
 func newWriter(t *table, f *os.File, path string) *Writer {
-	w := &Writer{t: t, f: f, path: path}
+	w := &Writer{t: t, f: f, path: path, stop: make(chan struct{})}
+	t.writer = true
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
 		e, u := t.check(headerBytes + i*t.shardBytes)
 		w.entries += int(e)
 		w.used += int64(u)
 	}
+	t.store(hHeartbeat, uint64(time.Now().UnixNano()))
+	go w.heartbeat()
 	return w
+}
+
+// heartbeat renews the header's heartbeat until Close, so that readers
+// in other processes can tell a live writer from a dead one by reading the
+// header: a killed writer goes silent within heartbeatEvery.
+func (w *Writer) heartbeat() {
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-tick.C:
+			w.mu.Lock()
+			if !w.closed {
+				w.t.store(hHeartbeat, uint64(now.UnixNano()))
+			}
+			w.mu.Unlock()
+		}
+	}
 }
 
 func createFile(path string, g geometry) (*Writer, error) {
@@ -141,6 +165,11 @@ func createFile(path string, g geometry) (*Writer, error) {
 	}
 	if old != nil && old.geometry == g {
 		// Same layout and size: keep the entries, start a new generation.
+		if err := reserve(f, int64(g.size)); err != nil { // an older, sparse file
+			old.release()
+			f.Close()
+			return nil, err
+		}
 		old.store(hReady, 0)
 		old.store(hRetired, 0)
 		old.store(hFullErrors, 0)
@@ -155,10 +184,16 @@ func createFile(path string, g geometry) (*Writer, error) {
 		}
 		return nil, err
 	}
+	w := newWriter(t, nf, path)
+	if old != nil && old.shards > 0 {
+		// A new size: readers move to the new file as soon as it is at
+		// the path, so it starts with the old content; the first list
+		// then corrects it. (Another layout version cannot be read.)
+		copyTable(old, w)
+	}
 	if err := os.Rename(nf.Name(), path); err != nil {
 		os.Remove(nf.Name())
-		nf.Close()
-		t.release()
+		w.Close()
 		f.Close()
 		if old != nil {
 			old.release()
@@ -172,7 +207,29 @@ func createFile(path string, g geometry) (*Writer, error) {
 		old.release()
 	}
 	f.Close() // releases the old inode's lock; nf holds the new one's
-	return newWriter(t, nf, path), nil
+	return w, nil
+}
+
+// copyTable puts every entry of the table from into w, and its sync time.
+// A value the new table has no room for is left out: the first list
+// stores what fits and reports the rest as table-full.
+func copyTable(from *table, w *Writer) {
+	for i := range from.shards {
+		so := headerBytes + i*from.shardBytes
+		from.check(so) // a shard its dead writer left mid-change is emptied, not copied torn
+		for j := range from.load(so + sCap) {
+			e := from.load(from.slot(so, j))
+			if e == 0 {
+				continue
+			}
+			if rec, ok := from.recordAt(so, e); ok {
+				if ports, ok := from.ports(rec); ok {
+					_ = w.Put(from.key(rec), ports)
+				}
+			}
+		}
+	}
+	w.t.store(hSynced, from.load(hSynced))
 }
 
 // createNew makes the first table at path. It links the finished file in
@@ -183,17 +240,17 @@ func createNew(path string, g geometry) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	w := newWriter(t, nf, path)
 	err = os.Link(nf.Name(), path)
 	os.Remove(nf.Name())
 	if err != nil {
-		nf.Close()
-		t.release()
+		w.Close()
 		if errors.Is(err, fs.ErrExist) {
 			return nil, errRaced
 		}
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	return newWriter(t, nf, path), nil
+	return w, nil
 }
 
 // buildTemp creates, locks, sizes and initialises a table in a temporary
@@ -215,8 +272,8 @@ func buildTemp(path string, g geometry, gen uint64) (*os.File, *table, error) {
 	if err := lockFile(nf); err != nil {
 		return fail(err)
 	}
-	if err := nf.Truncate(int64(g.size)); err != nil {
-		return fail(fmt.Errorf("shm: %w", err))
+	if err := reserve(nf, int64(g.size)); err != nil {
+		return fail(err)
 	}
 	mem, err := mapFile(nf, int64(g.size), true)
 	if err != nil {
@@ -304,7 +361,16 @@ func (w *Writer) Put(key string, ports []Port) error {
 		w.entries++
 	}
 	w.used += int64(need) - int64(oldSize)
+	t.logChange(h)
 	return nil
+}
+
+// logChange records that the key of hash h changed: the ring slot first,
+// then the count, so a reader that sees the count sees the slot.
+func (t *table) logChange(h uint64) {
+	n := t.load(hChanges)
+	t.store(hChangeRing+n%changeSlots*8, h)
+	t.store(hChanges, n+1)
 }
 
 // Delete removes key and reports whether it was there.
@@ -324,6 +390,7 @@ func (w *Writer) Delete(key string) bool {
 	w.t.remove(so, slot, r)
 	w.entries--
 	w.used -= int64(r.size() + 8*(slots-w.t.load(so+sCap)))
+	w.t.logChange(h)
 	return true
 }
 
@@ -400,9 +467,7 @@ func (w *Writer) Reader() *Reader {
 		return newReader("", nil) // finds nothing: the mapping is gone
 	}
 	w.t.refs.Add(1)
-	r := newReader(w.path, w.t)
-	r.inProcess = true
-	return r
+	return newReader(w.path, w.t)
 }
 
 // Close marks the table not ready, unmaps it (once no Reader from
@@ -415,7 +480,9 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
+	close(w.stop)
 	w.t.store(hReady, 0)
+	w.t.store(hHeartbeat, 0) // readers know at once that no writer runs
 	err := w.t.release()
 	if w.f != nil {
 		if cerr := w.f.Close(); err == nil && cerr != nil {
@@ -425,10 +492,15 @@ func (w *Writer) Close() error {
 	return err
 }
 
-// release drops one reference to the mapping, unmapping it at zero.
+// release drops one reference to the mapping. At zero the mapping becomes
+// zero pages (see blank) and a reader's file is closed.
 func (t *table) release() error {
-	if t.refs.Add(-1) == 0 {
-		return unmap(t.mem)
+	if t.refs.Add(-1) != 0 {
+		return nil
 	}
-	return nil
+	err := blank(t.mem)
+	if t.f != nil {
+		t.f.Close()
+	}
+	return err
 }
