@@ -15,7 +15,7 @@ const (
 	layoutVersion = 4                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header
 
 	headerBytes      = 4096 // the file header (one page), then the shards
-	shardHeaderBytes = 64  // one cache line: a shard's seqlock never shares a line with another shard's
+	shardHeaderBytes = 64   // one cache line: a shard's seqlock never shares a line with another shard's
 	targetShardBytes = 64 << 10
 	maxShards        = 1024
 
