@@ -324,7 +324,10 @@ func (t *table) ports(r record) ([]Port, bool) {
 	if r.nPorts > r.valLen/portHeaderBytes {
 		return nil, false
 	}
-	ports := make([]Port, 0, r.nPorts)
+	var ports []Port // nil for a service with no port
+	if r.nPorts > 0 {
+		ports = make([]Port, 0, r.nPorts)
+	}
 	for range r.nPorts {
 		h, ok := t.portAt(p, end)
 		if !ok || !h.nodesOK() {

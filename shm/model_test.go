@@ -1,0 +1,122 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The table against a trivially correct model: random sequences of Put,
+// Delete, Get, Lookup and Range on a small table (so that it fills up)
+// and on a plain map, where a Put refused with *FullError leaves the
+// model unchanged. They must agree after every step (after sync.Map's
+// TestMapMatchesRWMutex).
+func TestTableMatchesMap(t *testing.T) {
+	sequences, steps := 2000, 100
+	if testing.Short() {
+		sequences = 200
+	}
+	for seq := range sequences {
+		seed := uint64(seq)
+		rnd := rand.New(rand.NewPCG(seed, 42))
+		w, err := Create("", MinSize+int64(rnd.IntN(3))*16<<10)
+		require.NoError(t, err)
+		r := w.Reader()
+		model := map[string][]Port{}
+		for step := range steps {
+			key := fmt.Sprintf("ns-%d/svc-%d", rnd.IntN(3), rnd.IntN(40))
+			where := func() string { return fmt.Sprintf("seed %d step %d key %s", seed, step, key) }
+			switch op := rnd.IntN(10); {
+			case op < 5:
+				ports := randomPorts(rnd)
+				err := w.Put(key, ports)
+				var full *FullError
+				switch {
+				case err == nil:
+					model[key] = ports
+				case errors.As(err, &full):
+					require.Equal(t, key, full.Key, where())
+				default:
+					t.Fatalf("%s: Put: %v", where(), err)
+				}
+			case op < 7:
+				_, had := model[key]
+				require.Equal(t, had, w.Delete(key), "%s: Delete reports presence", where())
+				delete(model, key)
+			case op < 9:
+				got, ok := r.Get(key)
+				want, had := model[key]
+				require.Equal(t, had, ok, "%s: Get presence", where())
+				if had {
+					require.Equal(t, want, got, "%s: Get value", where())
+				}
+				for _, p := range want {
+					nodes, ans := r.Find(nil, key+":"+p.Name)
+					if len(p.Nodes) == 0 {
+						require.Equal(t, NotReady, ans, "%s: port %s has no nodes (table not ready)", where(), p.Name)
+						continue
+					}
+					require.Equal(t, Found, ans, "%s: Find %s", where(), p.Name)
+					require.Equal(t, p.Nodes, nodes, "%s: Find %s", where(), p.Name)
+				}
+			default:
+				got := map[string][]Port{}
+				r.Range(func(k string, ports []Port) bool { got[k] = ports; return true })
+				require.Equal(t, len(model), len(got), "%s: Range count", where())
+				for k, want := range model {
+					require.Equal(t, want, got[k], "%s: Range %s", where(), k)
+				}
+				require.Equal(t, len(model), w.Stats().Entries, "%s: Stats.Entries", where())
+			}
+		}
+		require.NoError(t, r.Close())
+		require.NoError(t, w.Close())
+	}
+}
+
+// randomPorts makes a value as listwatch would store it: ports sorted by
+// name, nodes sorted and distinct, sometimes large, sometimes empty.
+func randomPorts(rnd *rand.Rand) []Port {
+	n := rnd.IntN(4)
+	if rnd.IntN(8) == 0 {
+		n = 0 // a service with no port at all
+	}
+	names := []string{"1234", "dns", "http", "https-metrics", "p"}
+	var ports []Port
+	for _, name := range names[:n] {
+		p := Port{Name: name}
+		count := rnd.IntN(6)
+		if rnd.IntN(25) == 0 {
+			count = 100 + rnd.IntN(400) // fills a small table
+		}
+		port := uint16(1 + rnd.IntN(65535))
+		for i := range count {
+			var nd Node
+			switch rnd.IntN(5) {
+			case 0:
+				nd = Node{Addr: netip.AddrFrom16([16]byte{0xfd, 15: byte(i), 14: byte(i >> 8)})}
+			case 1:
+				nd = Node{Name: fmt.Sprintf("n%d.example.com", i)}
+			default:
+				nd = Node{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}
+			}
+			nd.Port, nd.Weight = port, 50
+			if rnd.IntN(4) == 0 {
+				nd.Port, nd.Weight = uint16(1+rnd.IntN(65535)), uint32(rnd.IntN(100))
+			}
+			p.Nodes = append(p.Nodes, nd)
+		}
+		slices.SortFunc(p.Nodes, Compare)
+		p.Nodes = slices.CompactFunc(p.Nodes, func(a, b Node) bool { return Compare(a, b) == 0 })
+		if len(p.Nodes) == 0 {
+			p.Nodes = nil
+		}
+		ports = append(ports, p)
+	}
+	return ports
+}
