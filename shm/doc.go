@@ -14,16 +14,21 @@
 //
 //	r, _ := shm.Open("/dev/shm/kdisc/kubernetes") // a reader, anywhere
 //	buf, ok := r.Lookup(buf[:0], "default/web:http") // no allocation
+//	buf, answer := r.Find(buf[:0], "default/web:http") // Found, Unknown, Empty or NotReady
 //
 // # Memory layout
 //
 // Every multi-byte field is a little-endian uint64 word at an 8-byte
 // aligned offset, read and written only with sync/atomic.
 //
-//	file:   header (128 B) | shard 0 | shard 1 | ... | shard S-1
-//	header: magic "KDISCSHM", layout version, generation, size,
-//	        shard count, shard size, ready, retired, full-error count,
-//	        writer pid
+//	file:   header (4 KiB) | shard 0 | shard 1 | ... | shard S-1
+//	header: line 0, read by every lookup: magic "KDISCSHM", layout
+//	        version, generation, size, shard count, shard size, ready,
+//	        retired;
+//	        line 1: full-error count, writer pid, last sync time,
+//	        heartbeat (unix nanoseconds);
+//	        then the change count and a ring of the key hashes of the
+//	        last changes
 //	shard:  seq, count, dataLow, dead, slots (64 B, one cache line)
 //	        | index: slots words, a hash table | free | records |
 //	index:  tag (low 32 bits of the key's hash) << 32 | record offset/8,
@@ -40,6 +45,10 @@
 // a key's hash pick its shard. A service of 3 IPv4 nodes on one port takes
 // about 80 bytes and an index slot and a third, so 1 MiB holds over ten
 // thousand such services.
+//
+// A record with no port is a service that exists with no port at all
+// (scaled to zero); a port with no node, one with no address to serve.
+// Both answer Empty, so a proxy can tell them from an unknown service.
 //
 // A Lookup reads all of this in place with atomic word loads: one or two
 // index slots, the record header and key, one port header per port before
@@ -61,12 +70,38 @@
 // rehashed. When even compaction cannot make room, Put fails with a
 // *FullError and the old value stays.
 //
+// A writer that dies inside the odd window leaves the shard odd. A reader
+// that finds a shard odd for more than a few spins asks whether any
+// writer holds the table's lock (F_OFD_GETLK, which takes nothing, once per
+// writer run): with none, it answers NotReady at once; a live writer is
+// waited for at most 100 ms. Readiness comes from the header alone: the
+// ready flag and the writer's heartbeat (renewed every 250 ms, cleared by
+// Close, silent 2 s after a crash), so a probe never locks anything.
+//
+// Every change (Put, Delete) also appends the key's hash to the change
+// ring and then bumps the change count: Changes lets a reader in any
+// process learn which services changed since it last looked, and when it
+// fell too far behind to know.
+//
+// Readers never unmap: Close replaces a mapping by read-only zero pages, so
+// a lookup racing Close reads an empty table (NotReady) instead of faulting.
+//
 // # Files
 //
-// Create flocks the file (one writer per path). It reuses a table of the
-// same layout and size in place, so readers keep serving the last known
-// nodes across a writer restart; otherwise it builds a new file beside it,
-// renames it over the path and marks the old one retired. Readers see the
-// retired flag (one atomic load per call) and re-open the path; they keep
-// the old mapping until Close.
+// Create takes an exclusive OFD lock on the file (one writer per path;
+// gone when the process dies) and reserves every byte of it (fallocate), so
+// that a tmpfs too small fails at start rather than with SIGBUS later. It
+// reuses a table of the same layout and size in place, so readers keep
+// serving the last known nodes across a writer restart; otherwise it
+// builds a new file beside it, copies the old table's entries into it
+// (same layout, new size), renames it over the path and marks the old one
+// retired. Readers see the retired flag (one atomic load per call) and
+// re-open the path; every 500 ms they also check, off the lookup path,
+// whether the path names another file (removed and made anew, or made
+// after they opened with AllowMissing). They keep old mappings until Close.
+//
+// Whoever can replace the table can redirect every proxy, so writer and
+// readers both refuse a table or directory that is a symlink, writable by
+// group or others, or owned by anyone but themselves, root, or a uid they
+// are told to trust (TrustUIDs).
 package shm

@@ -382,3 +382,40 @@ func TestGarbageNeverPanics(t *testing.T) {
 		tb.store(so+uint64(i)*8, clean[i])
 	}
 }
+
+// Find tells the three kinds of nothing apart: not ready, unknown (no such
+// service or port), empty (the service exists with no address for the
+// port, or has no port at all). A found answer is served ready or not.
+func TestFindAnswers(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	web := []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 1)}}, {Name: "metrics"}}
+	require.NoError(t, w.Put("a/web", web))
+	require.NoError(t, w.Put("a/scaled-to-zero", nil))
+	cases := []struct {
+		query         string
+		before, after Answer
+	}{
+		{"a/web:http", Found, Found},
+		{"a/web:metrics", NotReady, Empty},
+		{"a/web:grpc", NotReady, Unknown},
+		{"a/nope:http", NotReady, Unknown},
+		{"a/scaled-to-zero:http", NotReady, Empty},
+		{"no-port-separator", NotReady, Unknown},
+	}
+	for _, ready := range []bool{false, true} {
+		w.SetReady(ready)
+		for _, c := range cases {
+			want := c.before
+			if ready {
+				want = c.after
+			}
+			nodes, a := r.Find(make([]Node, 0, 4), c.query)
+			assert.Equal(t, want, a, "%s, ready %v", c.query, ready)
+			assert.Equal(t, a == Found, len(nodes) > 0, "%s: nodes only when found", c.query)
+		}
+	}
+	assert.Equal(t, "not_ready", NotReady.String())
+	assert.Equal(t, "empty", Empty.String())
+	assert.Equal(t, "unknown", Unknown.String())
+	assert.Zero(t, testing.AllocsPerRun(100, func() { r.Find(make([]Node, 0, 0), "a/web:metrics") }))
+}
