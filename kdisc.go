@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
 	"github.com/kdisc/kdisc/config"
@@ -29,6 +30,27 @@ import (
 // Node is one address of a service: host (an IP address, or a DNS name for
 // FQDN EndpointSlices), port and weight.
 type Node = shm.Node
+
+// Answer is what Lookup found: Found, or one of three kinds of nothing
+// that a proxy answers differently.
+//
+//	Found     serve the nodes (the last known ones, even while not ready)
+//	NotReady  not authoritative yet (first list not done, no live kdisc run,
+//	          or closed): retry, or answer 503
+//	Unknown   no such service or port: answer 404
+//	Empty     the service exists but has no address for that port: 503
+//
+// String gives the words the CLI and the control API use: "found",
+// "not_ready", "unknown", "empty".
+type Answer = shm.Answer
+
+// The answers of Lookup.
+const (
+	Found    = shm.Found
+	NotReady = shm.NotReady
+	Unknown  = shm.Unknown
+	Empty    = shm.Empty
+)
 
 // Discovery serves the nodes of one or more clusters. It is safe for
 // concurrent use.
@@ -53,8 +75,9 @@ type cluster struct {
 type Option func(*options)
 
 type options struct {
-	shmDir string
-	logger *slog.Logger
+	shmDir    string
+	logger    *slog.Logger
+	trustUIDs []int
 }
 
 // WithShmDir keeps the tables as files under dir, where other processes
@@ -64,6 +87,16 @@ func WithShmDir(dir string) Option { return func(o *options) { o.shmDir = dir } 
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithTrustedUIDs lets Attach read tables owned by these users, besides
+// the caller's own user and root (a proxy's workers often run as another
+// user than kdisc run). A table owned by anyone else, writable by group or
+// others, or behind a symlink is refused: whoever can replace it could
+// redirect the proxy's traffic. The CLI reads them from the environment
+// variable KDISC_TRUSTED_UIDS (comma-separated).
+func WithTrustedUIDs(uids ...int) Option {
+	return func(o *options) { o.trustUIDs = append(o.trustUIDs, uids...) }
+}
 
 // DefaultShmDir is where `kdisc run` keeps its tables when not told:
 // /dev/shm/kdisc where /dev/shm exists, else kdisc under the temp dir.
@@ -142,13 +175,20 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 }
 
 // Attach opens, read-only, the tables that a `kdisc run -config` with the
-// same configuration keeps under shmDir. It fails when a table does not
-// exist (kdisc run has not started yet).
-func Attach(shmDir string, cfg *config.Config) (*Discovery, error) {
+// same configuration keeps under shmDir. A table that does not exist yet
+// (kdisc run has not started) is found once it is created; until then
+// Lookup answers NotReady. It fails on a table it must not trust (see
+// WithTrustedUIDs) or cannot read. Options other than WithTrustedUIDs
+// are ignored.
+func Attach(shmDir string, cfg *config.Config, opts ...Option) (*Discovery, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	d := &Discovery{cfg: cfg}
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		r, err := shm.Open(filepath.Join(shmDir, cc.TableName()))
+		r, err := shm.Open(filepath.Join(shmDir, cc.TableName()), shm.AllowMissing(), shm.TrustUIDs(o.trustUIDs...))
 		if err != nil {
 			d.Close()
 			return nil, err
@@ -160,20 +200,47 @@ func Attach(shmDir string, cfg *config.Config) (*Discovery, error) {
 
 // Nodes appends the nodes of service to buf and returns it, with ok false
 // when the service or port is unknown, has no ready address, or has not
-// been listed yet. service is "namespace/name:port" in single mode and
-// "id/namespace/name:port" in multi mode; port is the port's name, or its
-// number in decimal when it has no name. Nodes does not allocate when buf
-// has room for the result, and the nodes it returns never alias the table.
+// been listed yet (Lookup tells these apart). service is
+// "namespace/name:port" in single mode and "id/namespace/name:port" in
+// multi mode; port is the port's name, or its number in decimal when it
+// has no name. Nodes does not allocate when buf has room for the result,
+// and the nodes it returns never alias the table. It is safe during and
+// after Close (it then finds nothing).
 func (d *Discovery) Nodes(buf []Node, service string) ([]Node, bool) {
+	buf, a := d.Lookup(buf, service)
+	return buf, a == Found
+}
+
+// Lookup is Nodes with the reason when nothing is found: NotReady,
+// Unknown or Empty (see Answer). It does not allocate and makes no system
+// call; readiness comes from the table header. An unknown cluster id in
+// multi mode is Unknown.
+func (d *Discovery) Lookup(buf []Node, service string) ([]Node, Answer) {
 	c := d.clusters[0]
 	if d.cfg.Multi {
 		id, rest, found := strings.Cut(service, "/")
 		if c = d.cluster(id); c == nil || !found {
-			return buf, false
+			return buf, Unknown
 		}
 		service = rest
 	}
-	return c.reader.Lookup(buf, service)
+	return c.reader.Find(buf, service)
+}
+
+// Age returns how long ago the stalest cluster's table last agreed with its
+// apiserver (its last successful list, or watch event or bookmark), and
+// false while some table never has. A proxy decides from it how stale is
+// too stale; /metrics shows it per cluster as kdisc_last_sync_age_seconds.
+func (d *Discovery) Age() (time.Duration, bool) {
+	var oldest time.Duration
+	for _, c := range d.clusters {
+		age, ok := c.reader.Age()
+		if !ok {
+			return 0, false
+		}
+		oldest = max(oldest, age)
+	}
+	return oldest, true
 }
 
 func (d *Discovery) cluster(id string) *cluster {
@@ -219,8 +286,8 @@ func (d *Discovery) Dump() dump.Dump {
 	return out
 }
 
-// Close stops list-watching and releases the tables; no Nodes call may
-// be running or start afterwards. Files under the shm dir stay, so that
+// Close stops list-watching and releases the tables. Lookups running
+// meanwhile or made afterwards are safe and find nothing (NotReady). Files under the shm dir stay, so that
 // attached readers keep the last known nodes and a restarted writer picks
 // them up.
 func (d *Discovery) Close() error {

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,21 +262,36 @@ func TestAttachMulti(t *testing.T) {
 	assert.Equal(t, []string{"10.2.0.1:80/20"}, hosts(r, "second/default/web:http"))
 }
 
-func TestAttachMissing(t *testing.T) {
+// A proxy may start before kdisc run: Attach succeeds without the table,
+// answers NotReady, and finds the table once it is created.
+func TestAttachBeforeTheTableExists(t *testing.T) {
 	api := newAPI(t)
-	cfg := singleConfig(t, api, "")
-	_, err := kdisc.Attach(filepath.Join(t.TempDir(), "nope"), cfg)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "kubernetes")
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	dir := filepath.Join(t.TempDir(), "kdisc")
+	r, err := kdisc.Attach(dir, singleConfig(t, api, ""))
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	_, answer := r.Lookup(nil, "default/web:http")
+	assert.Equal(t, kdisc.NotReady, answer)
+	assert.False(t, r.Ready())
 
-	// One table of two present is an error too.
-	dir := t.TempDir()
-	b := newAPI(t)
-	d := start(t, multiConfig(t, []string{"first"}, api), kdisc.WithShmDir(dir))
+	d := start(t, singleConfig(t, api, ""), kdisc.WithShmDir(dir))
 	waitReady(t, d)
-	_, err = kdisc.Attach(dir, multiConfig(t, []string{"first", "second"}, api, b))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "kubernetes-second")
+	eventually(t, "the attached reader to find the new table", func() bool {
+		_, answer := r.Lookup(nil, "default/web:http")
+		return answer == kdisc.Found && r.Ready()
+	})
+	_, answer = r.Lookup(nil, "default/nope:http")
+	assert.Equal(t, kdisc.Unknown, answer)
+
+	// One table of two present: the other cluster is not ready.
+	b := newAPI(t)
+	m, err := kdisc.Attach(dir, multiConfig(t, []string{"first", "second"}, api, b))
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	_, answer = m.Lookup(nil, "second/default/web:http")
+	assert.Equal(t, kdisc.NotReady, answer)
+	assert.Len(t, m.NotReady(), 2)
 }
 
 func TestNotReadyForbidden(t *testing.T) {
@@ -554,5 +571,44 @@ func TestStartPassesSelectorsAndSlices(t *testing.T) {
 	assert.Equal(t, "app=web", r.Param("labelSelector"), "quotes removed")
 	for _, r := range api.Requests() {
 		assert.Equal(t, fakeapi.EndpointSlicesResource, r.Resource, "Endpoints are not watched")
+	}
+}
+
+// A proxy that shuts down while serving: Close while other goroutines look
+// up must not fault, and lookups afterwards find nothing (NotReady).
+func TestCloseDuringLookups(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	for _, dir := range []string{"", t.TempDir()} {
+		var opts []kdisc.Option
+		if dir != "" {
+			opts = append(opts, kdisc.WithShmDir(dir))
+		}
+		d, err := kdisc.Start(context.Background(), singleConfig(t, api, ""), opts...)
+		require.NoError(t, err)
+		waitReady(t, d)
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		var looked atomic.Int64
+		for range 3 {
+			wg.Go(func() {
+				buf := make([]kdisc.Node, 0, 4)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						buf, _ = d.Nodes(buf[:0], "default/web:http")
+						looked.Add(1)
+					}
+				}
+			})
+		}
+		eventually(t, "lookups to run", func() bool { return looked.Load() > 100 })
+		require.NoError(t, d.Close())
+		_, answer := d.Lookup(nil, "default/web:http")
+		assert.Equal(t, kdisc.NotReady, answer)
+		close(stop)
+		wg.Wait()
 	}
 }

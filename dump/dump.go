@@ -38,7 +38,13 @@ type Entry struct {
 func Table(id string, r *shm.Reader) Cluster {
 	c := Cluster{ID: id, Endpoints: []Entry{}}
 	r.Range(func(key string, ports []shm.Port) bool {
-		c.Endpoints = append(c.Endpoints, Entry{Name: key, Value: string(AppendValue(nil, ports))})
+		// A service with no address to serve (scaled to zero) answers
+		// "empty" to lookups but is not listed, as APISIX lists only
+		// services with nodes; so is a port without nodes.
+		ports = slices.DeleteFunc(ports, func(p shm.Port) bool { return len(p.Nodes) == 0 })
+		if len(ports) > 0 {
+			c.Endpoints = append(c.Endpoints, Entry{Name: key, Value: string(AppendValue(nil, ports))})
+		}
 		return true
 	})
 	slices.SortFunc(c.Endpoints, func(a, b Entry) int { return cmp.Compare(a.Name, b.Name) })

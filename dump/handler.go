@@ -11,7 +11,7 @@ import (
 // Source is what the control API serves; *kdisc.Discovery implements it.
 type Source interface {
 	Dump() Dump
-	Nodes(buf []shm.Node, service string) ([]shm.Node, bool)
+	Lookup(buf []shm.Node, service string) ([]shm.Node, shm.Answer)
 	// NotReady lists the clusters that have not finished their first
 	// full list, and why; empty when ready.
 	NotReady() []NotReady
@@ -41,12 +41,20 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET "+NodesPath, func(w http.ResponseWriter, r *http.Request) {
 		service := r.URL.Query().Get("service")
 		if service == "" {
-			writeJSON(w, http.StatusBadRequest, errorBody{"missing query parameter service"})
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "missing query parameter service"})
 			return
 		}
-		nodes, ok := src.Nodes(nil, service)
-		if !ok {
-			writeJSON(w, http.StatusNotFound, errorBody{"service " + service + " not found"})
+		nodes, answer := src.Lookup(nil, service)
+		switch answer {
+		case shm.Found:
+		case shm.NotReady: // not authoritative: the proxy should retry, not 404
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{"service " + service + " not found and the table is not ready", answer.String()})
+			return
+		case shm.Empty:
+			writeJSON(w, http.StatusNotFound, errorBody{"service " + service + " has no address for that port", answer.String()})
+			return
+		default:
+			writeJSON(w, http.StatusNotFound, errorBody{"service " + service + " not found", answer.String()})
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -70,7 +78,8 @@ func Handler(src Source) http.Handler {
 }
 
 type errorBody struct {
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"` // unknown, empty or not_ready
 }
 
 type readyBody struct {

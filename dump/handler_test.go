@@ -19,6 +19,7 @@ import (
 type source struct {
 	dump     dump.Dump
 	nodes    map[string][]shm.Node
+	answers  map[string]shm.Answer // for services not in nodes; default Unknown
 	notReady []dump.NotReady
 	metrics  string
 	queried  []string
@@ -26,13 +27,16 @@ type source struct {
 
 func (s *source) Dump() dump.Dump { return s.dump }
 
-func (s *source) Nodes(buf []shm.Node, service string) ([]shm.Node, bool) {
+func (s *source) Lookup(buf []shm.Node, service string) ([]shm.Node, shm.Answer) {
 	s.queried = append(s.queried, service)
 	n, ok := s.nodes[service]
 	if !ok || len(n) == 0 {
-		return buf, false
+		if a, ok := s.answers[service]; ok {
+			return buf, a
+		}
+		return buf, shm.Unknown
 	}
-	return append(buf, n...), true
+	return append(buf, n...), shm.Found
 }
 
 func (s *source) NotReady() []dump.NotReady { return s.notReady }
@@ -91,7 +95,17 @@ func TestHandlerNodes(t *testing.T) {
 	a = serve(t, h, http.MethodGet, dump.NodesPath+"?service="+url.QueryEscape(`default/"nope":<http>`))
 	assert.Equal(t, http.StatusNotFound, a.code)
 	assert.Equal(t, "application/json", a.contentType)
-	assert.Equal(t, `{"error":"service default/\"nope\":<http> not found"}`+"\n", a.body)
+	assert.Equal(t, `{"error":"service default/\"nope\":<http> not found","reason":"unknown"}`+"\n", a.body)
+
+	// The three kinds of nothing: 404 with the reason, or 503 when the
+	// table is not authoritative (the proxy should retry, not 404).
+	src.answers = map[string]shm.Answer{"default/empty:http": shm.Empty, "default/early:http": shm.NotReady}
+	a = serve(t, h, http.MethodGet, dump.NodesPath+"?service=default/empty:http")
+	assert.Equal(t, http.StatusNotFound, a.code)
+	assert.Equal(t, `{"error":"service default/empty:http has no address for that port","reason":"empty"}`+"\n", a.body)
+	a = serve(t, h, http.MethodGet, dump.NodesPath+"?service=default/early:http")
+	assert.Equal(t, http.StatusServiceUnavailable, a.code)
+	assert.Equal(t, `{"error":"service default/early:http not found and the table is not ready","reason":"not_ready"}`+"\n", a.body)
 
 	for _, target := range []string{dump.NodesPath, dump.NodesPath + "?service=", dump.NodesPath + "?svc=default/web:http"} {
 		a = serve(t, h, http.MethodGet, target)
@@ -99,7 +113,7 @@ func TestHandlerNodes(t *testing.T) {
 		assert.Equal(t, "application/json", a.contentType)
 		assert.Equal(t, `{"error":"missing query parameter service"}`+"\n", a.body)
 	}
-	assert.Equal(t, []string{"default/web:http", "first/a/b:80", `default/"nope":<http>`}, src.queried,
+	assert.Equal(t, []string{"default/web:http", "first/a/b:80", `default/"nope":<http>`, "default/empty:http", "default/early:http"}, src.queried,
 		"a request without service never reaches the source")
 }
 

@@ -36,8 +36,9 @@ const usage = `usage:
 // exit 0 or exitError.
 const (
 	exitOK       = 0
-	exitNotFound = 1
+	exitNotFound = 1 // unknown or empty, the table ready
 	exitError    = 2
+	exitNotReady = 3 // not found, and the table not ready
 )
 
 func main() {
@@ -106,23 +107,39 @@ func check(cfg *config.Config, stdout io.Writer) int {
 }
 
 func nodes(cfg *config.Config, shmDir, service string, stdout, stderr io.Writer) int {
-	d, err := kdisc.Attach(shmDir, cfg)
+	d, err := kdisc.Attach(shmDir, cfg, trustedUIDs()...)
 	if err != nil {
-		fmt.Fprintf(stderr, "kdisc nodes: %v (is `kdisc run` running with -shm-dir %s?)\n", err, shmDir)
+		fmt.Fprintf(stderr, "kdisc nodes: %v\n", err)
 		return exitError
 	}
 	defer d.Close()
-	found, ok := d.Nodes(nil, service)
-	if !ok {
-		fmt.Fprintf(stderr, "kdisc nodes: %s not found\n", service)
+	found, answer := d.Lookup(nil, service)
+	switch answer {
+	case kdisc.Found:
+	case kdisc.NotReady:
+		fmt.Fprintf(stderr, "kdisc nodes: %s not found: not_ready (no `kdisc run` has finished a full list into the tables under %s)\n", service, shmDir)
+		return exitNotReady
+	default:
+		fmt.Fprintf(stderr, "kdisc nodes: %s not found: %s\n", service, answer)
 		return exitNotFound
 	}
 	fmt.Fprintf(stdout, "%s\n", shm.AppendNodesJSON(nil, found))
 	return exitOK
 }
 
+// trustedUIDs is KDISC_TRUSTED_UIDS: users besides this one and root who
+// may own the tables (kdisc run under another user than its readers).
+func trustedUIDs() []kdisc.Option {
+	uids, err := shm.ParseUIDs(os.Getenv("KDISC_TRUSTED_UIDS"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kdisc: KDISC_TRUSTED_UIDS: %v (ignored)\n", err)
+		return nil
+	}
+	return []kdisc.Option{kdisc.WithTrustedUIDs(uids...)}
+}
+
 func dumpTables(cfg *config.Config, shmDir string, stdout, stderr io.Writer) int {
-	d, err := kdisc.Attach(shmDir, cfg)
+	d, err := kdisc.Attach(shmDir, cfg, trustedUIDs()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "kdisc dump: %v (is `kdisc run` running with -shm-dir %s?)\n", err, shmDir)
 		return exitError
@@ -131,6 +148,9 @@ func dumpTables(cfg *config.Config, shmDir string, stdout, stderr io.Writer) int
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(d.Dump())
+	for _, nr := range d.NotReady() {
+		fmt.Fprintf(stderr, "kdisc dump: warning: table %q not ready: %s\n", nr.ID, nr.Reason)
+	}
 	return exitOK
 }
 

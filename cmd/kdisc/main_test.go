@@ -248,12 +248,13 @@ func TestRunNodesDump(t *testing.T) {
 		r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", dir, svc)
 		assert.Equal(t, exitNotFound, r.Code, svc)
 		assert.Empty(t, r.Stdout, svc)
-		assert.Contains(t, r.Stderr, svc+" not found")
+		assert.Contains(t, r.Stderr, svc+" not found: unknown")
 	}
+	// No table there (kdisc run not started): not found and not ready.
 	r = kdiscRun(t, "nodes", "-config", cfg, "-shm-dir", filepath.Join(dir, "missing"), "default/web:http")
-	assert.Equal(t, exitError, r.Code)
+	assert.Equal(t, exitNotReady, r.Code)
 	assert.Empty(t, r.Stdout)
-	assert.Contains(t, r.Stderr, "is `kdisc run` running with -shm-dir")
+	assert.Contains(t, r.Stderr, "not_ready")
 
 	// The control API answers the same.
 	code, body := s.Get("/v1/discovery/kubernetes/nodes?service=default/web:http")
@@ -261,7 +262,7 @@ func TestRunNodesDump(t *testing.T) {
 	assert.Equal(t, `[{"host":"10.5.10.109","port":8080,"weight":50},{"host":"10.5.10.110","port":8080,"weight":50}]`+"\n", body)
 	code, body = s.Get("/v1/discovery/kubernetes/nodes?service=default/nope:http")
 	assert.Equal(t, http.StatusNotFound, code)
-	assert.JSONEq(t, `{"error":"service default/nope:http not found"}`, body)
+	assert.JSONEq(t, `{"error":"service default/nope:http not found","reason":"unknown"}`, body)
 	code, _ = s.Get("/v1/discovery/kubernetes/nodes")
 	assert.Equal(t, http.StatusBadRequest, code)
 
@@ -280,8 +281,11 @@ func TestRunNodesDump(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, r.Stdout, body, "the CLI and the control API dump the same")
 
+	// No table there: an empty dump, and stderr says why.
 	r = kdiscRun(t, "dump", "-config", cfg, "-shm-dir", filepath.Join(dir, "missing"))
-	assert.Equal(t, exitError, r.Code)
+	assert.Equal(t, exitOK, r.Code)
+	assert.Contains(t, r.Stdout, `"endpoints":[{"endpoints":[]}]`)
+	assert.Contains(t, r.Stderr, "not ready")
 
 	// health and metrics.
 	code, _ = s.Get("/healthz")
