@@ -402,7 +402,8 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			continue
 		}
 		end := p + (rh >> 16 & 0xffffffff)
-		if rh>>48 == 0 || end > t.shardBytes || w0&0xff != uint64(len(port)) || w0>>8&0xff != fmtIPv4 ||
+		// A number may name several ports (see lookupNumber).
+		if rh>>48 == 0 || rh>>48 > 1 && len(port) > 0 && port[0]-'0' < 10 || end > t.shardBytes || w0&0xff != uint64(len(port)) || w0>>8&0xff != fmtIPv4 ||
 			body+keyPad(w0>>32) > end || !t.equalShort(so+name, port) {
 			break
 		}
@@ -516,6 +517,9 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 			s = 0
 		}
 	}
+	if num, ok := portNumber(port); ok {
+		return r.lookupNumber(t, so, seq, p, end, nPorts, port, num, dst)
+	}
 	// Walk the port headers for the port.
 	for ; nPorts > 0; nPorts-- {
 		if end-p < portHeaderBytes { // p <= end holds: checked below
@@ -537,29 +541,103 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 		if !h.nodesOK() {
 			return dst, resCorrupt
 		}
-		nn := h.nNodes()
-		if nn == 0 {
+		if h.nNodes() == 0 {
 			return dst, resEmpty
 		}
-		base := len(dst)
-		if uint64(cap(dst)-base) < nn {
-			if t.load(so+sSeq) != seq {
-				return dst, resMoved // do not grow dst for a value already gone
-			}
-			dst = slices.Grow(dst, int(nn))
-		}
-		dst = dst[:base+int(nn)]
-		if h.format() == fmtIPv4 {
-			t.fill4(dst[base:], h.body, h.port(), h.weight()) // the usual case
-			return dst, resFound
-		}
-		in := interner{n: &r.names, t: t, so: so, seq: seq}
-		if !t.decodeNodes(&h, dst[base:], &in) {
-			return dst[:base], resCorrupt
-		}
-		return dst, resFound
+		return r.appendNodes(t, so, seq, &h, dst)
 	}
 	return dst, resNone
+}
+
+// appendNodes appends the nodes of the port h (nodesOK, at least one).
+func (r *Reader) appendNodes(t *table, so, seq uint64, h *portHdr, dst []Node) ([]Node, result) {
+	nn := h.nNodes()
+	base := len(dst)
+	if uint64(cap(dst)-base) < nn {
+		if t.load(so+sSeq) != seq {
+			return dst, resMoved // do not grow dst for a value already gone
+		}
+		dst = slices.Grow(dst, int(nn))
+	}
+	dst = dst[:base+int(nn)]
+	if h.format() == fmtIPv4 {
+		t.fill4(dst[base:], h.body, h.port(), h.weight()) // the usual case
+		return dst, resFound
+	}
+	in := interner{n: &r.names, t: t, so: so, seq: seq}
+	if !t.decodeNodes(h, dst[base:], &in) {
+		return dst[:base], resCorrupt
+	}
+	return dst, resFound
+}
+
+// lookupNumber answers a query by port number ("ns/name:8080"): the union
+// of the port named "8080", if any (port names may be all digits), and the
+// nodes of every port whose number is 8080, so that users who give the
+// number rather than the name find the port. Nodes are deduplicated (a
+// port number named twice, e.g. for TCP and UDP) and sorted as usual.
+func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port string, num uint16, dst []Node) ([]Node, result) {
+	base, matched, empty := len(dst), 0, false
+	for ; nPorts > 0; nPorts-- {
+		h, ok := t.portAt(so+p, so+end)
+		if !ok || !h.nodesOK() {
+			return dst[:base], resCorrupt
+		}
+		p = h.next - so
+		byName := h.nameLen() == uint64(len(port)) && t.equalShort(h.name, port)
+		if h.nNodes() == 0 {
+			empty = empty || byName
+			continue
+		}
+		if !byName && h.format() != fmtMixed && h.port() != num {
+			continue // fixed-width bodies: every node has the header's port
+		}
+		start := len(dst)
+		var res result
+		if dst, res = r.appendNodes(t, so, seq, &h, dst); res != resFound {
+			return dst[:base], res
+		}
+		if !byName { // a mixed body: keep the nodes numbered num
+			kept := start
+			for _, n := range dst[start:] {
+				if n.Port == num {
+					dst[kept] = n
+					kept++
+				}
+			}
+			dst = dst[:kept]
+		}
+		if len(dst) > start {
+			matched++
+		}
+	}
+	switch {
+	case len(dst) == base && empty:
+		return dst, resEmpty
+	case len(dst) == base:
+		return dst, resNone
+	case matched > 1:
+		slices.SortFunc(dst[base:], Compare)
+		dst = dst[:base+len(slices.CompactFunc(dst[base:], func(a, b Node) bool { return Compare(a, b) == 0 }))]
+	}
+	return dst, resFound
+}
+
+// portNumber reads a query's port as a decimal port number (1 to 65535,
+// no sign, no leading zero).
+func portNumber(s string) (uint16, bool) {
+	if len(s) == 0 || len(s) > 5 || s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + int(c)
+	}
+	return uint16(n), n <= 65535
 }
 
 // lookupRecord probes the shard's index for key.

@@ -419,3 +419,50 @@ func TestFindAnswers(t *testing.T) {
 	assert.Equal(t, "unknown", Unknown.String())
 	assert.Zero(t, testing.AllocsPerRun(100, func() { r.Find(make([]Node, 0, 0), "a/web:metrics") }))
 }
+
+// "ns/name:8080" is the union of the port named "8080" and every port
+// numbered 8080, deduplicated and sorted; names keep working.
+func TestFindByPortNumber(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	w.SetReady(true)
+	require.NoError(t, w.Put("a/web", []Port{
+		{Name: "http", Nodes: []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.2", 8080, 1)}},
+		{Name: "metrics", Nodes: []Node{ip("10.0.0.1", 9090, 1)}},
+	}))
+	require.NoError(t, w.Put("a/dns", []Port{ // one number named twice (TCP and UDP)
+		{Name: "dns", Nodes: []Node{ip("10.0.0.1", 53, 1), ip("10.0.0.2", 53, 1)}},
+		{Name: "dns-udp", Nodes: []Node{ip("10.0.0.1", 53, 1), ip("10.0.0.3", 53, 1)}},
+	}))
+	require.NoError(t, w.Put("a/odd", []Port{ // a name that is another number; a mixed body
+		{Name: "8080", Nodes: []Node{ip("10.0.0.9", 9999, 1)}},
+		{Name: "http", Nodes: []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.5", 8081, 1), fqdn("x.example", 8080, 1)}},
+		{Name: "9000"},
+	}))
+	cases := []struct {
+		query string
+		want  []Node
+		ans   Answer
+	}{
+		{"a/web:8080", []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.2", 8080, 1)}, Found},
+		{"a/web:http", []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.2", 8080, 1)}, Found},
+		{"a/web:9090", []Node{ip("10.0.0.1", 9090, 1)}, Found},
+		{"a/web:443", nil, Unknown},
+		{"a/web:08080", nil, Unknown},
+		{"a/dns:53", []Node{ip("10.0.0.1", 53, 1), ip("10.0.0.2", 53, 1), ip("10.0.0.3", 53, 1)}, Found},
+		{"a/odd:8080", []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.9", 9999, 1), fqdn("x.example", 8080, 1)}, Found},
+		{"a/odd:8081", []Node{ip("10.0.0.5", 8081, 1)}, Found},
+		{"a/odd:9000", nil, Empty},
+		{"a/odd:", nil, Unknown},
+	}
+	for _, c := range cases {
+		got, ans := r.Find(nil, c.query)
+		assert.Equal(t, c.ans, ans, c.query)
+		if c.want == nil {
+			assert.Empty(t, got, c.query)
+		} else {
+			assert.Equal(t, c.want, got, c.query)
+		}
+	}
+	buf := make([]Node, 0, 8)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { buf, _ = r.Find(buf[:0], "a/dns:53") }))
+}
