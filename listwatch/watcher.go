@@ -23,7 +23,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +43,13 @@ type Store interface {
 
 // Options configure a Watcher. Zero durations take the defaults.
 type Options struct {
-	Client         *apiserver.Client
-	Store          Store
+	Client *apiserver.Client
+	Store  Store
+	// ListerWatcher, when set, is used instead of Client (tests feed the
+	// loop exact pages, events and errors through it).
+	ListerWatcher ListerWatcher
+	// Clock is the loop's time; nil: the real clock.
+	Clock          Clock
 	EndpointSlices bool                // watch discovery.k8s.io/v1 EndpointSlices instead of v1 Endpoints
 	Namespaces     *selector.Namespace // nil: every namespace
 	LabelSelector  string              // canonical label selector, sent to the server
@@ -63,6 +67,8 @@ type Options struct {
 type Watcher struct {
 	o        Options
 	log      *slog.Logger
+	lw       ListerWatcher
+	clock    Clock
 	path     string // collection URL path
 	kind     string // for logs: "endpoints" or "endpointslices"
 	services services
@@ -73,6 +79,7 @@ type Watcher struct {
 	unstored map[string]struct{}
 
 	obj object // decode scratch, reused
+	ev  event  // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -95,14 +102,29 @@ func New(o Options) *Watcher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	w := &Watcher{o: o, log: o.Logger, unstored: map[string]struct{}{}}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
 	if o.EndpointSlices {
 		w.path, w.kind = "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices"
 	} else {
 		w.path, w.kind = "/api/v1/endpoints", "endpoints"
 	}
+	w.lw = o.ListerWatcher
+	if w.lw == nil {
+		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock}
+	}
 	w.services = w.newServices()
 	return w
+}
+
+// url is the collection URL, for logs.
+func (w *Watcher) url() string {
+	if w.o.Client == nil {
+		return w.path
+	}
+	return w.o.Client.URL(w.path, w.query())
 }
 
 func (w *Watcher) newServices() services {
@@ -125,7 +147,7 @@ func (w *Watcher) Ready() bool { return w.status.ready.Load() }
 // failure is retried after a backoff, and the table keeps its last values.
 func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
-	w.log.Info("connecting", "resource", w.kind, "url", w.o.Client.URL(w.path, nil))
+	w.log.Info("connecting", "resource", w.kind, "url", w.url())
 	rv := ""
 	for ctx.Err() == nil {
 		if rv == "" {
@@ -142,7 +164,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			}
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
-		start := time.Now()
+		start := w.clock.Now()
 		progressed, err := w.watch(ctx, &rv)
 		if ctx.Err() != nil {
 			return
@@ -159,7 +181,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		case err != nil:
 			w.stats.WatchErrors.Add(1)
 			w.status.setErr(err)
-		case !progressed && time.Since(start) < time.Second:
+		case !progressed && w.clock.Now().Sub(start) < time.Second:
 			err = errors.New("watch ended at once")
 		default:
 			w.log.Debug("watch ended, resuming", "resource", w.kind, "resourceVersion", rv)
@@ -177,7 +199,19 @@ func (w *Watcher) backOff(ctx context.Context, bo *backoff, op string, err error
 	d := bo.delay(apiserver.RetryAfter(err))
 	w.status.setErr(err)
 	w.log.Warn("backing off", "resource", w.kind, "op", op, "delay", d.Round(time.Millisecond), "error", err)
-	return sleep(ctx, d)
+	return w.sleep(ctx, d)
+}
+
+// sleep waits d or until ctx ends; it reports whether to go on.
+func (w *Watcher) sleep(ctx context.Context, d time.Duration) bool {
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
 }
 
 // list reads every page, then applies the whole list at once and returns
@@ -185,7 +219,7 @@ func (w *Watcher) backOff(ctx context.Context, bo *backoff, op string, err error
 func (w *Watcher) list(ctx context.Context) (string, error) {
 	const restarts = 3
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
+		start := w.clock.Now()
 		next, keep := w.newServices(), map[string]struct{}{}
 		n, rv, err := w.listInto(ctx, next, keep)
 		if apiserver.IsGone(err) && attempt < restarts {
@@ -201,7 +235,7 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		if !w.status.ready.Swap(true) {
 			w.o.Store.SetReady(true)
 		}
-		w.log.Info("listed", "resource", w.kind, "objects", n, "took", time.Since(start).Round(time.Millisecond), "resourceVersion", rv)
+		w.log.Info("listed", "resource", w.kind, "objects", n, "took", w.clock.Now().Sub(start).Round(time.Millisecond), "resourceVersion", rv)
 		return rv, nil
 	}
 }
@@ -209,30 +243,21 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 // listInto reads every page into into; keep hears the services of
 // objects skipped as malformed.
 func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}) (objects int, rv string, err error) {
-	q := w.query()
-	q.Set("limit", strconv.Itoa(w.o.PageSize))
+	lo := ListOptions{Limit: w.o.PageSize}
 	for {
-		resp, err := w.o.Client.Get(ctx, w.path, q)
-		if err != nil {
-			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
-		}
-		page, err := readList(resp.Body, func(raw []byte) {
+		page, err := w.lw.List(ctx, lo, func(raw []byte) {
 			objects++
 			if _, skipped := w.fold(raw, into, nil); skipped != "" {
 				keep[skipped] = struct{}{}
 			}
 		})
-		// The decoder stops at the closing brace; reading on to EOF lets
-		// the connection be reused for the next page.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
 		if err != nil {
 			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
 		}
-		if page.continueToken == "" {
-			return objects, page.resourceVersion, nil
+		if page.Continue == "" {
+			return objects, page.ResourceVersion, nil
 		}
-		q.Set("continue", page.continueToken)
+		lo.Continue = page.Continue
 	}
 }
 
@@ -377,11 +402,6 @@ func (w *Watcher) serviceKey(o *object) string {
 func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err error) {
 	timeout := w.o.MinWatchTimeout + rand.N(w.o.MinWatchTimeout)
 	timeout = timeout.Truncate(time.Second)
-	q := w.query()
-	q.Set("watch", "1")
-	q.Set("allowWatchBookmarks", "true")
-	q.Set("resourceVersion", *rv)
-	q.Set("timeoutSeconds", strconv.Itoa(int(timeout/time.Second)))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -389,20 +409,19 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 	// grace means a dead connection, which TCP alone may never report.
 	idle := timeout + w.o.IdleGrace
 	var idled atomic.Bool
-	watchdog := time.AfterFunc(idle, func() { idled.Store(true); cancel() })
+	watchdog := w.clock.AfterFunc(idle, func() { idled.Store(true); cancel() })
 	defer watchdog.Stop()
 
 	w.stats.Watches.Add(1)
-	resp, err := w.o.Client.Get(ctx, w.path, q)
+	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second)})
 	if err != nil {
 		return false, fmt.Errorf("watch %s: %w", w.kind, err)
 	}
-	defer resp.Body.Close()
+	defer stream.Close()
 
-	er := newEventReader(resp.Body)
-	var ev event
+	var ev Event
 	for {
-		err := er.next(&ev)
+		err := stream.Next(&ev)
 		if err == io.EOF {
 			return progressed, nil
 		}
@@ -414,8 +433,9 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 		}
 		watchdog.Reset(idle)
 		progressed = true
-		w.stats.LastEvent.Store(time.Now().UnixNano())
-		if err := w.apply(&ev, rv); err != nil {
+		w.stats.LastEvent.Store(w.clock.Now().UnixNano())
+		w.ev.typ, w.ev.object = ev.Type, ev.Object
+		if err := w.apply(&w.ev, rv); err != nil {
 			return progressed, err
 		}
 	}
