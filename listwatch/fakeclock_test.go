@@ -102,15 +102,17 @@ func (c *fakeClock) Step(d time.Duration) {
 	c.fireLocked()
 }
 
-// next returns how far away the earliest pending timer is, and whether
-// there is one.
-func (c *fakeClock) next() (time.Duration, bool) {
+// nextWait returns how far away the earliest pending NewTimer timer (a
+// wait of the loop, not an idle watchdog) is, and whether there is one.
+func (c *fakeClock) nextWait() (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.timers) == 0 {
-		return 0, false
+	for _, t := range c.timers {
+		if t.ch != nil {
+			return t.deadline.Sub(c.now), true
+		}
 	}
-	return c.timers[0].deadline.Sub(c.now), true
+	return 0, false
 }
 
 // timers counts the pending timers.
@@ -127,10 +129,11 @@ func (c *fakeClock) waitTimers(t *testing.T, n int) {
 	eventually(t, "pending timers", func() bool { return c.pending() >= n })
 }
 
-// runUntil steps the clock to each next timer while cond does not hold:
-// the loop's waits pass at once, in order, and the test sees every step.
-// A fake clock stands still while the loop works, so cond is checked
-// between steps; it fails the test after a real-time deadline.
+// runUntil steps the clock to each wait of the loop (its backoff sleeps)
+// while cond does not hold: the waits pass at once, in order, and the
+// test sees every step. Idle watchdogs (AfterFunc) are not stepped to;
+// they fire only when a step passes them. It fails the test after a
+// real-time deadline.
 func (c *fakeClock) runUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -138,15 +141,10 @@ func (c *fakeClock) runUntil(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		if d, ok := c.next(); ok {
-			// Give the loop a moment to reach its next wait before
-			// stepping, so steps follow the loop rather than race it.
-			time.Sleep(time.Millisecond)
-			if d2, ok2 := c.next(); ok2 && d2 == d {
-				c.Step(d)
-			}
+		if d, ok := c.nextWait(); ok {
+			c.Step(d)
 			continue
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // poll: the loop is working
 	}
 }

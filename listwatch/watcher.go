@@ -39,6 +39,8 @@ type Store interface {
 	Delete(key string) bool
 	Keys(fn func(key string) bool)
 	SetReady(ready bool)
+	// SetSynced records when the table last agreed with the apiserver.
+	SetSynced(at time.Time)
 }
 
 // Options configure a Watcher. Zero durations take the defaults.
@@ -145,10 +147,12 @@ func (w *Watcher) Ready() bool { return w.status.ready.Load() }
 
 // Run lists and watches until ctx ends. It never gives up on its own: every
 // failure is retried after a backoff, and the table keeps its last values.
+// Classify (errors.go) decides what each failure means.
 func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
 	w.log.Info("connecting", "resource", w.kind, "url", w.url())
 	rv := ""
+	justListed := false
 	for ctx.Err() == nil {
 		if rv == "" {
 			var err error
@@ -157,11 +161,12 @@ func (w *Watcher) Run(ctx context.Context) {
 					return
 				}
 				w.stats.ListErrors.Add(1)
-				if !w.backOff(ctx, &bo, "list", err) {
+				if !w.fail(ctx, &bo, "list", err) {
 					return
 				}
 				continue
 			}
+			justListed = true
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
 		start := w.clock.Now()
@@ -170,36 +175,65 @@ func (w *Watcher) Run(ctx context.Context) {
 			return
 		}
 		if progressed {
+			// Only an object or a bookmark is progress: a watch that
+			// opened and then failed (an ERROR event) is not.
 			bo.reset()
-			w.status.setErr(nil)
+			justListed = false
 		}
-		switch {
-		case apiserver.IsGone(err):
-			w.log.Info("410 Gone: listing again", "resource", w.kind, "resourceVersion", rv, "error", err)
-			w.stats.Relists.Add(1)
-			rv = ""
-		case err != nil:
-			w.stats.WatchErrors.Add(1)
-			w.status.setErr(err)
-		case !progressed && w.clock.Now().Sub(start) < time.Second:
-			err = errors.New("watch ended at once")
-		default:
+		if err == nil && !progressed && w.clock.Now().Sub(start) < veryShortWatch {
+			err = fmt.Errorf("watch %s: %w", w.kind, errVeryShortWatch)
+		}
+		if err == nil {
 			w.log.Debug("watch ended, resuming", "resource", w.kind, "resourceVersion", rv)
+			continue
 		}
-		// A watch that delivered nothing before failing must not be retried
-		// at once: that is how a client hot-loops against a sick server.
-		if err != nil && !progressed && !w.backOff(ctx, &bo, "watch", err) {
+		class := Classify(err)
+		if class.Relist() {
+			rv = ""
+			w.stats.Relists.Add(1)
+		}
+		if class == ClassExpired && !justListed {
+			// The usual 410: kdisc was away longer than the server keeps
+			// history. List again at once. (A watch that expires right
+			// after its list backs off, or two servers that disagree
+			// would make a hot loop.)
+			w.log.Info("410 Gone: listing again", "resource", w.kind, "error", err)
+			continue
+		}
+		if class != ClassVeryShortWatch && class != ClassExpired {
+			w.stats.WatchErrors.Add(1) // ended by an error, not by a clean end
+		}
+		if !w.fail(ctx, &bo, "watch", err) {
 			return
 		}
 	}
 }
 
-// backOff logs err, records it and waits; false when ctx ended meanwhile.
-func (w *Watcher) backOff(ctx context.Context, bo *backoff, op string, err error) bool {
+// fail records err in the status, logs it as its class says, and waits the
+// next backoff step (or the server's Retry-After, capped); false when ctx
+// ended meanwhile.
+func (w *Watcher) fail(ctx context.Context, bo *backoff, op string, err error) bool {
+	class := Classify(err)
 	d := bo.delay(apiserver.RetryAfter(err))
-	w.status.setErr(err)
-	w.log.Warn("backing off", "resource", w.kind, "op", op, "delay", d.Round(time.Millisecond), "error", err)
+	w.status.setFailure(class, describe(class, w.resourceName(), err))
+	w.log.Log(ctx, class.level(), "backing off", "resource", w.kind, "op", op, "class", string(class),
+		"delay", d.Round(time.Millisecond), "error", err)
 	return w.sleep(ctx, d)
+}
+
+// resourceName is the resource as RBAC names it.
+func (w *Watcher) resourceName() string {
+	if w.o.EndpointSlices {
+		return "endpointslices (group discovery.k8s.io)"
+	}
+	return "endpoints"
+}
+
+// synced records a successful list or a watch object or bookmark event.
+func (w *Watcher) synced(now time.Time) {
+	w.status.lastSync.Store(now.UnixNano())
+	w.status.setOK()
+	w.o.Store.SetSynced(now)
 }
 
 // sleep waits d or until ctx ends; it reports whether to go on.
@@ -231,7 +265,7 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		}
 		w.stats.Lists.Add(1)
 		w.replace(next, keep)
-		w.status.setErr(nil)
+		w.synced(w.clock.Now())
 		if !w.status.ready.Swap(true) {
 			w.o.Store.SetReady(true)
 		}
@@ -397,8 +431,9 @@ func (w *Watcher) serviceKey(o *object) string {
 }
 
 // watch streams events from *rv, applying each and advancing *rv. It
-// returns whether any event arrived, and why the watch ended (nil: the
-// server closed it cleanly, e.g. at its timeout).
+// returns whether an object or bookmark event arrived (progress), and why
+// the watch ended (nil: the server closed it cleanly, e.g. at its
+// timeout).
 func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err error) {
 	timeout := w.o.MinWatchTimeout + rand.N(w.o.MinWatchTimeout)
 	timeout = timeout.Truncate(time.Second)
@@ -418,6 +453,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 		return false, fmt.Errorf("watch %s: %w", w.kind, err)
 	}
 	defer stream.Close()
+	w.status.setOK() // the watch opened; an ERROR event will say otherwise
 
 	var ev Event
 	for {
@@ -432,11 +468,16 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
 		}
 		watchdog.Reset(idle)
-		progressed = true
-		w.stats.LastEvent.Store(w.clock.Now().UnixNano())
+		now := w.clock.Now()
+		w.stats.LastEvent.Store(now.UnixNano())
 		w.ev.typ, w.ev.object = ev.Type, ev.Object
 		if err := w.apply(&w.ev, rv); err != nil {
-			return progressed, err
+			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
+		}
+		switch ev.Type {
+		case "ADDED", "MODIFIED", "DELETED", "BOOKMARK":
+			progressed = true
+			w.synced(now)
 		}
 	}
 }
@@ -479,7 +520,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		if se.Code == 0 {
 			se.Code = http.StatusInternalServerError
 		}
-		return fmt.Errorf("watch %s: error event: %w", w.kind, se)
+		return &WatchEventError{Status: se}
 	default:
 		w.log.Warn("ignoring unknown watch event", "resource", w.kind, "type", ev.typ)
 	}

@@ -1,0 +1,70 @@
+package listwatch
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Table-driven tests of the loop: a script feeds it exact pages, events and
+// errors, a fake clock measures its waits exactly.
+
+func watchCalls(calls []call) []call {
+	var out []call
+	for _, c := range calls {
+		if c.verb == VerbWatch {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// assertBackoff checks each gap against the backoff's bounds: the n-th
+// consecutive failure waits within [step/2, step], step = 0.5 s doubling
+// up to 30 s.
+func assertBackoff(t *testing.T, gaps []time.Duration) {
+	t.Helper()
+	step := 500 * time.Millisecond
+	for i, g := range gaps {
+		assert.GreaterOrEqual(t, g, step/2, "wait %d", i+1)
+		assert.LessOrEqual(t, g, step, "wait %d", i+1)
+		step = min(2*step, 30*time.Second)
+	}
+}
+
+// An ERROR event is not progress: a watch that opens (200) and then says
+// ERROR every time backs off like any failure instead of reconnecting at
+// once (the hot loop of issue 6, defect 2).
+func TestWatchErrorEventDoesNotResetBackoff(t *testing.T) {
+	steps := []step{listOK("10", epJSON("default", "web", "9", "10.0.0.1"))}
+	for range 8 {
+		steps = append(steps, watchEvents(io.EOF, errorEvent(500, "InternalError", "etcdserver: request timed out", "")))
+	}
+	l := runScript(t, scriptOptions(), steps...)
+	l.clock.runUntil(t, "8 watches", func() bool { return l.lw.count(VerbWatch) >= 8 })
+	w := watchCalls(l.lw.getCalls())
+	assertBackoff(t, gaps(w))
+	for _, c := range w {
+		assert.Equal(t, "10", c.watch.ResourceVersion, "resumes from the list's resourceVersion, no relist")
+	}
+	assert.Equal(t, 1, l.lw.count(VerbList))
+}
+
+// An ERROR event's details.retryAfterSeconds is honoured like Retry-After,
+// and capped at 30 s.
+func TestWatchErrorEventRetryAfter(t *testing.T) {
+	l := runScript(t, scriptOptions(),
+		listOK("10"),
+		watchEvents(io.EOF, errorEvent(500, "InternalError", "x", `{"retryAfterSeconds":7}`)),
+		watchEvents(io.EOF, errorEvent(500, "InternalError", "x", `{"retryAfterSeconds":3600}`)),
+		watchEvents(nil),
+	)
+	l.clock.runUntil(t, "3 watches", func() bool { return l.lw.count(VerbWatch) >= 3 })
+	g := gaps(watchCalls(l.lw.getCalls()))
+	require.Len(t, g, 2)
+	assert.Equal(t, 7*time.Second, g[0], "retryAfterSeconds 7 (backoff alone: at most 0.5 s)")
+	assert.Equal(t, 30*time.Second, g[1], "retryAfterSeconds 3600 capped at 30 s")
+}
