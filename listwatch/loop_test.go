@@ -1,12 +1,16 @@
 package listwatch
 
 import (
+	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/internal/fakeapi"
 )
 
 // Table-driven tests of the loop: a script feeds it exact pages, events and
@@ -67,4 +71,53 @@ func TestWatchErrorEventRetryAfter(t *testing.T) {
 	require.Len(t, g, 2)
 	assert.Equal(t, 7*time.Second, g[0], "retryAfterSeconds 7 (backoff alone: at most 0.5 s)")
 	assert.Equal(t, 30*time.Second, g[1], "retryAfterSeconds 3600 capped at 30 s")
+}
+
+// A LIST page whose headers came and then nothing (the connection open)
+// is given up after the idle-read timeout and retried with backoff; it
+// hung forever before (issue 6, defect 3).
+func TestStalledListPageIsRetried(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
+	api.Fail(fakeapi.IsList(""), fakeapi.Stall(), 1)
+	clock := newFakeClock()
+	o := fastOptions()
+	o.Clock = clock
+	h := start(t, api, o)
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Fault == "Stall" }, 1)
+	clock.waitTimers(t, 1) // the idle timer of the stalled page
+	clock.Step(29 * time.Second)
+	assert.Equal(t, 1, lists(api.Requests()), "29 s of silence: still waiting")
+	clock.Step(time.Second)
+	clock.runUntil(t, "ready", h.w.Ready)
+	h.waitHosts("default/web:http", "10.0.0.1:80")
+	assert.Equal(t, 2, lists(api.Requests()))
+	assert.Equal(t, uint64(1), h.w.Stats().ListErrors.Load())
+}
+
+// Any byte resets the idle-read timeout: a large page that keeps coming
+// is never cut, however long it takes.
+func TestListIdleTimeoutResetsOnEveryByte(t *testing.T) {
+	clock := newFakeClock()
+	canceled := make(chan struct{})
+	ic := newIdleCancel(clock, 30*time.Second, func() { close(canceled) })
+	r := &idleReader{r: strings.NewReader("abc"), idle: ic}
+	buf := make([]byte, 1)
+	for range 3 {
+		clock.Step(29 * time.Second)
+		_, err := r.Read(buf)
+		require.NoError(t, err)
+	}
+	select {
+	case <-canceled:
+		t.Fatal("canceled although a byte came every 29 s")
+	default:
+	}
+	clock.Step(30 * time.Second)
+	select {
+	case <-canceled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not canceled after 30 s of silence")
+	}
+	assert.Equal(t, &IdleError{Op: "list", Idle: 30 * time.Second}, ic.explain(errors.New("context canceled")))
 }

@@ -59,6 +59,7 @@ type Options struct {
 	Logger         *slog.Logger
 
 	PageSize        int           // LIST limit, default 500
+	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 30s
 	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
 	IdleGrace       time.Duration // a watch silent for its timeout plus this is dropped, default 30s
 	MinBackoff      time.Duration // default 500ms
@@ -89,6 +90,9 @@ func New(o Options) *Watcher {
 	if o.PageSize <= 0 {
 		o.PageSize = 500
 	}
+	if o.ListIdleTimeout <= 0 {
+		o.ListIdleTimeout = 30 * time.Second
+	}
 	if o.MinWatchTimeout <= 0 {
 		o.MinWatchTimeout = 5 * time.Minute
 	}
@@ -115,7 +119,7 @@ func New(o Options) *Watcher {
 	}
 	w.lw = o.ListerWatcher
 	if w.lw == nil {
-		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock}
+		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout}
 	}
 	w.services = w.newServices()
 	return w
