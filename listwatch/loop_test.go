@@ -121,3 +121,35 @@ func TestListIdleTimeoutResetsOnEveryByte(t *testing.T) {
 	}
 	assert.Equal(t, &IdleError{Op: "list", Idle: 30 * time.Second}, ic.explain(errors.New("context canceled")))
 }
+
+// A watch with no event and no bookmark for the watch idle timeout (2.5
+// min by default) is dropped and resumed from the last resourceVersion,
+// without listing again. It took the watch's timeout plus a grace (5.5 to
+// 10.5 min) before (issue 6, defect 4).
+func TestSilentWatchIsDroppedAfterIdleTimeout(t *testing.T) {
+	l := runScript(t, scriptOptions(),
+		listOK("10"),
+		watchEvents(nil, bookmark("12")), // then silence, connection open
+		watchEvents(nil),
+	)
+	eventually(t, "the watch is open and silent", func() bool { return l.lw.blocked() == 1 })
+	l.clock.Step(150*time.Second - time.Millisecond)
+	assert.Equal(t, 1, l.lw.count(VerbWatch), "not yet")
+	l.clock.Step(time.Millisecond)
+	l.clock.runUntil(t, "a second watch", func() bool { return l.lw.count(VerbWatch) == 2 })
+	w := watchCalls(l.lw.getCalls())
+	assert.Equal(t, "12", w[1].watch.ResourceVersion, "resumed from the bookmark")
+	assert.LessOrEqual(t, w[1].at.Sub(w[0].at), 150*time.Second+500*time.Millisecond, "dropped at 150 s, resumed after one backoff step")
+	assert.Equal(t, 1, l.lw.count(VerbList), "no relist")
+	assert.Equal(t, uint64(1), l.w.Stats().WatchErrors.Load())
+}
+
+func TestWatchIdleTimeoutIsConfigurable(t *testing.T) {
+	o := scriptOptions()
+	o.WatchIdleTimeout = 10 * time.Second
+	l := runScript(t, o, listOK("10"), watchEvents(nil), watchEvents(nil))
+	eventually(t, "the watch is open and silent", func() bool { return l.lw.blocked() == 1 })
+	l.clock.Step(10 * time.Second)
+	l.clock.runUntil(t, "a second watch", func() bool { return l.lw.count(VerbWatch) == 2 })
+	assert.Equal(t, uint64(1), l.w.Stats().WatchErrors.Load())
+}

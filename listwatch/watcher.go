@@ -62,8 +62,12 @@ type Options struct {
 	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 30s
 	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
 	IdleGrace       time.Duration // a watch silent for its timeout plus this is dropped, default 30s
-	MinBackoff      time.Duration // default 500ms
-	MaxBackoff      time.Duration // default 30s
+	// WatchIdleTimeout: a watch without any event or bookmark for this
+	// long is dropped and resumed from the last resourceVersion, default
+	// 2.5m (the apiserver sends a bookmark about once a minute).
+	WatchIdleTimeout time.Duration
+	MinBackoff       time.Duration // default 500ms
+	MaxBackoff       time.Duration // default 30s
 }
 
 // Watcher runs the list-watch loop of one cluster.
@@ -98,6 +102,9 @@ func New(o Options) *Watcher {
 	}
 	if o.IdleGrace <= 0 {
 		o.IdleGrace = 30 * time.Second
+	}
+	if o.WatchIdleTimeout <= 0 {
+		o.WatchIdleTimeout = 150 * time.Second
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 500 * time.Millisecond
@@ -444,9 +451,11 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The server ends the watch after timeout; silence beyond that plus a
-	// grace means a dead connection, which TCP alone may never report.
-	idle := timeout + w.o.IdleGrace
+	// The apiserver sends a bookmark about once a minute, and ends the
+	// watch after timeout: silence longer than the idle timeout (or than
+	// timeout plus a grace) means a dead connection or a stuck server,
+	// which TCP alone may never report.
+	idle := min(w.o.WatchIdleTimeout, timeout+w.o.IdleGrace)
 	var idled atomic.Bool
 	watchdog := w.clock.AfterFunc(idle, func() { idled.Store(true); cancel() })
 	defer watchdog.Stop()
@@ -454,6 +463,9 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 	w.stats.Watches.Add(1)
 	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second)})
 	if err != nil {
+		if idled.Load() {
+			err = &IdleError{Op: "watch", Idle: idle}
+		}
 		return false, fmt.Errorf("watch %s: %w", w.kind, err)
 	}
 	defer stream.Close()
@@ -467,7 +479,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 		}
 		if err != nil {
 			if idled.Load() {
-				err = fmt.Errorf("watch idle for %s", idle)
+				err = &IdleError{Op: "watch", Idle: idle}
 			}
 			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
 		}
