@@ -2,6 +2,7 @@ package listwatch
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -152,4 +153,64 @@ func TestWatchIdleTimeoutIsConfigurable(t *testing.T) {
 	l.clock.Step(10 * time.Second)
 	l.clock.runUntil(t, "a second watch", func() bool { return l.lw.count(VerbWatch) == 2 })
 	assert.Equal(t, uint64(1), l.w.Stats().WatchErrors.Load())
+}
+
+func sliceObj(ns, name, service, rv string, ips ...string) string {
+	eps := ""
+	for i, ip := range ips {
+		if i > 0 {
+			eps += ","
+		}
+		eps += `{"addresses":["` + ip + `"]}`
+	}
+	return fmt.Sprintf(`{"metadata":{"name":%q,"namespace":%q,"resourceVersion":%q,"labels":{"kubernetes.io/service-name":%q}},"addressType":"IPv4","endpoints":[%s],"ports":[{"name":"http","port":80}]}`,
+		name, ns, rv, service, eps)
+}
+
+// A relist that meets a malformed object keeps that service's old value;
+// the object's later DELETED event must still remove it. It was lost
+// before: the relist dropped the object from the loop's state, so the
+// delete found nothing to remove (issue 6, defect 12).
+func TestDeleteAfterMalformedRelistLands(t *testing.T) {
+	for _, c := range []struct {
+		name                   string
+		slices                 bool
+		good, other, bad, gone string
+	}{
+		{"endpoints", false,
+			epJSON("default", "web", "9", "10.0.0.1"), epJSON("default", "api", "9", "10.0.0.2"),
+			`{"metadata":{"name":"web","namespace":"default","resourceVersion":"15"},"subsets":{"addresses":"10.9.9.9"}}`,
+			epJSON("default", "web", "21", "10.0.0.1")},
+		{"endpointslices", true,
+			sliceObj("default", "web-1", "web", "9", "10.0.0.1"), sliceObj("default", "api-1", "api", "9", "10.0.0.2"),
+			`{"metadata":{"name":"web-1","namespace":"default","resourceVersion":"15","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":"10.9.9.9"}]}`,
+			sliceObj("default", "web-1", "web", "21", "10.0.0.1")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := scriptOptions()
+			o.EndpointSlices = c.slices
+			l := runScript(t, o,
+				listOK("10", c.good, c.other),
+				watchEvents(io.EOF, errorEvent(410, "Expired", "too old resource version: 10 (15)", "")),
+				listOK("20", c.bad, c.other), // web's object is malformed now
+				watchEvents(nil, ev("DELETED", c.gone)),
+			)
+			l.clock.runUntil(t, "the delete applied", func() bool { return l.w.Stats().Deleted.Load() == 1 })
+			assert.Equal(t, uint64(1), l.w.Stats().Skipped.Load())
+			assert.Nil(t, l.hosts("default/web:http"), "the deleted service is gone")
+			assert.Equal(t, []string{"10.0.0.2:80"}, l.hosts("default/api:http"))
+		})
+	}
+}
+
+// Until then, the malformed object's service keeps its old value.
+func TestMalformedRelistKeepsOldValueUntilDeleted(t *testing.T) {
+	l := runScript(t, scriptOptions(),
+		listOK("10", epJSON("default", "web", "9", "10.0.0.1")),
+		watchEvents(io.EOF, errorEvent(410, "Expired", "too old", "")),
+		listOK("20", `{"metadata":{"name":"web","namespace":"default","resourceVersion":"15"},"subsets":{"addresses":"10.9.9.9"}}`),
+		watchEvents(nil, ev("MODIFIED", epJSON("default", "web", "22", "10.0.0.3"))),
+	)
+	l.clock.runUntil(t, "the update applied", func() bool { return l.w.Stats().Modified.Load() == 1 })
+	assert.Equal(t, []string{"10.0.0.3:80"}, l.hosts("default/web:http"))
 }

@@ -292,8 +292,17 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 	for {
 		page, err := w.lw.List(ctx, lo, func(raw []byte) {
 			objects++
-			if _, skipped := w.fold(raw, into, nil); skipped != "" {
-				keep[skipped] = struct{}{}
+			if _, bad := w.fold(raw, into, nil); bad {
+				// A bad object must not take away what was served: its
+				// service keeps its value, and the loop keeps the
+				// object's last good version, so a later DELETED event
+				// of it still lands.
+				if key := w.serviceKey(&w.obj); key != "" {
+					keep[key] = struct{}{}
+				}
+				if w.obj.namespace != "" && w.obj.name != "" {
+					into.carry(w.services, &w.obj)
+				}
 			}
 		})
 		if err != nil {
@@ -388,14 +397,14 @@ func (w *Watcher) query() url.Values {
 	return q
 }
 
-// fold decodes one raw object and records it in into; changed (nil during
-// a list) hears which services it changed. A malformed object is skipped,
-// logged and counted, and the key of its service returned as skipped
-// ("" when even that is unknown).
-func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, skipped string) {
+// fold decodes one raw object (into w.obj) and records it in into;
+// changed (nil during a list) hears which services it changed. A malformed
+// object is skipped, logged and counted, and reported as bad; w.obj holds
+// what could be read of it.
+func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv string, bad bool) {
 	o, err := w.decode(raw)
 	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
-		return o.resourceVersion, ""
+		return o.resourceVersion, false
 	}
 	if changed == nil {
 		changed = func(string) {}
@@ -405,9 +414,9 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, ski
 	}
 	if err != nil {
 		w.skip(o, err)
-		return o.resourceVersion, w.serviceKey(o)
+		return o.resourceVersion, true
 	}
-	return o.resourceVersion, ""
+	return o.resourceVersion, false
 }
 
 // decode reads one raw object into the watcher's scratch object.
