@@ -214,3 +214,35 @@ func TestMalformedRelistKeepsOldValueUntilDeleted(t *testing.T) {
 	l.clock.runUntil(t, "the update applied", func() bool { return l.w.Stats().Modified.Load() == 1 })
 	assert.Equal(t, []string{"10.0.0.3:80"}, l.hosts("default/web:http"))
 }
+
+// A continue token that expires restarts the list once; when that one
+// expires too, one unpaginated LIST (no limit) is made, as client-go does.
+// Before, the list restarted three times and then backed off with no
+// fallback (issue 6, defect 13).
+func TestExpiredContinueFallsBackToUnpaginatedList(t *testing.T) {
+	expired := statusErr(410, "Expired", "The provided continue parameter is too old to display a consistent list result.")
+	l := runScript(t, scriptOptions(),
+		listPart("10", "c1", epJSON("default", "a", "9", "10.0.0.1")),
+		listErr(expired),
+		listPart("11", "c2", epJSON("default", "a", "9", "10.0.0.1")),
+		listErr(expired),
+		listOK("12", epJSON("default", "a", "9", "10.0.0.1"), epJSON("default", "b", "9", "10.0.0.2")),
+		watchEvents(nil),
+	)
+	l.clock.runUntil(t, "watching", func() bool { return l.lw.count(VerbWatch) == 1 })
+	var lists []ListOptions
+	for _, c := range l.lw.getCalls() {
+		if c.verb == VerbList {
+			lists = append(lists, c.list)
+		}
+	}
+	assert.Equal(t, []ListOptions{
+		{Limit: 500}, {Limit: 500, Continue: "c1"},
+		{Limit: 500}, {Limit: 500, Continue: "c2"},
+		{Limit: 0},
+	}, lists)
+	assert.Equal(t, "12", watchCalls(l.lw.getCalls())[0].watch.ResourceVersion)
+	assert.Equal(t, []string{"10.0.0.2:80"}, l.hosts("default/b:http"))
+	assert.Zero(t, l.w.Stats().ListErrors.Load(), "an expired continue token is not an error")
+	assert.True(t, l.w.Ready())
+}

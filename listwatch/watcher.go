@@ -260,15 +260,23 @@ func (w *Watcher) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // list reads every page, then applies the whole list at once and returns
-// its resourceVersion. An expired continue token restarts the list.
+// its resourceVersion. An expired continue token (410) restarts the list;
+// when the restarted list's token expires too (pages read slower than the
+// server keeps history), it falls back to one unpaginated LIST, as
+// client-go's pager does.
 func (w *Watcher) list(ctx context.Context) (string, error) {
-	const restarts = 3
-	for attempt := 0; ; attempt++ {
+	limit := w.o.PageSize
+	for restarted := false; ; restarted = true {
 		start := w.clock.Now()
 		next, keep := w.newServices(), map[string]struct{}{}
-		n, rv, err := w.listInto(ctx, next, keep)
-		if apiserver.IsGone(err) && attempt < restarts {
-			w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
+		n, rv, continuing, err := w.listInto(ctx, next, keep, limit)
+		if continuing && Classify(err) == ClassExpired && limit > 0 {
+			if !restarted {
+				w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
+			} else {
+				w.log.Warn("continue token expired again: listing everything in one unpaginated LIST", "resource", w.kind)
+				limit = 0
+			}
 			continue
 		}
 		if err != nil {
@@ -285,10 +293,11 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 	}
 }
 
-// listInto reads every page into into; keep hears the services of
-// objects skipped as malformed.
-func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}) (objects int, rv string, err error) {
-	lo := ListOptions{Limit: w.o.PageSize}
+// listInto reads every page (of limit objects; 0: all at once) into into;
+// keep hears the services of objects skipped as malformed. continuing
+// says whether a failure was on a continuation page.
+func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}, limit int) (objects int, rv string, continuing bool, err error) {
+	lo := ListOptions{Limit: limit}
 	for {
 		page, err := w.lw.List(ctx, lo, func(raw []byte) {
 			objects++
@@ -306,10 +315,10 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 			}
 		})
 		if err != nil {
-			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
+			return objects, "", lo.Continue != "", fmt.Errorf("list %s: %w", w.kind, err)
 		}
 		if page.Continue == "" {
-			return objects, page.ResourceVersion, nil
+			return objects, page.ResourceVersion, false, nil
 		}
 		lo.Continue = page.Continue
 	}
