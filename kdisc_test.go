@@ -549,8 +549,8 @@ func TestStartPassesSelectorsAndSlices(t *testing.T) {
 	assert.Nil(t, hosts(d, "other/web:http"), "namespace selector")
 
 	r := api.WaitRequests(fakeapi.IsList(fakeapi.EndpointSlicesResource), 1)[0]
-	assert.Equal(t, "/apis/discovery.k8s.io/v1/endpointslices", r.Path)
-	assert.Equal(t, "metadata.namespace=default", r.Param("fieldSelector"))
+	assert.Equal(t, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", r.Path, "equal: the namespaced path")
+	assert.Empty(t, r.Param("fieldSelector"), "no namespace field selector: it loses pages on the real apiserver")
 	assert.Equal(t, "app=web", r.Param("labelSelector"), "quotes removed")
 	for _, r := range api.Requests() {
 		assert.Equal(t, fakeapi.EndpointSlicesResource, r.Resource, "Endpoints are not watched")

@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -72,15 +73,16 @@ type Options struct {
 
 // Watcher runs the list-watch loop of one cluster.
 type Watcher struct {
-	o        Options
-	log      *slog.Logger
-	lw       ListerWatcher
-	clock    Clock
-	path     string // collection URL path
-	kind     string // for logs: "endpoints" or "endpointslices"
-	services services
-	stats    Stats
-	status   status
+	o         Options
+	log       *slog.Logger
+	lw        ListerWatcher
+	clock     Clock
+	path      string // collection URL path
+	namespace string // the one namespace listed (namespace_selector.equal), "" for all
+	kind      string // for logs: "endpoints" or "endpointslices"
+	services  services
+	stats     Stats
+	status    status
 	// unstored holds services a full table refused; they are tried again
 	// whenever a delete frees space.
 	unstored map[string]struct{}
@@ -119,10 +121,20 @@ func New(o Options) *Watcher {
 		o.Clock = RealClock{}
 	}
 	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
+	// namespace_selector.equal lists and watches that namespace on its
+	// namespaced path. Never as a cluster-wide fieldSelector
+	// metadata.namespace=X with a limit: kube-apiserver (seen in v1.37.2)
+	// answers that LIST's continuation with 0 items and no continue token,
+	// losing every object after the first page. (not_equal's != and label
+	// selectors page correctly on the cluster-wide path.)
+	prefix := ""
+	if w.namespace = w.equalNamespace(); w.namespace != "" {
+		prefix = "/namespaces/" + w.namespace
+	}
 	if o.EndpointSlices {
-		w.path, w.kind = "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices"
+		w.path, w.kind = "/apis/discovery.k8s.io/v1"+prefix+"/endpointslices", "endpointslices"
 	} else {
-		w.path, w.kind = "/api/v1/endpoints", "endpoints"
+		w.path, w.kind = "/api/v1"+prefix+"/endpoints", "endpoints"
 	}
 	w.lw = o.ListerWatcher
 	if w.lw == nil {
@@ -395,9 +407,18 @@ func (w *Watcher) delete(key string) {
 	}
 }
 
+// equalNamespace is the namespace of namespace_selector.equal, "" when
+// another (or no) selector is set.
+func (w *Watcher) equalNamespace() string {
+	if ns, ok := strings.CutPrefix(w.o.Namespaces.FieldSelector(), "metadata.namespace="); ok {
+		return ns
+	}
+	return ""
+}
+
 func (w *Watcher) query() url.Values {
 	q := url.Values{}
-	if fs := w.o.Namespaces.FieldSelector(); fs != "" {
+	if fs := w.o.Namespaces.FieldSelector(); fs != "" && w.namespace == "" {
 		q.Set("fieldSelector", fs)
 	}
 	if w.o.LabelSelector != "" {
