@@ -4,14 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kdisc/kdisc/apiserver"
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/shm"
 )
 
 // Table-driven tests of the loop: a script feeds it exact pages, events and
@@ -245,4 +249,109 @@ func TestExpiredContinueFallsBackToUnpaginatedList(t *testing.T) {
 	assert.Equal(t, []string{"10.0.0.2:80"}, l.hosts("default/b:http"))
 	assert.Zero(t, l.w.Stats().ListErrors.Load(), "an expired continue token is not an error")
 	assert.True(t, l.w.Ready())
+}
+
+// After 5 consecutive failures kdisc makes at most one request per second
+// to a cluster, and never waits more than 30 s: the backoff doubles from
+// 0.5 s with jitter in its upper half, checked at both bounds.
+func TestBackoffBoundsTheLoad(t *testing.T) {
+	down := statusErr(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+	var steps []step
+	for range 12 {
+		steps = append(steps, listErr(down))
+	}
+	steps = append(steps, listOK("10"), watchEvents(nil))
+	l := runScript(t, scriptOptions(), steps...)
+	l.clock.runUntil(t, "watching", func() bool { return l.lw.count(VerbWatch) == 1 })
+	calls := l.lw.getCalls()
+	require.Len(t, calls, 14)
+	g := gaps(calls[:13]) // the waits after each of the 12 failures
+	assertBackoff(t, g)
+	for i, d := range g[5:] {
+		assert.GreaterOrEqual(t, d, time.Second, "after %d consecutive failures: at most 1 request per second", i+5)
+	}
+	assert.GreaterOrEqual(t, g[len(g)-1], 15*time.Second, "the step reached the 30 s cap")
+	assert.True(t, l.w.Ready())
+	st := l.w.Status()
+	assert.True(t, st.Healthy)
+	assert.Empty(t, st.Error)
+}
+
+// Status says whether the list-watch works now, when it last synced, and
+// what the last failure was; Store.SetSynced hears each sync.
+func TestStatusHealthAndLastSync(t *testing.T) {
+	forbidden := statusErr(403, "Forbidden", `endpoints is forbidden: User "system:serviceaccount:kdisc:kdisc" cannot watch resource "endpoints"`)
+	store := &syncStore{}
+	o := scriptOptions()
+	o.Store = store
+	l := runScript(t, o,
+		listOK("10", epJSON("default", "web", "9", "10.0.0.1")),
+		watchErr(forbidden),
+		watchEvents(nil, bookmark("11")),
+	)
+	assert.Zero(t, l.w.Status().LastSync)
+	listed := l.clock.Now()
+	eventually(t, "the 403", func() bool { return l.w.Status().ErrorClass == ClassForbidden })
+	st := l.w.Status()
+	assert.True(t, st.Ready, "ready stays once listed")
+	assert.False(t, st.Healthy)
+	assert.Contains(t, st.Error, "forbidden: an operator must grant kdisc get, list and watch on endpoints")
+	assert.Contains(t, st.Error, "cannot watch resource")
+	assert.WithinDuration(t, listed, st.LastSync, 0)
+	assert.WithinDuration(t, listed, store.last(), 0)
+
+	l.clock.runUntil(t, "the bookmark", func() bool { return l.w.Stats().Bookmarks.Load() == 1 })
+	st = l.w.Status()
+	assert.True(t, st.Healthy)
+	assert.Empty(t, st.Error)
+	assert.Equal(t, ClassNone, st.ErrorClass)
+	assert.True(t, st.LastSync.After(listed), "the bookmark synced")
+	assert.WithinDuration(t, st.LastSync, store.last(), 0)
+}
+
+// syncStore is a Store that only remembers SetSynced.
+type syncStore struct {
+	mu     sync.Mutex
+	synced time.Time
+}
+
+func (s *syncStore) Put(string, []shm.Port) error { return nil }
+func (s *syncStore) Delete(string) bool           { return false }
+func (s *syncStore) Keys(func(string) bool)       {}
+func (s *syncStore) SetReady(bool)                {}
+func (s *syncStore) SetSynced(at time.Time) {
+	s.mu.Lock()
+	s.synced = at
+	s.mu.Unlock()
+}
+func (s *syncStore) last() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
+
+// Requests to the apiserver are counted by verb and HTTP code, "error"
+// when no answer came.
+func TestRequestsAreCountedByVerbAndCode(t *testing.T) {
+	api := fakeapi.New(t)
+	api.Fail(fakeapi.IsList(""), fakeapi.InternalError(), 1)
+	api.Fail(fakeapi.IsWatch(""), fakeapi.Forbidden("kdisc"), 1)
+	h := start(t, api, fastOptions())
+	api.WaitRequests(fakeapi.IsWatch(""), 2)
+	eventually(t, "counted", func() bool { return len(h.w.Stats().Requests()) == 4 })
+	assert.Equal(t, []RequestCount{
+		{VerbList, "200", 1}, {VerbList, "500", 1}, {VerbWatch, "200", 1}, {VerbWatch, "403", 1},
+	}, h.w.Stats().Requests())
+
+	// Nothing listens: no answer at all.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	h2 := start(t, api, fastOptions(), apiserver.Options{Schema: "http", Host: "127.0.0.1", Port: port})
+	eventually(t, "a transport error", func() bool {
+		r := h2.w.Stats().Requests()
+		return len(r) > 0 && r[0] == RequestCount{VerbList, "error", r[0].N}
+	})
+	assert.Equal(t, ClassTransport, h2.w.Status().ErrorClass)
 }

@@ -1,6 +1,8 @@
 package listwatch
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,43 @@ type Stats struct {
 	Skipped              atomic.Uint64 // malformed objects skipped
 	TableFull            atomic.Uint64 // updates refused by a full table
 	LastEvent            atomic.Int64  // unix nanoseconds of the last watch event, 0 before any
+
+	reqMu sync.Mutex
+	reqs  map[requestKey]uint64
+}
+
+type requestKey struct{ verb, code string }
+
+// RequestCount is how many requests of one verb (VerbList, VerbWatch) the
+// apiserver answered with one HTTP code ("200", "410", ...; "error" when
+// no answer came: refused, reset, TLS, timeout).
+type RequestCount struct {
+	Verb, Code string
+	N          uint64
+}
+
+// Requests returns the request counts, sorted by verb then code. Only
+// requests made over HTTP (Options.Client) are counted.
+func (s *Stats) Requests() []RequestCount {
+	s.reqMu.Lock()
+	out := make([]RequestCount, 0, len(s.reqs))
+	for k, n := range s.reqs {
+		out = append(out, RequestCount{Verb: k.verb, Code: k.code, N: n})
+	}
+	s.reqMu.Unlock()
+	slices.SortFunc(out, func(a, b RequestCount) int {
+		return cmp.Or(cmp.Compare(a.Verb, b.Verb), cmp.Compare(a.Code, b.Code))
+	})
+	return out
+}
+
+func (s *Stats) countRequest(verb, code string) {
+	s.reqMu.Lock()
+	if s.reqs == nil {
+		s.reqs = map[requestKey]uint64{}
+	}
+	s.reqs[requestKey{verb, code}]++
+	s.reqMu.Unlock()
 }
 
 // Status is a Watcher's readiness, health and latest trouble.

@@ -138,7 +138,7 @@ func New(o Options) *Watcher {
 	}
 	w.lw = o.ListerWatcher
 	if w.lw == nil {
-		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout}
+		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout, count: w.stats.countRequest}
 	}
 	w.services = w.newServices()
 	return w
