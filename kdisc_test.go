@@ -413,6 +413,7 @@ func TestWriteMetrics(t *testing.T) {
 		"kdisc_table_bytes_used", "kdisc_table_bytes_total", "kdisc_table_entries", "kdisc_table_full_total",
 		"kdisc_last_event_age_seconds",
 	})
+	names = append(names, "kdisc_watch_healthy", "kdisc_last_sync_age_seconds", "kdisc_apiserver_requests_total", "kdisc_table_bytes_capacity")
 
 	a, b := newAPI(t), newAPI(t)
 	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
@@ -437,8 +438,21 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Contains(t, out, `kdisc_table_entries{cluster="second"} 0`+"\n")
 	assert.Contains(t, out, `kdisc_events_total{cluster="first",type="MODIFIED"} 1`+"\n")
 	assert.Contains(t, out, `kdisc_table_bytes_total{cluster="first"} 1.048576e+06`+"\n")
+	// Health, sync age and requests (issue 6), and the renamed capacity
+	// gauge under both names.
+	for _, name := range []string{"kdisc_watch_healthy", "kdisc_last_sync_age_seconds", "kdisc_table_bytes_capacity", "kdisc_table_bytes_total"} {
+		assert.Contains(t, out, "# TYPE "+name+" gauge\n")
+	}
+	assert.Contains(t, out, "# TYPE kdisc_apiserver_requests_total counter\n")
+	assert.Contains(t, out, "# HELP kdisc_table_bytes_total Deprecated: use kdisc_table_bytes_capacity.")
+	assert.Contains(t, out, `kdisc_table_bytes_capacity{cluster="first"} 1.048576e+06`+"\n")
+	assert.Contains(t, out, `kdisc_watch_healthy{cluster="first"} 1`+"\n")
+	assert.Regexp(t, `(?m)^kdisc_last_sync_age_seconds\{cluster="first"\} [0-9.e+-]+$`, out)
+	assert.NotContains(t, out, `kdisc_last_sync_age_seconds{cluster="first"} -1`)
+	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="list",code="200"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="watch",code="200"} 1`+"\n")
 	// Every sample line is name{labels} number.
-	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+")?\} -?[0-9.e+-]+$`)
+	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+"|,verb="[a-z]+",code="([0-9]{3}|error)")?\} -?[0-9.e+-]+$`)
 	for l := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
 		if !strings.HasPrefix(l, "#") {
 			assert.Regexp(t, sample, l)
@@ -555,4 +569,30 @@ func TestStartPassesSelectorsAndSlices(t *testing.T) {
 	for _, r := range api.Requests() {
 		assert.Equal(t, fakeapi.EndpointSlicesResource, r.Resource, "Endpoints are not watched")
 	}
+}
+
+// While the apiserver is unreachable, /metrics says the watch is not
+// healthy and its last sync ages, and readiness stays: the last known nodes
+// are served.
+func TestMetricsWhileAPIServerIsDown(t *testing.T) {
+	a := newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	d := start(t, singleConfig(t, a, ""))
+	waitReady(t, d)
+	a.WaitWatchers(1)
+	a.Fail(fakeapi.AnyRequest, fakeapi.ServiceUnavailable(0), -1)
+	a.CloseWatches()
+	metrics := func() string {
+		var buf bytes.Buffer
+		d.WriteMetrics(&buf)
+		return buf.String()
+	}
+	require.Eventually(t, func() bool {
+		out := metrics()
+		return strings.Contains(out, `kdisc_watch_healthy{cluster=""} 0`+"\n") &&
+			strings.Contains(out, `kdisc_apiserver_requests_total{cluster="",verb="watch",code="503"} `)
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Regexp(t, `(?m)^kdisc_last_sync_age_seconds\{cluster=""\} [0-9.e+-]+$`, metrics())
+	assert.True(t, d.Ready(), "readiness stays once the first full list is done")
+	assert.Empty(t, d.NotReady())
 }
