@@ -1,7 +1,6 @@
 package listwatch
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,9 +153,4 @@ func describe(c ErrorClass, kind string, err error) string {
 		return fmt.Sprintf("bad request: an operator must fix the configuration: %v", err)
 	}
 	return err.Error()
-}
-
-// isCanceled reports whether err only says the caller's context ended.
-func isCanceled(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }

@@ -2,16 +2,25 @@
 // EndpointSlices of one Kubernetes cluster, the way client-go's reflector
 // does, written small and by hand:
 //
-//   - LIST in pages (limit + continue), with the namespace field selector and
-//     the label selector; an expired continue token restarts the list.
+//   - LIST in pages (limit + continue) with the label selector. One
+//     namespace (namespace_selector.equal) is listed and watched on its
+//     namespaced path: a cluster-wide fieldSelector=metadata.namespace=X
+//     loses every page after the first on the real apiserver. An expired
+//     continue token restarts the list once, then falls back to one
+//     unpaginated LIST. A page silent for ListIdleTimeout is given up.
 //   - WATCH from the list's resourceVersion with bookmarks and a randomised
-//     timeoutSeconds; a watch that ends, drops or goes idle resumes from the
-//     last resourceVersion seen, without listing again.
+//     timeoutSeconds; a watch that ends, drops, or is silent (no event, no
+//     bookmark) for WatchIdleTimeout resumes from the last resourceVersion,
+//     without listing again.
 //   - 410 Gone (HTTP or a watch ERROR event) lists again. After a list every
 //     service it did not return is removed; nothing is emptied in between,
 //     so readers keep the old value of a service until it is replaced.
-//   - Failures back off exponentially with jitter from 0.5 s to 30 s and
-//     honour Retry-After; the table keeps serving the last known nodes.
+//   - Failures are classified in one place (errors.go) and back off
+//     exponentially with jitter from 0.5 s to 30 s, honouring Retry-After;
+//     only an object or bookmark event counts as progress. The table keeps
+//     serving the last known nodes.
+//   - Time comes from a Clock and the apiserver is reached through a
+//     ListerWatcher, so tests drive the loop exactly.
 package listwatch
 
 import (
