@@ -128,7 +128,8 @@ func TestStartSingle(t *testing.T) {
 	// Sorted by host text, byte-wise: 10.0.0.10 before 10.0.0.2.
 	assert.Equal(t, []string{"10.0.0.1:8080/7", "10.0.0.10:8080/7", "10.0.0.2:8080/7"}, hosts(d, "default/web:http"))
 	assert.Equal(t, []string{"fd00::1:5432/7", "fd00::2:5432/7"}, hosts(d, "other/db:5432"), "an unnamed port is its number")
-	for _, s := range []string{"default/web:https", "default/web:8080", "default/web", "default/nope:http", "web:http", "", "x/default/web:http"} {
+	assert.Equal(t, hosts(d, "default/web:http"), hosts(d, "default/web:8080"), "a named port is found by its number too")
+	for _, s := range []string{"default/web:https", "default/web:8081", "default/web", "default/nope:http", "web:http", "", "x/default/web:http"} {
 		_, ok := d.Nodes(nil, s)
 		assert.False(t, ok, "%q", s)
 	}
@@ -430,6 +431,7 @@ func TestWriteMetrics(t *testing.T) {
 		"kdisc_table_bytes_used", "kdisc_table_bytes_total", "kdisc_table_entries", "kdisc_table_full_total",
 		"kdisc_last_event_age_seconds",
 	})
+	names = append(names, "kdisc_watch_healthy", "kdisc_last_sync_age_seconds", "kdisc_apiserver_requests_total", "kdisc_table_bytes_capacity")
 
 	a, b := newAPI(t), newAPI(t)
 	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
@@ -454,8 +456,21 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Contains(t, out, `kdisc_table_entries{cluster="second"} 0`+"\n")
 	assert.Contains(t, out, `kdisc_events_total{cluster="first",type="MODIFIED"} 1`+"\n")
 	assert.Contains(t, out, `kdisc_table_bytes_total{cluster="first"} 1.048576e+06`+"\n")
+	// Health, sync age and requests (issue 6), and the renamed capacity
+	// gauge under both names.
+	for _, name := range []string{"kdisc_watch_healthy", "kdisc_last_sync_age_seconds", "kdisc_table_bytes_capacity", "kdisc_table_bytes_total"} {
+		assert.Contains(t, out, "# TYPE "+name+" gauge\n")
+	}
+	assert.Contains(t, out, "# TYPE kdisc_apiserver_requests_total counter\n")
+	assert.Contains(t, out, "# HELP kdisc_table_bytes_total Deprecated: use kdisc_table_bytes_capacity.")
+	assert.Contains(t, out, `kdisc_table_bytes_capacity{cluster="first"} 1.048576e+06`+"\n")
+	assert.Contains(t, out, `kdisc_watch_healthy{cluster="first"} 1`+"\n")
+	assert.Regexp(t, `(?m)^kdisc_last_sync_age_seconds\{cluster="first"\} [0-9.e+-]+$`, out)
+	assert.NotContains(t, out, `kdisc_last_sync_age_seconds{cluster="first"} -1`)
+	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="list",code="200"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="watch",code="200"} 1`+"\n")
 	// Every sample line is name{labels} number.
-	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+")?\} -?[0-9.e+-]+$`)
+	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+"|,verb="[a-z]+",code="([0-9]{3}|error)")?\} -?[0-9.e+-]+$`)
 	for l := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
 		if !strings.HasPrefix(l, "#") {
 			assert.Regexp(t, sample, l)
@@ -566,8 +581,8 @@ func TestStartPassesSelectorsAndSlices(t *testing.T) {
 	assert.Nil(t, hosts(d, "other/web:http"), "namespace selector")
 
 	r := api.WaitRequests(fakeapi.IsList(fakeapi.EndpointSlicesResource), 1)[0]
-	assert.Equal(t, "/apis/discovery.k8s.io/v1/endpointslices", r.Path)
-	assert.Equal(t, "metadata.namespace=default", r.Param("fieldSelector"))
+	assert.Equal(t, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", r.Path, "equal: the namespaced path")
+	assert.Empty(t, r.Param("fieldSelector"), "no namespace field selector: it loses pages on the real apiserver")
 	assert.Equal(t, "app=web", r.Param("labelSelector"), "quotes removed")
 	for _, r := range api.Requests() {
 		assert.Equal(t, fakeapi.EndpointSlicesResource, r.Resource, "Endpoints are not watched")
@@ -611,4 +626,49 @@ func TestCloseDuringLookups(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	}
+}
+
+// While the apiserver is unreachable, /metrics says the watch is not
+// healthy and its last sync ages, and readiness stays: the last known nodes
+// are served.
+func TestMetricsWhileAPIServerIsDown(t *testing.T) {
+	a := newAPI(t)
+	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
+	d := start(t, singleConfig(t, a, ""))
+	waitReady(t, d)
+	a.WaitWatchers(1)
+	a.Fail(fakeapi.AnyRequest, fakeapi.ServiceUnavailable(0), -1)
+	a.CloseWatches()
+	metrics := func() string {
+		var buf bytes.Buffer
+		d.WriteMetrics(&buf)
+		return buf.String()
+	}
+	require.Eventually(t, func() bool {
+		out := metrics()
+		return strings.Contains(out, `kdisc_watch_healthy{cluster=""} 0`+"\n") &&
+			strings.Contains(out, `kdisc_apiserver_requests_total{cluster="",verb="watch",code="503"} `)
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Regexp(t, `(?m)^kdisc_last_sync_age_seconds\{cluster=""\} [0-9.e+-]+$`, metrics())
+	assert.True(t, d.Ready(), "readiness stays once the first full list is done")
+	assert.Empty(t, d.NotReady())
+}
+
+// Age is the time since the last sync with the apiserver, from the table
+// header: in-process and attached alike.
+func TestAge(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	dir := t.TempDir()
+	d := start(t, singleConfig(t, api, ""), kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	age, ok := d.Age()
+	require.True(t, ok, "synced by the first list")
+	assert.Less(t, age, time.Minute)
+	r, err := kdisc.Attach(dir, singleConfig(t, api, ""))
+	require.NoError(t, err)
+	defer r.Close()
+	age, ok = r.Age()
+	require.True(t, ok)
+	assert.Less(t, age, time.Minute)
 }

@@ -40,13 +40,27 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 		{"kdisc_objects_skipped_total", "Malformed objects skipped.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Skipped.Load() })},
 		{"kdisc_table_full_total", "Updates refused because the table (shared_size) is full; the old value stayed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().TableFull.Load() })},
 		{"kdisc_table_bytes_used", "Bytes of the table in use.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().UsedBytes) }},
-		{"kdisc_table_bytes_total", "Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
+		{"kdisc_table_bytes_capacity", "Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
+		{"kdisc_table_bytes_total", "Deprecated: use kdisc_table_bytes_capacity. Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
 		{"kdisc_table_entries", "Services in the table.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().Entries) }},
 		{"kdisc_last_event_age_seconds", "Seconds since the last watch event (or bookmark); -1 before any.", "gauge", func(c *cluster) float64 {
 			if c.watcher == nil || c.watcher.Stats().LastEvent.Load() == 0 {
 				return -1
 			}
 			return time.Since(time.Unix(0, c.watcher.Stats().LastEvent.Load())).Seconds()
+		}},
+		{"kdisc_watch_healthy", "1 while the cluster's list-watch works (its last list or watch attempt succeeded), 0 while the apiserver is unreachable or refuses; the table keeps serving the last known nodes.", "gauge", func(c *cluster) float64 {
+			return b2f(c.watcher != nil && c.watcher.Status().Healthy)
+		}},
+		{"kdisc_last_sync_age_seconds", "Seconds since the last successful list, or watch object or bookmark event; -1 before any.", "gauge", func(c *cluster) float64 {
+			if c.watcher == nil {
+				return -1
+			}
+			last := c.watcher.Status().LastSync
+			if last.IsZero() {
+				return -1
+			}
+			return max(time.Since(last).Seconds(), 0)
 		}},
 	}
 	for _, m := range metrics {
@@ -66,6 +80,15 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 			n   uint64
 		}{{"ADDED", s.Added.Load()}, {"MODIFIED", s.Modified.Load()}, {"DELETED", s.Deleted.Load()}, {"BOOKMARK", s.Bookmarks.Load()}} {
 			fmt.Fprintf(w, "kdisc_events_total{cluster=%q,type=%q} %d\n", c.id, e.typ, e.n)
+		}
+	}
+	fmt.Fprintf(w, "# HELP kdisc_apiserver_requests_total Requests to the apiserver, by verb (list, watch) and HTTP code (error: no answer came).\n# TYPE kdisc_apiserver_requests_total counter\n")
+	for _, c := range d.clusters {
+		if c.watcher == nil {
+			continue
+		}
+		for _, r := range c.watcher.Stats().Requests() {
+			fmt.Fprintf(w, "kdisc_apiserver_requests_total{cluster=%q,verb=%q,code=%q} %d\n", c.id, r.Verb, r.Code, r.N)
 		}
 	}
 }

@@ -8,8 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -17,6 +22,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/apiserver"
 )
 
 // testCA is a certificate authority generated for one test.
@@ -92,4 +99,51 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 	p := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(p, data, 0o600))
 	return p
+}
+
+// The CA file is re-read when it changes (cert-manager and projected
+// volumes rotate it): a client built while the file held another CA
+// verifies the server once the file holds the right one, and a file that
+// is half-written or gone meanwhile keeps the last good CA.
+func TestCAFileRotation(t *testing.T) {
+	ca, other := newCA(t, "cluster CA"), newCA(t, "old cluster CA")
+	serverCert, _, _ := ca.issue(t, "apiserver", true)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "{}")
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	host, port := hostPort(t, srv.Listener.Addr().String())
+
+	dir := t.TempDir()
+	caFile := writeFile(t, dir, "ca.crt", other.pem)
+	c := newClient(t, apiserver.Options{Schema: "https", Host: host, Port: port, CAFile: caFile})
+	_, err := get(c, endpointsPath)
+	var ua x509.UnknownAuthorityError
+	require.True(t, errors.As(err, &ua), "the old CA does not verify the server: %v", err)
+
+	// Rotated: a bundle of both, with a new mtime even on coarse clocks.
+	writeFile(t, dir, "ca.crt", append(append([]byte{}, other.pem...), ca.pem...))
+	future := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(caFile, future, future))
+	_, err = get(c, endpointsPath)
+	require.NoError(t, err, "the rotated CA file is read at the next handshake")
+
+	// Mid-rotation (empty, then gone): the last good CA stays.
+	writeFile(t, dir, "ca.crt", nil)
+	c.CloseIdleConnections()
+	_, err = get(c, endpointsPath)
+	require.NoError(t, err, "an empty CA file keeps the last good CA")
+	require.NoError(t, os.Remove(caFile))
+	c.CloseIdleConnections()
+	_, err = get(c, endpointsPath)
+	require.NoError(t, err, "a missing CA file keeps the last good CA")
+
+	// Hostname is still verified: a name the certificate does not carry is refused.
+	c2 := newClient(t, apiserver.Options{Schema: "https", Host: "localhost", Port: port, CAFile: writeFile(t, dir, "ca2.crt", ca.pem)})
+	_, err = get(c2, endpointsPath)
+	var hn x509.HostnameError
+	require.True(t, errors.As(err, &hn), "want a hostname error, got %v", err)
 }

@@ -12,7 +12,6 @@ package apiserver
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -37,7 +36,7 @@ type Options struct {
 	Token     string // a static bearer token; wins over TokenFile
 	TokenFile string // a bearer token file, re-read when it changes
 
-	CAFile             string // CA bundle for https; see InClusterCAFile
+	CAFile             string // CA bundle for https, re-read when it changes; see InClusterCAFile
 	InsecureSkipVerify bool   // service.ssl_verify: false
 	CertFile, KeyFile  string // client certificate (mTLS), re-read on each handshake
 
@@ -55,8 +54,9 @@ type Client struct {
 }
 
 // New validates the options and builds a client. It reads the CA file now,
-// so a wrong path fails at start; token and certificate files are read when
-// requests are made, so they may appear (or rotate) later.
+// so a wrong path fails at start, and again whenever it changes; token and
+// certificate files are read when requests are made, so they may appear (or
+// rotate) later.
 func New(o Options) (*Client, error) {
 	log := o.Logger
 	if log == nil {
@@ -118,15 +118,15 @@ func tlsConfig(o Options, log *slog.Logger) (*tls.Config, error) {
 		}
 	}
 	if caFile != "" && !o.InsecureSkipVerify {
-		pem, err := os.ReadFile(caFile)
+		// The CA file is re-read when it changes, so verification is done
+		// here against its current content (InsecureSkipVerify only
+		// hands it over to VerifyConnection).
+		ca, err := newCASource(caFile, log)
 		if err != nil {
-			return nil, fmt.Errorf("apiserver: reading CA file: %w", err)
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("apiserver: CA file %s holds no PEM certificate", caFile)
-		}
-		tc.RootCAs = pool
+		tc.InsecureSkipVerify = true
+		tc.VerifyConnection = ca.verify(o.Host)
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		return nil, fmt.Errorf("apiserver: cert_file and key_file go together")

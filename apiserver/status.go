@@ -16,7 +16,8 @@ type StatusError struct {
 	Code       int
 	Reason     string        // the Status reason, e.g. "Expired", "Forbidden"
 	Message    string        // the Status message
-	RetryAfter time.Duration // from a Retry-After header, 0 when absent
+	RetryAfter time.Duration // from a Retry-After header or details.retryAfterSeconds, 0 when absent
+	Causes     []string      // details.causes[].reason, e.g. "ResourceVersionTooLarge"
 }
 
 func (e *StatusError) Error() string {
@@ -66,8 +67,10 @@ func statusFromResponse(resp *http.Response) *StatusError {
 	return e
 }
 
-// ReadStatus reads a metav1.Status object into e (reason, message) and
-// returns its code, 0 when absent. The caller checks it.Error.
+// ReadStatus reads a metav1.Status object into e (reason, message,
+// details.causes, and details.retryAfterSeconds unless e.RetryAfter is
+// already set) and returns its code, 0 when absent. The caller checks
+// it.Error.
 func ReadStatus(it *jsoniter.Iterator, e *StatusError) int {
 	code := 0
 	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
@@ -78,9 +81,38 @@ func ReadStatus(it *jsoniter.Iterator, e *StatusError) int {
 			e.Message = it.ReadString()
 		case "code":
 			code = it.ReadInt()
+		case "details":
+			readDetails(it, e)
 		default:
 			it.Skip()
 		}
 	}
 	return code
+}
+
+func readDetails(it *jsoniter.Iterator, e *StatusError) {
+	if it.WhatIsNext() != jsoniter.ObjectValue {
+		it.Skip()
+		return
+	}
+	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
+		switch f {
+		case "retryAfterSeconds":
+			if n := it.ReadInt(); n > 0 && e.RetryAfter == 0 {
+				e.RetryAfter = time.Duration(n) * time.Second
+			}
+		case "causes":
+			for it.ReadArray() {
+				for g := it.ReadObject(); g != ""; g = it.ReadObject() {
+					if g == "reason" {
+						e.Causes = append(e.Causes, it.ReadString())
+					} else {
+						it.Skip()
+					}
+				}
+			}
+		default:
+			it.Skip()
+		}
+	}
 }

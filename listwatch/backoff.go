@@ -1,7 +1,6 @@
 package listwatch
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -29,16 +28,4 @@ func (b *backoff) delay(retryAfter time.Duration) time.Duration {
 	d := b.next/2 + rand.N(b.next/2+1)
 	b.next = min(2*b.next, b.max)
 	return max(d, min(retryAfter, maxRetryAfter))
-}
-
-// sleep waits d or until ctx ends; it reports whether to go on.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -23,6 +23,10 @@ type services interface {
 	value(key string) []shm.Port
 	// each calls fn for every service that has a value.
 	each(fn func(key string))
+	// carry copies what from knows of object o (by its namespace and
+	// name) into this state: a relist that finds o malformed keeps o's
+	// last good version, so that o's later DELETED event still removes it.
+	carry(from services, o *object)
 }
 
 // portSet collects nodes under port names; ports() sorts and de-duplicates.
@@ -147,6 +151,13 @@ func (s *endpointsServices) remove(o *object, changed func(string)) {
 
 func (s *endpointsServices) value(key string) []shm.Port { return s.byKey[key] }
 
+func (s *endpointsServices) carry(from services, o *object) {
+	key := o.namespace + "/" + o.name
+	if ports, ok := from.(*endpointsServices).byKey[key]; ok {
+		s.byKey[key] = ports
+	}
+}
+
 func (s *endpointsServices) each(fn func(string)) {
 	for k := range s.byKey {
 		fn(k)
@@ -238,6 +249,22 @@ func (s *sliceServices) forget(id string, changed func(string)) {
 		delete(s.byService, prev.service)
 	}
 	changed(prev.service)
+}
+
+func (s *sliceServices) carry(from services, o *object) {
+	id := o.namespace + "/" + o.name
+	prev, ok := from.(*sliceServices).slices[id]
+	if !ok {
+		return
+	}
+	s.forget(id, func(string) {})
+	s.slices[id] = prev
+	members := s.byService[prev.service]
+	if members == nil {
+		members = map[string]struct{}{}
+		s.byService[prev.service] = members
+	}
+	members[id] = struct{}{}
 }
 
 func (s *sliceServices) value(key string) []shm.Port {

@@ -2,16 +2,25 @@
 // EndpointSlices of one Kubernetes cluster, the way client-go's reflector
 // does, written small and by hand:
 //
-//   - LIST in pages (limit + continue), with the namespace field selector and
-//     the label selector; an expired continue token restarts the list.
+//   - LIST in pages (limit + continue) with the label selector. One
+//     namespace (namespace_selector.equal) is listed and watched on its
+//     namespaced path: a cluster-wide fieldSelector=metadata.namespace=X
+//     loses every page after the first on the real apiserver. An expired
+//     continue token restarts the list once, then falls back to one
+//     unpaginated LIST. A page silent for ListIdleTimeout is given up.
 //   - WATCH from the list's resourceVersion with bookmarks and a randomised
-//     timeoutSeconds; a watch that ends, drops or goes idle resumes from the
-//     last resourceVersion seen, without listing again.
+//     timeoutSeconds; a watch that ends, drops, or is silent (no event, no
+//     bookmark) for WatchIdleTimeout resumes from the last resourceVersion,
+//     without listing again.
 //   - 410 Gone (HTTP or a watch ERROR event) lists again. After a list every
 //     service it did not return is removed; nothing is emptied in between,
 //     so readers keep the old value of a service until it is replaced.
-//   - Failures back off exponentially with jitter from 0.5 s to 30 s and
-//     honour Retry-After; the table keeps serving the last known nodes.
+//   - Failures are classified in one place (errors.go) and back off
+//     exponentially with jitter from 0.5 s to 30 s, honouring Retry-After;
+//     only an object or bookmark event counts as progress. The table keeps
+//     serving the last known nodes.
+//   - Time comes from a Clock and the apiserver is reached through a
+//     ListerWatcher, so tests drive the loop exactly.
 package listwatch
 
 import (
@@ -23,7 +32,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -40,12 +49,19 @@ type Store interface {
 	Delete(key string) bool
 	Keys(fn func(key string) bool)
 	SetReady(ready bool)
+	// SetSynced records when the table last agreed with the apiserver.
+	SetSynced(at time.Time)
 }
 
 // Options configure a Watcher. Zero durations take the defaults.
 type Options struct {
-	Client         *apiserver.Client
-	Store          Store
+	Client *apiserver.Client
+	Store  Store
+	// ListerWatcher, when set, is used instead of Client (tests feed the
+	// loop exact pages, events and errors through it).
+	ListerWatcher ListerWatcher
+	// Clock is the loop's time; nil: the real clock.
+	Clock          Clock
 	EndpointSlices bool                // watch discovery.k8s.io/v1 EndpointSlices instead of v1 Endpoints
 	Namespaces     *selector.Namespace // nil: every namespace
 	LabelSelector  string              // canonical label selector, sent to the server
@@ -53,26 +69,35 @@ type Options struct {
 	Logger         *slog.Logger
 
 	PageSize        int           // LIST limit, default 500
+	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 30s
 	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
 	IdleGrace       time.Duration // a watch silent for its timeout plus this is dropped, default 30s
-	MinBackoff      time.Duration // default 500ms
-	MaxBackoff      time.Duration // default 30s
+	// WatchIdleTimeout: a watch without any event or bookmark for this
+	// long is dropped and resumed from the last resourceVersion, default
+	// 2.5m (the apiserver sends a bookmark about once a minute).
+	WatchIdleTimeout time.Duration
+	MinBackoff       time.Duration // default 500ms
+	MaxBackoff       time.Duration // default 30s
 }
 
 // Watcher runs the list-watch loop of one cluster.
 type Watcher struct {
-	o        Options
-	log      *slog.Logger
-	path     string // collection URL path
-	kind     string // for logs: "endpoints" or "endpointslices"
-	services services
-	stats    Stats
-	status   status
+	o         Options
+	log       *slog.Logger
+	lw        ListerWatcher
+	clock     Clock
+	path      string // collection URL path
+	namespace string // the one namespace listed (namespace_selector.equal), "" for all
+	kind      string // for logs: "endpoints" or "endpointslices"
+	services  services
+	stats     Stats
+	status    status
 	// unstored holds services a full table refused; they are tried again
 	// whenever a delete frees space.
 	unstored map[string]struct{}
 
 	obj object // decode scratch, reused
+	ev  event  // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -80,11 +105,17 @@ func New(o Options) *Watcher {
 	if o.PageSize <= 0 {
 		o.PageSize = 500
 	}
+	if o.ListIdleTimeout <= 0 {
+		o.ListIdleTimeout = 30 * time.Second
+	}
 	if o.MinWatchTimeout <= 0 {
 		o.MinWatchTimeout = 5 * time.Minute
 	}
 	if o.IdleGrace <= 0 {
 		o.IdleGrace = 30 * time.Second
+	}
+	if o.WatchIdleTimeout <= 0 {
+		o.WatchIdleTimeout = 150 * time.Second
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 500 * time.Millisecond
@@ -95,14 +126,39 @@ func New(o Options) *Watcher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	w := &Watcher{o: o, log: o.Logger, unstored: map[string]struct{}{}}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
+	// namespace_selector.equal lists and watches that namespace on its
+	// namespaced path. Never as a cluster-wide fieldSelector
+	// metadata.namespace=X with a limit: kube-apiserver (seen in v1.37.2)
+	// answers that LIST's continuation with 0 items and no continue token,
+	// losing every object after the first page. (not_equal's != and label
+	// selectors page correctly on the cluster-wide path.)
+	prefix := ""
+	if w.namespace = w.equalNamespace(); w.namespace != "" {
+		prefix = "/namespaces/" + w.namespace
+	}
 	if o.EndpointSlices {
-		w.path, w.kind = "/apis/discovery.k8s.io/v1/endpointslices", "endpointslices"
+		w.path, w.kind = "/apis/discovery.k8s.io/v1"+prefix+"/endpointslices", "endpointslices"
 	} else {
-		w.path, w.kind = "/api/v1/endpoints", "endpoints"
+		w.path, w.kind = "/api/v1"+prefix+"/endpoints", "endpoints"
+	}
+	w.lw = o.ListerWatcher
+	if w.lw == nil {
+		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout, count: w.stats.countRequest}
 	}
 	w.services = w.newServices()
 	return w
+}
+
+// url is the collection URL, for logs.
+func (w *Watcher) url() string {
+	if w.o.Client == nil {
+		return w.path
+	}
+	return w.o.Client.URL(w.path, w.query())
 }
 
 func (w *Watcher) newServices() services {
@@ -123,10 +179,12 @@ func (w *Watcher) Ready() bool { return w.status.ready.Load() }
 
 // Run lists and watches until ctx ends. It never gives up on its own: every
 // failure is retried after a backoff, and the table keeps its last values.
+// Classify (errors.go) decides what each failure means.
 func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
-	w.log.Info("connecting", "resource", w.kind, "url", w.o.Client.URL(w.path, nil))
+	w.log.Info("connecting", "resource", w.kind, "url", w.url())
 	rv := ""
+	justListed := false
 	for ctx.Err() == nil {
 		if rv == "" {
 			var err error
@@ -135,61 +193,111 @@ func (w *Watcher) Run(ctx context.Context) {
 					return
 				}
 				w.stats.ListErrors.Add(1)
-				if !w.backOff(ctx, &bo, "list", err) {
+				if !w.fail(ctx, &bo, "list", err) {
 					return
 				}
 				continue
 			}
+			justListed = true
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
-		start := time.Now()
+		start := w.clock.Now()
 		progressed, err := w.watch(ctx, &rv)
 		if ctx.Err() != nil {
 			return
 		}
 		if progressed {
+			// Only an object or a bookmark is progress: a watch that
+			// opened and then failed (an ERROR event) is not.
 			bo.reset()
-			w.status.setErr(nil)
+			justListed = false
 		}
-		switch {
-		case apiserver.IsGone(err):
-			w.log.Info("410 Gone: listing again", "resource", w.kind, "resourceVersion", rv, "error", err)
-			w.stats.Relists.Add(1)
-			rv = ""
-		case err != nil:
-			w.stats.WatchErrors.Add(1)
-			w.status.setErr(err)
-		case !progressed && time.Since(start) < time.Second:
-			err = errors.New("watch ended at once")
-		default:
+		if err == nil && !progressed && w.clock.Now().Sub(start) < veryShortWatch {
+			err = fmt.Errorf("watch %s: %w", w.kind, errVeryShortWatch)
+		}
+		if err == nil {
 			w.log.Debug("watch ended, resuming", "resource", w.kind, "resourceVersion", rv)
+			continue
 		}
-		// A watch that delivered nothing before failing must not be retried
-		// at once: that is how a client hot-loops against a sick server.
-		if err != nil && !progressed && !w.backOff(ctx, &bo, "watch", err) {
+		class := Classify(err)
+		if class.Relist() {
+			rv = ""
+			w.stats.Relists.Add(1)
+		}
+		if class == ClassExpired && !justListed {
+			// The usual 410: kdisc was away longer than the server keeps
+			// history. List again at once. (A watch that expires right
+			// after its list backs off, or two servers that disagree
+			// would make a hot loop.)
+			w.log.Info("410 Gone: listing again", "resource", w.kind, "error", err)
+			continue
+		}
+		if class != ClassVeryShortWatch && class != ClassExpired {
+			w.stats.WatchErrors.Add(1) // ended by an error, not by a clean end
+		}
+		if !w.fail(ctx, &bo, "watch", err) {
 			return
 		}
 	}
 }
 
-// backOff logs err, records it and waits; false when ctx ended meanwhile.
-func (w *Watcher) backOff(ctx context.Context, bo *backoff, op string, err error) bool {
+// fail records err in the status, logs it as its class says, and waits the
+// next backoff step (or the server's Retry-After, capped); false when ctx
+// ended meanwhile.
+func (w *Watcher) fail(ctx context.Context, bo *backoff, op string, err error) bool {
+	class := Classify(err)
 	d := bo.delay(apiserver.RetryAfter(err))
-	w.status.setErr(err)
-	w.log.Warn("backing off", "resource", w.kind, "op", op, "delay", d.Round(time.Millisecond), "error", err)
-	return sleep(ctx, d)
+	w.status.setFailure(class, describe(class, w.resourceName(), err))
+	w.log.Log(ctx, class.level(), "backing off", "resource", w.kind, "op", op, "class", string(class),
+		"delay", d.Round(time.Millisecond), "error", err)
+	return w.sleep(ctx, d)
+}
+
+// resourceName is the resource as RBAC names it.
+func (w *Watcher) resourceName() string {
+	if w.o.EndpointSlices {
+		return "endpointslices (group discovery.k8s.io)"
+	}
+	return "endpoints"
+}
+
+// synced records a successful list or a watch object or bookmark event.
+func (w *Watcher) synced(now time.Time) {
+	w.status.lastSync.Store(now.UnixNano())
+	w.status.setOK()
+	w.o.Store.SetSynced(now)
+}
+
+// sleep waits d or until ctx ends; it reports whether to go on.
+func (w *Watcher) sleep(ctx context.Context, d time.Duration) bool {
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
 }
 
 // list reads every page, then applies the whole list at once and returns
-// its resourceVersion. An expired continue token restarts the list.
+// its resourceVersion. An expired continue token (410) restarts the list;
+// when the restarted list's token expires too (pages read slower than the
+// server keeps history), it falls back to one unpaginated LIST, as
+// client-go's pager does.
 func (w *Watcher) list(ctx context.Context) (string, error) {
-	const restarts = 3
-	for attempt := 0; ; attempt++ {
-		start := time.Now()
+	limit := w.o.PageSize
+	for restarted := false; ; restarted = true {
+		start := w.clock.Now()
 		next, keep := w.newServices(), map[string]struct{}{}
-		n, rv, err := w.listInto(ctx, next, keep)
-		if apiserver.IsGone(err) && attempt < restarts {
-			w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
+		n, rv, continuing, err := w.listInto(ctx, next, keep, limit)
+		if continuing && Classify(err) == ClassExpired && limit > 0 {
+			if !restarted {
+				w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
+			} else {
+				w.log.Warn("continue token expired again: listing everything in one unpaginated LIST", "resource", w.kind)
+				limit = 0
+			}
 			continue
 		}
 		if err != nil {
@@ -197,42 +305,43 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		}
 		w.stats.Lists.Add(1)
 		w.replace(next, keep)
-		w.status.setErr(nil)
+		w.synced(w.clock.Now())
 		if !w.status.ready.Swap(true) {
 			w.o.Store.SetReady(true)
 		}
-		w.log.Info("listed", "resource", w.kind, "objects", n, "took", time.Since(start).Round(time.Millisecond), "resourceVersion", rv)
+		w.log.Info("listed", "resource", w.kind, "objects", n, "took", w.clock.Now().Sub(start).Round(time.Millisecond), "resourceVersion", rv)
 		return rv, nil
 	}
 }
 
-// listInto reads every page into into; keep hears the services of
-// objects skipped as malformed.
-func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}) (objects int, rv string, err error) {
-	q := w.query()
-	q.Set("limit", strconv.Itoa(w.o.PageSize))
+// listInto reads every page (of limit objects; 0: all at once) into into;
+// keep hears the services of objects skipped as malformed. continuing
+// says whether a failure was on a continuation page.
+func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}, limit int) (objects int, rv string, continuing bool, err error) {
+	lo := ListOptions{Limit: limit}
 	for {
-		resp, err := w.o.Client.Get(ctx, w.path, q)
-		if err != nil {
-			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
-		}
-		page, err := readList(resp.Body, func(raw []byte) {
+		page, err := w.lw.List(ctx, lo, func(raw []byte) {
 			objects++
-			if _, skipped := w.fold(raw, into, nil); skipped != "" {
-				keep[skipped] = struct{}{}
+			if _, bad := w.fold(raw, into, nil); bad {
+				// A bad object must not take away what was served: its
+				// service keeps its value, and the loop keeps the
+				// object's last good version, so a later DELETED event
+				// of it still lands.
+				if key := w.serviceKey(&w.obj); key != "" {
+					keep[key] = struct{}{}
+				}
+				if w.obj.namespace != "" && w.obj.name != "" {
+					into.carry(w.services, &w.obj)
+				}
 			}
 		})
-		// The decoder stops at the closing brace; reading on to EOF lets
-		// the connection be reused for the next page.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
 		if err != nil {
-			return objects, "", fmt.Errorf("list %s: %w", w.kind, err)
+			return objects, "", lo.Continue != "", fmt.Errorf("list %s: %w", w.kind, err)
 		}
-		if page.continueToken == "" {
-			return objects, page.resourceVersion, nil
+		if page.Continue == "" {
+			return objects, page.ResourceVersion, false, nil
 		}
-		q.Set("continue", page.continueToken)
+		lo.Continue = page.Continue
 	}
 }
 
@@ -307,9 +416,18 @@ func (w *Watcher) delete(key string) {
 	}
 }
 
+// equalNamespace is the namespace of namespace_selector.equal, "" when
+// another (or no) selector is set.
+func (w *Watcher) equalNamespace() string {
+	if ns, ok := strings.CutPrefix(w.o.Namespaces.FieldSelector(), "metadata.namespace="); ok {
+		return ns
+	}
+	return ""
+}
+
 func (w *Watcher) query() url.Values {
 	q := url.Values{}
-	if fs := w.o.Namespaces.FieldSelector(); fs != "" {
+	if fs := w.o.Namespaces.FieldSelector(); fs != "" && w.namespace == "" {
 		q.Set("fieldSelector", fs)
 	}
 	if w.o.LabelSelector != "" {
@@ -318,14 +436,14 @@ func (w *Watcher) query() url.Values {
 	return q
 }
 
-// fold decodes one raw object and records it in into; changed (nil during
-// a list) hears which services it changed. A malformed object is skipped,
-// logged and counted, and the key of its service returned as skipped
-// ("" when even that is unknown).
-func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, skipped string) {
+// fold decodes one raw object (into w.obj) and records it in into;
+// changed (nil during a list) hears which services it changed. A malformed
+// object is skipped, logged and counted, and reported as bad; w.obj holds
+// what could be read of it.
+func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv string, bad bool) {
 	o, err := w.decode(raw)
 	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
-		return o.resourceVersion, ""
+		return o.resourceVersion, false
 	}
 	if changed == nil {
 		changed = func(string) {}
@@ -335,9 +453,9 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv, ski
 	}
 	if err != nil {
 		w.skip(o, err)
-		return o.resourceVersion, w.serviceKey(o)
+		return o.resourceVersion, true
 	}
-	return o.resourceVersion, ""
+	return o.resourceVersion, false
 }
 
 // decode reads one raw object into the watcher's scratch object.
@@ -372,51 +490,58 @@ func (w *Watcher) serviceKey(o *object) string {
 }
 
 // watch streams events from *rv, applying each and advancing *rv. It
-// returns whether any event arrived, and why the watch ended (nil: the
-// server closed it cleanly, e.g. at its timeout).
+// returns whether an object or bookmark event arrived (progress), and why
+// the watch ended (nil: the server closed it cleanly, e.g. at its
+// timeout).
 func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err error) {
 	timeout := w.o.MinWatchTimeout + rand.N(w.o.MinWatchTimeout)
 	timeout = timeout.Truncate(time.Second)
-	q := w.query()
-	q.Set("watch", "1")
-	q.Set("allowWatchBookmarks", "true")
-	q.Set("resourceVersion", *rv)
-	q.Set("timeoutSeconds", strconv.Itoa(int(timeout/time.Second)))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The server ends the watch after timeout; silence beyond that plus a
-	// grace means a dead connection, which TCP alone may never report.
-	idle := timeout + w.o.IdleGrace
+	// The apiserver sends a bookmark about once a minute, and ends the
+	// watch after timeout: silence longer than the idle timeout (or than
+	// timeout plus a grace) means a dead connection or a stuck server,
+	// which TCP alone may never report.
+	idle := min(w.o.WatchIdleTimeout, timeout+w.o.IdleGrace)
 	var idled atomic.Bool
-	watchdog := time.AfterFunc(idle, func() { idled.Store(true); cancel() })
+	watchdog := w.clock.AfterFunc(idle, func() { idled.Store(true); cancel() })
 	defer watchdog.Stop()
 
 	w.stats.Watches.Add(1)
-	resp, err := w.o.Client.Get(ctx, w.path, q)
+	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second)})
 	if err != nil {
+		if idled.Load() {
+			err = &IdleError{Op: "watch", Idle: idle}
+		}
 		return false, fmt.Errorf("watch %s: %w", w.kind, err)
 	}
-	defer resp.Body.Close()
+	defer stream.Close()
+	w.status.setOK() // the watch opened; an ERROR event will say otherwise
 
-	er := newEventReader(resp.Body)
-	var ev event
+	var ev Event
 	for {
-		err := er.next(&ev)
+		err := stream.Next(&ev)
 		if err == io.EOF {
 			return progressed, nil
 		}
 		if err != nil {
 			if idled.Load() {
-				err = fmt.Errorf("watch idle for %s", idle)
+				err = &IdleError{Op: "watch", Idle: idle}
 			}
 			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
 		}
 		watchdog.Reset(idle)
-		progressed = true
-		w.stats.LastEvent.Store(time.Now().UnixNano())
-		if err := w.apply(&ev, rv); err != nil {
-			return progressed, err
+		now := w.clock.Now()
+		w.stats.LastEvent.Store(now.UnixNano())
+		w.ev.typ, w.ev.object = ev.Type, ev.Object
+		if err := w.apply(&w.ev, rv); err != nil {
+			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
+		}
+		switch ev.Type {
+		case "ADDED", "MODIFIED", "DELETED", "BOOKMARK":
+			progressed = true
+			w.synced(now)
 		}
 	}
 }
@@ -459,7 +584,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		if se.Code == 0 {
 			se.Code = http.StatusInternalServerError
 		}
-		return fmt.Errorf("watch %s: error event: %w", w.kind, se)
+		return &WatchEventError{Status: se}
 	default:
 		w.log.Warn("ignoring unknown watch event", "resource", w.kind, "type", ev.typ)
 	}

@@ -416,9 +416,21 @@ func TestSelectors(t *testing.T) {
 	assert.Nil(t, h2.hosts("my-app2/web:http"))
 	found := false
 	for _, r := range api.Requests() {
-		found = found || r.Param("fieldSelector") == "metadata.namespace=default"
+		found = found || r.Path == "/api/v1/namespaces/default/endpoints" && r.Param("fieldSelector") == ""
 	}
-	assert.True(t, found, "equal goes to the server as a field selector")
+	assert.True(t, found, "equal goes to the server as the namespaced path")
+
+	neq, err := selector.NewNamespace("", "default", nil, nil)
+	require.NoError(t, err)
+	o.Namespaces = neq
+	h3 := start(t, api, o)
+	eventually(t, "ready", h3.w.Ready)
+	assert.Nil(t, h3.hosts("default/web:http"))
+	found = false
+	for _, r := range api.Requests() {
+		found = found || r.Path == "/api/v1/endpoints" && r.Param("fieldSelector") == "metadata.namespace!=default"
+	}
+	assert.True(t, found, "not_equal goes as a field selector on the cluster-wide path (it pages correctly)")
 }
 
 func TestEndpointSlicesEndToEnd(t *testing.T) {
@@ -604,4 +616,53 @@ func TestRelistWritesOnlyChanges(t *testing.T) {
 
 	assert.Equal(t, 1, store.count("default/same"), "unchanged: written by the first list only")
 	assert.Equal(t, 2, store.count("default/moved"))
+}
+
+// namespace_selector.equal lists and watches the one namespace on its
+// namespaced path, with no namespace field selector: the real apiserver
+// drops every page after the first of a cluster-wide LIST with
+// fieldSelector=metadata.namespace=X (issue 6, defect 1; the fake
+// reproduces it).
+func TestNamespaceEqualListsEveryPageOnTheNamespacedPath(t *testing.T) {
+	for _, slices := range []bool{false, true} {
+		t.Run("slices="+strconv.FormatBool(slices), func(t *testing.T) {
+			api := fakeapi.New(t)
+			put := func(ns, name, ip string) {
+				if slices {
+					api.PutEndpointSlice(&fakeapi.EndpointSlice{
+						Metadata:    fakeapi.ObjectMeta{Namespace: ns, Name: name + "-1", Labels: map[string]string{"kubernetes.io/service-name": name}},
+						AddressType: "IPv4", Endpoints: []fakeapi.Endpoint{{Addresses: []string{ip}}},
+						Ports: []fakeapi.EndpointSlicePort{{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}},
+					})
+				} else {
+					api.PutEndpoints(endpoints(ns, name, 80, ip))
+				}
+			}
+			for i := range 5 {
+				put("trap", "svc"+strconv.Itoa(i), "10.0.0."+strconv.Itoa(i+1))
+				put("other", "svc"+strconv.Itoa(i), "10.0.1."+strconv.Itoa(i+1))
+			}
+			eq, err := selector.NewNamespace("trap", "", nil, nil)
+			require.NoError(t, err)
+			o := fastOptions()
+			o.PageSize, o.Namespaces, o.EndpointSlices = 2, eq, slices
+			h := start(t, api, o)
+			eventually(t, "ready", h.w.Ready)
+			for i := range 5 {
+				assert.Equal(t, []string{"10.0.0." + strconv.Itoa(i+1) + ":80"}, h.hosts("trap/svc"+strconv.Itoa(i)+":http"), "svc%d", i)
+				assert.Nil(t, h.hosts("other/svc"+strconv.Itoa(i)+":http"))
+			}
+			api.WaitRequests(fakeapi.IsWatch(""), 1)
+			put("trap", "late", "10.0.0.9")
+			h.waitHosts("trap/late:http", "10.0.0.9:80")
+			prefix := "/api/v1/namespaces/trap/endpoints"
+			if slices {
+				prefix = "/apis/discovery.k8s.io/v1/namespaces/trap/endpointslices"
+			}
+			for _, r := range api.Requests() {
+				assert.Equal(t, prefix, r.Path)
+				assert.Empty(t, r.Param("fieldSelector"), "no namespace field selector on the namespaced path")
+			}
+		})
+	}
 }

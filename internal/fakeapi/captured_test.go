@@ -347,3 +347,47 @@ func TestWarningOnEndpointsReads(t *testing.T) {
 		t.Error("Warning on an EndpointSlice watch")
 	}
 }
+
+// TestCapturedNamespaceFieldSelectorPaging holds the fake's paging trap to
+// what kube-apiserver v1.37.2 sent (internal/kubetest's
+// TestNamespaceFieldSelectorPaging, 5 Endpoints in one namespace): a
+// cluster-wide LIST with fieldSelector=metadata.namespace=X and limit=2
+// gives 2 items and a continue token, the continuation 0 items and no
+// continue token.
+func TestCapturedNamespaceFieldSelectorPaging(t *testing.T) {
+	const ns = "kubetest-paging"
+	realFirst := capturedFile(t, "list-namespace-field-selector-page1.json")
+	realNext := capturedFile(t, "list-namespace-field-selector-page2.json")
+	s := New(t)
+	for i := range 5 {
+		s.PutEndpoints(&Endpoints{
+			Metadata: ObjectMeta{Name: fmt.Sprintf("svc-%04d", i), Namespace: ns},
+			Subsets: []EndpointSubset{{
+				Addresses: []EndpointAddress{{IP: fmt.Sprintf("10.2.%d.%d", i/250, i%250+1)}},
+				Ports:     []EndpointPort{{Name: "http", Port: 80, Protocol: "TCP"}},
+			}},
+		})
+	}
+	path := "/api/v1/endpoints?limit=2&fieldSelector=" + url.QueryEscape("metadata.namespace="+ns)
+	_, fakeFirst := get(t, s, path)
+	sameShape(t, "list-namespace-field-selector-page1.json", realFirst, fakeFirst)
+	var rl, fl listBody
+	if err := json.Unmarshal(realFirst, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(fakeFirst, &fl); err != nil {
+		t.Fatal(err)
+	}
+	if len(rl.Items) != 2 || len(fl.Items) != 2 || rl.Metadata.Continue == "" || fl.Metadata.Continue == "" {
+		t.Fatalf("first page: real %d items (continue %t), fake %d (continue %t)",
+			len(rl.Items), rl.Metadata.Continue != "", len(fl.Items), fl.Metadata.Continue != "")
+	}
+	_, fakeNext := get(t, s, path+"&continue="+url.QueryEscape(fl.Metadata.Continue))
+	sameShape(t, "list-namespace-field-selector-page2.json", realNext, fakeNext)
+	var rn, fn listBody
+	_ = json.Unmarshal(realNext, &rn)
+	_ = json.Unmarshal(fakeNext, &fn)
+	if len(rn.Items) != 0 || rn.Metadata.Continue != "" || len(fn.Items) != 0 || fn.Metadata.Continue != "" {
+		t.Fatalf("continuation: real %d items (continue %q), fake %d (continue %q)", len(rn.Items), rn.Metadata.Continue, len(fn.Items), fn.Metadata.Continue)
+	}
+}

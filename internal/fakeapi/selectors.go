@@ -210,6 +210,18 @@ type filter struct {
 // server only reports remainingItemCount then.
 func (f *filter) empty() bool { return len(f.fields) == 0 && len(f.labels) == 0 }
 
+// namespaceEqual reports whether the field selector pins one namespace
+// (metadata.namespace=X): the selector behind the real server's paging
+// trap on the cluster-wide path.
+func (f *filter) namespaceEqual() bool {
+	for _, t := range f.fields {
+		if t.field == "metadata.namespace" && !t.not {
+			return true
+		}
+	}
+	return false
+}
+
 func (f *filter) matches(o *stored) bool {
 	if f.namespace != "" && o.ns != f.namespace {
 		return false

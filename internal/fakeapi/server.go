@@ -2,7 +2,9 @@
 // list-watch loop, facade and CLI. It serves core/v1 Endpoints and
 // discovery.k8s.io/v1 EndpointSlices over real HTTP (or HTTPS) with the
 // wire behaviour of kube-apiserver v1.37 that clients must tolerate:
-// paginated LISTs with expiring continue tokens, WATCH streams that replay
+// paginated LISTs with expiring continue tokens (and the real server's
+// trap: a cluster-wide LIST with fieldSelector=metadata.namespace=X loses
+// every page after the first), WATCH streams that replay
 // history, bookmarks, 410 Expired in both of its forms, events cut into
 // arbitrary chunks, and injectable faults. Every request is logged so
 // tests can assert what the client sent.

@@ -1,0 +1,246 @@
+package listwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kdisc/kdisc/apiserver"
+)
+
+// ListerWatcher is what the loop asks of the apiserver, as client-go's
+// reflector is fed by a ListerWatcher: one page of a LIST, or a WATCH
+// stream. The HTTP implementation wraps *apiserver.Client; tests feed the
+// loop exact sequences of pages, events and errors through their own.
+//
+// Errors are the apiserver's *apiserver.StatusError, or transport errors;
+// Classify says what each means. A streaming initial list
+// (sendInitialEvents=true) would be a third method returning an
+// EventStream whose initial events end with a bookmark.
+type ListerWatcher interface {
+	// List reads one page, calling item with each item's raw JSON (valid
+	// only during the call), and returns the page's list metadata.
+	List(ctx context.Context, o ListOptions, item func(raw []byte)) (ListMeta, error)
+	// Watch opens a watch stream. The stream ends when ctx ends.
+	Watch(ctx context.Context, o WatchOptions) (EventStream, error)
+}
+
+// ListOptions select one LIST page. Limit 0 asks for everything at once.
+type ListOptions struct {
+	Limit    int
+	Continue string
+}
+
+// ListMeta is what a LIST page says besides its items.
+type ListMeta struct {
+	ResourceVersion string
+	Continue        string
+}
+
+// WatchOptions start a watch; bookmarks are always asked for.
+type WatchOptions struct {
+	ResourceVersion string
+	TimeoutSeconds  int
+}
+
+// Event is one watch event: its type and its object's raw JSON.
+type Event struct {
+	Type   string
+	Object []byte
+}
+
+// EventStream is an open watch.
+type EventStream interface {
+	// Next reads the next event into ev, reusing ev.Object's memory (the
+	// previous event's bytes are overwritten). It returns io.EOF when the
+	// server ended the stream cleanly between events.
+	Next(ev *Event) error
+	Close() error
+}
+
+// Request verbs, as counted in Stats.Requests.
+const (
+	VerbList  = "list"
+	VerbWatch = "watch"
+)
+
+// httpListerWatcher speaks to the apiserver over HTTP.
+type httpListerWatcher struct {
+	client *apiserver.Client
+	path   string     // collection URL path
+	query  url.Values // selectors; never modified
+	clock  Clock
+	// listIdle bounds the silence while a LIST page is read: a server
+	// that sent headers and then stopped is given up after this long
+	// without a byte.
+	listIdle time.Duration
+	count    func(verb, code string)
+}
+
+func (h *httpListerWatcher) params() url.Values {
+	q := make(url.Values, len(h.query)+4)
+	for k, v := range h.query {
+		q[k] = v
+	}
+	return q
+}
+
+// countResult counts one request by its HTTP code, "error" when no answer
+// came.
+func (h *httpListerWatcher) countResult(verb string, err error) {
+	if h.count == nil {
+		return
+	}
+	code := "200"
+	if err != nil {
+		var se *apiserver.StatusError
+		if errors.As(err, &se) {
+			code = strconv.Itoa(se.Code)
+		} else {
+			code = "error"
+		}
+	}
+	h.count(verb, code)
+}
+
+func (h *httpListerWatcher) List(ctx context.Context, o ListOptions, item func(raw []byte)) (ListMeta, error) {
+	q := h.params()
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Continue != "" {
+		q.Set("continue", o.Continue)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The idle timer runs from before the request: headers that never
+	// come count as silence too.
+	idle := newIdleCancel(h.clock, h.listIdle, cancel)
+	defer idle.stop()
+	resp, err := h.client.Get(ctx, h.path, q)
+	if err != nil {
+		err = idle.explain(err)
+		h.countResult(VerbList, err)
+		return ListMeta{}, err
+	}
+	h.countResult(VerbList, nil)
+	defer resp.Body.Close()
+	body := &idleReader{r: resp.Body, idle: idle}
+	page, err := readList(body, item)
+	if err != nil {
+		return ListMeta{}, idle.explain(err)
+	}
+	// The decoder stops at the closing brace; reading on to EOF lets the
+	// connection be reused for the next page.
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	return ListMeta{ResourceVersion: page.resourceVersion, Continue: page.continueToken}, nil
+}
+
+func (h *httpListerWatcher) Watch(ctx context.Context, o WatchOptions) (EventStream, error) {
+	q := h.params()
+	q.Set("watch", "1")
+	q.Set("allowWatchBookmarks", "true")
+	q.Set("resourceVersion", o.ResourceVersion)
+	if o.TimeoutSeconds > 0 {
+		q.Set("timeoutSeconds", strconv.Itoa(o.TimeoutSeconds))
+	}
+	resp, err := h.client.Get(ctx, h.path, q)
+	h.countResult(VerbWatch, err)
+	if err != nil {
+		return nil, err
+	}
+	return &httpStream{body: resp.Body, er: newEventReader(resp.Body)}, nil
+}
+
+type httpStream struct {
+	body io.ReadCloser
+	er   *eventReader
+	ev   event
+}
+
+func (s *httpStream) Next(ev *Event) error {
+	s.ev.typ, s.ev.object = ev.Type, ev.Object
+	err := s.er.next(&s.ev)
+	ev.Type, ev.Object = s.ev.typ, s.ev.object
+	return err
+}
+
+func (s *httpStream) Close() error { return s.body.Close() }
+
+// idleCancel cancels a request that has been silent for d.
+type idleCancel struct {
+	d     time.Duration
+	t     Timer
+	fired atomic.Bool
+	mu    sync.Mutex // orders reset against stop
+}
+
+// A d of 0 never cancels.
+func newIdleCancel(c Clock, d time.Duration, cancel context.CancelFunc) *idleCancel {
+	ic := &idleCancel{d: d}
+	if d <= 0 {
+		return ic
+	}
+	ic.t = c.AfterFunc(d, func() {
+		ic.fired.Store(true)
+		cancel()
+	})
+	return ic
+}
+
+// reset restarts the silence count: something arrived.
+func (ic *idleCancel) reset() {
+	ic.mu.Lock()
+	if ic.t != nil && !ic.fired.Load() {
+		ic.t.Reset(ic.d)
+	}
+	ic.mu.Unlock()
+}
+
+func (ic *idleCancel) stop() {
+	ic.mu.Lock()
+	if ic.t != nil {
+		ic.t.Stop()
+	}
+	ic.mu.Unlock()
+}
+
+// explain turns the cancellation the timer caused into an IdleError.
+func (ic *idleCancel) explain(err error) error {
+	if err != nil && ic.fired.Load() {
+		return &IdleError{Op: "list", Idle: ic.d}
+	}
+	return err
+}
+
+// idleReader resets the idle timer on every byte read: a large page that
+// keeps coming is never cut, one that stops is.
+type idleReader struct {
+	r    io.Reader
+	idle *idleCancel
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.idle.reset()
+	}
+	return n, err
+}
+
+// IdleError says a request was given up because nothing arrived for Idle:
+// a LIST page that stalled, or a watch without any event or bookmark.
+type IdleError struct {
+	Op   string // "list" or "watch"
+	Idle time.Duration
+}
+
+func (e *IdleError) Error() string {
+	return fmt.Sprintf("%s: nothing received for %s", e.Op, e.Idle)
+}
