@@ -357,7 +357,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	if t == nil {
 		return dst, NotReady
 	}
-	if i < 0 {
+	if i < 0 || isDetailKey(service) {
 		return dst, r.nothing(t, Unknown)
 	}
 	key, port := service[:i], service[i+1:]
@@ -509,6 +509,9 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 				nPorts = h >> 48
 				if nPorts == 0 { // no port at all (scaled to zero): empty for every port
 					return dst, resEmpty
+				}
+				if nPorts == blobPorts {
+					return dst, resNone
 				}
 				break
 			}
@@ -674,7 +677,7 @@ func (t *table) lookupRecord(so, tag uint64, key string) (record, result) {
 // Get returns a copy of key's whole value.
 func (r *Reader) Get(key string) ([]Port, bool) {
 	t := r.table()
-	if t == nil {
+	if t == nil || isDetailKey(key) {
 		return nil, false
 	}
 	h := hashKey(key)
@@ -695,6 +698,34 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 		}
 		if !b.wait(seq) {
 			return nil, false
+		}
+	}
+}
+
+// Detail appends the detail stored beside key's value (Writer.PutDetail)
+// to dst; false when there is none.
+func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
+	t := r.table()
+	if t == nil {
+		return dst, false
+	}
+	dk := detailKey(key)
+	h := hashKey(dk)
+	so, tag := t.shardOf(h), tagOf(h)
+	b := backoff{r: r, t: t}
+	for {
+		seq := t.load(so + sSeq)
+		if seq&1 == 0 {
+			out, ok := dst, false
+			if rec, res := t.lookupRecord(so, tag, dk); res == resFound && isBlob(rec) {
+				out, ok = t.blob(rec, dst)
+			}
+			if t.load(so+sSeq) == seq {
+				return out, ok
+			}
+		}
+		if !b.wait(seq) {
+			return dst, false
 		}
 	}
 }
@@ -727,6 +758,9 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 					}
 					var rec record
 					rec, ok = t.recordAt(so, e)
+					if ok && isBlob(rec) {
+						continue // a detail, not a service
+					}
 					if ok {
 						var e entry
 						e.key = t.key(rec)
