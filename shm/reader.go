@@ -273,6 +273,47 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 // KeyHash is the hash Changes reports for key ("namespace/name").
 func KeyHash(key string) uint64 { return hashKey(key) }
 
+// KeysWithHash calls fn with each stored service key whose KeyHash is h
+// (almost always one, or none once deleted): it turns the hashes Changes
+// reports into names. It reads one shard.
+func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
+	t := r.table()
+	if t == nil {
+		return
+	}
+	so, tag := t.shardOf(h), tagOf(h)
+	b := backoff{r: r, t: t}
+	var keys []string
+	for {
+		seq := t.load(so + sSeq)
+		if seq&1 == 0 {
+			keys = keys[:0]
+			if c := t.load(so + sCap); c <= t.idxCap() {
+				for j := range c {
+					e := t.load(t.slot(so, j))
+					if e == 0 || e>>32 != tag {
+						continue
+					}
+					if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
+						keys = append(keys, t.key(rec))
+					}
+				}
+			}
+			if t.load(so+sSeq) == seq {
+				break
+			}
+		}
+		if !b.wait(seq) {
+			return
+		}
+	}
+	for _, k := range keys {
+		if hashKey(k) == h {
+			fn(k)
+		}
+	}
+}
+
 // Close stops following the path and releases every mapping the reader
 // holds. Lookups running meanwhile, or made afterwards, are safe: they
 // answer NotReady (the mappings are replaced by zero pages, not unmapped).
