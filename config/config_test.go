@@ -387,6 +387,7 @@ func TestInvalid(t *testing.T) {
 		// label_selector
 		{"labels syntax", k + "    label_selector: 'a=b,,c'\n", `discovery.kubernetes.label_selector: invalid label selector "a=b,,c": at column 5: expected a label key, found ","`},
 		{"labels value", k + "    label_selector: 'a=b c'\n", `discovery.kubernetes.label_selector: invalid label selector "a=b c": at column 5`},
+		{"labels gt not integer", k + "    label_selector: 'gen>x'\n", `discovery.kubernetes.label_selector: invalid label selector "gen>x": at column 5: value "x": for > and <, the value must be an integer`},
 		{"labels type", k + "    label_selector: [a]\n", "discovery.kubernetes.label_selector: must be a string"},
 
 		// shared_size
@@ -552,4 +553,14 @@ func TestClientSSLVerifyMeansServiceSSLVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// label_selector takes apimachinery's numeric comparisons and sends them in
+// canonical form.
+func TestLabelSelectorGreaterLess(t *testing.T) {
+	setEnv(t)
+	c := mustParse(t, "discovery:\n  kubernetes:\n    label_selector: 'tier=web, gen > 3, gen<10'\n")
+	eq(t, c.Clusters[0].Labels.String(), "gen>3,gen<10,tier=web")
+	eq(t, c.Clusters[0].Labels.Matches(map[string]string{"tier": "web", "gen": "4"}), true)
+	eq(t, c.Clusters[0].Labels.Matches(map[string]string{"tier": "web", "gen": "10"}), false)
 }
