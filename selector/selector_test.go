@@ -235,6 +235,11 @@ func TestNamespaceInvalid(t *testing.T) {
 		{name: "equal and not_equal", equal: "a", notEqual: "b", want: "at most one of"},
 		{name: "bad regex", match: []string{"ok", "a("}, want: "match[1]: invalid regular expression \"a(\": error parsing regexp: missing closing ): `a(`"},
 		{name: "bad not_match regex", notMatch: []string{"[z-a]"}, want: `not_match[0]: invalid regular expression "[z-a]"`},
+		// Found by FuzzNamespace: compiled only inside the ^(?:...)$ wrapper,
+		// ")(" became "^(?:)()$" (matches "") and "a)|(.*" became
+		// "^(?:a)|(.*)$", which matches every name.
+		{name: "parentheses only the anchoring balances", match: []string{")("}, want: "match[0]: invalid regular expression \")(\": error parsing regexp: unexpected ): `)(`"},
+		{name: "regex escaping the anchors", notMatch: []string{"kube-.*", "a)|(.*"}, want: `not_match[1]: invalid regular expression "a)|(.*": error parsing regexp: unexpected )`},
 		{name: "empty list", match: []string{}, want: "match: must be a non-empty list"},
 		{name: "empty regex", notMatch: []string{""}, want: "not_match[0]: must be a non-empty regular expression"},
 		{name: "equal not a name", equal: "a,b", want: `equal: "a,b" is not a valid namespace name`},
