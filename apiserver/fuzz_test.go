@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,22 +35,11 @@ func statusSeeds(f *testing.F) [][]byte {
 	)
 }
 
-// Known gaps of statusFromResponse found by FuzzStatusFromResponse. The fix
-// belongs in status.go (outside this test's change), so for now the target
-// skips these inputs instead of failing; set a flag to false with its fix,
-// and the crashers kept in testdata/fuzz/FuzzStatusFromResponse check it:
-//   - knownGapRetryAfterOverflow: a Retry-After of more than
-//     math.MaxInt64/1e9 seconds (about 292 years) overflows
-//     time.Duration(n)*time.Second to a negative or short delay
-//     (retry-after-overflow: "9227000000" gives -2561040h;
-//     retry-after-overflow-plus-sign: "+10000000000");
-//   - knownGapLeadingComma: json-iterator's ReadObject takes a leading ','
-//     as the continuation of an object, so the body `,"reason":"0"}` keeps
-//     reason "0" (leading-comma-body).
-const (
-	knownGapRetryAfterOverflow = true
-	knownGapLeadingComma       = true
-)
+// The crashers kept in testdata/fuzz/FuzzStatusFromResponse pin two
+// defects it found: a Retry-After beyond about 292 years of seconds
+// overflowed to a negative or short delay (retry-after-overflow,
+// retry-after-overflow-plus-sign), and a body starting with ',' was read
+// as an object (leading-comma-body).
 
 // FuzzStatusFromResponse: turning a non-2xx answer into a StatusError never
 // panics whatever its body and Retry-After header, keeps the HTTP status
@@ -80,18 +68,12 @@ func FuzzStatusFromResponse(f *testing.F) {
 		// them): never negative, never less than one second.
 		n, err := strconv.Atoi(retryAfter)
 		if e.RetryAfter < 0 || (err == nil && n > 0 && e.RetryAfter < time.Second) {
-			if knownGapRetryAfterOverflow && err == nil && n > math.MaxInt64/int(time.Second) {
-				t.Skipf("known gap (bench/fuzz.md): Retry-After %q overflows to %v", retryAfter, e.RetryAfter)
-			}
 			t.Fatalf("Retry-After %q gave a delay of %v", retryAfter, e.RetryAfter)
 		}
 		_ = e.Error()
 		// A body that is not a JSON object (a proxy's HTML page, text, an
 		// array) gives neither reason nor message.
 		if first := firstByte(body); first != '{' && (e.Reason != "" || e.Message != "") {
-			if knownGapLeadingComma && first == ',' {
-				t.Skipf("known gap (bench/fuzz.md): a body starting with ',' is read as an object: %q", body)
-			}
 			t.Fatalf("reason %q message %q kept from a body that is not a JSON object: %q", e.Reason, e.Message, body)
 		}
 	})
