@@ -3,10 +3,13 @@
 // *StatusError values. It knows nothing about Endpoints or watches; the
 // listwatch package decides what to ask for.
 //
-// It speaks HTTP/1.1 over net/http on purpose: each long-running watch gets
-// its own connection, so a dead TCP connection breaks one watch, is noticed
-// by the caller's idle timeout and is replaced, instead of silently stalling
-// every stream multiplexed on one HTTP/2 connection.
+// Over https it speaks HTTP/2 with health checks, as client-go does: when
+// no frame arrived for HealthCheck, it sends a PING, and closes the
+// connection when no answer comes for as long again. That is what notices a
+// connection black-holed by a NAT, a load balancer or a wedged proxy (no
+// FIN, and TCP keepalives answered by a middlebox) within seconds, where a
+// quiet watch alone would wait for its idle timeout (bookmarks come about
+// once a minute). Plain http (tests, local proxies) is HTTP/1.1.
 package apiserver
 
 import (
@@ -41,6 +44,11 @@ type Options struct {
 	CertFile, KeyFile  string // client certificate (mTLS), re-read on each handshake
 
 	Logger *slog.Logger // nil: slog.Default()
+
+	// HealthCheck is how long an HTTP/2 connection may be silent before
+	// a PING checks it (and then how long the PING may take): default
+	// 15 s, so a black-holed connection is dropped within 30 s.
+	HealthCheck time.Duration
 }
 
 // Client sends authenticated requests to one API server. It is safe for
@@ -83,9 +91,14 @@ func New(o Options) (*Client, error) {
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
-		ForceAttemptHTTP2:     false,
 	}
 	if o.Schema == "https" {
+		check := o.HealthCheck
+		if check <= 0 {
+			check = 15 * time.Second
+		}
+		transport.ForceAttemptHTTP2 = true
+		transport.HTTP2 = &http.HTTP2Config{SendPingTimeout: check, PingTimeout: check}
 		tc, err := tlsConfig(o, log)
 		if err != nil {
 			return nil, err
