@@ -139,7 +139,7 @@ func tlsConfig(o Options, log *slog.Logger, execSrc *execSource) (*tls.Config, e
 		serverName = o.TLSServerName
 	}
 	if o.InsecureSkipVerify {
-		log.Warn("TLS verification of the apiserver is off (ssl_verify: false)", "host", o.Host)
+		log.Warn("TLS verification of the apiserver is off (ssl_verify: false, or insecure-skip-tls-verify in a kubeconfig)", "host", o.Host)
 		tc.InsecureSkipVerify = true
 	}
 	if len(o.CAData) > 0 {
