@@ -138,7 +138,7 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	if cc.ID != "" {
 		log = log.With("cluster", cc.ID)
 	}
-	client, err := apiserver.New(apiserver.Options{
+	ao := apiserver.Options{
 		Schema:             cc.Service.Schema,
 		Host:               cc.Host,
 		Port:               cc.Port,
@@ -149,7 +149,15 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		CertFile:           cc.CertFile,
 		KeyFile:            cc.KeyFile,
 		Logger:             log,
-	})
+	}
+	if k := cc.Kubeconfig; k != nil {
+		// As kubectl: no CA in the kubeconfig means the system roots.
+		ao.NoInClusterCA = true
+		ao.PathPrefix, ao.TLSServerName = k.PathPrefix, k.TLSServerName
+		ao.CAData, ao.CertData, ao.KeyData = k.CAData, k.CertData, k.KeyData
+		ao.Exec = k.Exec // run at the first request, never before
+	}
+	client, err := apiserver.New(ao)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cc.KeyPath(), err)
 	}

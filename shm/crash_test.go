@@ -74,11 +74,11 @@ import (
 // gently so that they reach crashLookups sooner).
 
 const (
-	crashKills     = 9                     // writers SIGKILLed; a 10th writer finishes the test
-	crashLookups   = 1_000_000             // at least, over both readers and all kills
+	crashKills     = 9                      // writers SIGKILLed; a 10th writer finishes the test
+	crashLookups   = 1_000_000              // at least, over both readers and all kills
 	crashMaxLookup = 150 * time.Millisecond // slowest single lookup allowed (1 s on v3, see above)
-	crashAbsent    = 8                     // keys never written: always "not found"
-	crashBatch     = 64                    // lookups between two readings of the run-queue delay
+	crashAbsent    = 8                      // keys never written: always "not found"
+	crashBatch     = 64                     // lookups between two readings of the run-queue delay
 )
 
 // crashSizes: one shard each, nearly full with the stress values, so puts

@@ -30,6 +30,7 @@ const usage = `usage:
   kdisc nodes -config FILE [-shm-dir DIR] SERVICE
   kdisc dump  -config FILE [-shm-dir DIR]
   kdisc check -config FILE
+  (run, nodes, dump, check: -kubeconfig FILE [-context NAME] instead of -config)
 `
 
 // Exit codes of `kdisc nodes`: found, not found, error. Other commands
@@ -53,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("kdisc "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (APISIX config.yaml style)")
+	src := sourceFlags(fs) // -config, or -kubeconfig [-context]
 	shmDir, control := new(string), new(string)
 	if cmd != "check" {
 		fs.StringVar(shmDir, "shm-dir", kdisc.DefaultShmDir(), "folder of the shared-memory tables")
@@ -73,13 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
-	if *configPath == "" {
-		fmt.Fprintf(stderr, "kdisc %s: -config is required\n", cmd)
-		return exitError
-	}
-	cfg, err := config.Load(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "kdisc %s: %v\n", cmd, err)
+	cfg := src.load(cmd, stderr)
+	if cfg == nil {
 		return exitError
 	}
 	switch cmd {
