@@ -112,6 +112,7 @@ type Daemon struct {
 	ShmDir string   // -shm-dir
 	Env    []string // added to the test's environment
 	Wrap   []string // command prefix, e.g. a mount-namespace wrapper
+	Args   []string // more flags of kdisc run, e.g. -health ADDR
 
 	t       testing.TB
 	logs    syncBuffer
@@ -162,6 +163,7 @@ func (d *Daemon) start(bin string) {
 	d.control = l.Addr().String()
 	l.Close()
 	args := append(append([]string{}, d.Wrap...), bin, "run", "-config", d.Config, "-control", d.control, "-shm-dir", d.ShmDir)
+	args = append(args, d.Args...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append(os.Environ(), raceEnv), d.Env...)
 	cmd.Stdout, cmd.Stderr = &d.logs, &d.logs
