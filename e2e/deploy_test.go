@@ -279,3 +279,26 @@ func TestDeployManifestsShape(t *testing.T) {
 		})
 	}
 }
+
+// deploy/rbac.yaml is what every test cluster runs with: the documents of
+// testdata/kube/rbac.yaml without its test-only binding.
+func TestDeployRBACIsTheTestedOne(t *testing.T) {
+	decode := func(path string) []map[string]any {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		var out []map[string]any
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var doc map[string]any
+			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+				return out
+			} else {
+				require.NoError(t, err)
+			}
+			out = append(out, doc)
+		}
+	}
+	deployed, tested := decode("../deploy/rbac.yaml"), decode("../testdata/kube/rbac.yaml")
+	require.Len(t, deployed, 4)
+	assert.Equal(t, tested[:4], deployed)
+}
