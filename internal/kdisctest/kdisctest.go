@@ -113,6 +113,7 @@ type Daemon struct {
 	ShmDir string   // -shm-dir
 	Env    []string // added to the test's environment
 	Wrap   []string // command prefix, e.g. a mount-namespace wrapper
+	Args   []string // more flags of kdisc run, e.g. -health ADDR
 
 	t       testing.TB
 	logs    syncBuffer
@@ -168,6 +169,7 @@ func (d *Daemon) start(bin string) {
 	}
 	args := append(append(append([]string{}, d.Wrap...), bin, "run"), source...)
 	args = append(args, "-control", d.control, "-shm-dir", d.ShmDir)
+	args = append(args, d.Args...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append(os.Environ(), raceEnv), d.Env...)
 	cmd.Stdout, cmd.Stderr = &d.logs, &d.logs
