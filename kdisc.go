@@ -6,7 +6,9 @@
 // table; Attach opens, read-only, the tables that a `kdisc run` process
 // keeps in shared memory. Either way, Nodes answers "namespace/name:port"
 // (or "id/namespace/name:port" with several clusters) by copying the nodes
-// into the caller's buffer: no lock, no allocation.
+// into the caller's buffer: no lock, no allocation. Lookup says why nothing
+// was found (not ready, unknown, empty), Age how stale the tables are, and
+// OnChange which services changed.
 package kdisc
 
 import (
