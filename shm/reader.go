@@ -30,6 +30,7 @@ type Reader struct {
 	cur     atomic.Pointer[table]
 	names   names
 	deadGen atomic.Uint64 // generation+1 of the current table once its writer was found dead
+	retries atomic.Uint64 // passes over a shard that had to be read again (Retries)
 	lastTry atomic.Int64  // unix nanos of the last re-open attempt
 
 	mu     sync.Mutex // re-open and Close
@@ -269,6 +270,11 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	}
 	return now, true
 }
+
+// Retries counts the reads of a shard this Reader had to do again because
+// the writer was changing it (or had died changing it). Tests and
+// benchmarks use it to show that retries stay rare and bounded.
+func (r *Reader) Retries() uint64 { return r.retries.Load() }
 
 // KeyHash is the hash Changes reports for key ("namespace/name").
 func KeyHash(key string) uint64 { return hashKey(key) }
@@ -850,6 +856,7 @@ const stuckAfter = 20 * time.Millisecond
 
 func (b *backoff) wait(seq uint64) bool {
 	b.n++
+	b.r.retries.Add(1) // the slow path only: a lookup that needs no retry writes nothing
 	if b.n < 32 {
 		return true
 	}
