@@ -514,33 +514,7 @@ func (a *APIServer) RevokeDiscovery(ctx context.Context, user string) error {
 // CanDiscover asks the apiserver (SubjectAccessReview) whether user may
 // list and watch endpoints and endpointslices in every namespace.
 func (a *APIServer) CanDiscover(ctx context.Context, user string) (bool, error) {
-	for _, ra := range []map[string]any{
-		{"verb": "list", "group": "", "resource": "endpoints"},
-		{"verb": "watch", "group": "", "resource": "endpoints"},
-		{"verb": "list", "group": "discovery.k8s.io", "resource": "endpointslices"},
-		{"verb": "watch", "group": "discovery.k8s.io", "resource": "endpointslices"},
-	} {
-		b, err := a.call(ctx, http.MethodPost, "/apis/authorization.k8s.io/v1/subjectaccessreviews", map[string]any{
-			"apiVersion": "authorization.k8s.io/v1",
-			"kind":       "SubjectAccessReview",
-			"spec":       map[string]any{"user": user, "groups": []string{"system:authenticated"}, "resourceAttributes": ra},
-		})
-		if err != nil {
-			return false, err
-		}
-		var r struct {
-			Status struct {
-				Allowed bool `json:"allowed"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal(b, &r); err != nil {
-			return false, err
-		}
-		if !r.Status.Allowed {
-			return false, nil
-		}
-	}
-	return true, nil
+	return a.CanDiscoverIn(ctx, "", user)
 }
 
 // waitAllowed polls until CanDiscover(user) == want: RBAC changes reach the
