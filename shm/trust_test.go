@@ -106,6 +106,16 @@ func TestWriterCloseDuringLookupsIsSafe(t *testing.T) {
 	wg.Wait()
 }
 
+// webTable creates a ready table at path serving a/web:http at addr.
+func webTable(t *testing.T, path, addr string) *Writer {
+	t.Helper()
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	require.NoError(t, w.Put("a/web", []Port{{Name: "http", Nodes: []Node{ip(addr, 80, 1)}}}))
+	w.SetReady(true)
+	return w
+}
+
 // poke maps the table at path writable, as a writer would, and lets fn
 // change it behind the writer protocol's back: a writer that died.
 func poke(t *testing.T, path string, fn func(tb *table)) {
@@ -137,10 +147,7 @@ func setShardOdd(t *testing.T, path, key string) {
 // must answer at once.
 func TestDeadWriterMidUpdateAnswersAtOnce(t *testing.T) {
 	path := tablePath(t)
-	w, err := Create(path, 64<<10)
-	require.NoError(t, err)
-	require.NoError(t, w.Put("a/web", []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 1)}}}))
-	w.SetReady(true)
+	w := webTable(t, path, "10.0.0.1")
 	r, err := Open(path)
 	require.NoError(t, err)
 	defer r.Close()
@@ -389,10 +396,7 @@ func TestSizeChangeKeepsEntries(t *testing.T) {
 // writer: old readers must not serve the dead inode forever.
 func TestReaderFollowsRecreatedFile(t *testing.T) {
 	path := tablePath(t)
-	w, err := Create(path, 64<<10)
-	require.NoError(t, err)
-	require.NoError(t, w.Put("a/web", []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 1)}}}))
-	w.SetReady(true)
+	w := webTable(t, path, "10.0.0.1")
 	r, err := Open(path)
 	require.NoError(t, err)
 	defer r.Close()
