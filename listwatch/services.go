@@ -19,9 +19,13 @@ type services interface {
 	set(o *object, changed func(key string)) error
 	// remove forgets a deleted object.
 	remove(o *object, changed func(key string))
-	// value returns the ports of a service, nil when it has no node.
-	value(key string) []shm.Port
-	// each calls fn for every service that has a value.
+	// value returns the ports of a service and whether the service
+	// exists. A service exists while its Endpoints object, or at least
+	// one EndpointSlice labelled with it, does: with no port (scaled to
+	// zero) its value is empty, and a port without an address to serve
+	// has no nodes.
+	value(key string) ([]shm.Port, bool)
+	// each calls fn for every service that exists.
 	each(fn func(key string))
 	// carry copies what from knows of object o (by its namespace and
 	// name) into this state: a relist that finds o malformed keeps o's
@@ -30,7 +34,15 @@ type services interface {
 }
 
 // portSet collects nodes under port names; ports() sorts and de-duplicates.
+// A port listed without nodes is kept (a port with no address to serve).
 type portSet map[string][]shm.Node
+
+// declare lists port name k, with no node yet.
+func (ps portSet) declare(k string) {
+	if _, ok := ps[k]; !ok {
+		ps[k] = nil
+	}
+}
 
 func (ps portSet) ports() []shm.Port {
 	if len(ps) == 0 {
@@ -40,6 +52,9 @@ func (ps portSet) ports() []shm.Port {
 	for name, nodes := range ps {
 		slices.SortFunc(nodes, shm.Compare)
 		nodes = slices.Compact(nodes) // same host and port seen twice
+		if len(nodes) == 0 {
+			nodes = nil
+		}
 		out = append(out, shm.Port{Name: name, Nodes: nodes})
 	}
 	slices.SortFunc(out, func(a, b shm.Port) int { return strings.Compare(a.Name, b.Name) })
@@ -117,6 +132,7 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 			if err := validPort(p); err != nil {
 				return err
 			}
+			ps.declare(portKey(p))
 			for _, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
@@ -129,14 +145,10 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 	}
 	key := o.namespace + "/" + o.name
 	ports := ps.ports()
-	if portsEqual(s.byKey[key], ports) {
+	if prev, had := s.byKey[key]; had && portsEqual(prev, ports) {
 		return nil
 	}
-	if ports == nil {
-		delete(s.byKey, key)
-	} else {
-		s.byKey[key] = ports
-	}
+	s.byKey[key] = ports // nil: the service exists with no port
 	changed(key)
 	return nil
 }
@@ -149,7 +161,10 @@ func (s *endpointsServices) remove(o *object, changed func(string)) {
 	}
 }
 
-func (s *endpointsServices) value(key string) []shm.Port { return s.byKey[key] }
+func (s *endpointsServices) value(key string) ([]shm.Port, bool) {
+	ports, ok := s.byKey[key]
+	return ports, ok
+}
 
 func (s *endpointsServices) carry(from services, o *object) {
 	key := o.namespace + "/" + o.name
@@ -175,6 +190,7 @@ type sliceServices struct {
 // slice is what one EndpointSlice contributes to its service.
 type slice struct {
 	service string
+	ports   []string // every port with a number, by portKey
 	nodes   []portNode
 }
 
@@ -194,6 +210,15 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 		return nil
 	}
 	next := slice{service: o.namespace + "/" + o.serviceName}
+	for _, p := range o.ports {
+		if p.number == 0 {
+			continue // no port number: nothing a proxy can dial
+		}
+		if err := validPort(p); err != nil {
+			return err
+		}
+		next.ports = append(next.ports, portKey(p))
+	}
 	for _, e := range o.endpoints {
 		if !e.ready {
 			continue
@@ -216,7 +241,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 		}
 	}
 	prev, had := s.slices[id]
-	if had && prev.service == next.service && slices.Equal(prev.nodes, next.nodes) {
+	if had && prev.service == next.service && slices.Equal(prev.ports, next.ports) && slices.Equal(prev.nodes, next.nodes) {
 		return nil
 	}
 	if had && prev.service != next.service {
@@ -267,14 +292,22 @@ func (s *sliceServices) carry(from services, o *object) {
 	members[id] = struct{}{}
 }
 
-func (s *sliceServices) value(key string) []shm.Port {
+func (s *sliceServices) value(key string) ([]shm.Port, bool) {
+	members, ok := s.byService[key]
+	if !ok {
+		return nil, false
+	}
 	ps := portSet{}
-	for id := range s.byService[key] {
-		for _, pn := range s.slices[id].nodes {
+	for id := range members {
+		sl := s.slices[id]
+		for _, p := range sl.ports {
+			ps.declare(p)
+		}
+		for _, pn := range sl.nodes {
 			ps[pn.port] = append(ps[pn.port], pn.node)
 		}
 	}
-	return ps.ports()
+	return ps.ports(), true
 }
 
 func (s *sliceServices) each(fn func(string)) {

@@ -358,14 +358,14 @@ func (w *Watcher) replace(next services, keep map[string]struct{}) {
 		}
 		// A relist mostly finds what the watch already wrote: rewrite
 		// only what changed, or what a full table refused before.
-		if _, retry := refused[key]; !retry && portsEqual(prev.value(key), next.value(key)) {
+		if _, retry := refused[key]; !retry && sameValue(prev, next, key) {
 			return
 		}
 		w.write(key)
 	})
 	var stale []string
 	w.o.Store.Keys(func(key string) bool {
-		if _, skip := keep[key]; !skip && next.value(key) == nil {
+		if _, skip := keep[key]; !skip && !exists(next, key) {
 			stale = append(stale, key)
 		}
 		return true
@@ -375,10 +375,25 @@ func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	}
 }
 
-// write stores the current value of key, or deletes it when it has none.
+// sameValue reports whether key has the same value in a and b (both
+// without it counts as the same).
+func sameValue(a, b services, key string) bool {
+	pa, oka := a.value(key)
+	pb, okb := b.value(key)
+	return oka == okb && portsEqual(pa, pb)
+}
+
+func exists(s services, key string) bool {
+	_, ok := s.value(key)
+	return ok
+}
+
+// write stores the current value of key, or deletes it when the service
+// no longer exists. A service without an address to serve is stored (it
+// answers "empty", not "unknown").
 func (w *Watcher) write(key string) {
-	ports := w.services.value(key)
-	if ports == nil {
+	ports, ok := w.services.value(key)
+	if !ok {
 		w.delete(key)
 		return
 	}
@@ -406,8 +421,8 @@ func (w *Watcher) delete(key string) {
 		return
 	}
 	for k := range w.unstored {
-		ports := w.services.value(k)
-		if ports == nil {
+		ports, ok := w.services.value(k)
+		if !ok {
 			delete(w.unstored, k)
 		} else if w.o.Store.Put(k, ports) == nil {
 			delete(w.unstored, k)
