@@ -3,7 +3,9 @@ package listwatch
 import (
 	"testing"
 
+	jsoniter "github.com/json-iterator/go"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc/internal/fakeapi"
 	"github.com/kdisc/kdisc/shm"
@@ -106,4 +108,141 @@ func testSlice(name, svc string, eps []fakeapi.Endpoint, ports ...fakeapi.Endpoi
 		Metadata:    fakeapi.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"kubernetes.io/service-name": svc}},
 		AddressType: "IPv4", Endpoints: eps, Ports: ports,
 	}
+}
+
+const conditionsSliceJSON = `{"metadata":{"name":"web-abc","namespace":"shop","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[` +
+	`{"addresses":["10.0.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true},"nodeName":"n1","zone":"a","targetRef":{"kind":"Pod","namespace":"shop","name":"p1","uid":"u1"},"hints":{"forZones":[{"name":"a"},{"name":"b"}],"forNodes":[{"name":"n1"}]}},` +
+	`{"addresses":["10.0.0.2"],"conditions":{"ready":false,"serving":false,"terminating":true}},` +
+	`{"addresses":["10.0.0.3"],"conditions":{"ready":false,"serving":null,"terminating":null},"hints":{}},` +
+	`{"addresses":["10.0.0.4"]}` +
+	`],"ports":[{"name":"http","port":80}]}`
+
+func TestDecodeConditionsAndHints(t *testing.T) {
+	o := decode(t, conditionsSliceJSON)
+	require.Len(t, o.endpoints, 4)
+	e := o.endpoints
+	assert.Equal(t, []bool{false, false, false, true}, []bool{e[0].ready, e[1].ready, e[2].ready, e[3].ready})
+	assert.Equal(t, []bool{true, false, true, true}, []bool{e[0].serving, e[1].serving, e[2].serving, e[3].serving}, "absent or null serving means serving")
+	assert.Equal(t, []bool{true, true, false, false}, []bool{e[0].terminating, e[1].terminating, e[2].terminating, e[3].terminating}, "absent or null terminating means not terminating")
+	assert.Equal(t, []string{"a", "b"}, e[0].zones)
+	assert.Nil(t, e[2].zones, "empty hints: no zone")
+	assert.Nil(t, e[0].info, "no detail unless asked")
+
+	var d object
+	require.NoError(t, decodeObjectDetail(jsoniter.ParseString(jsoniter.ConfigDefault, conditionsSliceJSON), &d, true))
+	assert.Equal(t, &nodeInfo{nodeName: "n1", zone: "a", kind: "Pod", name: "p1", uid: "u1"}, d.endpoints[0].info)
+	assert.Nil(t, d.endpoints[1].info, "nothing known: no detail")
+
+	require.NoError(t, decodeObjectDetail(jsoniter.ParseString(jsoniter.ConfigDefault, endpointsJSON), &d, true))
+	assert.Equal(t, []*nodeInfo{{nodeName: "n1", kind: "Pod", name: "p1", uid: "u1"}, nil}, d.subsets[0].infos)
+}
+
+// webSlice is an IPv4 EndpointSlice object of shop/web with port http:80.
+func webSlice(name string, eps ...endpoint) *object {
+	return &object{namespace: "shop", name: name, serviceName: "web", addressType: "IPv4", endpoints: eps, ports: []port{{name: "http", number: 80}}}
+}
+
+func ep(ip string, ready, serving, terminating bool, zones ...string) endpoint {
+	return endpoint{addresses: []string{ip}, ready: ready, serving: serving, terminating: terminating, zones: zones}
+}
+
+func hostsOf(ports []shm.Port, name string) []string {
+	for _, p := range ports {
+		if p.Name == name {
+			out := []string{}
+			for _, n := range p.Nodes {
+				out = append(out, n.Host())
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func TestTerminatingFallback(t *testing.T) {
+	const (
+		ready   = true
+		serving = true
+		term    = true
+	)
+	for _, c := range []struct {
+		name     string
+		eps      []endpoint
+		want     []string // with the fallback (default)
+		wantNoFB []string // terminating_fallback: false
+	}{
+		{"all terminating", []endpoint{ep("10.0.0.1", !ready, serving, term), ep("10.0.0.2", !ready, serving, term)},
+			[]string{"10.0.0.1", "10.0.0.2"}, []string{}},
+		{"mixed: ready ones win", []endpoint{ep("10.0.0.1", ready, serving, !term), ep("10.0.0.2", !ready, serving, term)},
+			[]string{"10.0.0.1"}, []string{"10.0.0.1"}},
+		{"terminating and not serving", []endpoint{ep("10.0.0.1", !ready, !serving, term), ep("10.0.0.2", !ready, serving, term)},
+			[]string{"10.0.0.2"}, []string{}},
+		{"not ready, not terminating (starting)", []endpoint{ep("10.0.0.1", !ready, serving, !term)},
+			[]string{}, []string{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, fallback := range []bool{true, false} {
+				s := newSliceServices(50)
+				s.fallback = fallback
+				require.NoError(t, s.set(webSlice("web-1", c.eps...), func(string) {}))
+				ports, ok := s.value("shop/web")
+				require.True(t, ok)
+				want := c.want
+				if !fallback {
+					want = c.wantNoFB
+				}
+				assert.Equal(t, want, hostsOf(ports, "http"), "fallback=%v", fallback)
+			}
+		})
+	}
+
+	// Across slices: one slice's ready endpoint stops the fallback.
+	s := newSliceServices(50)
+	require.NoError(t, s.set(webSlice("web-1", ep("10.0.0.1", !ready, serving, term)), func(string) {}))
+	require.NoError(t, s.set(webSlice("web-2", ep("10.0.0.2", ready, serving, !term)), func(string) {}))
+	assert.Equal(t, []string{"10.0.0.2"}, hostsOf(value(s, "shop/web"), "http"))
+}
+
+func TestZoneHints(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		eps  []endpoint
+		want []string
+	}{
+		{"all hinted, some for my zone", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false, "b"), ep("10.0.0.3", true, true, false, "b", "a")},
+			[]string{"10.0.0.1", "10.0.0.3"}},
+		{"not all hinted", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false)},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"none for my zone", []endpoint{ep("10.0.0.1", true, true, false, "b"), ep("10.0.0.2", true, true, false, "c")},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"hints of endpoints not served do not count", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false, "b"), ep("10.0.0.9", false, true, true)},
+			[]string{"10.0.0.1"}},
+		{"fallback endpoints are filtered too", []endpoint{ep("10.0.0.1", false, true, true, "a"), ep("10.0.0.2", false, true, true, "b")},
+			[]string{"10.0.0.1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSliceServices(50)
+			s.zone = "a"
+			require.NoError(t, s.set(webSlice("web-1", c.eps...), func(string) {}))
+			assert.Equal(t, c.want, hostsOf(value(s, "shop/web"), "http"))
+			s = newSliceServices(50)
+			require.NoError(t, s.set(webSlice("web-1", c.eps...), func(string) {}))
+			assert.Len(t, hostsOf(value(s, "shop/web"), "http"), len(servedAll(c.eps)), "no zone set: all")
+		})
+	}
+}
+
+func servedAll(eps []endpoint) []endpoint {
+	var ready, term []endpoint
+	for _, e := range eps {
+		if e.ready {
+			ready = append(ready, e)
+		} else if e.serving && e.terminating {
+			term = append(term, e)
+		}
+	}
+	if len(ready) > 0 {
+		return ready
+	}
+	return term
 }

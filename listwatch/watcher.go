@@ -68,6 +68,17 @@ type Options struct {
 	Weight         uint32              // weight of every node
 	Logger         *slog.Logger
 
+	// EndpointSlices only. NoTerminatingFallback turns off serving, for a
+	// port with no ready endpoint, the endpoints that are serving and
+	// terminating (terminating_fallback: false). Zone, when set, serves
+	// only the endpoints hinted for it when every endpoint served for a
+	// port has zone hints and one is for Zone.
+	NoTerminatingFallback bool
+	Zone                  string
+	// NodeDetail stores, beside each service, its nodes' nodeName, zone
+	// and targetRef (Store.PutDetail).
+	NodeDetail bool
+
 	PageSize        int           // LIST limit, default 500
 	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 30s
 	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
@@ -163,9 +174,13 @@ func (w *Watcher) url() string {
 
 func (w *Watcher) newServices() services {
 	if w.o.EndpointSlices {
-		return newSliceServices(w.o.Weight)
+		s := newSliceServices(w.o.Weight)
+		s.fallback, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Zone, w.o.NodeDetail
+		return s
 	}
-	return newEndpointsServices(w.o.Weight)
+	s := newEndpointsServices(w.o.Weight)
+	s.withDetail = w.o.NodeDetail
+	return s
 }
 
 // Stats returns the watcher's counters.
@@ -476,7 +491,7 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv stri
 // decode reads one raw object into the watcher's scratch object.
 func (w *Watcher) decode(raw []byte) (*object, error) {
 	return readRaw(raw, func(it *jsoniter.Iterator) (*object, error) {
-		return &w.obj, decodeObject(it, &w.obj)
+		return &w.obj, decodeObjectDetail(it, &w.obj, w.o.NodeDetail)
 	})
 }
 
