@@ -138,6 +138,10 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	if cc.ID != "" {
 		log = log.With("cluster", cc.ID)
 	}
+	if keys := cc.IgnoredForEndpoints(); keys != nil {
+		log.Warn("keys for EndpointSlices only are ignored: this cluster watches Endpoints (watch_endpoint_slices: false)",
+			"keys", strings.Join(keys, ", "), "path", cc.KeyPath())
+	}
 	client, err := apiserver.New(apiserver.Options{
 		Schema:             cc.Service.Schema,
 		Host:               cc.Host,
@@ -170,6 +174,10 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		LabelSelector:  cc.Labels.String(),
 		Weight:         uint32(cc.DefaultWeight),
 		Logger:         log,
+
+		NoTerminatingFallback: !cc.TerminatingFallback,
+		Zone:                  cc.ZoneName,
+		NodeDetail:            cc.NodeDetail,
 	})
 	return c, nil
 }

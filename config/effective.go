@@ -20,6 +20,7 @@ type effCluster struct {
 	LabelSelector       string    `json:"label_selector,omitempty"`
 	SharedSize          string    `json:"shared_size"`
 	WatchEndpointSlices bool      `json:"watch_endpoint_slices"`
+	effAnswers
 }
 
 type effSvc struct {
@@ -84,6 +85,7 @@ func (c *Cluster) effective() effCluster {
 		LabelSelector:       c.LabelSelector,
 		SharedSize:          c.SharedSize,
 		WatchEndpointSlices: c.WatchEndpointSlices,
+		effAnswers:          c.effectiveAnswers(),
 	}
 	if c.portIsInt {
 		if n, err := strconv.Atoi(c.Service.Port); err == nil {
