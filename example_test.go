@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kdisc/kdisc"
@@ -66,4 +68,102 @@ discovery:
 	// 10.5.10.109 3306 50
 	// 10.5.10.110 3306 50
 	// false
+}
+
+// startExample starts discovery against a stand-in apiserver whose watch
+// sends one change, plat-dev gaining an address, when change is closed.
+func startExample(shmDir string, change <-chan struct{}) (*kdisc.Discovery, func()) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("watch") == "" {
+			fmt.Fprint(w, endpointsList)
+			return
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-change:
+			fmt.Fprint(w, `{"type":"MODIFIED","object":{"metadata":{"namespace":"default","name":"plat-dev","resourceVersion":"8"},`+
+				`"subsets":[{"addresses":[{"ip":"10.5.10.110"},{"ip":"10.5.10.109"},{"ip":"10.5.10.111"}],"ports":[{"name":"port","port":3306}]}]}}`+"\n")
+			w.(http.Flusher).Flush()
+		case <-r.Context().Done():
+		}
+		<-r.Context().Done()
+	}))
+	cfg, err := config.Parse(fmt.Appendf(nil, "discovery:\n  kubernetes:\n    service: {schema: http, host: 127.0.0.1, port: %d}\n    client: {token: t}\n",
+		api.Listener.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		panic(err)
+	}
+	opts := []kdisc.Option{kdisc.WithLogger(slog.New(slog.DiscardHandler))}
+	if shmDir != "" {
+		opts = append(opts, kdisc.WithShmDir(shmDir))
+	}
+	d, err := kdisc.Start(context.Background(), cfg, opts...)
+	if err != nil {
+		panic(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !d.Ready() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return d, func() { d.Close(); api.Close() }
+}
+
+// A proxy learns which service changed and rebuilds only its balancer.
+func ExampleDiscovery_OnChange() {
+	change := make(chan struct{})
+	d, done := startExample("", change)
+	defer done()
+
+	changed := make(chan string, 1)
+	stop := d.OnChange(func(service string) { changed <- service })
+	defer stop()
+
+	close(change) // the apiserver reports a new address
+	service := <-changed
+	nodes, _ := d.Nodes(nil, service+":port")
+	fmt.Println(service, len(nodes))
+	// Output:
+	// default/plat-dev 3
+}
+
+// Lookup says why nothing was found, so a proxy can answer 404 or 503.
+func ExampleDiscovery_Lookup() {
+	d, done := startExample("", nil)
+	defer done()
+
+	for _, service := range []string{"default/plat-dev:port", "default/plat-dev:3306", "default/nope:port"} {
+		nodes, answer := d.Lookup(nil, service)
+		fmt.Println(service, answer, len(nodes))
+	}
+	// Output:
+	// default/plat-dev:port found 2
+	// default/plat-dev:3306 found 2
+	// default/nope:port unknown 0
+}
+
+// Another process (here the same one, for the example) reads the tables
+// that kdisc run keeps, without talking to the apiserver.
+func ExampleAttach() {
+	dir, err := os.MkdirTemp("", "kdisc-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	shmDir := filepath.Join(dir, "tables")
+	_, done := startExample(shmDir, nil) // what `kdisc run -shm-dir DIR` does
+	defer done()
+
+	cfg, err := config.Parse([]byte("discovery:\n  kubernetes:\n    service: {host: 127.0.0.1, port: 6443}\n    client: {token: unused}\n"))
+	if err != nil {
+		panic(err)
+	}
+	r, err := kdisc.Attach(shmDir, cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	nodes, ok := r.Nodes(nil, "default/plat-dev:port")
+	fmt.Println(ok, len(nodes), r.Ready())
+	// Output:
+	// true 2 true
 }

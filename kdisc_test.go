@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -671,4 +672,49 @@ func TestAge(t *testing.T) {
 	age, ok = r.Age()
 	require.True(t, ok)
 	assert.Less(t, age, time.Minute)
+}
+
+// OnChange names each service whose nodes changed, in-process and
+// attached alike, including deletions; nothing else.
+func TestOnChange(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	api.PutEndpoints(endpoints("default", "db", "sql", 5432, "10.0.0.5"))
+	dir := t.TempDir()
+	d := start(t, singleConfig(t, api, ""), kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	a, err := kdisc.Attach(dir, singleConfig(t, api, ""))
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+
+	for name, disc := range map[string]*kdisc.Discovery{"in-process": d, "attached": a} {
+		var mu sync.Mutex
+		var got []string
+		stop := disc.OnChange(func(service string) {
+			mu.Lock()
+			got = append(got, service)
+			mu.Unlock()
+		})
+		changed := func(want ...string) {
+			t.Helper()
+			eventually(t, fmt.Sprintf("%s: changes %v", name, want), func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return slices.Equal(got, want)
+			})
+		}
+		api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.2"))
+		changed("default/web")
+		api.PutEndpoints(endpoints("default", "new", "http", 80, "10.0.0.3"))
+		changed("default/web", "default/new")
+		api.DeleteEndpoints("default", "new")
+		changed("default/web", "default/new", "default/new")
+		stop()
+		api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+		_, ok := d.Nodes(nil, "default/web:http")
+		require.True(t, ok)
+		mu.Lock()
+		assert.Len(t, got, 3, "%s: nothing after stop", name)
+		mu.Unlock()
+	}
 }

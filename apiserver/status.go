@@ -3,6 +3,7 @@ package apiserver
 import (
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -44,6 +45,12 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
+// seconds is n seconds, saturated rather than wrapped: a Retry-After of
+// centuries must not become a negative or short delay.
+func seconds(n int) time.Duration {
+	return time.Duration(min(n, math.MaxInt64/int(time.Second))) * time.Second
+}
+
 // maxStatusBody bounds how much of an error answer is read: a Status is
 // small, and a misbehaving proxy in between must not make us buffer more.
 const maxStatusBody = 64 << 10
@@ -52,7 +59,7 @@ func statusFromResponse(resp *http.Response) *StatusError {
 	e := &StatusError{Code: resp.StatusCode}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			e.RetryAfter = time.Duration(n) * time.Second
+			e.RetryAfter = seconds(n)
 		} else if t, err := http.ParseTime(s); err == nil {
 			e.RetryAfter = max(time.Until(t), 0) // a date already passed asks for no delay
 		}
@@ -73,6 +80,10 @@ func statusFromResponse(resp *http.Response) *StatusError {
 // it.Error.
 func ReadStatus(it *jsoniter.Iterator, e *StatusError) int {
 	code := 0
+	if it.WhatIsNext() != jsoniter.ObjectValue { // json-iterator would take ",..." for an object
+		it.ReportError("ReadStatus", "not a JSON object")
+		return 0
+	}
 	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
 		switch f {
 		case "reason":
@@ -99,7 +110,7 @@ func readDetails(it *jsoniter.Iterator, e *StatusError) {
 		switch f {
 		case "retryAfterSeconds":
 			if n := it.ReadInt(); n > 0 && e.RetryAfter == 0 {
-				e.RetryAfter = time.Duration(n) * time.Second
+				e.RetryAfter = seconds(n)
 			}
 		case "causes":
 			for it.ReadArray() {

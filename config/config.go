@@ -29,6 +29,9 @@
 //     nginx refuses it.
 //   - A literal token is trimmed of surrounding whitespace (a `token: |`
 //     block ends with a newline).
+//   - client.ssl_verify, where some APISIX versions put it, means the same
+//     as service.ssl_verify; both written and different is an error naming
+//     both keys.
 //
 // Errors are *Error values whose text starts with the key path and states
 // the rule, for example
@@ -95,7 +98,7 @@ type Cluster struct {
 	CAFile          string // "" = not configured
 	CertFile        string // client certificate for mTLS; "" = none
 	KeyFile         string
-	SSLVerify       bool // false only when service.ssl_verify: false
+	SSLVerify       bool // false only when service.ssl_verify or client.ssl_verify is false
 	SharedSizeBytes int64
 	Namespaces      *selector.Namespace // never nil after Parse
 	Labels          selector.Labels
@@ -122,6 +125,7 @@ type Client struct {
 	TokenFile string // token_file
 	CertFile  string // cert_file
 	KeyFile   string // key_file
+	SSLVerify *bool  // ssl_verify, as some APISIX versions spell service.ssl_verify; nil when absent
 }
 
 // NamespaceSelector is discovery.kubernetes.namespace_selector as written;

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +122,15 @@ func TestFixtures(t *testing.T) {
 				got, ok := c.Cluster("second")
 				eq(t, ok, true)
 				eq(t, got.ID, "second")
+			},
+		},
+		{
+			// client.ssl_verify is shown where it was written, and the
+			// result under service.ssl_verify (the key APISIX documents).
+			file:      "client-ssl-verify.yaml",
+			effective: `{"service":{"schema":"https","host":"10.96.0.1","port":6443,"ssl_verify":false},"client":{"token_file":"/etc/kdisc/token","ssl_verify":false},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false}`,
+			check: func(t *testing.T, c *Config) {
+				eq(t, c.Clusters[0].SSLVerify, false)
 			},
 		},
 		{
@@ -313,7 +323,7 @@ func TestInvalid(t *testing.T) {
 		{"typo top", k + "    servce: {}\n", "discovery.kubernetes.servce: unknown key (allowed: service, client, default_weight, namespace_selector, label_selector, shared_size, watch_endpoint_slices, terminating_fallback, zone, node_detail)"},
 		{"id in single mode", k + "    id: a\n", "discovery.kubernetes.id: unknown key"},
 		{"typo service", k + "    service: {hots: x}\n", "discovery.kubernetes.service.hots: unknown key (allowed: schema, host, port, ca_file, ssl_verify)"},
-		{"typo client", k + "    client: {tokenfile: x}\n", "discovery.kubernetes.client.tokenfile: unknown key (allowed: token, token_file, cert_file, key_file)"},
+		{"typo client", k + "    client: {tokenfile: x}\n", "discovery.kubernetes.client.tokenfile: unknown key (allowed: token, token_file, cert_file, key_file, ssl_verify)"},
 		{"typo ns", k + "    namespace_selector: {equals: x}\n", "discovery.kubernetes.namespace_selector.equals: unknown key (allowed: equal, not_equal, match, not_match)"},
 		{"unknown keys sorted", k + "    zz: 1\n    aa: 1\n", "discovery.kubernetes.aa: unknown key"},
 		{"service not map", k + "    service: x\n", "discovery.kubernetes.service: must be a map"},
@@ -340,6 +350,9 @@ func TestInvalid(t *testing.T) {
 		{"port env garbage", k + "    service: {port: '${KDISC_TEST_DOMAIN}'}\n", `discovery.kubernetes.service.port: must be an integer 1..65535, got "example.com"`},
 		{"port env unset", k + "    service: {port: '${KDISC_UNSET}'}\n", "discovery.kubernetes.service.port: environment variable KDISC_UNSET is not set"},
 		{"ssl_verify", k + "    service: {ssl_verify: 'no'}\n", "discovery.kubernetes.service.ssl_verify: must be true or false"},
+		{"client ssl_verify", k + "    client: {ssl_verify: 'no'}\n", "discovery.kubernetes.client.ssl_verify: must be true or false"},
+		{"ssl_verify disagree", k + "    service: {ssl_verify: true}\n    client: {ssl_verify: false}\n", "discovery.kubernetes.client.ssl_verify: disagrees with discovery.kubernetes.service.ssl_verify (false vs true)"},
+		{"ssl_verify disagree multi", m + "  - id: b\n    service: {host: h, port: 1, ssl_verify: false}\n    client: {token: t, ssl_verify: true}\n", "discovery.kubernetes[1].client.ssl_verify: disagrees with discovery.kubernetes[1].service.ssl_verify (true vs false)"},
 		{"ca_file empty", k + "    service: {ca_file: ''}\n", "discovery.kubernetes.service.ca_file: must not be empty"},
 		{"ca_file env", k + "    service: {ca_file: '${KDISC_UNSET}'}\n", "discovery.kubernetes.service.ca_file: environment variable KDISC_UNSET is not set"},
 
@@ -374,6 +387,7 @@ func TestInvalid(t *testing.T) {
 		// label_selector
 		{"labels syntax", k + "    label_selector: 'a=b,,c'\n", `discovery.kubernetes.label_selector: invalid label selector "a=b,,c": at column 5: expected a label key, found ","`},
 		{"labels value", k + "    label_selector: 'a=b c'\n", `discovery.kubernetes.label_selector: invalid label selector "a=b c": at column 5`},
+		{"labels gt not integer", k + "    label_selector: 'gen>x'\n", `discovery.kubernetes.label_selector: invalid label selector "gen>x": at column 5: value "x": for > and <, the value must be an integer`},
 		{"labels type", k + "    label_selector: [a]\n", "discovery.kubernetes.label_selector: must be a string"},
 
 		// shared_size
@@ -508,4 +522,45 @@ func TestErrorsNeverShowTheToken(t *testing.T) {
 			t.Errorf("error shows the token: %v", err)
 		}
 	}
+}
+
+// client.ssl_verify (where some APISIX versions put it) means the same as
+// service.ssl_verify; both set alike is fine, and Effective shows the
+// result under service and the client key as written.
+func TestClientSSLVerifyMeansServiceSSLVerify(t *testing.T) {
+	setEnv(t)
+	const k = "discovery:\n  kubernetes:\n    service: {host: h, port: 1%s}\n    client: {token_file: /t%s}\n"
+	tests := []struct {
+		name, svc, client string
+		want              bool
+		svcJSON, clJSON   string
+	}{
+		{"neither", "", "", true, `"port":1}`, `"token_file":"/t"}`},
+		{"service false", ", ssl_verify: false", "", false, `"port":1,"ssl_verify":false}`, `"token_file":"/t"}`},
+		{"client false", "", ", ssl_verify: false", false, `"port":1,"ssl_verify":false}`, `"token_file":"/t","ssl_verify":false}`},
+		{"client true", "", ", ssl_verify: true", true, `"port":1,"ssl_verify":true}`, `"token_file":"/t","ssl_verify":true}`},
+		{"both false", ", ssl_verify: false", ", ssl_verify: false", false, `"port":1,"ssl_verify":false}`, `"token_file":"/t","ssl_verify":false}`},
+		{"both true", ", ssl_verify: true", ", ssl_verify: true", true, `"port":1,"ssl_verify":true}`, `"token_file":"/t","ssl_verify":true}`},
+		{"client null", "", ", ssl_verify: ", true, `"port":1}`, `"token_file":"/t"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, fmt.Sprintf(k, tt.svc, tt.client))
+			eq(t, c.Clusters[0].SSLVerify, tt.want)
+			got := effectiveJSON(t, c)
+			if !strings.Contains(got, tt.svcJSON+`,"client":{`+tt.clJSON) {
+				t.Errorf("effective %s\nwant service ...%s and client {%s", got, tt.svcJSON, tt.clJSON)
+			}
+		})
+	}
+}
+
+// label_selector takes apimachinery's numeric comparisons and sends them in
+// canonical form.
+func TestLabelSelectorGreaterLess(t *testing.T) {
+	setEnv(t)
+	c := mustParse(t, "discovery:\n  kubernetes:\n    label_selector: 'tier=web, gen > 3, gen<10'\n")
+	eq(t, c.Clusters[0].Labels.String(), "gen>3,gen<10,tier=web")
+	eq(t, c.Clusters[0].Labels.Matches(map[string]string{"tier": "web", "gen": "4"}), true)
+	eq(t, c.Clusters[0].Labels.Matches(map[string]string{"tier": "web", "gen": "10"}), false)
 }

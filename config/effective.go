@@ -36,6 +36,7 @@ type effClient struct {
 	TokenFile string `json:"token_file,omitempty"`
 	CertFile  string `json:"cert_file,omitempty"`
 	KeyFile   string `json:"key_file,omitempty"`
+	SSLVerify *bool  `json:"ssl_verify,omitempty"`
 }
 
 type effNS struct {
@@ -50,7 +51,9 @@ type effNS struct {
 // object in single mode, an array of them in multi mode. Defaults are
 // filled; host, port and file paths are shown as written (not expanded; a
 // port written as a YAML integer is a JSON number, as a string a JSON
-// string); a literal token is shown as "<redacted>".
+// string); a literal token is shown as "<redacted>". client.ssl_verify is
+// shown where it was written, and its value under service.ssl_verify too
+// (the key APISIX documents), so service.ssl_verify is the result.
 //
 // Encode it with HTML escaping off (json.Encoder.SetEscapeHTML(false), as
 // EffectiveJSON does): json.Marshal writes "<redacted>" as
@@ -80,12 +83,19 @@ func (c *Cluster) effective() effCluster {
 			TokenFile: c.Client.TokenFile,
 			CertFile:  c.Client.CertFile,
 			KeyFile:   c.Client.KeyFile,
+			SSLVerify: c.Client.SSLVerify,
 		},
 		DefaultWeight:       c.DefaultWeight,
 		LabelSelector:       c.LabelSelector,
 		SharedSize:          c.SharedSize,
 		WatchEndpointSlices: c.WatchEndpointSlices,
 		effAnswers:          c.effectiveAnswers(),
+	}
+	// service.ssl_verify shows the result when either key was written
+	// (they agree, Parse made sure), so a reader of the documented key
+	// never misses a client.ssl_verify: false.
+	if e.Service.SSLVerify == nil && c.Client.SSLVerify != nil {
+		e.Service.SSLVerify = c.Client.SSLVerify
 	}
 	if c.portIsInt {
 		if n, err := strconv.Atoi(c.Service.Port); err == nil {

@@ -83,7 +83,7 @@ func Parse(data []byte) (*Config, error) {
 var (
 	clusterKeys = []string{"service", "client", "default_weight", "namespace_selector", "label_selector", "shared_size", "watch_endpoint_slices"}
 	serviceKeys = []string{"schema", "host", "port", "ca_file", "ssl_verify"}
-	clientKeys  = []string{"token", "token_file", "cert_file", "key_file"}
+	clientKeys  = []string{"token", "token_file", "cert_file", "key_file", "ssl_verify"}
 	nsKeys      = []string{"equal", "not_equal", "match", "not_match"}
 	idPattern   = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 )
@@ -182,14 +182,25 @@ func (c *Cluster) parseService(path string, m map[string]any, multi bool) error 
 	if c.Service.CAFile, c.CAFile, err = optionalPath(path+".ca_file", svc["ca_file"]); err != nil {
 		return err
 	}
-	if v, ok := svc["ssl_verify"]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			return errorf(path+".ssl_verify", "must be true or false")
-		}
-		c.Service.SSLVerify, c.SSLVerify = &b, b
+	if c.Service.SSLVerify, err = optionalBool(path+".ssl_verify", svc["ssl_verify"]); err != nil {
+		return err
+	}
+	if c.Service.SSLVerify != nil {
+		c.SSLVerify = *c.Service.SSLVerify
 	}
 	return nil
+}
+
+// optionalBool reads an optional true/false key; nil when absent.
+func optionalBool(path string, v any) (*bool, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return nil, errorf(path, "must be true or false")
+	}
+	return &b, nil
 }
 
 func (c *Cluster) parseClient(path string, m map[string]any, multi bool) error {
@@ -221,6 +232,18 @@ func (c *Cluster) parseClient(path string, m map[string]any, multi bool) error {
 	}
 	if c.Client.KeyFile, c.KeyFile, err = optionalPath(path+".key_file", cl["key_file"]); err != nil {
 		return err
+	}
+	// client.ssl_verify is where some APISIX versions put service.ssl_verify:
+	// the same switch. Two different answers are a mistake worth refusing.
+	if c.Client.SSLVerify, err = optionalBool(path+".ssl_verify", cl["ssl_verify"]); err != nil {
+		return err
+	}
+	if cv, sv := c.Client.SSLVerify, c.Service.SSLVerify; cv != nil {
+		if sv != nil && *sv != *cv {
+			svcPath := strings.TrimSuffix(path, ".client") + ".service.ssl_verify"
+			return errorf(path+".ssl_verify", "disagrees with %s (%t vs %t); both keys mean the same: set one, or both alike", svcPath, *cv, *sv)
+		}
+		c.SSLVerify = *cv
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errorf(path, "cert_file and key_file must be set together")

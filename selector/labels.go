@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -23,12 +24,15 @@ const (
 	opNotIn                    // k notin (a,b)
 	opExists                   // k
 	opNotExist                 // !k
+	opGt                       // k>N
+	opLt                       // k<N
 )
 
 type requirement struct {
 	key    string
 	op     operator
-	values []string // sorted, deduplicated; one value for = and !=
+	values []string // sorted, deduplicated; one value for =, !=, > and <
+	num    int64    // the value of > and <, parsed
 }
 
 // ParseLabels parses Kubernetes label selector syntax: requirements joined
@@ -37,6 +41,7 @@ type requirement struct {
 //	key=value  key==value  key!=value
 //	key in (v1,v2)  key notin (v1,v2)
 //	key  !key
+//	key>N  key<N
 //
 // Whitespace between tokens is ignored. A value may be written in double
 // quotes (first="a"): the reference APISIX page writes them so, and the
@@ -46,8 +51,11 @@ type requirement struct {
 // starts and ends alphanumeric; a value has the same form or is empty).
 // The empty string is the empty selector.
 //
-// apimachinery's numeric comparisons (k>1, k<1) are refused: kdisc has no
-// use for them and APISIX never documented them.
+// key>N and key<N are apimachinery's numeric comparisons: N is one
+// integer, as strconv.ParseInt(N, 10, 64) reads it, that is also a valid
+// label value (so not negative: "-1" is not a label value, and the
+// apiserver refuses it too). They match objects whose label is an integer
+// greater (less) than N.
 func ParseLabels(s string) (Labels, error) {
 	p := parser{lex: lexer{src: s}}
 	var l Labels
@@ -76,7 +84,8 @@ func ParseLabels(s string) (Labels, error) {
 // String returns the selector in canonical form, the one sent as the
 // labelSelector query parameter: requirements sorted by key (as
 // apimachinery sorts them; requirements with the same key keep their input
-// order), written k=v, k!=v, k in (a,b), k notin (a,b), k, !k, with the
+// order), written k=v, k!=v, k in (a,b), k notin (a,b), k, !k, k>N, k<N
+// (N as written, as apimachinery writes it), with the
 // values of in/notin sorted and deduplicated, joined by ",". Quotes are
 // gone. The empty selector is "".
 func (l Labels) String() string {
@@ -98,6 +107,10 @@ func (l Labels) String() string {
 			b.WriteString(r.key)
 		case opNotExist:
 			b.WriteString("!" + r.key)
+		case opGt:
+			b.WriteString(r.key + ">" + r.values[0])
+		case opLt:
+			b.WriteString(r.key + "<" + r.values[0])
 		}
 	}
 	return b.String()
@@ -108,7 +121,7 @@ func (l Labels) Empty() bool { return len(l.reqs) == 0 }
 
 // Matches reports whether a set of labels satisfies every requirement,
 // with the apiserver's semantics: != and notin also match when the key is
-// absent.
+// absent; > and < match only a present label whose value is an integer.
 func (l Labels) Matches(labels map[string]string) bool {
 	for _, r := range l.reqs {
 		v, has := labels[r.key]
@@ -122,6 +135,9 @@ func (l Labels) Matches(labels map[string]string) bool {
 			ok = has
 		case opNotExist:
 			ok = !has
+		case opGt, opLt:
+			n, err := strconv.ParseInt(v, 10, 64)
+			ok = has && err == nil && (r.op == opGt && n > r.num || r.op == opLt && n < r.num)
 		}
 		if !ok {
 			return false
@@ -144,7 +160,8 @@ const (
 	tOpen     // (
 	tClose    // )
 	tComma    // ,
-	tBadOp    // < or >, recognised only to refuse them clearly
+	tGt       // >
+	tLt       // <
 	tBadQuote // unterminated quote
 )
 
@@ -180,6 +197,8 @@ func isSpecial(c byte) bool {
 	return false
 }
 
+var punctuation = map[byte]tokenKind{'(': tOpen, ')': tClose, ',': tComma, '<': tLt, '>': tGt}
+
 func (l *lexer) next() token {
 	for l.pos < len(l.src) && strings.IndexByte(" \t\n\r\f\v", l.src[l.pos]) >= 0 {
 		l.pos++
@@ -203,15 +222,7 @@ func (l *lexer) next() token {
 		return two(tEq, '=', tEq)
 	case '(', ')', ',', '<', '>':
 		l.pos++
-		kind := tBadOp
-		switch c {
-		case '(':
-			kind = tOpen
-		case ')':
-			kind = tClose
-		case ',':
-			kind = tComma
-		}
+		kind := punctuation[c]
 		return token{kind: kind, text: string(c), pos: start}
 	case '"':
 		end := strings.IndexByte(l.src[start+1:], '"')
@@ -285,21 +296,31 @@ func (p *parser) requirement() (requirement, error) {
 		r.op = opEqual
 	case t.kind == tNotEq:
 		r.op = opNotEqual
-	case t.kind == tBadOp:
-		return requirement{}, p.errorf(t, "operator %q is not supported (use =, ==, !=, in, notin, key or !key)", t.text)
+	case t.kind == tGt:
+		r.op = opGt
+	case t.kind == tLt:
+		r.op = opLt
 	default:
-		return requirement{}, p.errorf(t, "expected an operator (=, ==, !=, in, notin), ',' or end of selector after key %q, found %s", r.key, t)
+		return requirement{}, p.errorf(t, "expected an operator (=, ==, !=, in, notin, >, <), ',' or end of selector after key %q, found %s", r.key, t)
 	}
 	p.next()
-	var err error
 	if r.op == opIn || r.op == opNotIn {
+		var err error
 		r.values, err = p.valueList()
-	} else {
-		var v string
-		v, err = p.value(true)
-		r.values = []string{v}
+		return r, err
 	}
-	return r, err
+	at := p.peek()
+	v, err := p.value(true)
+	if err != nil {
+		return r, err
+	}
+	r.values = []string{v}
+	if r.op == opGt || r.op == opLt {
+		if r.num, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return requirement{}, p.errorf(at, "value %q: for > and <, the value must be an integer (at most %d)", v, int64(1<<63-1))
+		}
+	}
+	return r, nil
 }
 
 // value reads one value; an absent value (k= followed by ',', ')' or the

@@ -81,15 +81,16 @@ func compileAll(key string, res []string) ([]*regexp.Regexp, error) {
 		if re == "" {
 			return nil, fmt.Errorf("%s[%d]: must be a non-empty regular expression", key, i)
 		}
+		// The expression as written must be valid on its own: only then
+		// is wrapping it safe (")(" is invalid, but "^(?:)()$" is not, and
+		// "a)|(.*" would become "^(?:a)|(.*)$", which matches every name).
+		if _, err := regexp.Compile(re); err != nil {
+			return nil, fmt.Errorf("%s[%d]: invalid regular expression %q: %v", key, i, re, err)
+		}
 		// Anchor: APISIX users write "default" and expect exactly "default".
 		// The group keeps alternations like "a|b" inside the anchors.
 		c, err := regexp.Compile("^(?:" + re + ")$")
 		if err != nil {
-			// Compile the bare expression for the message, so it quotes what
-			// the user wrote rather than our wrapper.
-			if _, err2 := regexp.Compile(re); err2 != nil {
-				err = err2
-			}
 			return nil, fmt.Errorf("%s[%d]: invalid regular expression %q: %v", key, i, re, err)
 		}
 		out = append(out, c)

@@ -39,6 +39,15 @@ func TestParseLabelsValid(t *testing.T) {
 		{long63 + "=" + long63, long63 + "=" + long63},
 		{"in=notin", "in=notin"}, // keywords are fine as keys and values
 		{"a\tin\n(b)", "a in (b)"},
+		// numeric comparisons, written as apimachinery's String() writes them
+		{"a>1", "a>1"},
+		{"a < 10", "a<10"},
+		{`a>"5"`, "a>5"},
+		{"a>007", "a>007"}, // as written: the apiserver compares numbers
+		{"a>0", "a>0"},
+		{"b>1,a<2,a>0", "a<2,a>0,b>1"},
+		{"a>9223372036854775807", "a>9223372036854775807"},
+		{"example.com/gen<3", "example.com/gen<3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -77,8 +86,17 @@ func TestParseLabelsInvalid(t *testing.T) {
 		{"a in (b c)", `expected ',' or ')' in value list, found "c"`},
 		{"a in (b", "expected ',' or ')' in value list, found end of selector"},
 		{"a=(b)", `expected a value, found "("`},
-		{"a>1", `operator ">" is not supported`},
-		{"a<1", `operator "<" is not supported`},
+		{"a>b", `value "b": for > and <, the value must be an integer`},
+		{"a<1.5", `value "1.5": for > and <, the value must be an integer`},
+		{"a>", `value "": for > and <, the value must be an integer`},
+		{"a>,b", `value "": for > and <, the value must be an integer`},
+		{"a>9223372036854775808", `value "9223372036854775808": for > and <, the value must be an integer`},
+		{"a>-1", `value "-1": value must consist`}, // an integer, but not a label value
+		{"a>+1", `value "+1": value must consist`},
+		{"a>=1", `expected a value, found "="`},
+		{"a>>1", `expected a value, found ">"`},
+		{"a<(1)", `expected a value, found "("`},
+		{"a in (1>2)", `expected ',' or ')' in value list, found ">"`},
 		{`a="b`, `unterminated quoted value "b`},
 		{`"a"=b`, `expected a label key, found quoted "a"`},
 		{"-a=b", `key "-a": name part must consist of alphanumeric characters`},
@@ -103,7 +121,7 @@ func TestParseLabelsInvalid(t *testing.T) {
 }
 
 func TestLabelsMatches(t *testing.T) {
-	lbls := map[string]string{"app": "web", "tier": "front", "empty": ""}
+	lbls := map[string]string{"app": "web", "tier": "front", "empty": "", "num": "10", "big": "99999999999999999999"}
 	tests := []struct {
 		sel  string
 		want bool
@@ -129,6 +147,14 @@ func TestLabelsMatches(t *testing.T) {
 		{"app=web,tier=front", true},
 		{"app=web,tier=back", false},
 		{`app="web"`, true},
+		{"num>5", true},
+		{"num>10", false},
+		{"num<11", true},
+		{"num<10", false},
+		{"app>1", false},     // not an integer: no match, as the apiserver
+		{"missing<1", false}, // absent key: no match
+		{"missing>1", false},
+		{"big<9223372036854775807", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
@@ -209,6 +235,11 @@ func TestNamespaceInvalid(t *testing.T) {
 		{name: "equal and not_equal", equal: "a", notEqual: "b", want: "at most one of"},
 		{name: "bad regex", match: []string{"ok", "a("}, want: "match[1]: invalid regular expression \"a(\": error parsing regexp: missing closing ): `a(`"},
 		{name: "bad not_match regex", notMatch: []string{"[z-a]"}, want: `not_match[0]: invalid regular expression "[z-a]"`},
+		// Found by FuzzNamespace: compiled only inside the ^(?:...)$ wrapper,
+		// ")(" became "^(?:)()$" (matches "") and "a)|(.*" became
+		// "^(?:a)|(.*)$", which matches every name.
+		{name: "parentheses only the anchoring balances", match: []string{")("}, want: "match[0]: invalid regular expression \")(\": error parsing regexp: unexpected ): `)(`"},
+		{name: "regex escaping the anchors", notMatch: []string{"kube-.*", "a)|(.*"}, want: `not_match[1]: invalid regular expression "a)|(.*": error parsing regexp: unexpected )`},
 		{name: "empty list", match: []string{}, want: "match: must be a non-empty list"},
 		{name: "empty regex", notMatch: []string{""}, want: "not_match[0]: must be a non-empty regular expression"},
 		{name: "equal not a name", equal: "a,b", want: `equal: "a,b" is not a valid namespace name`},

@@ -318,8 +318,30 @@ func (w *window) node(n *Node, in *interner) {
 	w.i += j
 }
 
+// blob appends a blob record's bytes to dst; false on garbage.
+func (t *table) blob(r record, dst []byte) ([]byte, bool) {
+	p, end := r.value()
+	if end-p < 8 {
+		return dst, false
+	}
+	n := t.load(p)
+	if n > end-p-8 {
+		return dst, false
+	}
+	for i := uint64(0); i < n; i += 8 {
+		w := t.load(p + 8 + i)
+		for j := uint64(0); j < 8 && i+j < n; j++ {
+			dst = append(dst, byte(w>>(8*j)))
+		}
+	}
+	return dst, true
+}
+
 // ports decodes a whole value, allocating (Get, Range, the writer's check).
 func (t *table) ports(r record) ([]Port, bool) {
+	if isBlob(r) {
+		return nil, false
+	}
 	p, end := r.value()
 	if r.nPorts > r.valLen/portHeaderBytes {
 		return nil, false

@@ -46,6 +46,11 @@
 // about 80 bytes and an index slot and a third, so 1 MiB holds over ten
 // thousand such services.
 //
+// A detail record (Writer.PutDetail: each node's nodeName, zone and
+// targetRef, when kdisc is asked to keep them) has the service's key behind
+// a NUL byte, the port count 65535, and opaque bytes for a value; only
+// Reader.Detail reads it.
+//
 // A record with no port is a service that exists with no port at all
 // (scaled to zero); a port with no node, one with no address to serve.
 // Both answer Empty, so a proxy can tell them from an unknown service.

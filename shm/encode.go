@@ -71,8 +71,8 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 	if len(key) > MaxKeyLen {
 		return b, fmt.Errorf("shm: key %.40q... is %d bytes, longer than %d", key, len(key), MaxKeyLen)
 	}
-	if len(ports) > math.MaxUint16 {
-		return b, fmt.Errorf("shm: %s: %d ports, more than %d", key, len(ports), math.MaxUint16)
+	if len(ports) >= blobPorts {
+		return b, fmt.Errorf("shm: %s: %d ports, more than %d", key, len(ports), blobPorts-1)
 	}
 	start := len(b)
 	b = append(b, make([]byte, recHeaderBytes)...)
@@ -113,6 +113,34 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 	}
 	h := uint64(len(key)) | uint64(valLen)<<16 | uint64(len(ports))<<48
 	binary.LittleEndian.PutUint64(b[start:], h)
+	return b, nil
+}
+
+// A blob record (a service's detail) holds opaque bytes instead of ports:
+// its port count is blobPorts, and its value is the byte length in one word,
+// then the bytes, zero-padded to a word. Its key is the service's key
+// behind a NUL byte (detailKey), which no service key has.
+const blobPorts = math.MaxUint16
+
+func detailKey(key string) string { return "\x00" + key }
+func isDetailKey(key string) bool { return len(key) > 0 && key[0] == 0 }
+func isBlob(r record) bool        { return r.nPorts == blobPorts }
+
+// appendBlob appends the blob record for key and data to b.
+func appendBlob(b []byte, key string, data []byte) ([]byte, error) {
+	if len(key) > MaxKeyLen+1 {
+		return b, fmt.Errorf("shm: key %.40q... is %d bytes, longer than %d", key[1:], len(key)-1, MaxKeyLen)
+	}
+	if len(data) > math.MaxUint32-16 {
+		return b, fmt.Errorf("shm: %s: detail of %d bytes is too large", key[1:], len(data))
+	}
+	start := len(b)
+	b = append(b, make([]byte, recHeaderBytes)...)
+	b = padWord(append(b, key...))
+	valStart := len(b)
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(data)))
+	b = padWord(append(b, data...))
+	binary.LittleEndian.PutUint64(b[start:], uint64(len(key))|uint64(len(b)-valStart)<<16|uint64(blobPorts)<<48)
 	return b, nil
 }
 

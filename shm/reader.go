@@ -273,6 +273,47 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 // KeyHash is the hash Changes reports for key ("namespace/name").
 func KeyHash(key string) uint64 { return hashKey(key) }
 
+// KeysWithHash calls fn with each stored service key whose KeyHash is h
+// (almost always one, or none once deleted): it turns the hashes Changes
+// reports into names. It reads one shard.
+func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
+	t := r.table()
+	if t == nil {
+		return
+	}
+	so, tag := t.shardOf(h), tagOf(h)
+	b := backoff{r: r, t: t}
+	var keys []string
+	for {
+		seq := t.load(so + sSeq)
+		if seq&1 == 0 {
+			keys = keys[:0]
+			if c := t.load(so + sCap); c <= t.idxCap() {
+				for j := range c {
+					e := t.load(t.slot(so, j))
+					if e == 0 || e>>32 != tag {
+						continue
+					}
+					if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
+						keys = append(keys, t.key(rec))
+					}
+				}
+			}
+			if t.load(so+sSeq) == seq {
+				break
+			}
+		}
+		if !b.wait(seq) {
+			return
+		}
+	}
+	for _, k := range keys {
+		if hashKey(k) == h {
+			fn(k)
+		}
+	}
+}
+
 // Close stops following the path and releases every mapping the reader
 // holds. Lookups running meanwhile, or made afterwards, are safe: they
 // answer NotReady (the mappings are replaced by zero pages, not unmapped).
@@ -357,7 +398,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	if t == nil {
 		return dst, NotReady
 	}
-	if i < 0 {
+	if i < 0 || isDetailKey(service) {
 		return dst, r.nothing(t, Unknown)
 	}
 	key, port := service[:i], service[i+1:]
@@ -509,6 +550,9 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 				nPorts = h >> 48
 				if nPorts == 0 { // no port at all (scaled to zero): empty for every port
 					return dst, resEmpty
+				}
+				if nPorts == blobPorts {
+					return dst, resNone
 				}
 				break
 			}
@@ -674,7 +718,7 @@ func (t *table) lookupRecord(so, tag uint64, key string) (record, result) {
 // Get returns a copy of key's whole value.
 func (r *Reader) Get(key string) ([]Port, bool) {
 	t := r.table()
-	if t == nil {
+	if t == nil || isDetailKey(key) {
 		return nil, false
 	}
 	h := hashKey(key)
@@ -695,6 +739,34 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 		}
 		if !b.wait(seq) {
 			return nil, false
+		}
+	}
+}
+
+// Detail appends the detail stored beside key's value (Writer.PutDetail)
+// to dst; false when there is none.
+func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
+	t := r.table()
+	if t == nil {
+		return dst, false
+	}
+	dk := detailKey(key)
+	h := hashKey(dk)
+	so, tag := t.shardOf(h), tagOf(h)
+	b := backoff{r: r, t: t}
+	for {
+		seq := t.load(so + sSeq)
+		if seq&1 == 0 {
+			out, ok := dst, false
+			if rec, res := t.lookupRecord(so, tag, dk); res == resFound && isBlob(rec) {
+				out, ok = t.blob(rec, dst)
+			}
+			if t.load(so+sSeq) == seq {
+				return out, ok
+			}
+		}
+		if !b.wait(seq) {
+			return dst, false
 		}
 	}
 }
@@ -727,6 +799,9 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 					}
 					var rec record
 					rec, ok = t.recordAt(so, e)
+					if ok && isBlob(rec) {
+						continue // a detail, not a service
+					}
 					if ok {
 						var e entry
 						e.key = t.key(rec)

@@ -199,7 +199,9 @@ func (t *table) check(so uint64) (entries, used uint64) {
 		}
 		r, rok := t.recordAt(so, e)
 		ok = rok && r.off >= so+low
-		if ok {
+		if ok && isBlob(r) {
+			_, ok = t.blob(r, nil)
+		} else if ok {
 			_, ok = t.ports(r)
 		}
 		if ok {

@@ -466,3 +466,53 @@ func TestFindByPortNumber(t *testing.T) {
 	buf := make([]Node, 0, 8)
 	assert.Zero(t, testing.AllocsPerRun(100, func() { buf, _ = r.Find(buf[:0], "a/dns:53") }))
 }
+
+// A service's detail is stored beside its value, invisible to lookups,
+// Get, Range and Keys, removed with the service, and carried to a new
+// table size.
+func TestDetail(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	web := []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 1)}}}
+	require.NoError(t, w.Put("a/web", web))
+	detail := []byte(`[{"host":"10.0.0.1","port":80,"node_name":"n1"}]`)
+	require.NoError(t, w.PutDetail("a/web", detail))
+	require.NoError(t, w.PutDetail("a/other", []byte("x")))
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+
+	got, ok := r.Detail(nil, "a/web")
+	assert.True(t, ok)
+	assert.Equal(t, detail, got)
+	_, ok = r.Detail(nil, "a/nope")
+	assert.False(t, ok)
+	assert.Equal(t, 1, w.Stats().Entries, "a detail is not a service")
+	var keys []string
+	w.Keys(func(k string) bool { keys = append(keys, k); return true })
+	assert.Equal(t, []string{"a/web"}, keys)
+	var ranged []string
+	r.Range(func(k string, _ []Port) bool { ranged = append(ranged, k); return true })
+	assert.Equal(t, []string{"a/web"}, ranged)
+	_, ok = r.Get("\x00a/web")
+	assert.False(t, ok)
+	_, ans := r.Find(nil, "\x00a/web:http")
+	assert.Equal(t, NotReady, ans)
+	require.Error(t, w.Put("\x00a/web", web), "service keys never start with NUL")
+
+	// A new size carries details too.
+	require.NoError(t, w.Close())
+	w, err = Create(path, 128<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	got, ok = w.Reader().Detail(nil, "a/web")
+	assert.True(t, ok)
+	assert.Equal(t, detail, got)
+
+	assert.True(t, w.Delete("a/web"))
+	_, ok = w.Reader().Detail(nil, "a/web")
+	assert.False(t, ok, "deleting the service deletes its detail")
+	assert.True(t, w.DeleteDetail("a/other"))
+	assert.False(t, w.DeleteDetail("a/other"))
+}

@@ -222,10 +222,15 @@ func copyTable(from *table, w *Writer) {
 			if e == 0 {
 				continue
 			}
-			if rec, ok := from.recordAt(so, e); ok {
-				if ports, ok := from.ports(rec); ok {
-					_ = w.Put(from.key(rec), ports)
-				}
+			rec, ok := from.recordAt(so, e)
+			if !ok {
+				continue
+			}
+			key := from.key(rec)
+			if detail, ok := from.blob(rec, nil); ok && isBlob(rec) {
+				_ = w.PutDetail(key[1:], detail)
+			} else if ports, ok := from.ports(rec); ok {
+				_ = w.Put(key, ports)
 			}
 		}
 	}
@@ -300,6 +305,9 @@ func samePath(f *os.File, path string) (bool, error) {
 // the new one, never a mix. When the key's shard has no room even after
 // compaction it returns a *FullError and leaves the old value in place.
 func (w *Writer) Put(key string, ports []Port) error {
+	if isDetailKey(key) {
+		return fmt.Errorf("shm: key %q starts with a NUL byte", key)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -310,6 +318,36 @@ func (w *Writer) Put(key string, ports []Port) error {
 		return err
 	}
 	w.rec = rec
+	return w.putLocked(key, rec)
+}
+
+// PutDetail stores detail, opaque bytes, beside key's value (kdisc keeps
+// each node's nodeName, zone and targetRef there when asked to). Lookups,
+// Get, Range and Keys never see it; Delete(key) removes it with the value.
+// A full table returns a *FullError and keeps the old detail.
+func (w *Writer) PutDetail(key string, detail []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errClosed
+	}
+	rec, err := appendBlob(w.rec[:0], detailKey(key), detail)
+	if err != nil {
+		return err
+	}
+	w.rec = rec
+	return w.putLocked(detailKey(key), rec)
+}
+
+// DeleteDetail removes key's detail and reports whether it was there.
+func (w *Writer) DeleteDetail(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.closed && w.deleteLocked(detailKey(key))
+}
+
+// putLocked stores the encoded record rec of key.
+func (w *Writer) putLocked(key string, rec []byte) error {
 	t := w.t
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
@@ -357,7 +395,7 @@ func (w *Writer) Put(key string, ports []Port) error {
 		}
 		return e
 	}
-	if !found {
+	if !found && !isDetailKey(key) {
 		w.entries++
 	}
 	w.used += int64(need) - int64(oldSize)
@@ -377,9 +415,14 @@ func (t *table) logChange(h uint64) {
 func (w *Writer) Delete(key string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
+	if w.closed || isDetailKey(key) {
 		return false
 	}
+	w.deleteLocked(detailKey(key))
+	return w.deleteLocked(key)
+}
+
+func (w *Writer) deleteLocked(key string) bool {
 	h := hashKey(key)
 	so := w.t.shardOf(h)
 	slot, r, found := w.t.find(so, tagOf(h), key)
@@ -388,7 +431,9 @@ func (w *Writer) Delete(key string) bool {
 	}
 	slots := w.t.load(so + sCap)
 	w.t.remove(so, slot, r)
-	w.entries--
+	if !isDetailKey(key) {
+		w.entries--
+	}
 	w.used -= int64(r.size() + 8*(slots-w.t.load(so+sCap)))
 	w.t.logChange(h)
 	return true
@@ -407,8 +452,9 @@ func (w *Writer) Keys(fn func(key string) bool) {
 		keys := make([]string, 0, t.load(so+sCount))
 		for j := range t.load(so + sCap) {
 			if e := t.load(t.slot(so, j)); e != 0 {
-				r, _ := t.recordAt(so, e)
-				keys = append(keys, t.key(r))
+				if r, _ := t.recordAt(so, e); !isBlob(r) {
+					keys = append(keys, t.key(r))
+				}
 			}
 		}
 		w.mu.Unlock()

@@ -184,6 +184,7 @@ func TestCheckInvalid(t *testing.T) {
 		{"two-namespace-selectors.yaml", "discovery.kubernetes.namespace_selector: at most one of"},
 		{"multi-no-client.yaml", "discovery.kubernetes[0].client: token or token_file is required"},
 		{"bad-weight.yaml", "discovery.kubernetes.default_weight: must be an integer >= 0"},
+		{"ssl-verify-disagree.yaml", "discovery.kubernetes.client.ssl_verify: disagrees with discovery.kubernetes.service.ssl_verify"},
 		{"no-discovery.yaml", "discovery.kubernetes: is required"},
 		{"not-yaml.yaml", "invalid YAML"},
 	}

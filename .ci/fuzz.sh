@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of the module, one per `go test` invocation (go
+# test -fuzz accepts a single target), for FUZZTIME each (default 5s).
+# A failure leaves the crasher in the package's testdata/fuzz/FuzzXxx/,
+# where plain `go test` replays it from then on.
+#
+#   FUZZTIME=2m .ci/fuzz.sh            # every target
+#   .ci/fuzz.sh ./selector              # only the targets under these packages
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-5s}
+
+# Packages (as ./dir) and their targets: func FuzzXxx(f *testing.F) in
+# _test.go files of this module (nested modules under testdata/ and bench/
+# have their own go.mod and are not ours to run).
+mapfile -t found < <(
+	grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' "${@:-.}" |
+		while IFS=: read -r file fn; do
+			name=${fn#func }
+			echo "$(dirname "${file#./}") ${name%(}"
+		done | sort -u
+)
+
+ran=0
+for entry in "${found[@]}"; do
+	dir=${entry% *}
+	name=${entry#* }
+	# Skip nested modules (testdata/..., bench/... with their own go.mod).
+	d=$dir
+	nested=false
+	while [[ $d != . ]]; do
+		if [[ -f $d/go.mod ]]; then nested=true; break; fi
+		d=$(dirname "$d")
+	done
+	$nested && continue
+	echo "== $name ./$dir ($fuzztime)"
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./$dir"
+	ran=$((ran + 1))
+done
+
+if ((ran == 0)); then
+	echo "fuzz.sh: no fuzz targets found" >&2
+	exit 1
+fi
+echo "fuzz.sh: $ran targets passed"
