@@ -246,3 +246,66 @@ func servedAll(eps []endpoint) []endpoint {
 	}
 	return term
 }
+
+// detail is the node detail the table holds for key, "" when none.
+func (h *harness) detail(key string) string {
+	b, ok := h.table.Detail(nil, key)
+	if !ok {
+		return ""
+	}
+	return string(b)
+}
+
+func (h *harness) waitDetail(key, want string) {
+	h.t.Helper()
+	var got string
+	eventually(h.t, key+" detail = "+want, func() bool { got = h.detail(key); return got == want })
+}
+
+func TestNodeDetailEndpoints(t *testing.T) {
+	api := fakeapi.New(t)
+	web := fakeapi.NewEndpoints("default", "web", "http", 80, "10.0.0.2", "10.0.0.1")
+	web.Subsets[0].Addresses[0].NodeName = fakeapi.Ptr("n2")
+	web.Subsets[0].Addresses[0].TargetRef = &fakeapi.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-2", UID: "u2"}
+	web.Subsets[0].Ports = append(web.Subsets[0].Ports, fakeapi.EndpointPort{Name: "admin", Port: 9000})
+	api.PutEndpoints(web)
+	api.PutEndpoints(endpoints("default", "zero", 80))
+	o := fastOptions()
+	o.NodeDetail = true
+	h := start(t, api, o)
+	h.waitDetail("default/web", `[{"host":"10.0.0.1","port":9000},{"host":"10.0.0.2","port":9000,"node_name":"n2","target_ref":{"kind":"Pod","name":"web-2","uid":"u2"}},`+
+		`{"host":"10.0.0.1","port":80},{"host":"10.0.0.2","port":80,"node_name":"n2","target_ref":{"kind":"Pod","name":"web-2","uid":"u2"}}]`)
+	assert.Equal(t, "[]", h.detail("default/zero"), "an empty service has an empty detail")
+	api.WaitWatchers(1)
+
+	// The same addresses on another pod: only the detail changes.
+	web.Subsets[0].Addresses[0].TargetRef.UID = "u3"
+	web.Subsets[0].Ports = web.Subsets[0].Ports[:1]
+	api.PutEndpoints(web)
+	h.waitDetail("default/web", `[{"host":"10.0.0.1","port":80},{"host":"10.0.0.2","port":80,"node_name":"n2","target_ref":{"kind":"Pod","name":"web-2","uid":"u3"}}]`)
+	api.DeleteEndpoints("default", "web")
+	h.waitAnswer("default/web:http", shm.Unknown)
+	assert.Equal(t, "", h.detail("default/web"), "deleted with its service")
+}
+
+func TestNodeDetailSlices(t *testing.T) {
+	api := fakeapi.New(t)
+	http := fakeapi.EndpointSlicePort{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}
+	api.PutEndpointSlice(testSlice("web-1", "web", []fakeapi.Endpoint{
+		{Addresses: []string{"10.0.0.1"}, NodeName: fakeapi.Ptr("n1"), Zone: fakeapi.Ptr("a"),
+			TargetRef: &fakeapi.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web-1", UID: "u1"}},
+		{Addresses: []string{"10.0.0.2"}, Conditions: fakeapi.EndpointConditions{Ready: fakeapi.Ptr(false)}, NodeName: fakeapi.Ptr("n2")},
+	}, http))
+	o := fastOptions()
+	o.EndpointSlices, o.NodeDetail = true, true
+	h := start(t, api, o)
+	h.waitDetail("shop/web", `[{"host":"10.0.0.1","port":80,"node_name":"n1","zone":"a","target_ref":{"kind":"Pod","name":"web-1","uid":"u1"}}]`)
+
+	// Without node_detail nothing is stored beside the service.
+	api2 := fakeapi.New(t)
+	api2.PutEndpointSlice(testSlice("web-1", "web", []fakeapi.Endpoint{{Addresses: []string{"10.0.0.1"}, NodeName: fakeapi.Ptr("n1")}}, http))
+	o.NodeDetail = false
+	h2 := start(t, api2, o)
+	h2.waitHosts("shop/web:http", "10.0.0.1:80")
+	assert.Equal(t, "", h2.detail("shop/web"))
+}

@@ -24,6 +24,7 @@
 package listwatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,11 @@ import (
 type Store interface {
 	Put(key string, ports []shm.Port) error
 	Delete(key string) bool
+	// PutDetail stores opaque bytes beside key's value, DeleteDetail
+	// removes them: the node detail (Options.NodeDetail), used only when
+	// it is on.
+	PutDetail(key string, detail []byte) error
+	DeleteDetail(key string) bool
 	Keys(fn func(key string) bool)
 	SetReady(ready bool)
 	// SetSynced records when the table last agreed with the apiserver.
@@ -373,7 +379,7 @@ func (w *Watcher) replace(next services, keep map[string]struct{}) {
 		}
 		// A relist mostly finds what the watch already wrote: rewrite
 		// only what changed, or what a full table refused before.
-		if _, retry := refused[key]; !retry && sameValue(prev, next, key) {
+		if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!w.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
 			return
 		}
 		w.write(key)
@@ -412,7 +418,7 @@ func (w *Watcher) write(key string) {
 		w.delete(key)
 		return
 	}
-	err := w.o.Store.Put(key, ports)
+	err := w.put(key, ports)
 	if err == nil {
 		delete(w.unstored, key)
 		return
@@ -432,6 +438,9 @@ func (w *Watcher) write(key string) {
 // table refused before.
 func (w *Watcher) delete(key string) {
 	delete(w.unstored, key)
+	if w.o.NodeDetail {
+		w.o.Store.DeleteDetail(key)
+	}
 	if !w.o.Store.Delete(key) {
 		return
 	}
@@ -439,11 +448,20 @@ func (w *Watcher) delete(key string) {
 		ports, ok := w.services.value(k)
 		if !ok {
 			delete(w.unstored, k)
-		} else if w.o.Store.Put(k, ports) == nil {
+		} else if w.put(k, ports) == nil {
 			delete(w.unstored, k)
 			w.log.Info("stored a service the full table had refused", "service", k)
 		}
 	}
+}
+
+// put stores key's ports and, with node detail, its detail.
+func (w *Watcher) put(key string, ports []shm.Port) error {
+	err := w.o.Store.Put(key, ports)
+	if err == nil && w.o.NodeDetail {
+		err = w.o.Store.PutDetail(key, w.services.detail(key))
+	}
+	return err
 }
 
 // equalNamespace is the namespace of namespace_selector.equal, "" when
