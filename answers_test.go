@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/kdisc/kdisc"
+	"github.com/kdisc/kdisc/dump"
 	"github.com/kdisc/kdisc/internal/fakeapi"
 )
 
@@ -87,4 +88,44 @@ func TestStartWarnsIgnoredKeys(t *testing.T) {
 	log = slog.New(slog.NewTextHandler(&quietLogs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n    zone: a\n"), kdisc.WithLogger(log))
 	assert.NotContains(t, quietLogs.String(), "ignored")
+}
+
+// TestNodeDetail: with node_detail the dump shows where nodes run and
+// Detail returns it; Attach (another process) sees the same.
+func TestNodeDetail(t *testing.T) {
+	api := newAPI(t)
+	ready := fakeapi.Endpoint{Addresses: []string{"10.9.0.1"}, NodeName: fakeapi.Ptr("n1"), Zone: fakeapi.Ptr("a"),
+		TargetRef: &fakeapi.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-1", UID: "u1"}}
+	api.PutEndpointSlice(webSlice("web-1", ready))
+	dir := t.TempDir()
+	cfg := singleConfig(t, api, "    watch_endpoint_slices: true\n    node_detail: true\n")
+	d := start(t, cfg, kdisc.WithShmDir(dir))
+	waitHosts(t, d, "default/web:http", "10.9.0.1:80/50")
+	want := []kdisc.NodeDetail{{Host: "10.9.0.1", Port: 80, NodeName: "n1", Zone: "a", TargetRef: &kdisc.TargetRef{Kind: "Pod", Name: "web-1", UID: "u1"}}}
+
+	nodes, ok := d.Detail("default/web")
+	assert.True(t, ok)
+	assert.Equal(t, want, nodes)
+	nodes, ok = d.Detail("default/web:http")
+	assert.True(t, ok, "a port is ignored")
+	assert.Equal(t, want, nodes)
+	_, ok = d.Detail("default/nope")
+	assert.False(t, ok)
+	dm := d.Dump()
+	assert.Equal(t, []dump.DetailEntry{{Name: "default/web", Nodes: want}}, dm.Endpoints[0].Detail)
+
+	r, err := kdisc.Attach(dir, cfg)
+	assert.NoError(t, err)
+	defer r.Close()
+	nodes, ok = r.Detail("default/web")
+	assert.True(t, ok)
+	assert.Equal(t, want, nodes)
+	assert.Equal(t, dm.Endpoints, r.Dump().Endpoints)
+
+	// Without node_detail: no detail, and the dump has no "detail" key.
+	plain := start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n"))
+	waitHosts(t, plain, "default/web:http", "10.9.0.1:80/50")
+	_, ok = plain.Detail("default/web")
+	assert.False(t, ok)
+	assert.Nil(t, plain.Dump().Endpoints[0].Detail)
 }
