@@ -6,7 +6,9 @@
 // table; Attach opens, read-only, the tables that a `kdisc run` process
 // keeps in shared memory. Either way, Nodes answers "namespace/name:port"
 // (or "id/namespace/name:port" with several clusters) by copying the nodes
-// into the caller's buffer: no lock, no allocation.
+// into the caller's buffer: no lock, no allocation. Lookup says why nothing
+// was found (not ready, unknown, empty), Age how stale the tables are, and
+// OnChange which services changed.
 package kdisc
 
 import (
@@ -143,7 +145,7 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		log.Warn("keys for EndpointSlices only are ignored: this cluster watches Endpoints (watch_endpoint_slices: false)",
 			"keys", strings.Join(keys, ", "), "path", cc.KeyPath())
 	}
-	client, err := apiserver.New(apiserver.Options{
+	ao := apiserver.Options{
 		Schema:             cc.Service.Schema,
 		Host:               cc.Host,
 		Port:               cc.Port,
@@ -154,7 +156,15 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		CertFile:           cc.CertFile,
 		KeyFile:            cc.KeyFile,
 		Logger:             log,
-	})
+	}
+	if k := cc.Kubeconfig; k != nil {
+		// As kubectl: no CA in the kubeconfig means the system roots.
+		ao.NoInClusterCA = true
+		ao.PathPrefix, ao.TLSServerName = k.PathPrefix, k.TLSServerName
+		ao.CAData, ao.CertData, ao.KeyData = k.CAData, k.CertData, k.KeyData
+		ao.Exec = k.Exec // run at the first request, never before
+	}
+	client, err := apiserver.New(ao)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cc.KeyPath(), err)
 	}

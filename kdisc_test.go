@@ -470,8 +470,19 @@ func TestWriteMetrics(t *testing.T) {
 	assert.NotContains(t, out, `kdisc_last_sync_age_seconds{cluster="first"} -1`)
 	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="list",code="200"} 1`+"\n")
 	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="watch",code="200"} 1`+"\n")
+	// Latency histograms (operability issue), and skipped objects by reason.
+	for _, name := range []string{"kdisc_event_apply_seconds", "kdisc_list_duration_seconds", "kdisc_watch_duration_seconds"} {
+		assert.Contains(t, out, "# TYPE "+name+" histogram\n")
+		assert.Regexp(t, `(?m)^`+name+`_bucket\{cluster="first",le="\+Inf"\} [0-9]+$`, out)
+		assert.Regexp(t, `(?m)^`+name+`_sum\{cluster="first"\} `, out)
+		assert.Regexp(t, `(?m)^`+name+`_count\{cluster="first"\} `, out)
+	}
+	assert.Contains(t, out, `kdisc_list_duration_seconds_count{cluster="first"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_event_apply_seconds_count{cluster="first"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_objects_skipped_total{cluster="first",reason="malformed"} 0`+"\n")
+	assert.Contains(t, out, `kdisc_objects_skipped_total{cluster="first",reason="refused"} 0`+"\n")
 	// Every sample line is name{labels} number.
-	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+"|,verb="[a-z]+",code="([0-9]{3}|error)")?\} -?[0-9.e+-]+$`)
+	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+"|,verb="[a-z]+",code="([0-9]{3}|error)"|,reason="[a-z]+"|,le="([0-9.e+-]+|\+Inf)")?\} -?[0-9.e+-]+$`)
 	for l := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
 		if !strings.HasPrefix(l, "#") {
 			assert.Regexp(t, sample, l)

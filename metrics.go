@@ -3,8 +3,10 @@ package kdisc
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
+	"github.com/kdisc/kdisc/listwatch"
 	"github.com/kdisc/kdisc/shm"
 )
 
@@ -37,7 +39,6 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 		{"kdisc_watches_total", "WATCH requests started.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Watches.Load() })},
 		{"kdisc_watch_errors_total", "WATCHes ended by an error.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().WatchErrors.Load() })},
 		{"kdisc_relists_total", "LISTs done again after 410 Gone.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Relists.Load() })},
-		{"kdisc_objects_skipped_total", "Malformed objects skipped.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Skipped.Load() })},
 		{"kdisc_table_full_total", "Updates refused because the table (shared_size) is full; the old value stayed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().TableFull.Load() })},
 		{"kdisc_table_bytes_used", "Bytes of the table in use.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().UsedBytes) }},
 		{"kdisc_table_bytes_capacity", "Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
@@ -67,6 +68,39 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, c := range d.clusters {
 			fmt.Fprintf(w, "%s{cluster=%q} %g\n", m.name, c.id, m.value(c))
+		}
+	}
+	fmt.Fprintf(w, "# HELP kdisc_objects_skipped_total Objects skipped, by reason: malformed (an object that does not decode or validate), refused (a service the table refused for another reason than being full: see kdisc_table_full_total). Sum over reason for the total.\n# TYPE kdisc_objects_skipped_total counter\n")
+	for _, c := range d.clusters {
+		var by map[string]uint64
+		if c.watcher != nil {
+			by = c.watcher.Stats().SkippedByReason()
+		}
+		for _, reason := range []string{listwatch.SkipMalformed, listwatch.SkipRefused} {
+			fmt.Fprintf(w, "kdisc_objects_skipped_total{cluster=%q,reason=%q} %d\n", c.id, reason, by[reason])
+		}
+	}
+	histograms := []struct {
+		name, help string
+		get        func(s *listwatch.Stats) *listwatch.Histogram
+	}{
+		{"kdisc_event_apply_seconds", "Seconds from reading a watch event (ADDED, MODIFIED, DELETED) off the stream to its change being in the table, visible to readers.", func(s *listwatch.Stats) *listwatch.Histogram { return s.EventApply }},
+		{"kdisc_list_duration_seconds", "Seconds a successful LIST took, every page read and applied to the table.", func(s *listwatch.Stats) *listwatch.Histogram { return s.ListDuration }},
+		{"kdisc_watch_duration_seconds", "Seconds each watch ran, from its request to its end (the server's timeout, an error, an idle timeout or 410 Gone).", func(s *listwatch.Stats) *listwatch.Histogram { return s.WatchDuration }},
+	}
+	for _, h := range histograms {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", h.name, h.help, h.name)
+		for _, c := range d.clusters {
+			var s listwatch.HistogramSnapshot
+			if c.watcher != nil {
+				s = h.get(c.watcher.Stats()).Snapshot()
+			}
+			for i, le := range s.Bounds {
+				fmt.Fprintf(w, "%s_bucket{cluster=%q,le=\"%s\"} %d\n", h.name, c.id, strconv.FormatFloat(le, 'g', -1, 64), s.Cumulative[i])
+			}
+			fmt.Fprintf(w, "%s_bucket{cluster=%q,le=\"+Inf\"} %d\n", h.name, c.id, s.Count)
+			fmt.Fprintf(w, "%s_sum{cluster=%q} %g\n", h.name, c.id, s.Sum)
+			fmt.Fprintf(w, "%s_count{cluster=%q} %d\n", h.name, c.id, s.Count)
 		}
 	}
 	fmt.Fprintf(w, "# HELP kdisc_events_total Watch events applied, by type.\n# TYPE kdisc_events_total counter\n")

@@ -3,15 +3,20 @@
 // *StatusError values. It knows nothing about Endpoints or watches; the
 // listwatch package decides what to ask for.
 //
-// It speaks HTTP/1.1 over net/http on purpose: each long-running watch gets
-// its own connection, so a dead TCP connection breaks one watch, is noticed
-// by the caller's idle timeout and is replaced, instead of silently stalling
-// every stream multiplexed on one HTTP/2 connection.
+// Over https it speaks HTTP/2 with health checks, as client-go does: when
+// no frame arrived for HealthCheck, it sends a PING, and closes the
+// connection when no answer comes for as long again. That is what notices a
+// connection black-holed by a NAT, a load balancer or a wedged proxy (no
+// FIN, and TCP keepalives answered by a middlebox) within seconds, where a
+// quiet watch alone would wait for its idle timeout (bookmarks come about
+// once a minute). Plain http (tests, local proxies) is HTTP/1.1.
 package apiserver
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -40,15 +46,29 @@ type Options struct {
 	InsecureSkipVerify bool   // service.ssl_verify: false
 	CertFile, KeyFile  string // client certificate (mTLS), re-read on each handshake
 
+	// What a kubeconfig may say besides the above (see kubeconfig.go).
+	PathPrefix        string      // the server URL's path, e.g. "/k8s/clusters/c-1": prefixes every request
+	TLSServerName     string      // verify the server certificate for this name (and send it as SNI) instead of Host
+	CAData            []byte      // PEM CA bundle in memory (certificate-authority-data); not with CAFile
+	NoInClusterCA     bool        // without CAFile and CAData use the system roots, never InClusterCAFile
+	CertData, KeyData []byte      // client certificate in memory (client-certificate-data, client-key-data)
+	Exec              *ExecConfig // credential plugin; not with Token, TokenFile or a client certificate
+
 	Logger *slog.Logger // nil: slog.Default()
+
+	// HealthCheck is how long an HTTP/2 connection may be silent before
+	// a PING checks it (and then how long the PING may take): default
+	// 15 s, so a black-holed connection is dropped within 30 s.
+	HealthCheck time.Duration
 }
 
 // Client sends authenticated requests to one API server. It is safe for
 // concurrent use.
 type Client struct {
-	base  string // scheme://host:port
+	base  string // scheme://host:port[/prefix]
 	http  *http.Client
 	token *tokenSource
+	exec  *execSource // nil unless Options.Exec
 	log   *slog.Logger
 	warns sync.Map // Warning header texts already logged
 }
@@ -68,6 +88,20 @@ func New(o Options) (*Client, error) {
 	if o.Host == "" || o.Port < 1 || o.Port > 65535 {
 		return nil, fmt.Errorf("apiserver: bad address %q port %d", o.Host, o.Port)
 	}
+	prefix, err := pathPrefix(o.PathPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var execSrc *execSource
+	if o.Exec != nil {
+		if err := o.Exec.Validate(); err != nil {
+			return nil, fmt.Errorf("apiserver: %w", err)
+		}
+		if o.Token != "" || o.TokenFile != "" || o.CertFile != "" || len(o.CertData) > 0 {
+			return nil, fmt.Errorf("apiserver: exec plugin: not together with a token, a token file or a client certificate")
+		}
+		execSrc = newExecSource(o.Exec, log)
+	}
 	transport := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -83,19 +117,25 @@ func New(o Options) (*Client, error) {
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
-		ForceAttemptHTTP2:     false,
 	}
 	if o.Schema == "https" {
-		tc, err := tlsConfig(o, log)
+		check := o.HealthCheck
+		if check <= 0 {
+			check = 15 * time.Second
+		}
+		transport.ForceAttemptHTTP2 = true
+		transport.HTTP2 = &http.HTTP2Config{SendPingTimeout: check, PingTimeout: check}
+		tc, err := tlsConfig(o, log, execSrc)
 		if err != nil {
 			return nil, err
 		}
 		transport.TLSClientConfig = tc
 	}
 	c := &Client{
-		base: o.Schema + "://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)),
+		base: o.Schema + "://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)) + prefix,
 		http: &http.Client{Transport: transport},
 		log:  log,
+		exec: execSrc,
 	}
 	if o.Token != "" || o.TokenFile != "" {
 		c.token = &tokenSource{static: o.Token, file: o.TokenFile}
@@ -105,14 +145,31 @@ func New(o Options) (*Client, error) {
 
 // tlsConfig verifies the server against CAFile, else the in-pod CA, else
 // the system roots; InsecureSkipVerify is an explicit, logged opt-out.
-func tlsConfig(o Options, log *slog.Logger) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+func tlsConfig(o Options, log *slog.Logger, execSrc *execSource) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLSServerName}
+	serverName := o.Host
+	if o.TLSServerName != "" {
+		serverName = o.TLSServerName
+	}
 	if o.InsecureSkipVerify {
-		log.Warn("TLS verification of the apiserver is off (ssl_verify: false)", "host", o.Host)
+		log.Warn("TLS verification of the apiserver is off (ssl_verify: false, or insecure-skip-tls-verify in a kubeconfig)", "host", o.Host)
 		tc.InsecureSkipVerify = true
 	}
+	if len(o.CAData) > 0 {
+		if o.CAFile != "" {
+			return nil, fmt.Errorf("apiserver: CA data and CA file go not together")
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(o.CAData) {
+			return nil, fmt.Errorf("apiserver: CA data holds no PEM certificate")
+		}
+		tc.RootCAs = pool
+	}
+	if err := clientCertificate(o, tc, execSrc); err != nil {
+		return nil, err
+	}
 	caFile := o.CAFile
-	if caFile == "" {
+	if caFile == "" && len(o.CAData) == 0 && !o.NoInClusterCA {
 		if _, err := os.Stat(InClusterCAFile); err == nil {
 			caFile = InClusterCAFile
 		}
@@ -126,10 +183,42 @@ func tlsConfig(o Options, log *slog.Logger) (*tls.Config, error) {
 			return nil, err
 		}
 		tc.InsecureSkipVerify = true
-		tc.VerifyConnection = ca.verify(o.Host)
+		tc.VerifyConnection = ca.verify(serverName)
+	}
+	return tc, nil
+}
+
+// clientCertificate sets the client certificate: files re-read on each
+// handshake, data parsed now, or the exec plugin's current one.
+func clientCertificate(o Options, tc *tls.Config, execSrc *execSource) error {
+	if len(o.CertData) > 0 || len(o.KeyData) > 0 {
+		if len(o.CertData) == 0 || len(o.KeyData) == 0 {
+			return fmt.Errorf("apiserver: client certificate data and key data go together")
+		}
+		if o.CertFile != "" || o.KeyFile != "" {
+			return fmt.Errorf("apiserver: client certificate: data and files go not together")
+		}
+		cert, err := tls.X509KeyPair(o.CertData, o.KeyData)
+		if err != nil {
+			return fmt.Errorf("apiserver: client certificate data: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+		return nil
+	}
+	if execSrc != nil {
+		// Get has fetched the credential before the handshake; an
+		// expired one is refreshed here too.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := execSrc.get(context.Background())
+			if err != nil || c.cert == nil {
+				return &tls.Certificate{}, nil // none: the server says why
+			}
+			return c.cert, nil
+		}
+		return nil
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
-		return nil, fmt.Errorf("apiserver: cert_file and key_file go together")
+		return fmt.Errorf("apiserver: cert_file and key_file go together")
 	}
 	if o.CertFile != "" {
 		certFile, keyFile := o.CertFile, o.KeyFile
@@ -141,7 +230,19 @@ func tlsConfig(o Options, log *slog.Logger) (*tls.Config, error) {
 			return &cert, nil
 		}
 	}
-	return tc, nil
+	return nil
+}
+
+// pathPrefix normalizes a server URL's path: "" or "/k8s/c-1" (no trailing
+// slash).
+func pathPrefix(p string) (string, error) {
+	if p == "" || p == "/" {
+		return "", nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("apiserver: path prefix %q: must start with /", p)
+	}
+	return strings.TrimRight(p, "/"), nil
 }
 
 // URL returns the absolute URL of path with the query q.
@@ -156,29 +257,62 @@ func (c *Client) URL(path string, q url.Values) string {
 // caller to stream and close. Anything else is returned as *StatusError
 // (the body drained and closed); transport failures as they come.
 func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	resp, cred, err := c.get(ctx, path, q)
+	if cred != nil && isUnauthorized(err) {
+		// The plugin's credential was refused (revoked, or expired
+		// earlier than it said): run the plugin again and retry once.
+		c.exec.invalidate(cred)
+		if cred.cert != nil {
+			c.http.CloseIdleConnections() // they carry the refused certificate
+		}
+		c.log.Info("apiserver refused the exec plugin's credential (401): running the plugin again")
+		resp, cred, err = c.get(ctx, path, q)
+		if cred != nil && isUnauthorized(err) {
+			c.exec.invalidate(cred) // refused too: the next request runs the plugin again
+		}
+	}
+	return resp, err
+}
+
+// get sends one request; cred is the exec credential it used, if any.
+func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Response, *execCred, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path, q), nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "kdisc")
-	if c.token != nil {
+	var cred *execCred
+	switch {
+	case c.token != nil:
 		tok, err := c.token.get()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
+	case c.exec != nil:
+		if cred, err = c.exec.get(ctx); err != nil {
+			return nil, nil, err
+		}
+		if cred.token != "" {
+			req.Header.Set("Authorization", "Bearer "+cred.token)
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, cred, err
 	}
 	c.logWarnings(resp.Header.Values("Warning"))
 	if resp.StatusCode/100 == 2 {
-		return resp, nil
+		return resp, cred, nil
 	}
 	defer resp.Body.Close()
-	return nil, statusFromResponse(resp)
+	return nil, cred, statusFromResponse(resp)
+}
+
+func isUnauthorized(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusUnauthorized
 }
 
 // logWarnings logs each distinct Warning header once. The apiserver sends

@@ -102,7 +102,8 @@ type Cluster struct {
 	SharedSizeBytes int64
 	Namespaces      *selector.Namespace // never nil after Parse
 	Labels          selector.Labels
-	ZoneName        string // zone, environment expanded
+	ZoneName        string      // zone, environment expanded
+	Kubeconfig      *Kubeconfig // non-nil when the connection comes from a kubeconfig (see kubeconfig.go)
 
 	path       string // key path of this cluster, for messages
 	portIsInt  bool   // service.port was a YAML integer (Effective prints a number)
@@ -180,9 +181,14 @@ func (c *Cluster) KeyPath() string {
 }
 
 // BaseURL is the apiserver's URL without a trailing slash, e.g.
-// "https://10.96.0.1:443" or "https://[fd00::1]:6443".
+// "https://10.96.0.1:443" or "https://[fd00::1]:6443" (with a kubeconfig
+// server's path prefix: "https://gw.example:443/k8s/clusters/c-1").
 func (c *Cluster) BaseURL() string {
-	return c.Service.Schema + "://" + net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+	u := c.Service.Schema + "://" + net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+	if c.Kubeconfig != nil {
+		u += c.Kubeconfig.PathPrefix
+	}
+	return u
 }
 
 // TableNames lists every cluster's TableName, in configuration order.

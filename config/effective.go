@@ -12,14 +12,17 @@ const Redacted = "<redacted>"
 // The effective-configuration shapes: JSON names are the YAML keys, and
 // optional keys without a default are omitted when absent.
 type effCluster struct {
-	ID                  string    `json:"id,omitempty"`
-	Service             effSvc    `json:"service"`
-	Client              effClient `json:"client"`
-	DefaultWeight       int       `json:"default_weight"`
-	NamespaceSelector   *effNS    `json:"namespace_selector,omitempty"`
-	LabelSelector       string    `json:"label_selector,omitempty"`
-	SharedSize          string    `json:"shared_size"`
-	WatchEndpointSlices bool      `json:"watch_endpoint_slices"`
+	ID                  string     `json:"id,omitempty"`
+	Kubeconfig          string     `json:"kubeconfig,omitempty"` // as written
+	Context             string     `json:"context,omitempty"`    // as written
+	Source              *effSource `json:"source,omitempty"`     // what the kubeconfig said (kubeconfig.go)
+	Service             *effSvc    `json:"service,omitempty"`    // absent with a kubeconfig
+	Client              *effClient `json:"client,omitempty"`     // absent with a kubeconfig
+	DefaultWeight       int        `json:"default_weight"`
+	NamespaceSelector   *effNS     `json:"namespace_selector,omitempty"`
+	LabelSelector       string     `json:"label_selector,omitempty"`
+	SharedSize          string     `json:"shared_size"`
+	WatchEndpointSlices bool       `json:"watch_endpoint_slices"`
 	effAnswers
 }
 
@@ -72,14 +75,14 @@ func (c *Config) Effective() any {
 func (c *Cluster) effective() effCluster {
 	e := effCluster{
 		ID: c.ID,
-		Service: effSvc{
+		Service: &effSvc{
 			Schema:    c.Service.Schema,
 			Host:      c.Service.Host,
 			Port:      c.Service.Port,
 			CAFile:    c.Service.CAFile,
 			SSLVerify: c.Service.SSLVerify,
 		},
-		Client: effClient{
+		Client: &effClient{
 			TokenFile: c.Client.TokenFile,
 			CertFile:  c.Client.CertFile,
 			KeyFile:   c.Client.KeyFile,
@@ -104,6 +107,12 @@ func (c *Cluster) effective() effCluster {
 	}
 	if c.Client.Token != "" || c.Token != "" {
 		e.Client.Token = Redacted
+	}
+	if k := c.Kubeconfig; k != nil {
+		e.Service, e.Client = nil, nil
+		e.Kubeconfig, e.Context = k.Path, k.Context
+		src := k.eff
+		e.Source = &src
 	}
 	if ns := c.NamespaceSelector; c.hasNSField || ns.Equal != "" || ns.NotEqual != "" || ns.Match != nil || ns.NotMatch != nil {
 		e.NamespaceSelector = &effNS{Equal: ns.Equal, NotEqual: ns.NotEqual, Match: ns.Match, NotMatch: ns.NotMatch}

@@ -81,7 +81,7 @@ func Parse(data []byte) (*Config, error) {
 }
 
 var (
-	clusterKeys = []string{"service", "client", "default_weight", "namespace_selector", "label_selector", "shared_size", "watch_endpoint_slices"}
+	clusterKeys = []string{"service", "client", "kubeconfig", "context", "default_weight", "namespace_selector", "label_selector", "shared_size", "watch_endpoint_slices"}
 	serviceKeys = []string{"schema", "host", "port", "ca_file", "ssl_verify"}
 	clientKeys  = []string{"token", "token_file", "cert_file", "key_file", "ssl_verify"}
 	nsKeys      = []string{"equal", "not_equal", "match", "not_match"}
@@ -112,7 +112,7 @@ func parseCluster(path string, m map[string]any, multi bool) (Cluster, error) {
 		c.ID = s
 	}
 	steps := []func(string, map[string]any, bool) error{
-		c.parseService, c.parseClient, c.parseWeight, c.parseNamespaces,
+		c.parseConnection, c.parseWeight, c.parseNamespaces,
 		c.parseLabels, c.parseSharedSize, c.parseWatchSlices, c.parseAnswers,
 	}
 	for _, step := range steps {

@@ -60,6 +60,25 @@ func Handler(src Source) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(append(shm.AppendNodesJSON(nil, nodes), '\n'))
 	})
+	handleProbes(mux, src)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		src.WriteMetrics(w)
+	})
+	return mux
+}
+
+// HealthHandler serves /healthz and /readyz as Handler does, and nothing
+// else: `kdisc run -health ADDR` serves it on its own listener, for
+// kubelet probes on the pod IP, without exposing the dump, lookups or
+// metrics there.
+func HealthHandler(src Source) http.Handler {
+	mux := http.NewServeMux()
+	handleProbes(mux, src)
+	return mux
+}
+
+func handleProbes(mux *http.ServeMux, src Source) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -70,11 +89,6 @@ func Handler(src Source) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, readyBody{Ready: true})
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		src.WriteMetrics(w)
-	})
-	return mux
 }
 
 type errorBody struct {

@@ -15,15 +15,53 @@ type Stats struct {
 	Relists              atomic.Uint64 // lists after a 410 Gone
 	Added, Modified      atomic.Uint64 // watch events applied, by type
 	Deleted, Bookmarks   atomic.Uint64
-	Skipped              atomic.Uint64 // malformed objects skipped
+	Skipped              atomic.Uint64 // objects skipped, every reason (see SkippedByReason)
 	TableFull            atomic.Uint64 // updates refused by a full table
 	LastEvent            atomic.Int64  // unix nanoseconds of the last watch event, 0 before any
+
+	// Latency, in seconds (set by New; a nil Histogram counts nothing).
+	// EventApply: from reading a watch event off the stream to its change
+	// being in the table (visible to readers); object events only.
+	// ListDuration: a whole successful LIST, every page, applied.
+	// WatchDuration: how long each watch ran when it ended.
+	EventApply, ListDuration, WatchDuration *Histogram
+
+	skippedRefused atomic.Uint64 // of Skipped: services the table refused (not for being full)
 
 	reqMu sync.Mutex
 	reqs  map[requestKey]uint64
 }
 
 type requestKey struct{ verb, code string }
+
+// Reasons an object or service is skipped, as SkippedByReason names them.
+const (
+	SkipMalformed = "malformed" // an object that does not decode or validate
+	SkipRefused   = "refused"   // a service the table refused (other than full: see TableFull)
+)
+
+// SkippedByReason splits Skipped by reason (SkipMalformed, SkipRefused).
+func (s *Stats) SkippedByReason() map[string]uint64 {
+	refused := s.skippedRefused.Load()
+	total := max(s.Skipped.Load(), refused)
+	return map[string]uint64{SkipMalformed: total - refused, SkipRefused: refused}
+}
+
+// Bucket bounds of the latency histograms, in seconds.
+var (
+	// Applying one event is microseconds; the contract bound is 100 ms.
+	eventApplyBuckets = []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+	// A LIST of a small cluster takes milliseconds, of a big one minutes.
+	listDurationBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	// A healthy watch runs its timeout (5 to 10 min); short ones are trouble.
+	watchDurationBuckets = []float64{1, 5, 15, 30, 60, 150, 300, 450, 600, 900, 1800}
+)
+
+func (s *Stats) initHistograms() {
+	s.EventApply = NewHistogram(eventApplyBuckets...)
+	s.ListDuration = NewHistogram(listDurationBuckets...)
+	s.WatchDuration = NewHistogram(watchDurationBuckets...)
+}
 
 // RequestCount is how many requests of one verb (VerbList, VerbWatch) the
 // apiserver answered with one HTTP code ("200", "410", ...; "error" when

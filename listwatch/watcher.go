@@ -147,6 +147,7 @@ func New(o Options) *Watcher {
 		o.Clock = RealClock{}
 	}
 	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
+	w.stats.initHistograms()
 	// namespace_selector.equal lists and watches that namespace on its
 	// namespaced path. Never as a cluster-wide fieldSelector
 	// metadata.namespace=X with a limit: kube-apiserver (seen in v1.37.2)
@@ -311,7 +312,7 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 	for restarted := false; ; restarted = true {
 		start := w.clock.Now()
 		next, keep := w.newServices(), map[string]struct{}{}
-		n, rv, continuing, err := w.listInto(ctx, next, keep, limit)
+		n, rv, continuing, err := w.listInto(ctx, next, keep, limit, start)
 		if continuing && Classify(err) == ClassExpired && limit > 0 {
 			if !restarted {
 				w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
@@ -330,19 +331,29 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		if !w.status.ready.Swap(true) {
 			w.o.Store.SetReady(true)
 		}
-		w.log.Info("listed", "resource", w.kind, "objects", n, "took", w.clock.Now().Sub(start).Round(time.Millisecond), "resourceVersion", rv)
+		took := w.clock.Now().Sub(start)
+		w.stats.ListDuration.Observe(took)
+		w.log.Info("listed", "resource", w.kind, "objects", n, "took", took.Round(time.Millisecond), "resourceVersion", rv)
 		return rv, nil
 	}
 }
 
 // listInto reads every page (of limit objects; 0: all at once) into into;
 // keep hears the services of objects skipped as malformed. continuing
-// says whether a failure was on a continuation page.
-func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}, limit int) (objects int, rv string, continuing bool, err error) {
+// says whether a failure was on a continuation page. A list that takes
+// long (a big cluster) logs its progress at most once a second from start.
+func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}, limit int, start time.Time) (objects int, rv string, continuing bool, err error) {
 	lo := ListOptions{Limit: limit}
+	pages, logged := 0, start
 	for {
 		page, err := w.lw.List(ctx, lo, func(raw []byte) {
 			objects++
+			if now := w.clock.Now(); now.Sub(logged) >= time.Second {
+				logged = now
+				elapsed := now.Sub(start)
+				w.log.Info("listing (in progress)", "resource", w.kind, "objects", objects, "pages", pages,
+					"elapsed", elapsed.Round(100*time.Millisecond), "rate", fmt.Sprintf("%.0f/s", float64(objects)/elapsed.Seconds()))
+			}
 			if _, bad := w.fold(raw, into, nil); bad {
 				// A bad object must not take away what was served: its
 				// service keeps its value, and the loop keeps the
@@ -359,6 +370,7 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 		if err != nil {
 			return objects, "", lo.Continue != "", fmt.Errorf("list %s: %w", w.kind, err)
 		}
+		pages++
 		if page.Continue == "" {
 			return objects, page.ResourceVersion, false, nil
 		}
@@ -425,6 +437,7 @@ func (w *Watcher) write(key string) {
 	}
 	var full *shm.FullError
 	if !errors.As(err, &full) {
+		w.stats.skippedRefused.Add(1)
 		w.stats.Skipped.Add(1)
 		w.log.Error("table refused the service; the old value stays", "service", key, "error", err)
 		return
@@ -557,6 +570,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 	defer watchdog.Stop()
 
 	w.stats.Watches.Add(1)
+	began := w.clock.Now()
 	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second)})
 	if err != nil {
 		if idled.Load() {
@@ -565,6 +579,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 		return false, fmt.Errorf("watch %s: %w", w.kind, err)
 	}
 	defer stream.Close()
+	defer func() { w.stats.WatchDuration.Observe(w.clock.Now().Sub(began)) }()
 	w.status.setOK() // the watch opened; an ERROR event will say otherwise
 
 	var ev Event
@@ -587,7 +602,11 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
 		}
 		switch ev.Type {
-		case "ADDED", "MODIFIED", "DELETED", "BOOKMARK":
+		case "ADDED", "MODIFIED", "DELETED":
+			// The table is written: readers see the change from here.
+			w.stats.EventApply.Observe(w.clock.Now().Sub(now))
+			fallthrough
+		case "BOOKMARK":
 			progressed = true
 			w.synced(now)
 		}

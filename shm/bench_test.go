@@ -2,6 +2,7 @@ package shm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -9,15 +10,16 @@ import (
 )
 
 // The benchmarks compare Lookup with two in-process baselines that hold
-// the same data (3,000 services of 3 IPv4 nodes) and copy the nodes into
+// the same data (10,000 services of 3 IPv4 nodes) and copy the nodes into
 // the caller's buffer as Lookup does: a map under a sync.RWMutex and a
-// sync.Map.
+// sync.Map. Every implementation looks the keys up in the same random
+// order, so that none of them is helped by the caches.
 
-const benchServices = 3000
+const benchServices = 10000
 
 func benchData() (keys []string, values map[string][]Node) {
 	values = make(map[string][]Node, benchServices)
-	for i := range benchServices {
+	for _, i := range rand.New(rand.NewPCG(1, 2)).Perm(benchServices) {
 		k := fmt.Sprintf("default/service-name-%d:http", i)
 		keys = append(keys, k)
 		values[k] = []Node{
@@ -31,7 +33,7 @@ func benchData() (keys []string, values map[string][]Node) {
 
 func benchTable(b *testing.B) (*Reader, []string) {
 	keys, values := benchData()
-	w, err := Create("", 1<<20)
+	w, err := Create("", 4<<20)
 	if err != nil {
 		b.Fatal(err)
 	}

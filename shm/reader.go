@@ -30,6 +30,7 @@ type Reader struct {
 	cur     atomic.Pointer[table]
 	names   names
 	deadGen atomic.Uint64 // generation+1 of the current table once its writer was found dead
+	retries atomic.Uint64 // passes over a shard that had to be read again (Retries)
 	lastTry atomic.Int64  // unix nanos of the last re-open attempt
 
 	mu     sync.Mutex // re-open and Close
@@ -269,6 +270,11 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	}
 	return now, true
 }
+
+// Retries counts the reads of a shard this Reader had to do again because
+// the writer was changing it (or had died changing it). Tests and
+// benchmarks use it to show that retries stay rare and bounded.
+func (r *Reader) Retries() uint64 { return r.retries.Load() }
 
 // KeyHash is the hash Changes reports for key ("namespace/name").
 func KeyHash(key string) uint64 { return hashKey(key) }
@@ -834,39 +840,40 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 // sleep. A writer that died in the middle of a change leaves the shard's
 // sequence odd for good; the reader asks (once per writer run) whether a
 // writer still holds the table's lock, and gives up at once when none
-// does. A live writer is waited for at most stuckAfter. Giving up answers
-// NotReady: stale but never torn. The next writer repairs such a shard on
-// start.
+// does. Otherwise it gives up after stuckAfter in all, even while the
+// writer makes progress (a shard rewritten without pause, or a writer
+// descheduled in the middle of a change): a lookup never blocks for
+// longer. Giving up answers NotReady: stale but never torn. The next writer
+// repairs a shard its predecessor left odd.
 type backoff struct {
 	r     *Reader
 	t     *table
 	n     int
-	seq   uint64
 	since int64
 }
 
-const stuckAfter = 100 * time.Millisecond
+const stuckAfter = 20 * time.Millisecond
 
 func (b *backoff) wait(seq uint64) bool {
 	b.n++
-	switch {
-	case b.n < 32:
+	b.r.retries.Add(1) // the slow path only: a lookup that needs no retry writes nothing
+	if b.n < 32 {
 		return true
-	case b.n < 64:
-		runtime.Gosched()
+	}
+	// Yield rather than sleep: a sleeping goroutine's wake-up can lag by
+	// milliseconds on a busy machine, a runnable one's cannot as much.
+	runtime.Gosched()
+	if b.n%32 != 0 {
 		return true
 	}
 	if seq&1 == 1 && b.r.writerDead(b.t) {
 		return false
 	}
 	now := time.Now().UnixNano()
-	if seq&1 == 0 || seq != b.seq {
-		b.seq, b.since = seq, now
-	} else if now-b.since > int64(stuckAfter) {
-		return false
+	if b.since == 0 {
+		b.since = now
 	}
-	time.Sleep(10 * time.Microsecond)
-	return true
+	return now-b.since <= int64(stuckAfter)
 }
 
 // writerDead reports whether no writer runs on t: its heartbeat was

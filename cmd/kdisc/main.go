@@ -30,6 +30,13 @@ const usage = `usage:
   kdisc nodes -config FILE [-shm-dir DIR] SERVICE
   kdisc dump  -config FILE [-shm-dir DIR]
   kdisc check -config FILE
+  (run, nodes, dump, check: -kubeconfig FILE [-context NAME] instead of -config)
+  kdisc version
+
+options:
+  run   -health ADDR   also serve /healthz and /readyz (and nothing else) on ADDR, for kubelet probes
+  nodes -w             print the answer again on every change ([] while not found), until SIGINT/SIGTERM
+  dump  -o json|table  output format (default json)
 `
 
 // Exit codes of `kdisc nodes`: found, not found, error. Other commands
@@ -53,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("kdisc "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (APISIX config.yaml style)")
+	src := sourceFlags(fs) // -config, or -kubeconfig [-context]
 	shmDir, control := new(string), new(string)
 	if cmd != "check" {
 		fs.StringVar(shmDir, "shm-dir", kdisc.DefaultShmDir(), "folder of the shared-memory tables")
@@ -61,7 +68,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "run" {
 		fs.StringVar(control, "control", "127.0.0.1:9090", "address of the control API")
 	}
+	watch, output, health := new(bool), new(string), new(string)
 	switch cmd {
+	case "nodes":
+		fs.BoolVar(watch, "w", false, "print the answer again on every change, until SIGINT/SIGTERM")
+	case "dump":
+		fs.StringVar(output, "o", "json", "output format: json or table")
+	case "run":
+		fs.StringVar(health, "health", "", "also serve /healthz and /readyz, only those, on this address (default off)")
+	}
+	switch cmd {
+	case "version":
+		return printVersion(args, stdout, stderr)
 	case "run", "nodes", "dump", "check":
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -73,13 +91,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
-	if *configPath == "" {
-		fmt.Fprintf(stderr, "kdisc %s: -config is required\n", cmd)
-		return exitError
+	if cmd == "dump" {
+		if err := checkOutput(*output); err != nil {
+			fmt.Fprintf(stderr, "kdisc dump: %v\n", err)
+			return exitError
+		}
 	}
-	cfg, err := config.Load(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "kdisc %s: %v\n", cmd, err)
+	cfg := src.load(cmd, stderr)
+	if cfg == nil {
 		return exitError
 	}
 	switch cmd {
@@ -90,11 +109,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "kdisc nodes: want exactly one SERVICE argument\n%s", usage)
 			return exitError
 		}
+		if *watch {
+			return watchNodes(cfg, *shmDir, fs.Arg(0), stdout, stderr)
+		}
 		return nodes(cfg, *shmDir, fs.Arg(0), stdout, stderr)
 	case "dump":
-		return dumpTables(cfg, *shmDir, stdout, stderr)
+		return dumpTables(cfg, *shmDir, *output, stdout, stderr)
 	default:
-		return serve(cfg, *shmDir, *control, stderr)
+		return serve(cfg, *shmDir, *control, *health, stderr)
 	}
 }
 
@@ -138,16 +160,17 @@ func trustedUIDs() []kdisc.Option {
 	return []kdisc.Option{kdisc.WithTrustedUIDs(uids...)}
 }
 
-func dumpTables(cfg *config.Config, shmDir string, stdout, stderr io.Writer) int {
+func dumpTables(cfg *config.Config, shmDir, format string, stdout, stderr io.Writer) int {
 	d, err := kdisc.Attach(shmDir, cfg, trustedUIDs()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "kdisc dump: %v (is `kdisc run` running with -shm-dir %s?)\n", err, shmDir)
 		return exitError
 	}
 	defer d.Close()
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(d.Dump())
+	if err := writeDump(stdout, d.Dump(), format); err != nil {
+		fmt.Fprintf(stderr, "kdisc dump: %v\n", err)
+		return exitError
+	}
 	for _, nr := range d.NotReady() {
 		fmt.Fprintf(stderr, "kdisc dump: warning: table %q not ready: %s\n", nr.ID, nr.Reason)
 	}
@@ -156,7 +179,7 @@ func dumpTables(cfg *config.Config, shmDir string, stdout, stderr io.Writer) int
 
 // serve is `kdisc run`: list-watch into the tables and serve the control
 // API until SIGINT or SIGTERM.
-func serve(cfg *config.Config, shmDir, control string, stderr io.Writer) int {
+func serve(cfg *config.Config, shmDir, control, health string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -165,6 +188,15 @@ func serve(cfg *config.Config, shmDir, control string, stderr io.Writer) int {
 	if err != nil {
 		log.Error("control API", "error", err)
 		return exitError
+	}
+	var healthLn net.Listener
+	if health != "" {
+		if healthLn, err = net.Listen("tcp", health); err != nil {
+			ln.Close()
+			log.Error("health listener (-health)", "error", err)
+			return exitError
+		}
+		defer healthLn.Close()
 	}
 	d, err := kdisc.Start(ctx, cfg, kdisc.WithShmDir(shmDir), kdisc.WithLogger(log))
 	if err != nil {
@@ -175,7 +207,14 @@ func serve(cfg *config.Config, shmDir, control string, stderr io.Writer) int {
 	srv := &http.Server{Handler: dump.Handler(d), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("kdisc running", "control", ln.Addr().String(), "shm_dir", shmDir, "clusters", len(cfg.Clusters))
+	attrs := []any{"control", ln.Addr().String(), "shm_dir", shmDir, "clusters", len(cfg.Clusters)}
+	var healthSrv *http.Server
+	if healthLn != nil {
+		healthSrv = &http.Server{Handler: dump.HealthHandler(d), ReadHeaderTimeout: 10 * time.Second}
+		go func() { served <- healthSrv.Serve(healthLn) }()
+		attrs = append(attrs, "health", healthLn.Addr().String())
+	}
+	log.Info("kdisc running", attrs...)
 
 	code := exitOK
 	select {
@@ -190,6 +229,11 @@ func serve(cfg *config.Config, shmDir, control string, stderr io.Writer) int {
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("control API shutdown", "error", err)
+	}
+	if healthSrv != nil {
+		if err := healthSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("health listener shutdown", "error", err)
+		}
 	}
 	if err := d.Close(); err != nil {
 		log.Warn("closing tables", "error", err)

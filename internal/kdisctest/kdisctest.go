@@ -109,9 +109,11 @@ func Run(t testing.TB, env []string, args ...string) Result {
 // or KDISC_E2E_LOGS=1.
 type Daemon struct {
 	Config string   // -config
+	Source []string // instead of -config Config when set, e.g. {"-kubeconfig", FILE}
 	ShmDir string   // -shm-dir
 	Env    []string // added to the test's environment
 	Wrap   []string // command prefix, e.g. a mount-namespace wrapper
+	Args   []string // more flags of kdisc run, e.g. -health ADDR
 
 	t       testing.TB
 	logs    syncBuffer
@@ -161,7 +163,13 @@ func (d *Daemon) start(bin string) {
 	require.NoError(d.t, err)
 	d.control = l.Addr().String()
 	l.Close()
-	args := append(append([]string{}, d.Wrap...), bin, "run", "-config", d.Config, "-control", d.control, "-shm-dir", d.ShmDir)
+	source := []string{"-config", d.Config}
+	if d.Source != nil {
+		source = d.Source
+	}
+	args := append(append(append([]string{}, d.Wrap...), bin, "run"), source...)
+	args = append(args, "-control", d.control, "-shm-dir", d.ShmDir)
+	args = append(args, d.Args...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append(os.Environ(), raceEnv), d.Env...)
 	cmd.Stdout, cmd.Stderr = &d.logs, &d.logs

@@ -56,7 +56,7 @@ const (
 
 // SpareUsers are authenticated identities with no rights, for tests that
 // grant and revoke rights themselves (GrantDiscovery / RevokeDiscovery).
-var SpareUsers = []string{"spare1", "spare2", "spare3", "spare4"}
+var SpareUsers = []string{"spare1", "spare2", "spare3", "spare4", "spare5", "spare6"}
 
 // Credentials is what a client needs to talk to the apiservers of a
 // cluster; all apiservers of one Cluster share it.
@@ -537,6 +537,7 @@ func (c *Cluster) Stop() {
 	wg.Wait()
 	if c.etcd != nil {
 		start := time.Now()
+		_ = c.etcd.signal(syscall.SIGCONT) // a paused etcd (PauseEtcd) would ignore SIGTERM
 		c.etcd.stop(10 * time.Second)
 		c.opts.logf("kubetest: etcd stopped (%v)", time.Since(start).Round(time.Millisecond))
 	}

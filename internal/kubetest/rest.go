@@ -182,6 +182,9 @@ var kinds = map[string]struct {
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": {"clusterrolebindings", false},
 	"rbac.authorization.k8s.io/v1/Role":               {"roles", true},
 	"rbac.authorization.k8s.io/v1/RoleBinding":        {"rolebindings", true},
+	"apps/v1/Deployment":                              {"deployments", true},
+	"apps/v1/DaemonSet":                               {"daemonsets", true},
+	"v1/Pod":                                          {"pods", true},
 }
 
 // ObjectPath returns the collection path and the object path of obj (a
@@ -249,6 +252,41 @@ func (a *APIServer) Apply(ctx context.Context, obj any) ([]byte, error) {
 			return b, err
 		}
 	}
+}
+
+// DryRun has the apiserver validate obj as it would store it, without
+// storing it: a create with dryRun=All and fieldValidation=Strict (an
+// unknown or duplicated field, a typo, is an error, as are admission's
+// refusals), or, when obj exists already, the same for replacing it.
+func (a *APIServer) DryRun(ctx context.Context, obj any) error {
+	raw, ok := obj.([]byte)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(obj); err != nil {
+			return err
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("kubetest: DryRun: %w", err)
+	}
+	coll, path, err := ObjectPath(m)
+	if err != nil {
+		return err
+	}
+	const q = "?dryRun=All&fieldValidation=Strict"
+	_, err = a.call(ctx, http.MethodPost, coll+q, raw)
+	if !IsStatus(err, http.StatusConflict) {
+		return err
+	}
+	cur, err := a.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	meta, _ := m["metadata"].(map[string]any)
+	meta["resourceVersion"] = ResourceVersion(cur)
+	_, err = a.call(ctx, http.MethodPut, path+q, m)
+	return err
 }
 
 // ApplyYAML applies every document of a (multi-document) YAML manifest, in
