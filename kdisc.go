@@ -71,6 +71,7 @@ type cluster struct {
 	writer  *shm.Writer        // nil when attached
 	watcher *listwatch.Watcher // nil when attached
 	client  *apiserver.Client  // nil when attached
+	detail  bool               // node_detail: the table keeps node detail
 }
 
 // Option tunes Start.
@@ -140,6 +141,10 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	if cc.ID != "" {
 		log = log.With("cluster", cc.ID)
 	}
+	if keys := cc.IgnoredForEndpoints(); keys != nil {
+		log.Warn("keys for EndpointSlices only are ignored: this cluster watches Endpoints (watch_endpoint_slices: false)",
+			"keys", strings.Join(keys, ", "), "path", cc.KeyPath())
+	}
 	ao := apiserver.Options{
 		Schema:             cc.Service.Schema,
 		Host:               cc.Host,
@@ -171,7 +176,7 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: table: %w", cc.KeyPath(), err)
 	}
-	c := &cluster{id: cc.ID, writer: w, reader: w.Reader(), client: client}
+	c := &cluster{id: cc.ID, writer: w, reader: w.Reader(), client: client, detail: cc.NodeDetail}
 	c.watcher = listwatch.New(listwatch.Options{
 		Client:         client,
 		Store:          w, // a full table's error names shared_size
@@ -180,6 +185,10 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		LabelSelector:  cc.Labels.String(),
 		Weight:         uint32(cc.DefaultWeight),
 		Logger:         log,
+
+		NoTerminatingFallback: !cc.TerminatingFallback,
+		Zone:                  cc.ZoneName,
+		NodeDetail:            cc.NodeDetail,
 	})
 	return c, nil
 }
@@ -203,7 +212,7 @@ func Attach(shmDir string, cfg *config.Config, opts ...Option) (*Discovery, erro
 			d.Close()
 			return nil, err
 		}
-		d.clusters = append(d.clusters, &cluster{id: cc.ID, reader: r})
+		d.clusters = append(d.clusters, &cluster{id: cc.ID, reader: r, detail: cc.NodeDetail})
 	}
 	return d, nil
 }
@@ -235,6 +244,45 @@ func (d *Discovery) Lookup(buf []Node, service string) ([]Node, Answer) {
 		service = rest
 	}
 	return c.reader.Find(buf, service)
+}
+
+// NodeDetail is where one node of a service runs (node_detail: true):
+// host and port, and the nodeName, zone and targetRef the Endpoints or
+// EndpointSlice gives, empty when unknown.
+type NodeDetail = dump.NodeDetail
+
+// TargetRef is the object behind an address, usually a Pod.
+type TargetRef = dump.TargetRef
+
+// Detail returns where the nodes of service run: every node of every port
+// (each host and port once, in the order Nodes gives them), with its
+// nodeName, zone (EndpointSlices) and targetRef. service is
+// "namespace/name" ("id/namespace/name" in multi mode); a ":port" suffix
+// is ignored. ok is false when the cluster does not keep node detail
+// (node_detail: false, the default) or has none for service. It reads and
+// parses a copy, so it allocates: call it for diagnostics, not per
+// request.
+func (d *Discovery) Detail(service string) ([]NodeDetail, bool) {
+	c := d.clusters[0]
+	if d.cfg.Multi {
+		id, rest, found := strings.Cut(service, "/")
+		if c = d.cluster(id); c == nil || !found {
+			return nil, false
+		}
+		service = rest
+	}
+	if i := strings.LastIndexByte(service, ':'); i >= 0 {
+		service = service[:i]
+	}
+	if !c.detail {
+		return nil, false
+	}
+	b, ok := c.reader.Detail(nil, service)
+	if !ok {
+		return nil, false
+	}
+	nodes, err := dump.ParseDetail(b)
+	return nodes, err == nil
 }
 
 // Age returns how long ago the stalest cluster's table last agreed with its
@@ -291,7 +339,11 @@ func (d *Discovery) NotReady() []dump.NotReady {
 func (d *Discovery) Dump() dump.Dump {
 	out := dump.Dump{Config: d.cfg.Effective()}
 	for _, c := range d.clusters {
-		out.Endpoints = append(out.Endpoints, dump.Table(c.id, c.reader))
+		t := dump.Table(c.id, c.reader)
+		if c.detail {
+			t.AddDetail(c.reader)
+		}
+		out.Endpoints = append(out.Endpoints, t)
 	}
 	return out
 }

@@ -86,6 +86,9 @@ type Cluster struct {
 	LabelSelector       string
 	SharedSize          string // as written, e.g. "1m"
 	WatchEndpointSlices bool
+	TerminatingFallback bool   // terminating_fallback, default true (EndpointSlices only)
+	Zone                string // zone as written, "" when absent (EndpointSlices only)
+	NodeDetail          bool   // node_detail, default false
 
 	// Resolved, ready to use.
 	Host            string // IPv4, IPv6 (no brackets) or DNS name
@@ -99,11 +102,13 @@ type Cluster struct {
 	SharedSizeBytes int64
 	Namespaces      *selector.Namespace // never nil after Parse
 	Labels          selector.Labels
+	ZoneName        string      // zone, environment expanded
 	Kubeconfig      *Kubeconfig // non-nil when the connection comes from a kubeconfig (see kubeconfig.go)
 
 	path       string // key path of this cluster, for messages
 	portIsInt  bool   // service.port was a YAML integer (Effective prints a number)
 	hasNSField bool   // namespace_selector was written
+	answers    answers
 }
 
 // Service is discovery.kubernetes.service as written (defaults filled).

@@ -23,6 +23,7 @@ type effCluster struct {
 	LabelSelector       string     `json:"label_selector,omitempty"`
 	SharedSize          string     `json:"shared_size"`
 	WatchEndpointSlices bool       `json:"watch_endpoint_slices"`
+	effAnswers
 }
 
 type effSvc struct {
@@ -91,6 +92,7 @@ func (c *Cluster) effective() effCluster {
 		LabelSelector:       c.LabelSelector,
 		SharedSize:          c.SharedSize,
 		WatchEndpointSlices: c.WatchEndpointSlices,
+		effAnswers:          c.effectiveAnswers(),
 	}
 	// service.ssl_verify shows the result when either key was written
 	// (they agree, Parse made sure), so a reader of the documented key

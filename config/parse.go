@@ -93,8 +93,9 @@ var (
 func parseCluster(path string, m map[string]any, multi bool) (Cluster, error) {
 	c := Cluster{path: path, DefaultWeight: DefaultWeight, SharedSize: DefaultSharedSize, SSLVerify: true}
 	allowed := clusterKeys
+	allowed = append(allowed[:len(allowed):len(allowed)], answerKeys...)
 	if multi {
-		allowed = append([]string{"id"}, clusterKeys...)
+		allowed = append([]string{"id"}, allowed...)
 	}
 	if err := checkKeys(path, m, allowed); err != nil {
 		return c, err
@@ -112,7 +113,7 @@ func parseCluster(path string, m map[string]any, multi bool) (Cluster, error) {
 	}
 	steps := []func(string, map[string]any, bool) error{
 		c.parseConnection, c.parseWeight, c.parseNamespaces,
-		c.parseLabels, c.parseSharedSize, c.parseWatchSlices,
+		c.parseLabels, c.parseSharedSize, c.parseWatchSlices, c.parseAnswers,
 	}
 	for _, step := range steps {
 		if err := step(path, m, multi); err != nil {

@@ -6,6 +6,7 @@ package dump
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 
 	"github.com/kdisc/kdisc/shm"
@@ -24,6 +25,9 @@ type Dump struct {
 type Cluster struct {
 	ID        string  `json:"id,omitempty"`
 	Endpoints []Entry `json:"endpoints"`
+	// Detail is there only when the cluster keeps node detail
+	// (node_detail: true; see AddDetail): where each service's nodes run.
+	Detail []DetailEntry `json:"detail,omitzero"`
 }
 
 // Entry is one service: Name is "namespace/name"; Value is a JSON object,
@@ -83,4 +87,58 @@ func appendString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// DetailEntry is the node detail of one service: Name is
+// "namespace/name", Nodes every node of every port (each host and port
+// once), in the table's order.
+type DetailEntry struct {
+	Name  string       `json:"name"`
+	Nodes []NodeDetail `json:"nodes"`
+}
+
+// NodeDetail is where one node runs, as the Endpoints or EndpointSlice
+// says (node_detail): fields are empty (and absent in JSON) when unknown.
+// Endpoints carry no zone.
+type NodeDetail struct {
+	Host      string     `json:"host"`
+	Port      uint16     `json:"port"`
+	NodeName  string     `json:"node_name,omitempty"`
+	Zone      string     `json:"zone,omitempty"`
+	TargetRef *TargetRef `json:"target_ref,omitempty"`
+}
+
+// TargetRef is the object behind an address, usually a Pod.
+type TargetRef struct {
+	Kind string `json:"kind,omitempty"`
+	Name string `json:"name,omitempty"`
+	UID  string `json:"uid,omitempty"`
+}
+
+// ParseDetail reads a detail record as the table stores it (a JSON array
+// of NodeDetail).
+func ParseDetail(b []byte) ([]NodeDetail, error) {
+	nodes := []NodeDetail{}
+	if err := json.Unmarshal(b, &nodes); err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// AddDetail fills c.Detail from r's detail records: one entry per service
+// c lists that has one, in c's order. Call it for a cluster that keeps
+// node detail; after it, the dump shows "detail" even when empty.
+func (c *Cluster) AddDetail(r *shm.Reader) {
+	c.Detail = []DetailEntry{}
+	var buf []byte
+	for _, e := range c.Endpoints {
+		b, ok := r.Detail(buf[:0], e.Name)
+		if !ok {
+			continue
+		}
+		buf = b
+		if nodes, err := ParseDetail(b); err == nil {
+			c.Detail = append(c.Detail, DetailEntry{Name: e.Name, Nodes: nodes})
+		}
+	}
 }

@@ -28,13 +28,24 @@ type object struct {
 }
 
 type subset struct {
-	addresses []string // only "addresses": notReadyAddresses are not served
+	addresses []string    // only "addresses": notReadyAddresses are not served
+	infos     []*nodeInfo // with node detail: per address, nil when nothing is known
 	ports     []port
 }
 
 type endpoint struct {
-	addresses []string
-	ready     bool // conditions.ready; absent means ready
+	addresses   []string
+	ready       bool      // conditions.ready; absent means ready
+	serving     bool      // conditions.serving; absent means serving
+	terminating bool      // conditions.terminating; absent means not terminating
+	zones       []string  // hints.forZones names
+	info        *nodeInfo // with node detail; nil when nothing is known
+}
+
+// nodeInfo is where an address runs: what node_detail stores.
+type nodeInfo struct {
+	nodeName, zone  string
+	kind, name, uid string // targetRef
 }
 
 type port struct {
@@ -49,6 +60,12 @@ var errMalformed = errors.New("malformed object")
 
 // decodeObject reads one Endpoints or EndpointSlice object from it.
 func decodeObject(it *jsoniter.Iterator, o *object) error {
+	return decodeObjectDetail(it, o, false)
+}
+
+// decodeObjectDetail is decodeObject that also reads, when detail is
+// true, each address's nodeName, zone and targetRef (node_detail).
+func decodeObjectDetail(it *jsoniter.Iterator, o *object, detail bool) error {
 	*o = object{}
 	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
 		switch f {
@@ -56,13 +73,13 @@ func decodeObject(it *jsoniter.Iterator, o *object) error {
 			readMetadata(it, o)
 		case "subsets":
 			for it.ReadArray() {
-				o.subsets = append(o.subsets, readSubset(it))
+				o.subsets = append(o.subsets, readSubset(it, detail))
 			}
 		case "addressType":
 			o.addressType = it.ReadString()
 		case "endpoints":
 			for it.ReadArray() {
-				o.endpoints = append(o.endpoints, readEndpoint(it))
+				o.endpoints = append(o.endpoints, readEndpoint(it, detail))
 			}
 		case "ports":
 			o.ports = readPorts(it, o.ports)
@@ -102,18 +119,32 @@ func readMetadata(it *jsoniter.Iterator, o *object) {
 	}
 }
 
-func readSubset(it *jsoniter.Iterator) subset {
+func readSubset(it *jsoniter.Iterator, detail bool) subset {
 	var s subset
 	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
 		switch f {
 		case "addresses":
 			for it.ReadArray() {
+				var info nodeInfo
+				ip, hasIP := "", false
 				for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-					if g == "ip" {
-						s.addresses = append(s.addresses, it.ReadString())
-					} else {
+					switch {
+					case g == "ip":
+						ip, hasIP = it.ReadString(), true
+					case detail && g == "nodeName":
+						info.nodeName = readOptString(it)
+					case detail && g == "targetRef":
+						readTargetRef(it, &info)
+					default:
 						it.Skip()
 					}
+				}
+				if !hasIP {
+					continue
+				}
+				s.addresses = append(s.addresses, ip)
+				if detail {
+					s.infos = append(s.infos, info.orNil())
 				}
 			}
 		case "ports":
@@ -125,8 +156,9 @@ func readSubset(it *jsoniter.Iterator) subset {
 	return s
 }
 
-func readEndpoint(it *jsoniter.Iterator) endpoint {
-	e := endpoint{ready: true}
+func readEndpoint(it *jsoniter.Iterator, detail bool) endpoint {
+	e := endpoint{ready: true, serving: true}
+	var info nodeInfo
 	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
 		switch f {
 		case "addresses":
@@ -134,18 +166,100 @@ func readEndpoint(it *jsoniter.Iterator) endpoint {
 				e.addresses = append(e.addresses, it.ReadString())
 			}
 		case "conditions":
+			// null means unknown: read as absent (ready, serving, not
+			// terminating), as the API defines absent.
 			for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-				if g != "ready" {
+				switch g {
+				case "ready":
+					e.ready = readOptBool(it, e.ready)
+				case "serving":
+					e.serving = readOptBool(it, e.serving)
+				case "terminating":
+					e.terminating = readOptBool(it, e.terminating)
+				default:
 					it.Skip()
-				} else if !it.ReadNil() { // null means unknown: read as ready
-					e.ready = it.ReadBool()
 				}
+			}
+		case "hints":
+			for g := it.ReadObject(); g != ""; g = it.ReadObject() {
+				if g != "forZones" {
+					it.Skip()
+					continue
+				}
+				for it.ReadArray() {
+					for h := it.ReadObject(); h != ""; h = it.ReadObject() {
+						if h == "name" {
+							e.zones = append(e.zones, it.ReadString())
+						} else {
+							it.Skip()
+						}
+					}
+				}
+			}
+		case "nodeName":
+			if detail {
+				info.nodeName = readOptString(it)
+			} else {
+				it.Skip()
+			}
+		case "zone":
+			if detail {
+				info.zone = readOptString(it)
+			} else {
+				it.Skip()
+			}
+		case "targetRef":
+			if detail {
+				readTargetRef(it, &info)
+			} else {
+				it.Skip()
 			}
 		default:
 			it.Skip()
 		}
 	}
+	if detail {
+		e.info = info.orNil()
+	}
 	return e
+}
+
+// orNil returns a copy of i, or nil when nothing is known.
+func (i nodeInfo) orNil() *nodeInfo {
+	if i == (nodeInfo{}) {
+		return nil
+	}
+	return &i
+}
+
+func readOptBool(it *jsoniter.Iterator, absent bool) bool {
+	if it.ReadNil() {
+		return absent
+	}
+	return it.ReadBool()
+}
+
+func readOptString(it *jsoniter.Iterator) string {
+	if it.ReadNil() {
+		return ""
+	}
+	return it.ReadString()
+}
+
+// readTargetRef reads an ObjectReference's kind, name and uid.
+func readTargetRef(it *jsoniter.Iterator, info *nodeInfo) {
+	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
+		switch f {
+		case "kind":
+			info.kind = readOptString(it)
+		case "name":
+			info.name = readOptString(it)
+		case "uid":
+			info.uid = readOptString(it)
+		default:
+			it.Skip()
+		}
+	}
 }
 
 func readPorts(it *jsoniter.Iterator, ps []port) []port {

@@ -315,10 +315,12 @@ type syncStore struct {
 	synced time.Time
 }
 
-func (s *syncStore) Put(string, []shm.Port) error { return nil }
-func (s *syncStore) Delete(string) bool           { return false }
-func (s *syncStore) Keys(func(string) bool)       {}
-func (s *syncStore) SetReady(bool)                {}
+func (s *syncStore) Put(string, []shm.Port) error   { return nil }
+func (s *syncStore) Delete(string) bool             { return false }
+func (s *syncStore) PutDetail(string, []byte) error { return nil }
+func (s *syncStore) DeleteDetail(string) bool       { return false }
+func (s *syncStore) Keys(func(string) bool)         {}
+func (s *syncStore) SetReady(bool)                  {}
 func (s *syncStore) SetSynced(at time.Time) {
 	s.mu.Lock()
 	s.synced = at

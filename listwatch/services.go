@@ -1,6 +1,7 @@
 package listwatch
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -19,9 +20,17 @@ type services interface {
 	set(o *object, changed func(key string)) error
 	// remove forgets a deleted object.
 	remove(o *object, changed func(key string))
-	// value returns the ports of a service, nil when it has no node.
-	value(key string) []shm.Port
-	// each calls fn for every service that has a value.
+	// value returns the ports of a service and whether the service
+	// exists. A service exists while its Endpoints object, or at least
+	// one EndpointSlice labelled with it, does: with no port (scaled to
+	// zero) its value is empty, and a port without an address to serve
+	// has no nodes.
+	value(key string) ([]shm.Port, bool)
+	// detail returns the node detail of a service (node_detail): a JSON
+	// array of its nodes with where they run; nil when node detail is
+	// off or the service does not exist.
+	detail(key string) []byte
+	// each calls fn for every service that exists.
 	each(fn func(key string))
 	// carry copies what from knows of object o (by its namespace and
 	// name) into this state: a relist that finds o malformed keeps o's
@@ -29,21 +38,150 @@ type services interface {
 	carry(from services, o *object)
 }
 
-// portSet collects nodes under port names; ports() sorts and de-duplicates.
-type portSet map[string][]shm.Node
+// serviceOptions say how objects become nodes.
+type serviceOptions struct {
+	weight uint32 // of every node
+	// fallback (EndpointSlices): a port with no ready endpoint serves the
+	// endpoints that are serving and terminating, as kube-proxy does.
+	fallback bool
+	// zone (EndpointSlices), when set: if every endpoint served for a
+	// port has zone hints and one is for zone, only those are served.
+	zone       string
+	withDetail bool // keep node detail (nodeName, zone, targetRef)
+}
 
-func (ps portSet) ports() []shm.Port {
+// infoNode is a node and, with node detail, where it runs.
+type infoNode struct {
+	node shm.Node
+	info *nodeInfo
+}
+
+// portSet collects nodes under port names; build sorts and de-duplicates.
+// A port listed without nodes is kept (a port with no address to serve).
+type portSet map[string][]infoNode
+
+// declare lists port name k, with no node yet.
+func (ps portSet) declare(k string) {
+	if _, ok := ps[k]; !ok {
+		ps[k] = nil
+	}
+}
+
+func (ps portSet) add(k string, n shm.Node, info *nodeInfo) {
+	ps[k] = append(ps[k], infoNode{node: n, info: info})
+}
+
+// build returns the ports sorted by name, their nodes sorted and
+// de-duplicated, and with detail the node detail JSON: every node of
+// every port in that order, each host and port once.
+func (ps portSet) build(detail bool) ([]shm.Port, []byte) {
 	if len(ps) == 0 {
-		return nil
+		if detail {
+			return nil, []byte("[]")
+		}
+		return nil, nil
 	}
 	out := make([]shm.Port, 0, len(ps))
-	for name, nodes := range ps {
-		slices.SortFunc(nodes, shm.Compare)
-		nodes = slices.Compact(nodes) // same host and port seen twice
+	infos := map[string][]infoNode{}
+	for name, list := range ps {
+		slices.SortStableFunc(list, func(a, b infoNode) int { return shm.Compare(a.node, b.node) })
+		list = slices.CompactFunc(list, func(a, b infoNode) bool { return a.node == b.node }) // same host and port seen twice
+		var nodes []shm.Node
+		if len(list) > 0 {
+			nodes = make([]shm.Node, len(list))
+			for i, in := range list {
+				nodes[i] = in.node
+			}
+		}
 		out = append(out, shm.Port{Name: name, Nodes: nodes})
+		if detail {
+			infos[name] = list
+		}
 	}
 	slices.SortFunc(out, func(a, b shm.Port) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	if !detail {
+		return out, nil
+	}
+	b := []byte{'['}
+	seen := map[hostPort]struct{}{}
+	for _, p := range out {
+		for _, in := range infos[p.Name] {
+			hp := hostPort{in.node.Addr, in.node.Name, in.node.Port}
+			if _, dup := seen[hp]; dup {
+				continue
+			}
+			seen[hp] = struct{}{}
+			if len(b) > 1 {
+				b = append(b, ',')
+			}
+			b = appendDetail(b, in)
+		}
+	}
+	return out, append(b, ']')
+}
+
+type hostPort struct {
+	addr netip.Addr
+	name string
+	port uint16
+}
+
+// appendDetail appends one node's detail:
+// {"host":..,"port":..,"node_name":..,"zone":..,"target_ref":{"kind":..,"name":..,"uid":..}},
+// each field absent when unknown.
+func appendDetail(b []byte, in infoNode) []byte {
+	b = append(b, `{"host":"`...)
+	b = in.node.AppendHost(b) // an IP address or a DNS name: nothing to escape
+	b = append(b, `","port":`...)
+	b = strconv.AppendUint(b, uint64(in.node.Port), 10)
+	if i := in.info; i != nil {
+		b = appendField(b, "node_name", i.nodeName)
+		b = appendField(b, "zone", i.zone)
+		if i.kind != "" || i.name != "" || i.uid != "" {
+			b = append(b, `,"target_ref":{`...)
+			n := len(b)
+			for _, f := range [...][2]string{{"kind", i.kind}, {"name", i.name}, {"uid", i.uid}} {
+				if f[1] != "" {
+					if len(b) > n {
+						b = append(b, ',')
+					}
+					b = appendJSONString(b, f[0])
+					b = append(b, ':')
+					b = appendJSONString(b, f[1])
+				}
+			}
+			b = append(b, '}')
+		}
+	}
+	return append(b, '}')
+}
+
+func appendField(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',')
+	b = appendJSONString(b, key)
+	b = append(b, ':')
+	return appendJSONString(b, v)
+}
+
+// appendJSONString appends s as a JSON string (what the API stores is
+// valid UTF-8; quotes, backslashes and control characters are escaped).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // portKey is how a port is addressed in a nodes query: its name, or its
@@ -102,12 +240,17 @@ func portsEqual(a, b []shm.Port) bool {
 
 // endpointsServices: one Endpoints object is one service.
 type endpointsServices struct {
-	weight uint32
-	byKey  map[string][]shm.Port
+	serviceOptions
+	byKey map[string]endpointsValue
+}
+
+type endpointsValue struct {
+	ports  []shm.Port
+	detail []byte // with node detail
 }
 
 func newEndpointsServices(weight uint32) *endpointsServices {
-	return &endpointsServices{weight: weight, byKey: map[string][]shm.Port{}}
+	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string]endpointsValue{}}
 }
 
 func (s *endpointsServices) set(o *object, changed func(string)) error {
@@ -117,26 +260,27 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 			if err := validPort(p); err != nil {
 				return err
 			}
-			for _, ip := range sub.addresses {
+			k := portKey(p)
+			ps.declare(k)
+			for i, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
 					return err
 				}
-				k := portKey(p)
-				ps[k] = append(ps[k], shm.Node{Addr: addr, Port: uint16(p.number), Weight: s.weight})
+				var info *nodeInfo
+				if s.withDetail && i < len(sub.infos) {
+					info = sub.infos[i]
+				}
+				ps.add(k, shm.Node{Addr: addr, Port: uint16(p.number), Weight: s.weight}, info)
 			}
 		}
 	}
 	key := o.namespace + "/" + o.name
-	ports := ps.ports()
-	if portsEqual(s.byKey[key], ports) {
+	ports, detail := ps.build(s.withDetail)
+	if prev, had := s.byKey[key]; had && portsEqual(prev.ports, ports) && bytes.Equal(prev.detail, detail) {
 		return nil
 	}
-	if ports == nil {
-		delete(s.byKey, key)
-	} else {
-		s.byKey[key] = ports
-	}
+	s.byKey[key] = endpointsValue{ports: ports, detail: detail} // no ports: the service exists with none
 	changed(key)
 	return nil
 }
@@ -149,12 +293,17 @@ func (s *endpointsServices) remove(o *object, changed func(string)) {
 	}
 }
 
-func (s *endpointsServices) value(key string) []shm.Port { return s.byKey[key] }
+func (s *endpointsServices) value(key string) ([]shm.Port, bool) {
+	v, ok := s.byKey[key]
+	return v.ports, ok
+}
+
+func (s *endpointsServices) detail(key string) []byte { return s.byKey[key].detail }
 
 func (s *endpointsServices) carry(from services, o *object) {
 	key := o.namespace + "/" + o.name
-	if ports, ok := from.(*endpointsServices).byKey[key]; ok {
-		s.byKey[key] = ports
+	if v, ok := from.(*endpointsServices).byKey[key]; ok {
+		s.byKey[key] = v
 	}
 }
 
@@ -167,7 +316,7 @@ func (s *endpointsServices) each(fn func(string)) {
 // sliceServices: a service is the union of every EndpointSlice labelled
 // with its name in its namespace.
 type sliceServices struct {
-	weight    uint32
+	serviceOptions
 	slices    map[string]slice               // by namespace/sliceName
 	byService map[string]map[string]struct{} // service key -> slice ids
 }
@@ -175,16 +324,28 @@ type sliceServices struct {
 // slice is what one EndpointSlice contributes to its service.
 type slice struct {
 	service string
-	nodes   []portNode
+	ports   []string   // every port with a number, by portKey
+	nodes   []portNode // every address that may be served, paired with each port
 }
 
+// portNode is one address and port of a slice that may be served: a ready
+// endpoint's, or (with the fallback) a serving and terminating one's.
 type portNode struct {
-	port string
-	node shm.Node
+	port    string
+	node    shm.Node
+	ready   bool // else serving and terminating
+	hinted  bool // has hints.forZones
+	forZone bool // hints.forZones names the configured zone
+	info    *nodeInfo
+}
+
+func (a portNode) equal(b portNode) bool {
+	return a.port == b.port && a.node == b.node && a.ready == b.ready && a.hinted == b.hinted && a.forZone == b.forZone &&
+		(a.info == b.info || a.info != nil && b.info != nil && *a.info == *b.info)
 }
 
 func newSliceServices(weight uint32) *sliceServices {
-	return &sliceServices{weight: weight, slices: map[string]slice{}, byService: map[string]map[string]struct{}{}}
+	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]slice{}, byService: map[string]map[string]struct{}{}}
 }
 
 func (s *sliceServices) set(o *object, changed func(string)) error {
@@ -194,29 +355,39 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 		return nil
 	}
 	next := slice{service: o.namespace + "/" + o.serviceName}
+	var nums []int32
+	for _, p := range o.ports {
+		if p.number == 0 {
+			continue // no port number: nothing a proxy can dial
+		}
+		if err := validPort(p); err != nil {
+			return err
+		}
+		next.ports = append(next.ports, portKey(p))
+		nums = append(nums, p.number)
+	}
 	for _, e := range o.endpoints {
-		if !e.ready {
+		if !e.ready && !(s.fallback && e.serving && e.terminating) {
 			continue
+		}
+		pn := portNode{ready: e.ready, hinted: len(e.zones) > 0, forZone: s.zone != "" && slices.Contains(e.zones, s.zone)}
+		if s.withDetail {
+			pn.info = e.info
 		}
 		for _, a := range e.addresses {
 			n, err := sliceNode(o.addressType, a, s.weight)
 			if err != nil {
 				return err
 			}
-			for _, p := range o.ports {
-				if p.number == 0 {
-					continue // no port number: nothing a proxy can dial
-				}
-				if err := validPort(p); err != nil {
-					return err
-				}
-				n.Port = uint16(p.number)
-				next.nodes = append(next.nodes, portNode{port: portKey(p), node: n})
+			for i, p := range next.ports {
+				n.Port = uint16(nums[i])
+				pn.port, pn.node = p, n
+				next.nodes = append(next.nodes, pn)
 			}
 		}
 	}
 	prev, had := s.slices[id]
-	if had && prev.service == next.service && slices.Equal(prev.nodes, next.nodes) {
+	if had && prev.service == next.service && slices.Equal(prev.ports, next.ports) && slices.EqualFunc(prev.nodes, next.nodes, portNode.equal) {
 		return nil
 	}
 	if had && prev.service != next.service {
@@ -267,20 +438,71 @@ func (s *sliceServices) carry(from services, o *object) {
 	members[id] = struct{}{}
 }
 
-func (s *sliceServices) value(key string) []shm.Port {
-	ps := portSet{}
-	for id := range s.byService[key] {
-		for _, pn := range s.slices[id].nodes {
-			ps[pn.port] = append(ps[pn.port], pn.node)
-		}
-	}
-	return ps.ports()
+func (s *sliceServices) value(key string) ([]shm.Port, bool) {
+	ports, _, ok := s.build(key, false)
+	return ports, ok
 }
 
-func (s *sliceServices) each(fn func(string)) {
-	for k := range s.byService {
-		fn(k)
+func (s *sliceServices) detail(key string) []byte {
+	if !s.withDetail {
+		return nil
 	}
+	_, d, _ := s.build(key, true)
+	return d
+}
+
+// build merges the slices of service key: per port, the nodes to serve.
+func (s *sliceServices) build(key string, detail bool) ([]shm.Port, []byte, bool) {
+	members, ok := s.byService[key]
+	if !ok {
+		return nil, nil, false
+	}
+	ps := portSet{}
+	cands := map[string][]portNode{}
+	for id := range members {
+		sl := s.slices[id]
+		for _, p := range sl.ports {
+			ps.declare(p)
+		}
+		for _, pn := range sl.nodes {
+			cands[pn.port] = append(cands[pn.port], pn)
+		}
+	}
+	for port, list := range cands {
+		for _, pn := range s.serve(list) {
+			ps.add(port, pn.node, pn.info)
+		}
+	}
+	ports, d := ps.build(detail)
+	return ports, d, true
+}
+
+// serve picks, from the candidates of one port, those to serve: the ready
+// ones; with none, the serving and terminating ones (when the fallback is
+// on, set keeps only those besides the ready ones); then, with a zone,
+// only those hinted for it, if every one has hints and one is for it.
+func (s *sliceServices) serve(list []portNode) []portNode {
+	var sel []portNode
+	for _, pn := range list {
+		if pn.ready {
+			sel = append(sel, pn)
+		}
+	}
+	if len(sel) == 0 && s.fallback {
+		sel = list
+	}
+	if s.zone == "" || len(sel) == 0 {
+		return sel
+	}
+	all, mine := true, false
+	for _, pn := range sel {
+		all = all && pn.hinted
+		mine = mine || pn.forZone
+	}
+	if !all || !mine {
+		return sel
+	}
+	return slices.DeleteFunc(slices.Clone(sel), func(pn portNode) bool { return !pn.forZone })
 }
 
 // sliceNode reads one EndpointSlice address of the slice's addressType.
@@ -319,4 +541,10 @@ func validDNSName(s string) bool {
 		}
 	}
 	return true
+}
+
+func (s *sliceServices) each(fn func(string)) {
+	for k := range s.byService {
+		fn(k)
+	}
 }

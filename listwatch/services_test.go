@@ -31,15 +31,37 @@ func TestEndpointsServices(t *testing.T) {
 	assert.Equal(t, []shm.Port{
 		{Name: "9104", Nodes: []shm.Node{ipNode("10.0.0.10", 9104), ipNode("10.0.0.2", 9104)}},
 		{Name: "sql", Nodes: []shm.Node{ipNode("10.0.0.10", 3306), ipNode("10.0.0.2", 3306), ipNode("10.0.0.3", 3307)}},
-	}, s.value("default/db"), "unnamed port by number; one name with several numbers lists all; host text order")
+	}, value(s, "default/db"), "unnamed port by number; one name with several numbers lists all; host text order")
 
 	require.NoError(t, s.set(&o, changed))
 	assert.Len(t, *keys, 1, "an unchanged object changes nothing")
 
+	notReady := object{namespace: "default", name: "db", subsets: []subset{{ports: []port{{name: "sql", number: 3306}}}}}
+	require.NoError(t, s.set(&notReady, changed))
+	ports, ok := s.value("default/db")
+	assert.True(t, ok, "a port without a ready address: the service stays")
+	assert.Equal(t, []shm.Port{{Name: "sql"}}, ports, "the port is listed without nodes")
+	assert.Len(t, *keys, 2)
+
 	empty := object{namespace: "default", name: "db"}
 	require.NoError(t, s.set(&empty, changed))
-	assert.Nil(t, s.value("default/db"), "no ready address: no value")
-	assert.Len(t, *keys, 2)
+	ports, ok = s.value("default/db")
+	assert.True(t, ok, "scaled to zero: the service stays")
+	assert.Empty(t, ports, "no subsets: no port")
+	assert.Len(t, *keys, 3)
+	require.NoError(t, s.set(&empty, changed))
+	assert.Len(t, *keys, 3, "an unchanged empty object changes nothing")
+
+	s.remove(&empty, changed)
+	_, ok = s.value("default/db")
+	assert.False(t, ok, "deleted: gone")
+	assert.Len(t, *keys, 4)
+
+	fresh := newEndpointsServices(50)
+	require.NoError(t, fresh.set(&empty, changed))
+	_, ok = fresh.value("default/db")
+	assert.True(t, ok)
+	assert.Len(t, *keys, 5, "a new empty service is a change")
 
 	bad := object{namespace: "default", name: "db", subsets: []subset{{addresses: []string{"10.0.0.300"}, ports: []port{{number: 80}}}}}
 	assert.ErrorIs(t, s.set(&bad, changed), errMalformed)
@@ -62,12 +84,23 @@ func TestSliceServicesMerge(t *testing.T) {
 	assert.Equal(t, []shm.Port{
 		{Name: "8443", Nodes: []shm.Node{ipNode("10.1.0.1", 8443), ipNode("10.1.0.2", 8443)}},
 		{Name: "http", Nodes: []shm.Node{ipNode("10.1.0.1", 80), ipNode("10.1.0.2", 80)}},
-	}, s.value("shop/web"), "slices merged, address+port de-duplicated, not-ready and portless skipped")
+	}, value(s, "shop/web"), "slices merged, address+port de-duplicated, not-ready and portless skipped")
 
 	s.remove(&b, changed)
-	assert.Equal(t, []shm.Port{{Name: "http", Nodes: []shm.Node{ipNode("10.1.0.2", 80)}}}, s.value("shop/web"))
+	assert.Equal(t, []shm.Port{{Name: "http", Nodes: []shm.Node{ipNode("10.1.0.2", 80)}}}, value(s, "shop/web"))
+	a.endpoints[0].ready = false
+	require.NoError(t, s.set(&a, changed))
+	ports, ok := s.value("shop/web")
+	assert.True(t, ok, "no ready endpoint: the service stays")
+	assert.Equal(t, []shm.Port{{Name: "http"}}, ports, "its port is listed without nodes")
+	a.ports = nil
+	require.NoError(t, s.set(&a, changed))
+	ports, ok = s.value("shop/web")
+	assert.True(t, ok, "a slice without ports: the service stays")
+	assert.Empty(t, ports)
 	s.remove(&a, changed)
-	assert.Nil(t, s.value("shop/web"))
+	_, ok = s.value("shop/web")
+	assert.False(t, ok, "its last slice deleted: gone")
 	n := 0
 	s.each(func(string) { n++ })
 	assert.Zero(t, n)
@@ -82,11 +115,19 @@ func TestSliceServicesRelabel(t *testing.T) {
 	o.serviceName = "y"
 	require.NoError(t, s.set(&o, changed))
 	assert.Equal(t, []string{"ns/x", "ns/x", "ns/y"}, *keys)
-	assert.Nil(t, s.value("ns/x"))
-	assert.NotNil(t, s.value("ns/y"))
+	_, ok := s.value("ns/x")
+	assert.False(t, ok)
+	assert.NotNil(t, value(s, "ns/y"))
 	o.serviceName = ""
 	require.NoError(t, s.set(&o, changed))
-	assert.Nil(t, s.value("ns/y"), "a slice that loses its service label leaves the service")
+	_, ok = s.value("ns/y")
+	assert.False(t, ok, "a slice that loses its service label leaves the service")
+}
+
+// value is the ports of key, nil when the service is not known.
+func value(s services, key string) []shm.Port {
+	ports, _ := s.value(key)
+	return ports
 }
 
 func TestSliceNodeTypes(t *testing.T) {

@@ -24,6 +24,7 @@
 package listwatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,11 @@ import (
 type Store interface {
 	Put(key string, ports []shm.Port) error
 	Delete(key string) bool
+	// PutDetail stores opaque bytes beside key's value, DeleteDetail
+	// removes them: the node detail (Options.NodeDetail), used only when
+	// it is on.
+	PutDetail(key string, detail []byte) error
+	DeleteDetail(key string) bool
 	Keys(fn func(key string) bool)
 	SetReady(ready bool)
 	// SetSynced records when the table last agreed with the apiserver.
@@ -67,6 +73,17 @@ type Options struct {
 	LabelSelector  string              // canonical label selector, sent to the server
 	Weight         uint32              // weight of every node
 	Logger         *slog.Logger
+
+	// EndpointSlices only. NoTerminatingFallback turns off serving, for a
+	// port with no ready endpoint, the endpoints that are serving and
+	// terminating (terminating_fallback: false). Zone, when set, serves
+	// only the endpoints hinted for it when every endpoint served for a
+	// port has zone hints and one is for Zone.
+	NoTerminatingFallback bool
+	Zone                  string
+	// NodeDetail stores, beside each service, its nodes' nodeName, zone
+	// and targetRef (Store.PutDetail).
+	NodeDetail bool
 
 	PageSize        int           // LIST limit, default 500
 	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 30s
@@ -164,9 +181,13 @@ func (w *Watcher) url() string {
 
 func (w *Watcher) newServices() services {
 	if w.o.EndpointSlices {
-		return newSliceServices(w.o.Weight)
+		s := newSliceServices(w.o.Weight)
+		s.fallback, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Zone, w.o.NodeDetail
+		return s
 	}
-	return newEndpointsServices(w.o.Weight)
+	s := newEndpointsServices(w.o.Weight)
+	s.withDetail = w.o.NodeDetail
+	return s
 }
 
 // Stats returns the watcher's counters.
@@ -370,14 +391,14 @@ func (w *Watcher) replace(next services, keep map[string]struct{}) {
 		}
 		// A relist mostly finds what the watch already wrote: rewrite
 		// only what changed, or what a full table refused before.
-		if _, retry := refused[key]; !retry && portsEqual(prev.value(key), next.value(key)) {
+		if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!w.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
 			return
 		}
 		w.write(key)
 	})
 	var stale []string
 	w.o.Store.Keys(func(key string) bool {
-		if _, skip := keep[key]; !skip && next.value(key) == nil {
+		if _, skip := keep[key]; !skip && !exists(next, key) {
 			stale = append(stale, key)
 		}
 		return true
@@ -387,14 +408,29 @@ func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	}
 }
 
-// write stores the current value of key, or deletes it when it has none.
+// sameValue reports whether key has the same value in a and b (both
+// without it counts as the same).
+func sameValue(a, b services, key string) bool {
+	pa, oka := a.value(key)
+	pb, okb := b.value(key)
+	return oka == okb && portsEqual(pa, pb)
+}
+
+func exists(s services, key string) bool {
+	_, ok := s.value(key)
+	return ok
+}
+
+// write stores the current value of key, or deletes it when the service
+// no longer exists. A service without an address to serve is stored (it
+// answers "empty", not "unknown").
 func (w *Watcher) write(key string) {
-	ports := w.services.value(key)
-	if ports == nil {
+	ports, ok := w.services.value(key)
+	if !ok {
 		w.delete(key)
 		return
 	}
-	err := w.o.Store.Put(key, ports)
+	err := w.put(key, ports)
 	if err == nil {
 		delete(w.unstored, key)
 		return
@@ -415,18 +451,30 @@ func (w *Watcher) write(key string) {
 // table refused before.
 func (w *Watcher) delete(key string) {
 	delete(w.unstored, key)
+	if w.o.NodeDetail {
+		w.o.Store.DeleteDetail(key)
+	}
 	if !w.o.Store.Delete(key) {
 		return
 	}
 	for k := range w.unstored {
-		ports := w.services.value(k)
-		if ports == nil {
+		ports, ok := w.services.value(k)
+		if !ok {
 			delete(w.unstored, k)
-		} else if w.o.Store.Put(k, ports) == nil {
+		} else if w.put(k, ports) == nil {
 			delete(w.unstored, k)
 			w.log.Info("stored a service the full table had refused", "service", k)
 		}
 	}
+}
+
+// put stores key's ports and, with node detail, its detail.
+func (w *Watcher) put(key string, ports []shm.Port) error {
+	err := w.o.Store.Put(key, ports)
+	if err == nil && w.o.NodeDetail {
+		err = w.o.Store.PutDetail(key, w.services.detail(key))
+	}
+	return err
 }
 
 // equalNamespace is the namespace of namespace_selector.equal, "" when
@@ -474,7 +522,7 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv stri
 // decode reads one raw object into the watcher's scratch object.
 func (w *Watcher) decode(raw []byte) (*object, error) {
 	return readRaw(raw, func(it *jsoniter.Iterator) (*object, error) {
-		return &w.obj, decodeObject(it, &w.obj)
+		return &w.obj, decodeObjectDetail(it, &w.obj, w.o.NodeDetail)
 	})
 }
 

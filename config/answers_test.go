@@ -1,0 +1,86 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// The keys of the semantics issue: terminating_fallback, zone, node_detail.
+
+func TestAnswerKeysDefaults(t *testing.T) {
+	setEnv(t)
+	cfg, err := Parse([]byte("discovery:\n  kubernetes: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Clusters[0]
+	if !c.TerminatingFallback || c.Zone != "" || c.ZoneName != "" || c.NodeDetail {
+		t.Errorf("defaults: terminating_fallback true, no zone, node_detail false; got %v %q %q %v", c.TerminatingFallback, c.Zone, c.ZoneName, c.NodeDetail)
+	}
+	if got := c.IgnoredForEndpoints(); got != nil {
+		t.Errorf("nothing set, nothing ignored: %v", got)
+	}
+	if s := effectiveJSON(t, cfg); strings.Contains(s, "terminating_fallback") || strings.Contains(s, "zone") || strings.Contains(s, "node_detail") {
+		t.Errorf("keys not written are not shown: %s", s)
+	}
+}
+
+func TestAnswerKeys(t *testing.T) {
+	setEnv(t)
+	t.Setenv("NODE_ZONE", "eu-1a")
+	cfg, err := Parse([]byte(`discovery:
+  kubernetes:
+    - id: one
+      service: {host: 10.0.0.1, port: 6443}
+      client: {token: x}
+      watch_endpoint_slices: true
+      terminating_fallback: false
+      zone: ${NODE_ZONE}
+      node_detail: true
+    - id: two
+      service: {host: 10.0.0.2, port: 6443}
+      client: {token: x}
+      terminating_fallback: true
+      zone: b
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, two := cfg.Clusters[0], cfg.Clusters[1]
+	if one.TerminatingFallback || one.Zone != "${NODE_ZONE}" || one.ZoneName != "eu-1a" || !one.NodeDetail {
+		t.Errorf("one: %v %q %q %v", one.TerminatingFallback, one.Zone, one.ZoneName, one.NodeDetail)
+	}
+	if got := one.IgnoredForEndpoints(); got != nil {
+		t.Errorf("watching EndpointSlices: nothing ignored, got %v", got)
+	}
+	if got := strings.Join(two.IgnoredForEndpoints(), ","); got != "terminating_fallback,zone" {
+		t.Errorf("watching Endpoints: terminating_fallback and zone ignored, got %q", got)
+	}
+	s := effectiveJSON(t, cfg)
+	for _, want := range []string{
+		`"watch_endpoint_slices":true,"terminating_fallback":false,"zone":"${NODE_ZONE}","node_detail":true}`,
+		`"watch_endpoint_slices":false,"terminating_fallback":true,"zone":"b"}`,
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("effective %s\nwants %s", s, want)
+		}
+	}
+}
+
+func TestAnswerKeysInvalid(t *testing.T) {
+	setEnv(t, "NODE_ZONE")
+	const k = "discovery:\n  kubernetes:\n"
+	for _, c := range []struct{ name, yaml, want string }{
+		{"fallback string", k + "    terminating_fallback: 'no'\n", "discovery.kubernetes.terminating_fallback: must be true or false"},
+		{"zone number", k + "    zone: 1\n", "discovery.kubernetes.zone: must be a string (a zone name or ${ENV})"},
+		{"zone unset env", k + "    zone: ${NODE_ZONE}\n", "discovery.kubernetes.zone: environment variable NODE_ZONE is not set"},
+		{"detail string", k + "    node_detail: yes\n", "discovery.kubernetes.node_detail: must be true or false"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml))
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}

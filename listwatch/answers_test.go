@@ -1,0 +1,311 @@
+package listwatch
+
+import (
+	"testing"
+
+	jsoniter "github.com/json-iterator/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/shm"
+)
+
+// answer is what the table answers for service now.
+func (h *harness) answer(service string) shm.Answer {
+	_, a := h.table.Find(nil, service)
+	return a
+}
+
+func (h *harness) waitAnswer(service string, want shm.Answer) {
+	h.t.Helper()
+	eventually(h.t, service+" answers "+want.String(), func() bool { return h.answer(service) == want })
+}
+
+// notReadyEndpoints is an Endpoints whose only address is not ready.
+func notReadyEndpoints(ns, name string, port int32, ip string) *fakeapi.Endpoints {
+	return &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{Namespace: ns, Name: name}, Subsets: []fakeapi.EndpointSubset{{
+		NotReadyAddresses: []fakeapi.EndpointAddress{{IP: ip}},
+		Ports:             []fakeapi.EndpointPort{{Name: "http", Port: port, Protocol: "TCP"}},
+	}}}
+}
+
+// TestEmptyServicesStay: a service that exists without an address to serve
+// stays in the table (empty), through list, watch and relist; only its
+// deletion removes it (unknown).
+func TestEmptyServicesStay(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(endpoints("default", "zero", 80))                         // no subsets
+	api.PutEndpoints(notReadyEndpoints("default", "starting", 80, "10.0.0.9")) // only notReadyAddresses
+	api.PutEndpoints(endpoints("default", "gone", 80))
+	h := start(t, api, fastOptions())
+	h.waitAnswer("default/zero:http", shm.Empty)
+	assert.Equal(t, shm.Empty, h.answer("default/zero:other"), "no port at all: empty for every port")
+	assert.Equal(t, shm.Empty, h.answer("default/starting:http"), "a port without a ready address: empty")
+	assert.Equal(t, shm.Unknown, h.answer("default/starting:other"), "a port the service does not have: unknown")
+	assert.Equal(t, shm.Unknown, h.answer("default/nope:http"))
+	api.WaitWatchers(1)
+
+	api.PutEndpoints(endpoints("default", "zero", 80, "10.0.0.1"))
+	h.waitHosts("default/zero:http", "10.0.0.1:80")
+	api.PutEndpoints(endpoints("default", "zero", 80)) // scaled to zero again
+	h.waitAnswer("default/zero:http", shm.Empty)
+	api.PutEndpoints(notReadyEndpoints("default", "new", 80, "10.0.0.8")) // a new service, not ready yet
+	h.waitAnswer("default/new:http", shm.Empty)
+	api.DeleteEndpoints("default", "zero")
+	h.waitAnswer("default/zero:http", shm.Unknown)
+
+	// A relist keeps the empty services it returns and removes the others.
+	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+	api.CloseWatches()
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Fault != "" }, 1)
+	api.DeleteEndpoints("default", "gone")
+	api.Compact()
+	api.ClearFaults()
+	h.waitAnswer("default/gone:http", shm.Unknown)
+	assert.Equal(t, shm.Empty, h.answer("default/starting:http"))
+	assert.Equal(t, shm.Empty, h.answer("default/new:http"))
+	assert.Equal(t, uint64(1), h.w.Stats().Relists.Load())
+}
+
+// TestEmptySliceServices: slices whose endpoints are all not ready, or that
+// list no port, keep their service (empty); deleting the last slice
+// removes it.
+func TestEmptySliceServices(t *testing.T) {
+	api := fakeapi.New(t)
+	no := false
+	http := fakeapi.EndpointSlicePort{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}
+	api.PutEndpointSlice(testSlice("web-1", "web", []fakeapi.Endpoint{
+		{Addresses: []string{"10.0.0.1"}, Conditions: fakeapi.EndpointConditions{Ready: &no}},
+	}, http))
+	api.PutEndpointSlice(testSlice("idle-1", "idle", nil))
+	o := fastOptions()
+	o.EndpointSlices = true
+	h := start(t, api, o)
+	h.waitAnswer("shop/web:http", shm.Empty)
+	assert.Equal(t, shm.Empty, h.answer("shop/idle:http"), "a slice without ports: empty for every port")
+	api.WaitWatchers(1)
+
+	api.PutEndpointSlice(testSlice("web-2", "web", []fakeapi.Endpoint{{Addresses: []string{"10.0.0.2"}}}, http))
+	h.waitHosts("shop/web:http", "10.0.0.2:80")
+	api.DeleteEndpointSlice("shop", "web-2")
+	h.waitAnswer("shop/web:http", shm.Empty)
+	api.DeleteEndpointSlice("shop", "web-1")
+	h.waitAnswer("shop/web:http", shm.Unknown)
+	api.DeleteEndpointSlice("shop", "idle-1")
+	h.waitAnswer("shop/idle:http", shm.Unknown)
+}
+
+// testSlice is an IPv4 EndpointSlice of service svc in namespace shop.
+func testSlice(name, svc string, eps []fakeapi.Endpoint, ports ...fakeapi.EndpointSlicePort) *fakeapi.EndpointSlice {
+	if eps == nil {
+		eps = []fakeapi.Endpoint{}
+	}
+	if ports == nil {
+		ports = []fakeapi.EndpointSlicePort{}
+	}
+	return &fakeapi.EndpointSlice{
+		Metadata:    fakeapi.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"kubernetes.io/service-name": svc}},
+		AddressType: "IPv4", Endpoints: eps, Ports: ports,
+	}
+}
+
+const conditionsSliceJSON = `{"metadata":{"name":"web-abc","namespace":"shop","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[` +
+	`{"addresses":["10.0.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true},"nodeName":"n1","zone":"a","targetRef":{"kind":"Pod","namespace":"shop","name":"p1","uid":"u1"},"hints":{"forZones":[{"name":"a"},{"name":"b"}],"forNodes":[{"name":"n1"}]}},` +
+	`{"addresses":["10.0.0.2"],"conditions":{"ready":false,"serving":false,"terminating":true}},` +
+	`{"addresses":["10.0.0.3"],"conditions":{"ready":false,"serving":null,"terminating":null},"hints":{}},` +
+	`{"addresses":["10.0.0.4"]}` +
+	`],"ports":[{"name":"http","port":80}]}`
+
+func TestDecodeConditionsAndHints(t *testing.T) {
+	o := decode(t, conditionsSliceJSON)
+	require.Len(t, o.endpoints, 4)
+	e := o.endpoints
+	assert.Equal(t, []bool{false, false, false, true}, []bool{e[0].ready, e[1].ready, e[2].ready, e[3].ready})
+	assert.Equal(t, []bool{true, false, true, true}, []bool{e[0].serving, e[1].serving, e[2].serving, e[3].serving}, "absent or null serving means serving")
+	assert.Equal(t, []bool{true, true, false, false}, []bool{e[0].terminating, e[1].terminating, e[2].terminating, e[3].terminating}, "absent or null terminating means not terminating")
+	assert.Equal(t, []string{"a", "b"}, e[0].zones)
+	assert.Nil(t, e[2].zones, "empty hints: no zone")
+	assert.Nil(t, e[0].info, "no detail unless asked")
+
+	var d object
+	require.NoError(t, decodeObjectDetail(jsoniter.ParseString(jsoniter.ConfigDefault, conditionsSliceJSON), &d, true))
+	assert.Equal(t, &nodeInfo{nodeName: "n1", zone: "a", kind: "Pod", name: "p1", uid: "u1"}, d.endpoints[0].info)
+	assert.Nil(t, d.endpoints[1].info, "nothing known: no detail")
+
+	require.NoError(t, decodeObjectDetail(jsoniter.ParseString(jsoniter.ConfigDefault, endpointsJSON), &d, true))
+	assert.Equal(t, []*nodeInfo{{nodeName: "n1", kind: "Pod", name: "p1", uid: "u1"}, nil}, d.subsets[0].infos)
+}
+
+// webSlice is an IPv4 EndpointSlice object of shop/web with port http:80.
+func webSlice(name string, eps ...endpoint) *object {
+	return &object{namespace: "shop", name: name, serviceName: "web", addressType: "IPv4", endpoints: eps, ports: []port{{name: "http", number: 80}}}
+}
+
+func ep(ip string, ready, serving, terminating bool, zones ...string) endpoint {
+	return endpoint{addresses: []string{ip}, ready: ready, serving: serving, terminating: terminating, zones: zones}
+}
+
+func hostsOf(ports []shm.Port, name string) []string {
+	for _, p := range ports {
+		if p.Name == name {
+			out := []string{}
+			for _, n := range p.Nodes {
+				out = append(out, n.Host())
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func TestTerminatingFallback(t *testing.T) {
+	const (
+		ready   = true
+		serving = true
+		term    = true
+	)
+	for _, c := range []struct {
+		name     string
+		eps      []endpoint
+		want     []string // with the fallback (default)
+		wantNoFB []string // terminating_fallback: false
+	}{
+		{"all terminating", []endpoint{ep("10.0.0.1", !ready, serving, term), ep("10.0.0.2", !ready, serving, term)},
+			[]string{"10.0.0.1", "10.0.0.2"}, []string{}},
+		{"mixed: ready ones win", []endpoint{ep("10.0.0.1", ready, serving, !term), ep("10.0.0.2", !ready, serving, term)},
+			[]string{"10.0.0.1"}, []string{"10.0.0.1"}},
+		{"terminating and not serving", []endpoint{ep("10.0.0.1", !ready, !serving, term), ep("10.0.0.2", !ready, serving, term)},
+			[]string{"10.0.0.2"}, []string{}},
+		{"not ready, not terminating (starting)", []endpoint{ep("10.0.0.1", !ready, serving, !term)},
+			[]string{}, []string{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, fallback := range []bool{true, false} {
+				s := newSliceServices(50)
+				s.fallback = fallback
+				require.NoError(t, s.set(webSlice("web-1", c.eps...), func(string) {}))
+				ports, ok := s.value("shop/web")
+				require.True(t, ok)
+				want := c.want
+				if !fallback {
+					want = c.wantNoFB
+				}
+				assert.Equal(t, want, hostsOf(ports, "http"), "fallback=%v", fallback)
+			}
+		})
+	}
+
+	// Across slices: one slice's ready endpoint stops the fallback.
+	s := newSliceServices(50)
+	require.NoError(t, s.set(webSlice("web-1", ep("10.0.0.1", !ready, serving, term)), func(string) {}))
+	require.NoError(t, s.set(webSlice("web-2", ep("10.0.0.2", ready, serving, !term)), func(string) {}))
+	assert.Equal(t, []string{"10.0.0.2"}, hostsOf(value(s, "shop/web"), "http"))
+}
+
+func TestZoneHints(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		eps  []endpoint
+		want []string
+	}{
+		{"all hinted, some for my zone", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false, "b"), ep("10.0.0.3", true, true, false, "b", "a")},
+			[]string{"10.0.0.1", "10.0.0.3"}},
+		{"not all hinted", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false)},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"none for my zone", []endpoint{ep("10.0.0.1", true, true, false, "b"), ep("10.0.0.2", true, true, false, "c")},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"hints of endpoints not served do not count", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false, "b"), ep("10.0.0.9", false, true, true)},
+			[]string{"10.0.0.1"}},
+		{"fallback endpoints are filtered too", []endpoint{ep("10.0.0.1", false, true, true, "a"), ep("10.0.0.2", false, true, true, "b")},
+			[]string{"10.0.0.1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSliceServices(50)
+			s.zone = "a"
+			require.NoError(t, s.set(webSlice("web-1", c.eps...), func(string) {}))
+			assert.Equal(t, c.want, hostsOf(value(s, "shop/web"), "http"))
+			s = newSliceServices(50)
+			require.NoError(t, s.set(webSlice("web-1", c.eps...), func(string) {}))
+			assert.Len(t, hostsOf(value(s, "shop/web"), "http"), len(servedAll(c.eps)), "no zone set: all")
+		})
+	}
+}
+
+func servedAll(eps []endpoint) []endpoint {
+	var ready, term []endpoint
+	for _, e := range eps {
+		if e.ready {
+			ready = append(ready, e)
+		} else if e.serving && e.terminating {
+			term = append(term, e)
+		}
+	}
+	if len(ready) > 0 {
+		return ready
+	}
+	return term
+}
+
+// detail is the node detail the table holds for key, "" when none.
+func (h *harness) detail(key string) string {
+	b, ok := h.table.Detail(nil, key)
+	if !ok {
+		return ""
+	}
+	return string(b)
+}
+
+func (h *harness) waitDetail(key, want string) {
+	h.t.Helper()
+	var got string
+	eventually(h.t, key+" detail = "+want, func() bool { got = h.detail(key); return got == want })
+}
+
+func TestNodeDetailEndpoints(t *testing.T) {
+	api := fakeapi.New(t)
+	web := fakeapi.NewEndpoints("default", "web", "http", 80, "10.0.0.2", "10.0.0.1")
+	web.Subsets[0].Addresses[0].NodeName = fakeapi.Ptr("n2")
+	web.Subsets[0].Addresses[0].TargetRef = &fakeapi.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-2", UID: "u2"}
+	web.Subsets[0].Ports = append(web.Subsets[0].Ports, fakeapi.EndpointPort{Name: "admin", Port: 9000})
+	api.PutEndpoints(web)
+	api.PutEndpoints(endpoints("default", "zero", 80))
+	o := fastOptions()
+	o.NodeDetail = true
+	h := start(t, api, o)
+	h.waitDetail("default/web", `[{"host":"10.0.0.1","port":9000},{"host":"10.0.0.2","port":9000,"node_name":"n2","target_ref":{"kind":"Pod","name":"web-2","uid":"u2"}},`+
+		`{"host":"10.0.0.1","port":80},{"host":"10.0.0.2","port":80,"node_name":"n2","target_ref":{"kind":"Pod","name":"web-2","uid":"u2"}}]`)
+	assert.Equal(t, "[]", h.detail("default/zero"), "an empty service has an empty detail")
+	api.WaitWatchers(1)
+
+	// The same addresses on another pod: only the detail changes.
+	web.Subsets[0].Addresses[0].TargetRef.UID = "u3"
+	web.Subsets[0].Ports = web.Subsets[0].Ports[:1]
+	api.PutEndpoints(web)
+	h.waitDetail("default/web", `[{"host":"10.0.0.1","port":80},{"host":"10.0.0.2","port":80,"node_name":"n2","target_ref":{"kind":"Pod","name":"web-2","uid":"u3"}}]`)
+	api.DeleteEndpoints("default", "web")
+	h.waitAnswer("default/web:http", shm.Unknown)
+	assert.Equal(t, "", h.detail("default/web"), "deleted with its service")
+}
+
+func TestNodeDetailSlices(t *testing.T) {
+	api := fakeapi.New(t)
+	http := fakeapi.EndpointSlicePort{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}
+	api.PutEndpointSlice(testSlice("web-1", "web", []fakeapi.Endpoint{
+		{Addresses: []string{"10.0.0.1"}, NodeName: fakeapi.Ptr("n1"), Zone: fakeapi.Ptr("a"),
+			TargetRef: &fakeapi.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web-1", UID: "u1"}},
+		{Addresses: []string{"10.0.0.2"}, Conditions: fakeapi.EndpointConditions{Ready: fakeapi.Ptr(false)}, NodeName: fakeapi.Ptr("n2")},
+	}, http))
+	o := fastOptions()
+	o.EndpointSlices, o.NodeDetail = true, true
+	h := start(t, api, o)
+	h.waitDetail("shop/web", `[{"host":"10.0.0.1","port":80,"node_name":"n1","zone":"a","target_ref":{"kind":"Pod","name":"web-1","uid":"u1"}}]`)
+
+	// Without node_detail nothing is stored beside the service.
+	api2 := fakeapi.New(t)
+	api2.PutEndpointSlice(testSlice("web-1", "web", []fakeapi.Endpoint{{Addresses: []string{"10.0.0.1"}, NodeName: fakeapi.Ptr("n1")}}, http))
+	o.NodeDetail = false
+	h2 := start(t, api2, o)
+	h2.waitHosts("shop/web:http", "10.0.0.1:80")
+	assert.Equal(t, "", h2.detail("shop/web"))
+}
