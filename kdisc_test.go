@@ -405,21 +405,24 @@ func TestDumpMulti(t *testing.T) {
 	assert.Equal(t, "second", shape.Config[1]["id"])
 }
 
-// readmeMetrics returns the metric names README.md lists for /metrics.
+// readmeMetrics returns the metric names README.md's Metrics table lists
+// (its first column; a row may name several).
 func readmeMetrics(t *testing.T) []string {
 	t.Helper()
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
-	var line string
-	for l := range strings.SplitSeq(string(readme), "\n") {
-		if strings.HasPrefix(l, "| `GET /metrics`") {
-			line = l
-		}
-	}
-	require.NotEmpty(t, line, "README.md's control API table has a /metrics row")
+	_, section, ok := strings.Cut(string(readme), "\n## Metrics\n")
+	require.True(t, ok, "README.md has a Metrics section")
+	section, _, _ = strings.Cut(section, "\n## ")
 	var names []string
-	for _, m := range regexp.MustCompile("`(kdisc_[a-z_]+)").FindAllStringSubmatch(line, -1) {
-		names = append(names, m[1])
+	for l := range strings.SplitSeq(section, "\n") {
+		if !strings.HasPrefix(l, "| `kdisc_") {
+			continue
+		}
+		first, _, _ := strings.Cut(l[1:], "|")
+		for _, m := range regexp.MustCompile("`(kdisc_[a-z_]+)").FindAllStringSubmatch(first, -1) {
+			names = append(names, m[1])
+		}
 	}
 	return names
 }
@@ -430,9 +433,9 @@ func TestWriteMetrics(t *testing.T) {
 		"kdisc_ready", "kdisc_lists_total", "kdisc_list_errors_total", "kdisc_watches_total",
 		"kdisc_watch_errors_total", "kdisc_relists_total", "kdisc_events_total", "kdisc_objects_skipped_total",
 		"kdisc_table_bytes_used", "kdisc_table_bytes_total", "kdisc_table_entries", "kdisc_table_full_total",
-		"kdisc_last_event_age_seconds",
+		"kdisc_last_event_age_seconds", "kdisc_watch_healthy", "kdisc_last_sync_age_seconds",
+		"kdisc_apiserver_requests_total", "kdisc_table_bytes_capacity",
 	})
-	names = append(names, "kdisc_watch_healthy", "kdisc_last_sync_age_seconds", "kdisc_apiserver_requests_total", "kdisc_table_bytes_capacity")
 
 	a, b := newAPI(t), newAPI(t)
 	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.1"))
@@ -448,7 +451,7 @@ func TestWriteMetrics(t *testing.T) {
 	for _, name := range names {
 		assert.Contains(t, out, "# TYPE "+name+" ", name)
 		for _, id := range []string{"first", "second"} {
-			assert.Regexp(t, `(?m)^`+name+`\{cluster="`+id+`"[,}]`, out, "%s for %s", name, id)
+			assert.Regexp(t, `(?m)^`+name+`(_bucket|_sum|_count)?\{cluster="`+id+`"[,}]`, out, "%s for %s", name, id)
 		}
 	}
 	assert.Contains(t, out, `kdisc_ready{cluster="first"} 1`+"\n")
