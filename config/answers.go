@@ -67,11 +67,11 @@ func (c *Cluster) IgnoredForEndpoints() []string {
 // written (node_detail when true), so that configurations without them
 // print as before.
 type effAnswers struct {
-	TerminatingFallback *bool  `json:"terminating_fallback,omitempty"`
+	TerminatingFallback bool   `json:"terminating_fallback"` // defaults filled, as every key with a default
 	Zone                string `json:"zone,omitempty"`
-	NodeDetail          bool   `json:"node_detail,omitempty"`
+	NodeDetail          bool   `json:"node_detail"`
 }
 
 func (c *Cluster) effectiveAnswers() effAnswers {
-	return effAnswers{TerminatingFallback: c.answers.fallbackSet, Zone: c.Zone, NodeDetail: c.NodeDetail}
+	return effAnswers{TerminatingFallback: c.TerminatingFallback, Zone: c.Zone, NodeDetail: c.NodeDetail}
 }

@@ -156,7 +156,9 @@ func TestCheckRedactsToken(t *testing.T) {
   },
   "default_weight": 50,
   "shared_size": "1m",
-  "watch_endpoint_slices": false
+  "watch_endpoint_slices": false,
+  "terminating_fallback": true,
+  "node_detail": false
 }
 `, r.Stdout)
 
