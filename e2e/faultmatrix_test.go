@@ -347,7 +347,13 @@ func runFaultCase(t *testing.T, c *kubetest.Cluster, fc faultCase) {
 		row.converged = fmt.Sprintf("%.1f s (bound %.1f s)", took.Seconds(), bound.Seconds())
 	}
 
-	// Healthy again, and saying so.
+	// Healthy again, and saying so. A quiet healthy watch's sync age grows
+	// until the next event or bookmark (about a minute), so one more change
+	// gives the watch something to deliver.
+	mustWrite(t, "change after convergence", func(ctx context.Context) error {
+		_, err := c.ApplyEndpoints(ctx, ns, "after", kubetest.Subset([]string{"10.79.0.3"}, httpPort))
+		return err
+	})
 	var after []sample
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		after = mustScrape(t, d)
