@@ -34,7 +34,7 @@ func TestReport(t *testing.T) {
 
 func TestMeasureLines(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, measure([]string{"--", "sh", "-c", "sleep 0.05; echo ready; sleep 0.05; echo sentinel; exec sleep 30"}, &out))
+	require.NoError(t, measure([]string{"--", "sh", "-c", "sleep 0.05; echo ready; sleep 0.05; echo sentinel; while :; do sleep 0.2; done"}, &out))
 	var r Result
 	require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
 	assert.GreaterOrEqual(t, r.ReadyMs, 40.0)
