@@ -30,6 +30,8 @@ const usage = `usage:
   kdisc nodes -config FILE [-shm-dir DIR] SERVICE
   kdisc dump  -config FILE [-shm-dir DIR]
   kdisc check -config FILE
+  kdisc bench [-config FILE [-shm-dir DIR] | -kubeconfig FILE] [-services N] [-addrs N] [-ports N]
+              [-duration D] [-parallel P] [-keys uniform|zipf] [-baseline] [-o text|json]
   (run, nodes, dump, check: -kubeconfig FILE [-context NAME] instead of -config)
   kdisc version
 
@@ -37,6 +39,7 @@ options:
   run   -health ADDR   also serve /healthz and /readyz (and nothing else) on ADDR, for kubelet probes
   nodes -w             print the answer again on every change ([] while not found), until SIGINT/SIGTERM
   dump  -o json|table  output format (default json)
+  bench                without -config or -kubeconfig: a private table of synthetic services
 `
 
 // Exit codes of `kdisc nodes`: found, not found, error. Other commands
@@ -69,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(control, "control", "127.0.0.1:9090", "address of the control API")
 	}
 	watch, output, health := new(bool), new(string), new(string)
+	var benchOpts *benchOptions
 	switch cmd {
 	case "nodes":
 		fs.BoolVar(watch, "w", false, "print the answer again on every change, until SIGINT/SIGTERM")
@@ -76,11 +80,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(output, "o", "json", "output format: json or table")
 	case "run":
 		fs.StringVar(health, "health", "", "also serve /healthz and /readyz, only those, on this address (default off)")
+	case "bench":
+		benchOpts = benchFlags(fs)
 	}
 	switch cmd {
 	case "version":
 		return printVersion(args, stdout, stderr)
-	case "run", "nodes", "dump", "check":
+	case "run", "nodes", "dump", "check", "bench":
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -95,6 +101,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := checkOutput(*output); err != nil {
 			fmt.Fprintf(stderr, "kdisc dump: %v\n", err)
 			return exitError
+		}
+	}
+	if cmd == "bench" {
+		if err := benchOpts.check(); err != nil {
+			fmt.Fprintf(stderr, "kdisc bench: %v\n", err)
+			return exitError
+		}
+		if *src.config == "" && *src.kubeconfig == "" && *src.context == "" {
+			return bench(benchOpts, nil, "", stdout, stderr)
 		}
 	}
 	cfg := src.load(cmd, stderr)
@@ -115,6 +130,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return nodes(cfg, *shmDir, fs.Arg(0), stdout, stderr)
 	case "dump":
 		return dumpTables(cfg, *shmDir, *output, stdout, stderr)
+	case "bench":
+		return bench(benchOpts, cfg, *shmDir, stdout, stderr)
 	default:
 		return serve(cfg, *shmDir, *control, *health, stderr)
 	}
