@@ -61,9 +61,10 @@ import (
 // on that shard waited until the next writer repaired it or a second had
 // passed (measured: 1.0 s, every run). Layout v4 answers such a lookup at
 // once (no writer holds the table's lock), and bounds every lookup's
-// retries to stuckAfter (20 ms) even while a live writer keeps the shard
-// busy; the bound here is that plus the scheduling noise of a loaded
-// 2-core machine (yields are not free when other processes run). Each
+// retries: stuckAfter (20 ms) while a live writer does not move, busyAfter
+// (200 ms) in all while it keeps rewriting the shard, as the writer here
+// does flat out; the bound here is that plus the scheduling noise of a
+// loaded 2-core machine (yields are not free when other processes run). Each
 // kill is logged with what the writer was doing (inside a Put or Delete,
 // or between operations); the seed is logged too, and
 // KDISC_SHM_CRASH_SEED=<seed> replays the same kill and restart delays
@@ -76,7 +77,7 @@ import (
 const (
 	crashKills     = 9                      // writers SIGKILLed; a 10th writer finishes the test
 	crashLookups   = 1_000_000              // at least, over both readers and all kills
-	crashMaxLookup = 150 * time.Millisecond // slowest single lookup allowed (1 s on v3, see above)
+	crashMaxLookup = 300 * time.Millisecond // slowest single lookup allowed (1 s on v3, see above)
 	crashAbsent    = 8                      // keys never written: always "not found"
 	crashBatch     = 64                     // lookups between two readings of the run-queue delay
 )

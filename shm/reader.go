@@ -836,23 +836,27 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 }
 
 // backoff paces a reader that met a shard being written: spin briefly
-// (a Put holds a shard for well under a microsecond), then yield, then
-// sleep. A writer that died in the middle of a change leaves the shard's
-// sequence odd for good; the reader asks (once per writer run) whether a
-// writer still holds the table's lock, and gives up at once when none
-// does. Otherwise it gives up after stuckAfter in all, even while the
-// writer makes progress (a shard rewritten without pause, or a writer
-// descheduled in the middle of a change): a lookup never blocks for
-// longer. Giving up answers NotReady: stale but never torn. The next writer
-// repairs a shard its predecessor left odd.
+// (a Put holds a shard for well under a microsecond), then yield. A writer
+// that died in the middle of a change leaves the shard's sequence odd for
+// good; the reader asks (once per writer run) whether a writer still holds
+// the table's lock, and gives up at once when none does. A live writer
+// that does not move (descheduled in the middle of a change) is waited for
+// stuckAfter; one that keeps rewriting the shard, at most busyAfter in
+// all: a lookup never blocks for longer. Giving up answers NotReady: stale
+// but never torn. The next writer repairs a shard its predecessor left odd.
 type backoff struct {
 	r     *Reader
 	t     *table
 	n     int
+	seq   uint64 // the sequence last seen, and since when
 	since int64
+	start int64
 }
 
-const stuckAfter = 20 * time.Millisecond
+const (
+	stuckAfter = 20 * time.Millisecond
+	busyAfter  = 200 * time.Millisecond
+)
 
 func (b *backoff) wait(seq uint64) bool {
 	b.n++
@@ -870,10 +874,13 @@ func (b *backoff) wait(seq uint64) bool {
 		return false
 	}
 	now := time.Now().UnixNano()
-	if b.since == 0 {
-		b.since = now
+	if b.start == 0 {
+		b.start = now
 	}
-	return now-b.since <= int64(stuckAfter)
+	if seq != b.seq {
+		b.seq, b.since = seq, now
+	}
+	return now-b.since <= int64(stuckAfter) && now-b.start <= int64(busyAfter)
 }
 
 // writerDead reports whether no writer runs on t: its heartbeat was
