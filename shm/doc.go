@@ -79,9 +79,10 @@
 // that finds a shard odd for more than a few spins asks whether any
 // writer holds the table's lock (F_OFD_GETLK, which takes nothing, once per
 // writer run): with none, it answers NotReady at once; a live writer is
-// waited for at most 20 ms while it does not move, 200 ms in all. Readiness comes from the header alone: the
-// ready flag and the writer's heartbeat (renewed every 250 ms, cleared by
-// Close, silent 2 s after a crash), so a probe never locks anything.
+// waited for at most 20 ms while it does not move, 200 ms in all.
+// Readiness comes from the header alone: the ready flag and the writer's
+// heartbeat (renewed every 250 ms, cleared by Close, silent 2 s after a
+// crash), so a probe never locks anything.
 //
 // Every change (Put, Delete) also appends the key's hash to the change
 // ring and then bumps the change count: Changes lets a reader in any
