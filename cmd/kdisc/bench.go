@@ -548,7 +548,7 @@ func (p *progress) show(elapsed time.Duration, ops uint64) {
 	b = append(b, "kdisc bench: "...)
 	b = append(b, p.name...)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(elapsed.Seconds()), 10)
+	b = strconv.AppendInt(b, int64(elapsed.Round(time.Second).Seconds()), 10)
 	b = append(b, "s/"...)
 	b = strconv.AppendInt(b, int64(p.duration.Seconds()), 10)
 	b = append(b, "s, "...)

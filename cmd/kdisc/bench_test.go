@@ -58,7 +58,7 @@ func TestBenchSynthetic(t *testing.T) {
 	assert.Contains(t, r.Stdout, "100 services × 1 port(s) × 3 address(es)")
 	assert.Contains(t, r.Stdout, "lookups/s")
 	assert.Contains(t, r.Stdout, "p99.9")
-	assert.Regexp(t, `(?m)^kdisc bench: kdisc 1s/1s, [0-9.]+M lookups/s$`, r.Stderr)
+	assert.Regexp(t, `(?m)^kdisc bench: kdisc [0-9]+s/1s, [0-9.]+M lookups/s$`, r.Stderr) // once a second, by the ticker
 	assert.NotContains(t, r.Stderr, "\r")
 }
 
