@@ -91,8 +91,8 @@ func TestStalledListPageIsRetried(t *testing.T) {
 	h := start(t, api, o)
 	api.WaitRequests(func(r fakeapi.Request) bool { return r.Fault == "Stall" }, 1)
 	clock.waitTimers(t, 1) // the idle timer of the stalled page
-	clock.Step(29 * time.Second)
-	assert.Equal(t, 1, lists(api.Requests()), "29 s of silence: still waiting")
+	clock.Step(19 * time.Second)
+	assert.Equal(t, 1, lists(api.Requests()), "19 s of silence: still waiting")
 	clock.Step(time.Second)
 	clock.runUntil(t, "ready", h.w.Ready)
 	h.waitHosts("default/web:http", "10.0.0.1:80")

@@ -86,7 +86,7 @@ type Options struct {
 	NodeDetail bool
 
 	PageSize        int           // LIST limit, default 500
-	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 30s
+	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 20s
 	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
 	IdleGrace       time.Duration // a watch silent for its timeout plus this is dropped, default 30s
 	// WatchIdleTimeout: a watch without any event or bookmark for this
@@ -123,7 +123,10 @@ func New(o Options) *Watcher {
 		o.PageSize = 500
 	}
 	if o.ListIdleTimeout <= 0 {
-		o.ListIdleTimeout = 30 * time.Second
+		// Long enough for an apiserver assembling a big page, short
+		// enough that a black-holed LIST converges within 30 s of the
+		// apiserver being reachable again.
+		o.ListIdleTimeout = 20 * time.Second
 	}
 	if o.MinWatchTimeout <= 0 {
 		o.MinWatchTimeout = 5 * time.Minute
