@@ -1,9 +1,7 @@
 package kdisc_test
 
 import (
-	"bytes"
 	"log/slog"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,25 +9,8 @@ import (
 	"github.com/kdisc/kdisc"
 	"github.com/kdisc/kdisc/dump"
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/internal/kdisctest"
 )
-
-// lockedBuffer is a log sink safe for the watchers' goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // webSlice is default/web's slice name with endpoints eps on port http:80.
 func webSlice(name string, eps ...fakeapi.Endpoint) *fakeapi.EndpointSlice {
@@ -76,7 +57,7 @@ func TestStartPassesAnswerKeys(t *testing.T) {
 // watching Endpoints are accepted and ignored, with a warning at start.
 func TestStartWarnsIgnoredKeys(t *testing.T) {
 	api := newAPI(t)
-	var logs lockedBuffer
+	var logs kdisctest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start(t, singleConfig(t, api, "    zone: a\n    terminating_fallback: false\n"), kdisc.WithLogger(log))
 	assert.Contains(t, logs.String(), "level=WARN")
@@ -84,7 +65,7 @@ func TestStartWarnsIgnoredKeys(t *testing.T) {
 	assert.Contains(t, logs.String(), "zone")
 	assert.Contains(t, logs.String(), "watch_endpoint_slices")
 
-	var quietLogs lockedBuffer
+	var quietLogs kdisctest.LogBuffer
 	log = slog.New(slog.NewTextHandler(&quietLogs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n    zone: a\n"), kdisc.WithLogger(log))
 	assert.NotContains(t, quietLogs.String(), "ignored")

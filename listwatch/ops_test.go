@@ -1,19 +1,18 @@
 package listwatch
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/shm"
 )
 
@@ -74,28 +73,11 @@ func (p *pagedLW) Watch(ctx context.Context, o WatchOptions) (EventStream, error
 	return nil, ctx.Err()
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A long LIST logs its progress at most once a second: objects so far,
 // pages, rate.
 func TestListLogsProgress(t *testing.T) {
 	clock := newFakeClock()
-	var logs lockedBuffer
+	var logs kdisctest.LogBuffer
 	o := scriptOptions()
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	o.Clock = clock
