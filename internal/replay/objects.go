@@ -60,17 +60,23 @@ func appendEndpoints(b []byte, ns, name string, rv, seed, addrs int) []byte {
 		b = ip(b, rv, seed, a)
 		b = append(b, `","nodeName":"node-`...)
 		b = strconv.AppendInt(b, int64(a), 10)
-		b = append(b, `","targetRef":{"kind":"Pod","namespace":"`...)
-		b = append(b, ns...)
-		b = append(b, `","name":"`...)
-		b = append(b, name...)
-		b = append(b, `-7d9f8-`...)
-		b = strconv.AppendInt(b, int64(a), 10)
-		b = append(b, `","uid":"`...)
-		b = uid(b, "a1b2c3d4-0000-0000-0000-", seed*8+a)
+		b = appendPodRef(b, ns, name, seed, a)
 		b = append(b, `"}}`...)
 	}
 	return append(b, `],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}]}`...)
+}
+
+// appendPodRef appends `","targetRef":{...,"uid":"…` for pod a of the
+// service name (the caller closes the object).
+func appendPodRef(b []byte, ns, name string, seed, a int) []byte {
+	b = append(b, `","targetRef":{"kind":"Pod","namespace":"`...)
+	b = append(b, ns...)
+	b = append(b, `","name":"`...)
+	b = append(b, name...)
+	b = append(b, `-7d9f8-`...)
+	b = strconv.AppendInt(b, int64(a), 10)
+	b = append(b, `","uid":"`...)
+	return uid(b, "a1b2c3d4-0000-0000-0000-", seed*8+a)
 }
 
 // appendSlice appends the one EndpointSlice of a service, shaped as the
@@ -104,14 +110,7 @@ func appendSlice(b []byte, ns, name string, rv, seed, addrs int) []byte {
 		b = ip(b, rv, seed, a)
 		b = append(b, `"],"conditions":{"ready":true,"serving":true,"terminating":false},"nodeName":"node-`...)
 		b = strconv.AppendInt(b, int64(a), 10)
-		b = append(b, `","targetRef":{"kind":"Pod","namespace":"`...)
-		b = append(b, ns...)
-		b = append(b, `","name":"`...)
-		b = append(b, name...)
-		b = append(b, `-7d9f8-`...)
-		b = strconv.AppendInt(b, int64(a), 10)
-		b = append(b, `","uid":"`...)
-		b = uid(b, "a1b2c3d4-0000-0000-0000-", seed*8+a)
+		b = appendPodRef(b, ns, name, seed, a)
 		b = append(b, `"},"zone":"zone-`...)
 		b = append(b, byte('a'+a%3))
 		b = append(b, `"}`...)
