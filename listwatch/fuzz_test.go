@@ -84,7 +84,11 @@ func readListAll(t *testing.T, r io.Reader, size int) listResult {
 
 // FuzzReadList: the LIST page decoder never panics, never returns more
 // items (or item bytes) than it was given, and reads a body split into
-// arbitrary chunks exactly as in one piece.
+// arbitrary chunks exactly as in one piece. A body it refuses is refused
+// however it is split; the items it handed out before refusing may differ
+// (testdata/fuzz/FuzzReadList/a2e16ee40d635fa5: garbage where json-iterator
+// gets one item further with a short first read), which is harmless: a
+// LIST that fails is discarded whole and retried.
 func FuzzReadList(f *testing.F) {
 	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json", "../testdata/fakeapi/*.json") {
 		f.Add(b, []byte(nil))
@@ -102,6 +106,9 @@ func FuzzReadList(f *testing.F) {
 }
 
 func equalList(a, b listResult) bool {
+	if a.err && b.err {
+		return true // discarded whole, whatever came before the error
+	}
 	if a.page != b.page || a.err != b.err || len(a.items) != len(b.items) {
 		return false
 	}
