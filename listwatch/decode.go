@@ -294,9 +294,25 @@ func readList(r io.Reader, item func(raw []byte)) (listPage, error) {
 	var page listPage
 	it := jsoniter.Parse(jsoniter.ConfigDefault, r, 32<<10)
 	buf := make([]byte, 0, 4<<10) // non-nil: jsoniter captures into it
+	// json-iterator's ReadObject takes a ',' where '{' belongs (as the
+	// continuation of an object), and then reads differently depending on
+	// how the body arrives: demand the objects (found by FuzzReadList).
+	isObject := func() bool {
+		if it.WhatIsNext() != jsoniter.ObjectValue {
+			it.ReportError("readList", "expected a JSON object")
+			return false
+		}
+		return true
+	}
+	if !isObject() {
+		return page, it.Error
+	}
 	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
 		switch f {
 		case "metadata":
+			if !isObject() {
+				break
+			}
 			for g := it.ReadObject(); g != ""; g = it.ReadObject() {
 				switch g {
 				case "resourceVersion":
