@@ -63,30 +63,11 @@ func AppendValue(b []byte, ports []shm.Port) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, p.Name)
+		b = shm.AppendJSONString(b, p.Name)
 		b = append(b, ':')
 		b = shm.AppendNodesJSON(b, p.Nodes)
 	}
 	return append(b, '}')
-}
-
-// appendString appends s as a JSON string. Port names are IANA service
-// names or decimal numbers, but a table may hold anything: escape it.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }
 
 // DetailEntry is the node detail of one service: Name is

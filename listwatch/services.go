@@ -145,9 +145,9 @@ func appendDetail(b []byte, in infoNode) []byte {
 					if len(b) > n {
 						b = append(b, ',')
 					}
-					b = appendJSONString(b, f[0])
+					b = shm.AppendJSONString(b, f[0])
 					b = append(b, ':')
-					b = appendJSONString(b, f[1])
+					b = shm.AppendJSONString(b, f[1])
 				}
 			}
 			b = append(b, '}')
@@ -161,27 +161,9 @@ func appendField(b []byte, key, v string) []byte {
 		return b
 	}
 	b = append(b, ',')
-	b = appendJSONString(b, key)
+	b = shm.AppendJSONString(b, key)
 	b = append(b, ':')
-	return appendJSONString(b, v)
-}
-
-// appendJSONString appends s as a JSON string (what the API stores is
-// valid UTF-8; quotes, backslashes and control characters are escaped).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
+	return shm.AppendJSONString(b, v)
 }
 
 // portKey is how a port is addressed in a nodes query: its name, or its

@@ -53,6 +53,25 @@ func (n Node) AppendJSON(b []byte) []byte {
 // MarshalJSON implements json.Marshaler with the shape of the contract.
 func (n Node) MarshalJSON() ([]byte, error) { return n.AppendJSON(nil), nil }
 
+// AppendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, other bytes as they are (the API stores
+// valid UTF-8). Port names, keys and node detail are written with it.
+func AppendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
 // AppendNodesJSON appends nodes as a JSON array.
 func AppendNodesJSON(b []byte, nodes []Node) []byte {
 	b = append(b, '[')

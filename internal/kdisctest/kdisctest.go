@@ -116,7 +116,7 @@ type Daemon struct {
 	Args   []string // more flags of kdisc run, e.g. -health ADDR
 
 	t       testing.TB
-	logs    syncBuffer
+	logs    LogBuffer
 	cleanup bool
 	control string // host:port of the control API
 	cmd     *exec.Cmd
@@ -266,27 +266,3 @@ func (d *Daemon) WaitReady(timeout time.Duration) string {
 
 // Logs is the daemon's stdout and stderr so far, of every start.
 func (d *Daemon) Logs() string { return d.logs.String() }
-
-// syncBuffer collects a subprocess's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
