@@ -235,15 +235,24 @@ func (d *Discovery) Nodes(buf []Node, service string) ([]Node, bool) {
 // call; readiness comes from the table header. An unknown cluster id in
 // multi mode is Unknown.
 func (d *Discovery) Lookup(buf []Node, service string) ([]Node, Answer) {
-	c := d.clusters[0]
-	if d.cfg.Multi {
-		id, rest, found := strings.Cut(service, "/")
-		if c = d.cluster(id); c == nil || !found {
-			return buf, Unknown
-		}
-		service = rest
+	c, service := d.route(service)
+	if c == nil {
+		return buf, Unknown
 	}
 	return c.reader.Find(buf, service)
+}
+
+// route finds the cluster of a query and the query within it: in multi
+// mode "id/rest" names cluster id (nil when there is none) and rest.
+func (d *Discovery) route(service string) (*cluster, string) {
+	if !d.cfg.Multi {
+		return d.clusters[0], service
+	}
+	id, rest, found := strings.Cut(service, "/")
+	if !found {
+		return nil, ""
+	}
+	return d.cluster(id), rest
 }
 
 // NodeDetail is where one node of a service runs (node_detail: true):
@@ -263,19 +272,12 @@ type TargetRef = dump.TargetRef
 // parses a copy, so it allocates: call it for diagnostics, not per
 // request.
 func (d *Discovery) Detail(service string) ([]NodeDetail, bool) {
-	c := d.clusters[0]
-	if d.cfg.Multi {
-		id, rest, found := strings.Cut(service, "/")
-		if c = d.cluster(id); c == nil || !found {
-			return nil, false
-		}
-		service = rest
+	c, service := d.route(service)
+	if c == nil || !c.detail {
+		return nil, false
 	}
 	if i := strings.LastIndexByte(service, ':'); i >= 0 {
 		service = service[:i]
-	}
-	if !c.detail {
-		return nil, false
 	}
 	b, ok := c.reader.Detail(nil, service)
 	if !ok {
