@@ -288,30 +288,22 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 		return
 	}
 	so, tag := t.shardOf(h), tagOf(h)
-	b := backoff{r: r, t: t}
 	var keys []string
-	for {
-		seq := t.load(so + sSeq)
-		if seq&1 == 0 {
-			keys = keys[:0]
-			if c := t.load(so + sCap); c <= t.idxCap() {
-				for j := range c {
-					e := t.load(t.slot(so, j))
-					if e == 0 || e>>32 != tag {
-						continue
-					}
-					if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
-						keys = append(keys, t.key(rec))
-					}
+	if !r.stable(t, so, func() {
+		keys = keys[:0]
+		if c := t.load(so + sCap); c <= t.idxCap() {
+			for j := range c {
+				e := t.load(t.slot(so, j))
+				if e == 0 || e>>32 != tag {
+					continue
+				}
+				if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
+					keys = append(keys, t.key(rec))
 				}
 			}
-			if t.load(so+sSeq) == seq {
-				break
-			}
 		}
-		if !b.wait(seq) {
-			return
-		}
+	}) {
+		return
 	}
 	for _, k := range keys {
 		if hashKey(k) == h {
@@ -729,24 +721,18 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 	}
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
-	b := backoff{r: r, t: t}
-	for {
-		seq := t.load(so + sSeq)
-		if seq&1 == 0 {
-			var ports []Port
-			rec, res := t.lookupRecord(so, tag, key)
-			ok := res == resFound
-			if ok {
-				ports, ok = t.ports(rec)
-			}
-			if t.load(so+sSeq) == seq {
-				return ports, ok
-			}
+	var ports []Port
+	var ok bool
+	if !r.stable(t, so, func() {
+		rec, res := t.lookupRecord(so, tag, key)
+		ports, ok = nil, res == resFound
+		if ok {
+			ports, ok = t.ports(rec)
 		}
-		if !b.wait(seq) {
-			return nil, false
-		}
+	}) {
+		return nil, false
 	}
+	return ports, ok
 }
 
 // Detail appends the detail stored beside key's value (Writer.PutDetail)
@@ -759,22 +745,16 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 	dk := detailKey(key)
 	h := hashKey(dk)
 	so, tag := t.shardOf(h), tagOf(h)
-	b := backoff{r: r, t: t}
-	for {
-		seq := t.load(so + sSeq)
-		if seq&1 == 0 {
-			out, ok := dst, false
-			if rec, res := t.lookupRecord(so, tag, dk); res == resFound && isBlob(rec) {
-				out, ok = t.blob(rec, dst)
-			}
-			if t.load(so+sSeq) == seq {
-				return out, ok
-			}
+	out, ok := dst, false
+	if !r.stable(t, so, func() {
+		out, ok = dst, false
+		if rec, res := t.lookupRecord(so, tag, dk); res == resFound && isBlob(rec) {
+			out, ok = t.blob(rec, dst)
 		}
-		if !b.wait(seq) {
-			return dst, false
-		}
+	}) {
+		return dst, false
 	}
+	return out, ok
 }
 
 // Range calls fn with every entry until fn returns false. Each shard is
@@ -791,46 +771,55 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 	for i := range t.shards {
 		so := headerBytes + i*t.shardBytes
 		var entries []entry
-		b := backoff{r: r, t: t}
-		for {
-			seq := t.load(so + sSeq)
-			if seq&1 == 0 {
-				entries = entries[:0]
-				c := t.load(so + sCap)
-				ok := c <= t.idxCap()
-				for j := uint64(0); ok && j < c; j++ {
-					e := t.load(t.slot(so, j))
-					if e == 0 {
-						continue
-					}
-					var rec record
-					rec, ok = t.recordAt(so, e)
-					if ok && isBlob(rec) {
-						continue // a detail, not a service
-					}
-					if ok {
-						var e entry
-						e.key = t.key(rec)
-						e.ports, ok = t.ports(rec)
-						entries = append(entries, e)
-					}
+		var ok bool
+		if !r.stable(t, so, func() {
+			entries = entries[:0]
+			c := t.load(so + sCap)
+			ok = c <= t.idxCap()
+			for j := uint64(0); ok && j < c; j++ {
+				e := t.load(t.slot(so, j))
+				if e == 0 {
+					continue
 				}
-				if t.load(so+sSeq) == seq {
-					if !ok {
-						entries = entries[:0] // corrupt: skip the shard
-					}
-					break
+				var rec record
+				rec, ok = t.recordAt(so, e)
+				if ok && isBlob(rec) {
+					continue // a detail, not a service
+				}
+				if ok {
+					var e entry
+					e.key = t.key(rec)
+					e.ports, ok = t.ports(rec)
+					entries = append(entries, e)
 				}
 			}
-			if !b.wait(seq) {
-				entries = entries[:0]
-				break
-			}
+		}) || !ok {
+			entries = entries[:0] // given up, or corrupt: skip the shard
 		}
 		for _, e := range entries {
 			if !fn(e.key, e.ports) {
 				return
 			}
+		}
+	}
+}
+
+// stable runs read over the shard at so until one pass sees the shard
+// unchanged from start to end (its result is then consistent), pacing
+// retries with a backoff; false when it gave up (see backoff). read keeps
+// its result in variables of the caller's and must start afresh each time.
+func (r *Reader) stable(t *table, so uint64, read func()) bool {
+	b := backoff{r: r, t: t}
+	for {
+		seq := t.load(so + sSeq)
+		if seq&1 == 0 {
+			read()
+			if t.load(so+sSeq) == seq {
+				return true
+			}
+		}
+		if !b.wait(seq) {
+			return false
 		}
 	}
 }
