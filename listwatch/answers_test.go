@@ -3,7 +3,6 @@ package listwatch
 import (
 	"testing"
 
-	jsoniter "github.com/json-iterator/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -129,11 +128,11 @@ func TestDecodeConditionsAndHints(t *testing.T) {
 	assert.Nil(t, e[0].info, "no detail unless asked")
 
 	var d object
-	require.NoError(t, decodeObjectDetail(jsoniter.ParseString(jsoniter.ConfigDefault, conditionsSliceJSON), &d, true))
+	require.NoError(t, decodeObjectDetail(new(scanner), []byte(conditionsSliceJSON), &d, true))
 	assert.Equal(t, &nodeInfo{nodeName: "n1", zone: "a", kind: "Pod", name: "p1", uid: "u1"}, d.endpoints[0].info)
 	assert.Nil(t, d.endpoints[1].info, "nothing known: no detail")
 
-	require.NoError(t, decodeObjectDetail(jsoniter.ParseString(jsoniter.ConfigDefault, endpointsJSON), &d, true))
+	require.NoError(t, decodeObjectDetail(new(scanner), []byte(endpointsJSON), &d, true))
 	assert.Equal(t, []*nodeInfo{{nodeName: "n1", kind: "Pod", name: "p1", uid: "u1"}, nil}, d.subsets[0].infos)
 }
 

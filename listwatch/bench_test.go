@@ -45,7 +45,7 @@ func BenchmarkWatchApply(b *testing.B) {
 	w := New(Options{Store: table, Weight: 50, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu := startCPU(b)
 	for b.Loop() {
 		er := newEventReader(bytes.NewReader(stream))
 		var ev event
@@ -64,6 +64,7 @@ func BenchmarkWatchApply(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
+	cpu.report(b, events) // per event
 	if w.Stats().Skipped.Load() != 0 {
 		b.Fatal("events skipped")
 	}

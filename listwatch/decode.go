@@ -1,20 +1,23 @@
 package listwatch
 
 import (
+	"bytes"
 	"errors"
 	"io"
-
-	jsoniter "github.com/json-iterator/go"
+	"strings"
 )
 
-// The decoders below read JSON field by field with json-iterator and keep
-// only what discovery needs. A response body is never read whole: a LIST
+// The decoders below read only what discovery needs, with the byte-level
+// scanner of jsonscan.go. A response body is never read whole: a LIST
 // page is streamed, and only one item (or one watch event) at a time is
-// captured into a reusable buffer. Capturing an item before decoding it
-// means a malformed item (say, a number where a string belongs) breaks only
-// that item's decode, not the stream: it is skipped, logged and counted.
+// held, in a reused buffer. Holding an item whole before decoding it means
+// a malformed item (say, a number where a string belongs) breaks only that
+// item's decode, not the stream: it is skipped, logged and counted.
 
-// object is what discovery needs of an Endpoints or an EndpointSlice.
+// object is what discovery needs of an Endpoints or an EndpointSlice. Its
+// strings are borrowed from the bytes it was decoded from (see
+// jsonscan.go): whatever keeps one beyond the event clones or interns it.
+// Its slices are reused from one decode to the next.
 type object struct {
 	namespace, name string
 	resourceVersion string
@@ -42,7 +45,8 @@ type endpoint struct {
 	info        *nodeInfo // with node detail; nil when nothing is known
 }
 
-// nodeInfo is where an address runs: what node_detail stores.
+// nodeInfo is where an address runs: what node_detail stores. Its strings
+// are owned (cloned at decode): node detail keeps them.
 type nodeInfo struct {
 	nodeName, zone  string
 	kind, name, uid string // targetRef
@@ -58,37 +62,41 @@ const serviceNameLabel = "kubernetes.io/service-name"
 // errMalformed marks an object that decoded but is not usable.
 var errMalformed = errors.New("malformed object")
 
-// decodeObject reads one Endpoints or EndpointSlice object from it.
-func decodeObject(it *jsoniter.Iterator, o *object) error {
-	return decodeObjectDetail(it, o, false)
+// decodeObject reads one Endpoints or EndpointSlice object from raw.
+func decodeObject(raw []byte, o *object) error {
+	var s scanner
+	return decodeObjectDetail(&s, raw, o, false)
 }
 
-// decodeObjectDetail is decodeObject that also reads, when detail is
-// true, each address's nodeName, zone and targetRef (node_detail).
-func decodeObjectDetail(it *jsoniter.Iterator, o *object, detail bool) error {
-	*o = object{}
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+// decodeObjectDetail is decodeObject with a reused scanner that also
+// reads, when detail is true, each address's nodeName, zone and targetRef
+// (node_detail).
+func decodeObjectDetail(s *scanner, raw []byte, o *object, detail bool) error {
+	s.reset(raw)
+	o.reset()
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
 		case "metadata":
-			readMetadata(it, o)
+			readMetadata(s, o)
 		case "subsets":
-			for it.ReadArray() {
-				o.subsets = append(o.subsets, readSubset(it, detail))
+			for ok := s.open('['); ok; ok = s.more(']') {
+				readSubset(s, o.newSubset(), detail)
 			}
 		case "addressType":
-			o.addressType = it.ReadString()
+			o.addressType = s.str()
 		case "endpoints":
-			for it.ReadArray() {
-				o.endpoints = append(o.endpoints, readEndpoint(it, detail))
+			for ok := s.open('['); ok; ok = s.more(']') {
+				readEndpoint(s, o.newEndpoint(), detail)
 			}
 		case "ports":
-			o.ports = readPorts(it, o.ports)
+			o.ports = readPorts(s, o.ports)
 		default:
-			it.Skip()
+			s.skip()
 		}
 	}
-	if it.Error != nil && it.Error != io.EOF {
-		return it.Error
+	s.end()
+	if s.err != nil {
+		return s.err
 	}
 	if o.name == "" || o.namespace == "" {
 		return errMalformed
@@ -96,132 +104,157 @@ func decodeObjectDetail(it *jsoniter.Iterator, o *object, detail bool) error {
 	return nil
 }
 
-func readMetadata(it *jsoniter.Iterator, o *object) {
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+// reset empties o, keeping the memory of its slices.
+func (o *object) reset() {
+	*o = object{subsets: o.subsets[:0], endpoints: o.endpoints[:0], ports: o.ports[:0]}
+}
+
+func (o *object) newSubset() *subset {
+	o.subsets = grow(o.subsets)
+	s := &o.subsets[len(o.subsets)-1]
+	*s = subset{addresses: s.addresses[:0], infos: s.infos[:0], ports: s.ports[:0]}
+	return s
+}
+
+func (o *object) newEndpoint() *endpoint {
+	o.endpoints = grow(o.endpoints)
+	e := &o.endpoints[len(o.endpoints)-1]
+	*e = endpoint{addresses: e.addresses[:0], zones: e.zones[:0], ready: true, serving: true}
+	return e
+}
+
+// grow extends s by one element, reusing an element past its length (and
+// the memory that element holds) when there is one.
+func grow[T any](s []T) []T {
+	if len(s) < cap(s) {
+		return s[:len(s)+1]
+	}
+	var zero T
+	return append(s, zero)
+}
+
+func readMetadata(s *scanner, o *object) {
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
 		case "name":
-			o.name = it.ReadString()
+			o.name = s.str()
 		case "namespace":
-			o.namespace = it.ReadString()
+			o.namespace = s.str()
 		case "resourceVersion":
-			o.resourceVersion = it.ReadString()
+			o.resourceVersion = s.str()
 		case "labels":
-			for k := it.ReadObject(); k != ""; k = it.ReadObject() {
-				if k == serviceNameLabel {
-					o.serviceName = it.ReadString()
+			for ok := s.open('{'); ok; ok = s.more('}') {
+				if s.key() == serviceNameLabel {
+					o.serviceName = s.str()
 				} else {
-					it.Skip()
+					s.skip()
 				}
 			}
 		default:
-			it.Skip() // managedFields, annotations, resourceVersion, ...
+			s.skip() // managedFields, annotations, ...
 		}
 	}
 }
 
-func readSubset(it *jsoniter.Iterator, detail bool) subset {
-	var s subset
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+func readSubset(s *scanner, sub *subset, detail bool) {
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
 		case "addresses":
-			for it.ReadArray() {
+			for ok := s.open('['); ok; ok = s.more(']') {
 				var info nodeInfo
 				ip, hasIP := "", false
-				for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-					switch {
-					case g == "ip":
-						ip, hasIP = it.ReadString(), true
-					case detail && g == "nodeName":
-						info.nodeName = readOptString(it)
-					case detail && g == "targetRef":
-						readTargetRef(it, &info)
+				for ok := s.open('{'); ok; ok = s.more('}') {
+					switch k := s.key(); {
+					case k == "ip":
+						ip, hasIP = s.str(), true
+					case detail && k == "nodeName":
+						info.nodeName = strings.Clone(s.optStr())
+					case detail && k == "targetRef":
+						readTargetRef(s, &info)
 					default:
-						it.Skip()
+						s.skip()
 					}
 				}
 				if !hasIP {
 					continue
 				}
-				s.addresses = append(s.addresses, ip)
+				sub.addresses = append(sub.addresses, ip)
 				if detail {
-					s.infos = append(s.infos, info.orNil())
+					sub.infos = append(sub.infos, info.orNil())
 				}
 			}
 		case "ports":
-			s.ports = readPorts(it, nil)
+			sub.ports = readPorts(s, sub.ports)
 		default:
-			it.Skip()
+			s.skip()
 		}
 	}
-	return s
 }
 
-func readEndpoint(it *jsoniter.Iterator, detail bool) endpoint {
-	e := endpoint{ready: true, serving: true}
+func readEndpoint(s *scanner, e *endpoint, detail bool) {
 	var info nodeInfo
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
 		case "addresses":
-			for it.ReadArray() {
-				e.addresses = append(e.addresses, it.ReadString())
+			for ok := s.open('['); ok; ok = s.more(']') {
+				e.addresses = append(e.addresses, s.str())
 			}
 		case "conditions":
 			// null means unknown: read as absent (ready, serving, not
 			// terminating), as the API defines absent.
-			for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-				switch g {
+			for ok := s.open('{'); ok; ok = s.more('}') {
+				switch s.key() {
 				case "ready":
-					e.ready = readOptBool(it, e.ready)
+					e.ready = s.optBool(e.ready)
 				case "serving":
-					e.serving = readOptBool(it, e.serving)
+					e.serving = s.optBool(e.serving)
 				case "terminating":
-					e.terminating = readOptBool(it, e.terminating)
+					e.terminating = s.optBool(e.terminating)
 				default:
-					it.Skip()
+					s.skip()
 				}
 			}
 		case "hints":
-			for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-				if g != "forZones" {
-					it.Skip()
+			for ok := s.open('{'); ok; ok = s.more('}') {
+				if s.key() != "forZones" {
+					s.skip()
 					continue
 				}
-				for it.ReadArray() {
-					for h := it.ReadObject(); h != ""; h = it.ReadObject() {
-						if h == "name" {
-							e.zones = append(e.zones, it.ReadString())
+				for ok := s.open('['); ok; ok = s.more(']') {
+					for ok := s.open('{'); ok; ok = s.more('}') {
+						if s.key() == "name" {
+							e.zones = append(e.zones, s.str())
 						} else {
-							it.Skip()
+							s.skip()
 						}
 					}
 				}
 			}
 		case "nodeName":
 			if detail {
-				info.nodeName = readOptString(it)
+				info.nodeName = strings.Clone(s.optStr())
 			} else {
-				it.Skip()
+				s.skip()
 			}
 		case "zone":
 			if detail {
-				info.zone = readOptString(it)
+				info.zone = strings.Clone(s.optStr())
 			} else {
-				it.Skip()
+				s.skip()
 			}
 		case "targetRef":
 			if detail {
-				readTargetRef(it, &info)
+				readTargetRef(s, &info)
 			} else {
-				it.Skip()
+				s.skip()
 			}
 		default:
-			it.Skip()
+			s.skip()
 		}
 	}
 	if detail {
 		e.info = info.orNil()
 	}
-	return e
 }
 
 // orNil returns a copy of i, or nil when nothing is known.
@@ -232,49 +265,35 @@ func (i nodeInfo) orNil() *nodeInfo {
 	return &i
 }
 
-func readOptBool(it *jsoniter.Iterator, absent bool) bool {
-	if it.ReadNil() {
-		return absent
-	}
-	return it.ReadBool()
-}
-
-func readOptString(it *jsoniter.Iterator) string {
-	if it.ReadNil() {
-		return ""
-	}
-	return it.ReadString()
-}
-
 // readTargetRef reads an ObjectReference's kind, name and uid.
-func readTargetRef(it *jsoniter.Iterator, info *nodeInfo) {
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+func readTargetRef(s *scanner, info *nodeInfo) {
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
 		case "kind":
-			info.kind = readOptString(it)
+			info.kind = strings.Clone(s.optStr())
 		case "name":
-			info.name = readOptString(it)
+			info.name = strings.Clone(s.optStr())
 		case "uid":
-			info.uid = readOptString(it)
+			info.uid = strings.Clone(s.optStr())
 		default:
-			it.Skip()
+			s.skip()
 		}
 	}
 }
 
-func readPorts(it *jsoniter.Iterator, ps []port) []port {
-	for it.ReadArray() {
+func readPorts(s *scanner, ps []port) []port {
+	for ok := s.open('['); ok; ok = s.more(']') {
 		var p port
-		for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-			switch f {
+		for ok := s.open('{'); ok; ok = s.more('}') {
+			switch s.key() {
 			case "name":
-				p.name = it.ReadString()
+				p.name = s.str()
 			case "port":
-				if !it.ReadNil() {
-					p.number = it.ReadInt32()
+				if !s.isNull() {
+					p.number = s.int32()
 				}
 			default:
-				it.Skip()
+				s.skip()
 			}
 		}
 		ps = append(ps, p)
@@ -292,56 +311,130 @@ type listPage struct {
 // JSON (valid only during the call).
 func readList(r io.Reader, item func(raw []byte)) (listPage, error) {
 	var page listPage
-	it := jsoniter.Parse(jsoniter.ConfigDefault, r, 32<<10)
-	buf := make([]byte, 0, 4<<10) // non-nil: jsoniter captures into it
-	// json-iterator's ReadObject takes a ',' where '{' belongs (as the
-	// continuation of an object), and then reads differently depending on
-	// how the body arrives: demand the objects (found by FuzzReadList).
-	isObject := func() bool {
-		if it.WhatIsNext() != jsoniter.ObjectValue {
-			it.ReportError("readList", "expected a JSON object")
-			return false
-		}
-		return true
-	}
-	if !isObject() {
-		return page, it.Error
-	}
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+	f := newFrameReader(r, 32<<10)
+	err := readEnvelope(f, func(key string) error {
+		switch key {
 		case "metadata":
-			if !isObject() {
-				break
+			raw, err := f.value()
+			if err != nil {
+				return err
 			}
-			for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-				switch g {
-				case "resourceVersion":
-					page.resourceVersion = it.ReadString()
-				case "continue":
-					page.continueToken = it.ReadString()
-				default:
-					it.Skip()
-				}
-			}
+			return readListMeta(raw, &page)
 		case "items":
-			for it.ReadArray() {
-				buf = it.SkipAndAppendBytes(buf[:0])
-				if it.Error != nil {
-					break
-				}
-				item(buf)
-			}
-		default:
-			it.Skip()
+			return readItems(f, item)
 		}
-	}
-	if it.Error != nil && it.Error != io.EOF {
-		return page, it.Error
+		_, err := f.value()
+		return err
+	})
+	if err != nil {
+		return page, err
 	}
 	if page.resourceVersion == "" {
 		return page, errors.New("list answer has no metadata.resourceVersion")
 	}
 	return page, nil
+}
+
+// readEnvelope walks the members of the object that comes next in f,
+// calling member with each name; member must consume the member's value.
+func readEnvelope(f *frameReader, member func(key string) error) error {
+	c, err := f.peek()
+	if err != nil {
+		return unexpectedEOF(err)
+	}
+	if c != '{' {
+		return errors.New("json: expected a JSON object")
+	}
+	f.off++
+	if c, err := f.peek(); err == nil && c == '}' {
+		f.off++
+		return nil
+	}
+	for {
+		raw, err := f.value()
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		var s scanner
+		s.reset(raw)
+		key := strings.Clone(s.str()) // raw is reused by the next read
+		if s.end(); s.err != nil {
+			return s.err
+		}
+		if err := f.expect(':'); err != nil {
+			return err
+		}
+		if err := member(key); err != nil {
+			return err
+		}
+		c, err := f.peek()
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		f.off++
+		switch c {
+		case ',':
+		case '}':
+			return nil
+		default:
+			return errors.New("json: expected ',' or '}' in the list object")
+		}
+	}
+}
+
+func readListMeta(raw []byte, page *listPage) error {
+	var s scanner
+	s.reset(raw)
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
+		case "resourceVersion":
+			page.resourceVersion = strings.Clone(s.str())
+		case "continue":
+			page.continueToken = strings.Clone(s.str())
+		default:
+			s.skip()
+		}
+	}
+	s.end()
+	return s.err
+}
+
+// readItems reads the items array (or null), one item at a time.
+func readItems(f *frameReader, item func(raw []byte)) error {
+	c, err := f.peek()
+	if err != nil {
+		return unexpectedEOF(err)
+	}
+	if c == 'n' {
+		_, err := f.value()
+		return err
+	}
+	if err := f.expect('['); err != nil {
+		return err
+	}
+	if c, err := f.peek(); err == nil && c == ']' {
+		f.off++
+		return nil
+	}
+	for {
+		raw, err := f.value()
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		item(raw)
+		c, err := f.peek()
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		f.off++
+		switch c {
+		case ',':
+		case ']':
+			return nil
+		default:
+			return errors.New("json: expected ',' or ']' in items")
+		}
+	}
 }
 
 // event is one watch event: its type and its object's raw JSON.
@@ -350,64 +443,140 @@ type event struct {
 	object []byte
 }
 
-// eventReader reads the newline-delimited JSON events of a watch stream.
+// eventReader reads the JSON events of a watch stream (one object after
+// another, newline-delimited by the apiserver).
 type eventReader struct {
-	it *jsoniter.Iterator
+	f *frameReader
+	s scanner
 }
 
 func newEventReader(r io.Reader) *eventReader {
-	return &eventReader{it: jsoniter.Parse(jsoniter.ConfigDefault, r, 16<<10)}
+	return &eventReader{f: newFrameReader(r, 16<<10)}
 }
 
-// next reads the next event into ev, reusing ev.object's memory. It returns
-// io.EOF when the stream ended cleanly between events.
+// next reads the next event into ev. ev.object aliases the reader's
+// buffer: valid until the next call. It returns io.EOF when the stream
+// ended cleanly between events.
+//
+// The apiserver writes one event per line, and a JSON encoder never puts
+// a raw newline inside a value: so the line is tried first (IndexByte
+// finds it at memory speed) and decoding it checks that it holds one
+// whole event. Only an event that does not end its line (a pretty-printed
+// stream, say) is framed by counting brackets instead.
 func (er *eventReader) next(ev *event) error {
-	it := er.it
-	if it.WhatIsNext() == jsoniter.InvalidValue {
-		if it.Error == nil {
-			return errors.New("watch stream: unexpected data")
-		}
-		return it.Error // io.EOF at a clean end
+	f := er.f
+	c, err := f.peek()
+	if err != nil {
+		return err // io.EOF at a clean end
 	}
-	if ev.object == nil {
-		ev.object = make([]byte, 0, 4<<10) // non-nil: jsoniter captures into it
+	if c != '{' {
+		return errors.New("watch stream: unexpected data")
 	}
-	ev.typ, ev.object = "", ev.object[:0]
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		switch f {
+	line, err := f.line()
+	if err != nil {
+		return err
+	}
+	if n, ok := er.shortcut(line, ev); ok {
+		f.off += n
+		return nil
+	}
+	if n, err := er.decode(line, ev); err == nil {
+		f.off += n
+		return nil
+	} else if !errors.Is(err, errUnexpectedEnd) {
+		return err
+	}
+	raw, err := f.value()
+	if err != nil {
+		return err
+	}
+	_, err = er.decode(raw, ev)
+	return err
+}
+
+// shortcut reads a line in the exact shape the apiserver writes an object
+// event, {"type":"ADDED|MODIFIED|DELETED","object":{...}}, handing over
+// the object's bytes without a pass to find where it ends: the line's last
+// brace closes the event, the one before it the object. The object's
+// decoder (decodeObject) reads every byte of it and refuses anything but
+// one whole value, so a line that only looks this shape fails there, as a
+// malformed object. Any other line takes the general path.
+func (er *eventReader) shortcut(line []byte, ev *event) (int, bool) {
+	line = bytes.TrimRight(line, " \t\r")
+	if len(line) < 2 || line[len(line)-1] != '}' {
+		return 0, false
+	}
+	s := &er.s
+	s.reset(line)
+	if !s.open('{') || s.key() != "type" {
+		return 0, false
+	}
+	typ := eventType(s.str())
+	if typ != "ADDED" && typ != "MODIFIED" && typ != "DELETED" {
+		return 0, false
+	}
+	if !s.more('}') || s.key() != "object" || s.next() != '{' {
+		return 0, false
+	}
+	obj := bytes.TrimRight(line[s.i:len(line)-1], " \t\r\n")
+	if len(obj) < 2 || obj[len(obj)-1] != '}' {
+		return 0, false
+	}
+	ev.typ, ev.object = typ, obj
+	return len(line), true
+}
+
+// decode reads the event that starts raw, returning the bytes it took.
+func (er *eventReader) decode(raw []byte, ev *event) (int, error) {
+	s := &er.s
+	s.reset(raw)
+	ev.typ, ev.object = "", nil
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		switch s.key() {
 		case "type":
-			ev.typ = it.ReadString()
+			ev.typ = eventType(s.str())
 		case "object":
-			ev.object = it.SkipAndAppendBytes(ev.object)
+			ev.object = s.raw()
 		default:
-			it.Skip()
+			s.skip()
 		}
 	}
-	if it.Error != nil {
-		if it.Error == io.EOF {
-			return io.ErrUnexpectedEOF // the stream broke inside an event
-		}
-		return it.Error
+	if s.err != nil {
+		return 0, s.err
 	}
 	if ev.typ == "" || len(ev.object) == 0 {
-		return errors.New("watch stream: event without type or object")
+		return 0, errors.New("watch stream: event without type or object")
 	}
-	return nil
+	return s.i, nil
 }
 
-// readResourceVersion returns metadata.resourceVersion of a raw object.
-func readResourceVersion(it *jsoniter.Iterator) string {
+// eventType returns the event type as a constant string for the types
+// the API defines (no allocation), or a copy of anything else.
+func eventType(t string) string {
+	for _, known := range [...]string{"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"} {
+		if t == known {
+			return known
+		}
+	}
+	return strings.Clone(t)
+}
+
+// readResourceVersion returns metadata.resourceVersion of a raw object
+// (a copy: it is kept).
+func readResourceVersion(raw []byte) string {
+	var s scanner
+	s.reset(raw)
 	rv := ""
-	for f := it.ReadObject(); f != ""; f = it.ReadObject() {
-		if f != "metadata" {
-			it.Skip()
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		if s.key() != "metadata" {
+			s.skip()
 			continue
 		}
-		for g := it.ReadObject(); g != ""; g = it.ReadObject() {
-			if g == "resourceVersion" {
-				rv = it.ReadString()
+		for ok := s.open('{'); ok; ok = s.more('}') {
+			if s.key() == "resourceVersion" {
+				rv = strings.Clone(s.str())
 			} else {
-				it.Skip()
+				s.skip()
 			}
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"testing/iotest"
 
-	jsoniter "github.com/json-iterator/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +17,7 @@ const sliceJSON = `{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","m
 func decode(t *testing.T, s string) object {
 	t.Helper()
 	var o object
-	require.NoError(t, decodeObject(jsoniter.ParseString(jsoniter.ConfigDefault, s), &o))
+	require.NoError(t, decodeObject([]byte(s), &o))
 	return o
 }
 
@@ -51,7 +50,7 @@ func TestDecodeMalformed(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var o object
-			assert.Error(t, decodeObject(jsoniter.ParseString(jsoniter.ConfigDefault, s), &o))
+			assert.Error(t, decodeObject([]byte(s), &o))
 		})
 	}
 }
@@ -75,7 +74,7 @@ func TestReadListStreams(t *testing.T) {
 			var bad int
 			page, err := readList(r(), func(raw []byte) {
 				var o object
-				if decodeObject(jsoniter.ParseBytes(jsoniter.ConfigDefault, raw), &o) != nil {
+				if decodeObject(raw, &o) != nil {
 					bad++
 					return
 				}
@@ -107,7 +106,7 @@ func TestEventReader(t *testing.T) {
 	assert.JSONEq(t, endpointsJSON, string(ev.object))
 	require.NoError(t, er.next(&ev))
 	assert.Equal(t, "BOOKMARK", ev.typ, "field order does not matter")
-	assert.Equal(t, "100", readResourceVersion(jsoniter.ParseBytes(jsoniter.ConfigDefault, ev.object)))
+	assert.Equal(t, "100", readResourceVersion(ev.object))
 	require.NoError(t, er.next(&ev))
 	assert.Equal(t, "ERROR", ev.typ)
 	assert.Equal(t, io.EOF, er.next(&ev), "a clean end between events")

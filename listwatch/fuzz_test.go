@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	jsoniter "github.com/json-iterator/go"
 )
 
 // Fuzz targets for the decoders a kdisc process runs over whatever the
@@ -221,7 +219,7 @@ func FuzzDecodeObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var o object
-		err := decodeObject(jsoniter.ParseBytes(jsoniter.ConfigDefault, data), &o)
+		err := decodeObject(data, &o)
 		if err == nil && (o.name == "" || o.namespace == "") {
 			t.Fatalf("accepted an object without name or namespace: %+v", o)
 		}

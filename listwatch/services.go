@@ -2,6 +2,7 @@ package listwatch
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -166,15 +167,6 @@ func appendField(b []byte, key, v string) []byte {
 	return shm.AppendJSONString(b, v)
 }
 
-// portKey is how a port is addressed in a nodes query: its name, or its
-// number in decimal when it has none.
-func portKey(p port) string {
-	if p.name != "" {
-		return p.name
-	}
-	return strconv.Itoa(int(p.number))
-}
-
 func validPort(p port) error {
 	if p.number < 1 || p.number > 65535 {
 		return fmt.Errorf("%w: port %q has number %d", errMalformed, p.name, p.number)
@@ -220,30 +212,53 @@ func portsEqual(a, b []shm.Port) bool {
 	})
 }
 
-// endpointsServices: one Endpoints object is one service.
+// endpointsServices: one Endpoints object is one service. It keeps each
+// service's value packed (packPorts: about 12 bytes a node), not as Go
+// structures: the table holds the value readers use, and this copy only
+// serves relists, retries of what a full table refused, and telling a
+// changed value from an unchanged one.
 type endpointsServices struct {
 	serviceOptions
-	byKey map[string]endpointsValue
+	byKey map[string]*endpointsValue
+	names *interner
+
+	// Reused by set and value: what they return is valid until the next
+	// call.
+	key     []byte
+	entries []entry
+	packed  []byte
+	ports   []shm.Port
+	nodes   []shm.Node
 }
 
 type endpointsValue struct {
-	ports  []shm.Port
+	key    string // the map's key, kept to hand out without allocating
+	packed []byte // packPorts
 	detail []byte // with node detail
 }
 
+// entry is one node of one port while a value is built; a port listed
+// without addresses has an entry with no node (declared).
+type entry struct {
+	port     string
+	node     shm.Node
+	info     *nodeInfo
+	declared bool
+}
+
 func newEndpointsServices(weight uint32) *endpointsServices {
-	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string]endpointsValue{}}
+	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string]*endpointsValue{}, names: newInterner()}
 }
 
 func (s *endpointsServices) set(o *object, changed func(string)) error {
-	ps := portSet{}
+	s.entries = s.entries[:0]
 	for _, sub := range o.subsets {
 		for _, p := range sub.ports {
 			if err := validPort(p); err != nil {
 				return err
 			}
-			k := portKey(p)
-			ps.declare(k)
+			k := s.names.portKey(p)
+			s.entries = append(s.entries, entry{port: k, declared: true})
 			for i, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
@@ -253,39 +268,61 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 				if s.withDetail && i < len(sub.infos) {
 					info = sub.infos[i]
 				}
-				ps.add(k, shm.Node{Addr: addr, Port: uint16(p.number), Weight: s.weight}, info)
+				s.entries = append(s.entries, entry{port: k, node: shm.Node{Addr: addr, Port: uint16(p.number), Weight: s.weight}, info: info})
 			}
 		}
 	}
-	key := o.namespace + "/" + o.name
-	ports, detail := ps.build(s.withDetail)
-	if prev, had := s.byKey[key]; had && portsEqual(prev.ports, ports) && bytes.Equal(prev.detail, detail) {
+	sortEntries(s.entries)
+	s.packed = packPorts(s.packed[:0], s.entries)
+	var detail []byte
+	if s.withDetail {
+		detail = detailJSON(s.entries)
+	}
+	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	v := s.byKey[string(s.key)]
+	if v != nil && bytes.Equal(v.packed, s.packed) && bytes.Equal(v.detail, detail) {
 		return nil
 	}
-	s.byKey[key] = endpointsValue{ports: ports, detail: detail} // no ports: the service exists with none
-	changed(key)
+	if v == nil {
+		v = &endpointsValue{key: string(s.key)}
+		s.byKey[v.key] = v // no ports: the service exists with none
+	}
+	v.packed = append(v.packed[:0], s.packed...) // no other state shares v: see carry
+	v.detail = detail
+	changed(v.key)
 	return nil
 }
 
 func (s *endpointsServices) remove(o *object, changed func(string)) {
-	key := o.namespace + "/" + o.name
-	if _, ok := s.byKey[key]; ok {
-		delete(s.byKey, key)
-		changed(key)
+	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	if v, ok := s.byKey[string(s.key)]; ok {
+		delete(s.byKey, v.key)
+		changed(v.key)
 	}
 }
 
 func (s *endpointsServices) value(key string) ([]shm.Port, bool) {
 	v, ok := s.byKey[key]
-	return v.ports, ok
+	if !ok {
+		return nil, false
+	}
+	s.ports, s.nodes = unpackPorts(v.packed, s.ports[:0], s.nodes[:0], s.names)
+	return s.ports, true
 }
 
-func (s *endpointsServices) detail(key string) []byte { return s.byKey[key].detail }
+func (s *endpointsServices) detail(key string) []byte {
+	if v, ok := s.byKey[key]; ok {
+		return v.detail
+	}
+	return nil
+}
 
 func (s *endpointsServices) carry(from services, o *object) {
 	key := o.namespace + "/" + o.name
 	if v, ok := from.(*endpointsServices).byKey[key]; ok {
-		s.byKey[key] = v
+		c := *v // a copy: set rewrites a value's bytes in place
+		c.packed = bytes.Clone(v.packed)
+		s.byKey[key] = &c
 	}
 }
 
@@ -295,12 +332,178 @@ func (s *endpointsServices) each(fn func(string)) {
 	}
 }
 
+// sortEntries orders entries by port name, then node, declared entries
+// first; stable, so that of the same node listed twice the first listing's
+// node detail is kept.
+func sortEntries(es []entry) {
+	slices.SortStableFunc(es, func(a, b entry) int {
+		if c := strings.Compare(a.port, b.port); c != 0 {
+			return c
+		}
+		if a.declared != b.declared {
+			if a.declared {
+				return -1
+			}
+			return 1
+		}
+		if a.declared {
+			return 0
+		}
+		return shm.Compare(a.node, b.node)
+	})
+}
+
+// packPorts appends the value of sorted entries, each node once per port:
+// per port, its name's length, its name and its node count (uvarints);
+// per node, its family (4 or 6), address, port and weight.
+func packPorts(b []byte, es []entry) []byte {
+	for i := 0; i < len(es); {
+		name := es[i].port
+		b = binary.AppendUvarint(b, uint64(len(name)))
+		b = append(b, name...)
+		j := i
+		for i < len(es) && es[i].port == name {
+			i++
+		}
+		group := es[j:i]
+		b = binary.AppendUvarint(b, uint64(countNodes(group)))
+		for k, e := range group {
+			if e.declared || (k > 0 && !group[k-1].declared && e.node == group[k-1].node) {
+				continue
+			}
+			if e.node.Addr.Is4() {
+				a := e.node.Addr.As4()
+				b = append(b, 4)
+				b = append(b, a[:]...)
+			} else {
+				a := e.node.Addr.As16()
+				b = append(b, 6)
+				b = append(b, a[:]...)
+			}
+			b = binary.LittleEndian.AppendUint16(b, e.node.Port)
+			b = binary.LittleEndian.AppendUint32(b, e.node.Weight)
+		}
+	}
+	return b
+}
+
+// countNodes counts the distinct nodes of one port's sorted entries.
+func countNodes(group []entry) int {
+	n := 0
+	for k, e := range group {
+		if !e.declared && (k == 0 || group[k-1].declared || e.node != group[k-1].node) {
+			n++
+		}
+	}
+	return n
+}
+
+// unpackPorts reads what packPorts wrote into ports, whose nodes share
+// the memory of nodes.
+func unpackPorts(b []byte, ports []shm.Port, nodes []shm.Node, names *interner) ([]shm.Port, []shm.Node) {
+	type span struct {
+		name     string
+		from, to int
+	}
+	var spans [8]span
+	list := spans[:0]
+	for len(b) > 0 {
+		l, w := binary.Uvarint(b)
+		name := names.intern(borrow(b[w : w+int(l)]))
+		b = b[w+int(l):]
+		n, w := binary.Uvarint(b)
+		b = b[w:]
+		from := len(nodes)
+		for range n {
+			var node shm.Node
+			if b[0] == 4 {
+				node.Addr = netip.AddrFrom4([4]byte(b[1:5]))
+				b = b[5:]
+			} else {
+				node.Addr = netip.AddrFrom16([16]byte(b[1:17]))
+				b = b[17:]
+			}
+			node.Port = binary.LittleEndian.Uint16(b)
+			node.Weight = binary.LittleEndian.Uint32(b[2:])
+			b = b[6:]
+			nodes = append(nodes, node)
+		}
+		list = append(list, span{name, from, len(nodes)})
+	}
+	for _, sp := range list { // nodes may have moved while growing
+		var ns []shm.Node
+		if sp.to > sp.from {
+			ns = nodes[sp.from:sp.to:sp.to]
+		}
+		ports = append(ports, shm.Port{Name: sp.name, Nodes: ns})
+	}
+	return ports, nodes
+}
+
+// detailJSON is the node detail of sorted entries: every node of every
+// port in that order, each host and port once.
+func detailJSON(es []entry) []byte {
+	b := []byte{'['}
+	seen := map[hostPort]struct{}{}
+	for _, e := range es {
+		if e.declared {
+			continue
+		}
+		hp := hostPort{e.node.Addr, e.node.Name, e.node.Port}
+		if _, dup := seen[hp]; dup {
+			continue
+		}
+		seen[hp] = struct{}{}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = appendDetail(b, infoNode{node: e.node, info: e.info})
+	}
+	return append(b, ']')
+}
+
+// interner hands out one Go string per distinct port name (and decimal
+// port number), so that names decoded from borrowed bytes can be kept
+// without an allocation per event. It stops growing at a bound: past it,
+// names are copied instead.
+type interner struct {
+	m map[string]string
+}
+
+const maxInterned = 4096
+
+func newInterner() *interner { return &interner{m: map[string]string{}} }
+
+// intern returns s, or the same text kept before, as a string of its own
+// (s may be borrowed).
+func (in *interner) intern(s string) string {
+	if kept, ok := in.m[s]; ok {
+		return kept
+	}
+	s = strings.Clone(s)
+	if len(in.m) < maxInterned {
+		in.m[s] = s
+	}
+	return s
+}
+
+// portKey is how port p is addressed in a nodes query: its name, or its
+// number in decimal when it has none.
+func (in *interner) portKey(p port) string {
+	if p.name != "" {
+		return in.intern(p.name)
+	}
+	var buf [8]byte
+	return in.intern(borrow(strconv.AppendInt(buf[:0], int64(p.number), 10)))
+}
+
 // sliceServices: a service is the union of every EndpointSlice labelled
 // with its name in its namespace.
 type sliceServices struct {
 	serviceOptions
 	slices    map[string]slice               // by namespace/sliceName
 	byService map[string]map[string]struct{} // service key -> slice ids
+	names     *interner
 }
 
 // slice is what one EndpointSlice contributes to its service.
@@ -327,7 +530,7 @@ func (a portNode) equal(b portNode) bool {
 }
 
 func newSliceServices(weight uint32) *sliceServices {
-	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]slice{}, byService: map[string]map[string]struct{}{}}
+	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]slice{}, byService: map[string]map[string]struct{}{}, names: newInterner()}
 }
 
 func (s *sliceServices) set(o *object, changed func(string)) error {
@@ -345,7 +548,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 		if err := validPort(p); err != nil {
 			return err
 		}
-		next.ports = append(next.ports, portKey(p))
+		next.ports = append(next.ports, s.names.portKey(p))
 		nums = append(nums, p.number)
 	}
 	for _, e := range o.endpoints {
@@ -500,7 +703,7 @@ func sliceNode(addressType, a string, weight uint32) (shm.Node, error) {
 		if !validDNSName(a) {
 			return shm.Node{}, fmt.Errorf("%w: FQDN address %q", errMalformed, a)
 		}
-		return shm.Node{Name: a, Weight: weight}, nil
+		return shm.Node{Name: strings.Clone(a), Weight: weight}, nil // a is borrowed
 	}
 	return shm.Node{}, fmt.Errorf("%w: addressType %q", errMalformed, addressType)
 }

@@ -113,8 +113,9 @@ type Watcher struct {
 	// whenever a delete frees space.
 	unstored map[string]struct{}
 
-	obj object // decode scratch, reused
-	ev  event  // watch event scratch, reused
+	obj  object  // decode scratch, reused; its strings borrow the bytes decoded
+	scan scanner // decode scratch, reused
+	ev   event   // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -522,23 +523,16 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv stri
 	return o.resourceVersion, false
 }
 
-// decode reads one raw object into the watcher's scratch object.
+// decode reads one raw object into the watcher's scratch object, whose
+// strings borrow raw's bytes.
 func (w *Watcher) decode(raw []byte) (*object, error) {
-	return readRaw(raw, func(it *jsoniter.Iterator) (*object, error) {
-		return &w.obj, decodeObjectDetail(it, &w.obj, w.o.NodeDetail)
-	})
-}
-
-// readRaw runs read over raw with a pooled iterator.
-func readRaw[T any](raw []byte, read func(*jsoniter.Iterator) (T, error)) (T, error) {
-	it := jsoniter.ConfigDefault.BorrowIterator(raw)
-	defer jsoniter.ConfigDefault.ReturnIterator(it)
-	return read(it)
+	return &w.obj, decodeObjectDetail(&w.scan, raw, &w.obj, w.o.NodeDetail)
 }
 
 func (w *Watcher) skip(o *object, err error) {
 	w.stats.Skipped.Add(1)
-	w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", o.namespace, "name", o.name, "error", err)
+	// Cloned: a log handler may keep what it is given past this event.
+	w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", strings.Clone(o.namespace), "name", strings.Clone(o.name), "error", err)
 }
 
 // serviceKey is the table key of the service o belongs to, "" if unknown.
@@ -621,7 +615,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 	switch ev.typ {
 	case "ADDED", "MODIFIED":
 		if next, _ := w.fold(ev.object, w.services, w.write); next != "" {
-			*rv = next
+			*rv = strings.Clone(next) // borrowed from the event
 		}
 		if ev.typ == "ADDED" {
 			w.stats.Added.Add(1)
@@ -636,21 +630,17 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		}
 		w.services.remove(o, w.write)
 		if o.resourceVersion != "" {
-			*rv = o.resourceVersion
+			*rv = strings.Clone(o.resourceVersion)
 		}
 		w.stats.Deleted.Add(1)
 	case "BOOKMARK":
-		next, _ := readRaw(ev.object, func(it *jsoniter.Iterator) (string, error) { return readResourceVersion(it), nil })
-		if next != "" {
+		if next := readResourceVersion(ev.object); next != "" {
 			*rv = next
 		}
 		w.stats.Bookmarks.Add(1)
 	case "ERROR":
-		se, _ := readRaw(ev.object, func(it *jsoniter.Iterator) (*apiserver.StatusError, error) {
-			se := &apiserver.StatusError{}
-			se.Code = apiserver.ReadStatus(it, se)
-			return se, nil
-		})
+		se := &apiserver.StatusError{}
+		se.Code = apiserver.ReadStatus(jsoniter.ParseBytes(jsoniter.ConfigDefault, ev.object), se)
 		if se.Code == 0 {
 			se.Code = http.StatusInternalServerError
 		}

@@ -1,0 +1,657 @@
+package listwatch
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// The hot path of discovery is decoding watch events and LIST items, most
+// of whose bytes (managedFields, annotations, targetRefs) discovery never
+// reads. json-iterator's Skip reads every field name of what it skips as a
+// Go string (the profile of BenchmarkWatchApply: ReadString, Skip and the
+// allocator over half the time, 128 allocations per event), so the hot path
+// uses two small byte-level readers instead:
+//
+//   - a frameReader cuts a stream into complete top-level values (watch
+//     events) or walks a LIST envelope, reading the body in chunks into
+//     one reused buffer;
+//   - a scanner decodes one value held in memory, matching only the keys
+//     discovery reads and skipping everything else by its bytes.
+//
+// Strings are borrowed: a scanner returns strings that alias the bytes it
+// reads (unsafe.String), valid only until those bytes are reused (the next
+// event or item). Code that keeps a decoded string clones or interns it.
+
+// maxFrame bounds one watch event or LIST item: the apiserver refuses
+// objects over 1.5 MiB (etcd's request limit), so anything this large is
+// not an object kdisc should buffer.
+const maxFrame = 64 << 20
+
+var errFrameTooLarge = fmt.Errorf("a single JSON value over %d bytes", maxFrame)
+
+// frameReader reads JSON values from a stream into a reused buffer.
+type frameReader struct {
+	r     io.Reader
+	buf   []byte // data is buf[off:len(buf)]
+	off   int
+	err   error // sticky read error (io.EOF at the end)
+	chunk int   // bytes asked of r per read
+}
+
+func newFrameReader(r io.Reader, chunk int) *frameReader {
+	return &frameReader{r: r, buf: make([]byte, 0, 2*chunk), chunk: chunk}
+}
+
+// fill reads more of the stream, keeping buf[off:], and reports whether
+// anything arrived. The bytes of earlier values may move: callers hold
+// offsets relative to off, not slices, across a fill.
+func (f *frameReader) fill() bool {
+	if f.err != nil {
+		return false
+	}
+	if f.off > 0 && f.off == len(f.buf) {
+		f.buf, f.off = f.buf[:0], 0
+	}
+	if cap(f.buf)-len(f.buf) < f.chunk {
+		if f.off > 0 && f.off >= len(f.buf)/2 { // slide down rather than grow
+			n := copy(f.buf, f.buf[f.off:])
+			f.buf, f.off = f.buf[:n], 0
+		}
+		if cap(f.buf)-len(f.buf) < f.chunk {
+			grown := make([]byte, len(f.buf)-f.off, 2*cap(f.buf)+f.chunk)
+			copy(grown, f.buf[f.off:])
+			f.buf, f.off = grown, 0
+		}
+	}
+	for range 100 { // a reader returning 0, nil forever is broken
+		n, err := f.r.Read(f.buf[len(f.buf):cap(f.buf)])
+		f.buf = f.buf[:len(f.buf)+n]
+		if err != nil {
+			f.err = err
+		}
+		if n > 0 {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	f.err = io.ErrNoProgress
+	return false
+}
+
+// peek skips white space and returns the next byte without consuming it.
+// At the end of the stream it returns the read error (io.EOF when clean).
+func (f *frameReader) peek() (byte, error) {
+	for {
+		for f.off < len(f.buf) {
+			switch c := f.buf[f.off]; c {
+			case ' ', '\t', '\n', '\r':
+				f.off++
+			default:
+				return c, nil
+			}
+		}
+		if !f.fill() {
+			return 0, f.err
+		}
+	}
+}
+
+// expect consumes the byte c, which must come next.
+func (f *frameReader) expect(c byte) error {
+	got, err := f.peek()
+	if err != nil {
+		return unexpectedEOF(err)
+	}
+	if got != c {
+		return fmt.Errorf("json: expected %q, found %q", c, got)
+	}
+	f.off++
+	return nil
+}
+
+// line returns the bytes up to the next newline (or the end of the
+// stream) without consuming them; valid until the next read.
+func (f *frameReader) line() ([]byte, error) {
+	searched := 0
+	for {
+		if nl := bytes.IndexByte(f.buf[f.off+searched:], '\n'); nl >= 0 {
+			return f.buf[f.off : f.off+searched+nl], nil
+		}
+		searched = len(f.buf) - f.off
+		if searched > maxFrame {
+			return nil, errFrameTooLarge
+		}
+		if !f.fill() {
+			if f.err == io.EOF {
+				return f.buf[f.off:], nil
+			}
+			return nil, f.err
+		}
+	}
+}
+
+// value returns the next complete JSON value (of any type) and consumes
+// it. The bytes are valid until the next call. It checks only the
+// structure needed to find the value's end; its content is checked by
+// whoever decodes it.
+func (f *frameReader) value() ([]byte, error) {
+	if _, err := f.peek(); err != nil {
+		return nil, err
+	}
+	var s valueEnd
+	scanned := 0 // bytes of the value looked at, from f.off
+	for {
+		n, done := s.scan(f.buf[f.off+scanned:])
+		scanned += n
+		if done {
+			v := f.buf[f.off : f.off+scanned]
+			f.off += scanned
+			return v, nil
+		}
+		if scanned > maxFrame {
+			return nil, errFrameTooLarge
+		}
+		if !f.fill() {
+			if f.err == io.EOF && s.scalar && scanned > 0 {
+				v := f.buf[f.off : f.off+scanned] // a number or literal ends with the stream
+				f.off += scanned
+				return v, nil
+			}
+			return nil, unexpectedEOF(f.err)
+		}
+	}
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// valueEnd finds where one JSON value ends, fed the value's bytes in
+// pieces.
+type valueEnd struct {
+	started bool
+	scalar  bool // a number or literal: ends at the first byte not of it
+	depth   int
+	inStr   bool
+	esc     bool
+}
+
+// scan consumes bytes of b, returning how many belong to the value and
+// whether the value ended within them.
+func (s *valueEnd) scan(b []byte) (int, bool) {
+	i := 0
+	if !s.started {
+		if len(b) == 0 {
+			return 0, false
+		}
+		s.started = true
+		switch b[0] {
+		case '{', '[':
+			s.depth = 1
+		case '"':
+			s.inStr = true
+		default:
+			s.scalar = true
+		}
+		i = 1
+	}
+	if s.scalar {
+		for ; i < len(b); i++ {
+			if !isScalarByte(b[i]) {
+				return i, true
+			}
+		}
+		return i, false
+	}
+	// Locals, not the fields, in the loop: it is the hottest of decoding.
+	depth, inStr, esc := s.depth, s.inStr, s.esc
+	defer func() { s.depth, s.inStr, s.esc = depth, inStr, esc }()
+	for i < len(b) {
+		if inStr {
+			if esc {
+				esc = false
+				i++
+				continue
+			}
+			j, isEsc := quote(b[i:])
+			if j < 0 {
+				return len(b), false
+			}
+			i += j + 1
+			if isEsc {
+				esc = true
+				continue
+			}
+			inStr = false
+			if depth == 0 {
+				return i, true
+			}
+			continue
+		}
+		switch b[i] {
+		case '"':
+			inStr = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1, true
+			}
+		}
+		i++
+	}
+	return i, false
+}
+
+// isScalarByte reports whether c may continue a number or a literal
+// (true, false, null).
+func isScalarByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.'
+}
+
+// scanner decodes one JSON value held whole in memory. The first error
+// sticks: every later read returns a zero value, so decoders read on and
+// check err once at the end.
+type scanner struct {
+	b   []byte
+	i   int
+	err error
+}
+
+func (s *scanner) reset(b []byte) { *s = scanner{b: b} }
+
+var errUnexpectedEnd = errors.New("json: unexpected end of value")
+
+func (s *scanner) fail(what string) {
+	if s.err != nil {
+		return
+	}
+	if s.i >= len(s.b) {
+		s.err = fmt.Errorf("%w: expected %s", errUnexpectedEnd, what)
+		return
+	}
+	lo, hi := max(0, s.i-20), min(len(s.b), s.i+20)
+	s.err = fmt.Errorf("json: expected %s at byte %d, near %q", what, s.i, s.b[lo:hi])
+}
+
+// next skips white space and returns the next byte (0 at the end or after
+// an error).
+func (s *scanner) next() byte {
+	for s.err == nil && s.i < len(s.b) {
+		switch c := s.b[s.i]; c {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return c
+		}
+	}
+	return 0
+}
+
+// open starts an object ('{') or an array ('[') and reports whether it
+// has a first member; null reads as empty. Then, after each member,
+// more(close) moves past the comma and reports whether another follows:
+//
+//	for ok := s.open('{'); ok; ok = s.more('}') { key := s.key(); ... }
+func (s *scanner) open(kind byte) bool {
+	switch s.next() {
+	case kind:
+		s.i++
+	case 'n':
+		s.literal("null")
+		return false
+	default:
+		s.fail(kindName(kind))
+		return false
+	}
+	if s.next() == kind+2 { // '{'+2 is '}', '['+2 is ']'
+		s.i++
+		return false
+	}
+	return s.err == nil
+}
+
+func (s *scanner) more(close byte) bool {
+	switch s.next() {
+	case ',':
+		s.i++
+		return true
+	case close:
+		s.i++
+		return false
+	}
+	s.fail(fmt.Sprintf("',' or %q", close))
+	return false
+}
+
+func kindName(kind byte) string {
+	if kind == '{' {
+		return "an object"
+	}
+	return "an array"
+}
+
+// key reads an object member's name and the colon after it.
+func (s *scanner) key() string {
+	k := s.str()
+	if s.next() != ':' {
+		s.fail("':'")
+		return ""
+	}
+	s.i++
+	return k
+}
+
+// str reads a string. The result aliases the scanned bytes unless it had
+// escapes.
+func (s *scanner) str() string {
+	if s.next() != '"' {
+		s.fail("a string")
+		return ""
+	}
+	start := s.i + 1
+	j, esc := quote(s.b[start:])
+	switch {
+	case j < 0:
+		s.i = len(s.b)
+		s.fail("the end of a string")
+		return ""
+	case esc:
+		return s.unescape(start) // rare: names and addresses have no escapes
+	}
+	s.i = start + j + 1
+	return borrow(s.b[start : start+j])
+}
+
+// quote finds the first quote or backslash in b: its index, and whether it
+// is a backslash; -1 when b has neither. It looks at 8 bytes a step (the
+// profile of decoding: the end of strings is where the time goes).
+func quote(b []byte) (int, bool) {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if m := zeroBytes(x^quotes) | zeroBytes(x^backslashes); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			return i, b[i] == '\\'
+		}
+	}
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			return i, false
+		case '\\':
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+const (
+	ones        = 0x0101010101010101
+	highs       = 0x8080808080808080
+	quotes      = '"' * ones
+	backslashes = '\\' * ones
+)
+
+// zeroBytes flags the zero bytes of x (the high bit of each); only the
+// lowest flag is exact (a borrow may flag bytes above it), which is all
+// quote needs.
+func zeroBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
+
+// borrow returns b as a string without copying: valid while b is.
+func borrow(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// unescape reads the string starting at start (after its quote) that has
+// escapes, into new memory.
+func (s *scanner) unescape(start int) string {
+	out := make([]byte, 0, 32)
+	i := start
+	for i < len(s.b) {
+		c := s.b[i]
+		switch {
+		case c == '"':
+			s.i = i + 1
+			return string(out)
+		case c < 0x20:
+			s.i = i
+			s.fail("no control character in a string")
+			return ""
+		case c != '\\':
+			out = append(out, c)
+			i++
+			continue
+		}
+		if i+1 >= len(s.b) {
+			break
+		}
+		i += 2
+		switch e := s.b[i-1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, n := s.hex4(i)
+			if n == 0 {
+				return ""
+			}
+			i += n
+			if utf16.IsSurrogate(r) {
+				if r2, n2 := s.surrogate(i); n2 > 0 {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						r, i = d, i+n2
+					} else {
+						r = utf8.RuneError
+					}
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			s.i = i - 1
+			s.fail("a valid escape")
+			return ""
+		}
+	}
+	s.i = len(s.b)
+	s.fail("the end of a string")
+	return ""
+}
+
+// hex4 reads the 4 hex digits of a \u escape at i.
+func (s *scanner) hex4(i int) (rune, int) {
+	if i+4 > len(s.b) {
+		s.i = len(s.b)
+		s.fail("4 hex digits")
+		return 0, 0
+	}
+	v, err := strconv.ParseUint(string(s.b[i:i+4]), 16, 16)
+	if err != nil {
+		s.i = i
+		s.fail("4 hex digits")
+		return 0, 0
+	}
+	return rune(v), 4
+}
+
+// surrogate reads the \uXXXX that may follow a high surrogate at i.
+func (s *scanner) surrogate(i int) (rune, int) {
+	if i+6 > len(s.b) || s.b[i] != '\\' || s.b[i+1] != 'u' {
+		return 0, 0
+	}
+	v, err := strconv.ParseUint(string(s.b[i+2:i+6]), 16, 16)
+	if err != nil {
+		return 0, 0
+	}
+	return rune(v), 6
+}
+
+// isNull consumes a null and reports whether there was one.
+func (s *scanner) isNull() bool {
+	if s.next() == 'n' {
+		s.literal("null")
+		return true
+	}
+	return false
+}
+
+func (s *scanner) literal(lit string) {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
+		s.fail(lit)
+		return
+	}
+	s.i += len(lit)
+}
+
+// optStr reads a string or null ("").
+func (s *scanner) optStr() string {
+	if s.isNull() {
+		return ""
+	}
+	return s.str()
+}
+
+// optBool reads true, false, or null (absent).
+func (s *scanner) optBool(absent bool) bool {
+	switch s.next() {
+	case 't':
+		s.literal("true")
+		return true
+	case 'f':
+		s.literal("false")
+		return false
+	case 'n':
+		s.literal("null")
+		return absent
+	}
+	s.fail("a boolean")
+	return absent
+}
+
+// int32 reads an integer that fits in an int32.
+func (s *scanner) int32() int32 {
+	s.next()
+	start := s.i
+	for s.i < len(s.b) && isScalarByte(s.b[s.i]) {
+		s.i++
+	}
+	n, err := strconv.ParseInt(borrow(s.b[start:s.i]), 10, 32)
+	if err != nil {
+		s.i = start
+		s.fail("an integer")
+		return 0
+	}
+	return int32(n)
+}
+
+// skip moves past one value of any type, looking only at its bytes.
+func (s *scanner) skip() {
+	switch c := s.next(); {
+	case c == 0:
+		s.fail("a value")
+	case c == '"':
+		s.skipString()
+	case c == '{' || c == '[':
+		s.skipNested()
+	case isScalarByte(c):
+		start := s.i
+		for s.i < len(s.b) && isScalarByte(s.b[s.i]) {
+			s.i++
+		}
+		if !validScalar(s.b[start:s.i]) {
+			s.i = start
+			s.fail("a value")
+		}
+	default:
+		s.fail("a value")
+	}
+}
+
+func (s *scanner) skipString() {
+	i := s.i + 1
+	for {
+		j, esc := quote(s.b[i:])
+		if j < 0 {
+			s.i = len(s.b)
+			s.fail("the end of a string")
+			return
+		}
+		i += j
+		if !esc {
+			s.i = i + 1
+			return
+		}
+		i += 2 // an escape: the next byte is never the end
+		if i > len(s.b) {
+			s.i = len(s.b)
+			s.fail("the end of a string")
+			return
+		}
+	}
+}
+
+// skipNested moves past an object or array by counting brackets outside
+// strings: what is inside is not checked, only skipped.
+func (s *scanner) skipNested() {
+	var e valueEnd
+	n, done := e.scan(s.b[s.i:])
+	s.i += n
+	if !done {
+		s.fail("the end of an object or array")
+	}
+}
+
+// validScalar accepts the literals and anything a JSON number may be
+// (strconv checks the number's syntax).
+func validScalar(b []byte) bool {
+	switch string(b) {
+	case "true", "false", "null":
+		return true
+	}
+	if b[0] != '-' && (b[0] < '0' || b[0] > '9') {
+		return false
+	}
+	_, err := strconv.ParseFloat(borrow(b), 64)
+	return err == nil || errors.Is(err, strconv.ErrRange)
+}
+
+// raw returns the bytes of the next value (any type) and moves past it.
+func (s *scanner) raw() []byte {
+	s.next()
+	start := s.i
+	s.skip()
+	if s.err != nil {
+		return nil
+	}
+	return s.b[start:s.i]
+}
+
+// end checks that nothing but white space follows the value.
+func (s *scanner) end() {
+	if s.next() != 0 {
+		s.fail("the end of the value")
+	}
+}
