@@ -2,7 +2,6 @@ package dump
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -34,7 +33,7 @@ func WriteTable(w io.Writer, d Dump) error {
 				Host string `json:"host"`
 				Port int    `json:"port"`
 			}
-			if err := json.Unmarshal([]byte(e.Value), &ports); err != nil {
+			if err := jsonStd.Unmarshal([]byte(e.Value), &ports); err != nil {
 				return fmt.Errorf("dump: %s: %w", e.Name, err)
 			}
 			service := e.Name
