@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	jsoniter "github.com/json-iterator/go"
 )
 
 // The exec credential API versions kdisc speaks (client.authentication.k8s.io).
@@ -236,7 +238,7 @@ func (s *execSource) run(ctx context.Context) (*execCred, error) {
 // output: it holds the secret.
 func (s *execSource) parse(out []byte) (*execCred, error) {
 	var ec execCredential
-	if err := json.Unmarshal(out, &ec); err != nil {
+	if err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(out, &ec); err != nil {
 		return nil, errors.New("its output is not an ExecCredential in JSON")
 	}
 	if ec.APIVersion != s.cfg.APIVersion {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/kdisc/kdisc/apiserver"
 )
 
@@ -54,70 +52,83 @@ type Kubeconfig struct {
 	eff effSource // what Effective shows (secrets redacted)
 }
 
-// kcFile is the part of a kubeconfig (clientcmd v1 Config) kdisc reads.
+// kcFile is the part of a kubeconfig (clientcmd v1 Config) kdisc reads,
+// filled by decodeKubeconfig (yamlvalue.go), which names the keys.
 type kcFile struct {
-	CurrentContext string `yaml:"current-context"`
-	Clusters       []struct {
-		Name    string     `yaml:"name"`
-		Cluster *kcCluster `yaml:"cluster"`
-	} `yaml:"clusters"`
-	Contexts []struct {
-		Name    string     `yaml:"name"`
-		Context *kcContext `yaml:"context"`
-	} `yaml:"contexts"`
-	Users []struct {
-		Name string  `yaml:"name"`
-		User *kcUser `yaml:"user"`
-	} `yaml:"users"`
+	CurrentContext string
+	Clusters       []kcNamedCluster
+	Contexts       []kcNamedContext
+	Users          []kcNamedUser
+}
+
+type kcNamedCluster struct {
+	Name    string
+	Cluster *kcCluster
+}
+
+type kcNamedContext struct {
+	Name    string
+	Context *kcContext
+}
+
+type kcNamedUser struct {
+	Name string
+	User *kcUser
 }
 
 type kcContext struct {
-	Cluster   string `yaml:"cluster"`
-	User      string `yaml:"user"`
-	Namespace string `yaml:"namespace"`
+	Cluster   string
+	User      string
+	Namespace string
 }
 
 type kcCluster struct {
-	Server                   string `yaml:"server"`
-	TLSServerName            string `yaml:"tls-server-name"`
-	InsecureSkipTLSVerify    bool   `yaml:"insecure-skip-tls-verify"`
-	CertificateAuthority     string `yaml:"certificate-authority"`
-	CertificateAuthorityData string `yaml:"certificate-authority-data"`
-	ProxyURL                 string `yaml:"proxy-url"`
-	Extensions               []struct {
-		Name      string `yaml:"name"`
-		Extension any    `yaml:"extension"`
-	} `yaml:"extensions"`
+	Server                   string
+	TLSServerName            string
+	InsecureSkipTLSVerify    bool
+	CertificateAuthority     string
+	CertificateAuthorityData string
+	ProxyURL                 string
+	Extensions               []kcExtension
+}
+
+type kcExtension struct {
+	Name      string
+	Extension any
 }
 
 type kcUser struct {
-	Token                 string `yaml:"token"`
-	TokenFile             string `yaml:"tokenFile"`
-	ClientCertificate     string `yaml:"client-certificate"`
-	ClientCertificateData string `yaml:"client-certificate-data"`
-	ClientKey             string `yaml:"client-key"`
-	ClientKeyData         string `yaml:"client-key-data"`
-	Exec                  *struct {
-		APIVersion string   `yaml:"apiVersion"`
-		Command    string   `yaml:"command"`
-		Args       []string `yaml:"args"`
-		Env        []struct {
-			Name  string `yaml:"name"`
-			Value string `yaml:"value"`
-		} `yaml:"env"`
-		InstallHint        string `yaml:"installHint"`
-		ProvideClusterInfo bool   `yaml:"provideClusterInfo"`
-		InteractiveMode    string `yaml:"interactiveMode"`
-	} `yaml:"exec"`
+	Token                 string
+	TokenFile             string
+	ClientCertificate     string
+	ClientCertificateData string
+	ClientKey             string
+	ClientKeyData         string
+	Exec                  *kcExec
 
 	// Refused: they change how kdisc connects, and kdisc does not do them.
-	AuthProvider any            `yaml:"auth-provider"`
-	Username     string         `yaml:"username"`
-	Password     string         `yaml:"password"`
-	As           string         `yaml:"as"`
-	AsUID        string         `yaml:"as-uid"`
-	AsGroups     []string       `yaml:"as-groups"`
-	AsUserExtra  map[string]any `yaml:"as-user-extra"`
+	AuthProvider any
+	Username     string
+	Password     string
+	As           string
+	AsUID        string
+	AsGroups     []string
+	AsUserExtra  map[string]any
+}
+
+type kcExec struct {
+	APIVersion         string
+	Command            string
+	Args               []string
+	Env                []kcEnv
+	InstallHint        string
+	ProvideClusterInfo bool
+	InteractiveMode    string
+}
+
+type kcEnv struct {
+	Name  string
+	Value string
 }
 
 // parseConnection reads service and client, or kubeconfig and context.
@@ -195,17 +206,18 @@ func (c *Cluster) loadKubeconfig(kcKey, ctxKey, written, ctxWritten string) erro
 	fail := func(format string, args ...any) error {
 		return errorf(kcKey, "%s: %s", k.File, fmt.Sprintf(format, args...))
 	}
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	doc, err := unmarshalYAML(data)
+	if err != nil {
 		// Position and reason only: the lines around may hold a secret.
-		return fail("invalid YAML: %s", yaml.FormatError(err, false, false))
+		return fail("invalid YAML: %s", formatYAMLError(err))
 	}
-	if _, ok := doc.(map[string]any); !ok {
+	docMap, ok := doc.(map[string]any)
+	if !ok {
 		return fail("invalid kubeconfig: must be a map with clusters, contexts and users")
 	}
-	var f kcFile
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		return fail("invalid kubeconfig: %s", yaml.FormatError(err, false, false))
+	f, err := decodeKubeconfig(docMap)
+	if err != nil {
+		return fail("invalid kubeconfig: %v", err)
 	}
 
 	// The context.

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/kdisc/kdisc/selector"
 )
 
@@ -22,11 +20,11 @@ const root = "discovery.kubernetes"
 // os.LookupEnv. A key whose value is null (`host:` with nothing after it)
 // counts as absent.
 func Parse(data []byte) (*Config, error) {
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	doc, err := unmarshalYAML(data)
+	if err != nil {
 		// Position and reason only: the source lines around a syntax
 		// error may hold a token.
-		return nil, fmt.Errorf("config: invalid YAML: %s", yaml.FormatError(err, false, false))
+		return nil, fmt.Errorf("config: invalid YAML: %s", formatYAMLError(err))
 	}
 	top, ok := doc.(map[string]any)
 	if doc != nil && !ok {

@@ -2,11 +2,10 @@ package dump
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,7 +33,7 @@ func WriteTable(w io.Writer, d Dump) error {
 				Host string `json:"host"`
 				Port int    `json:"port"`
 			}
-			if err := json.Unmarshal([]byte(e.Value), &ports); err != nil {
+			if err := jsonStd.Unmarshal([]byte(e.Value), &ports); err != nil {
 				return fmt.Errorf("dump: %s: %w", e.Name, err)
 			}
 			service := e.Name
@@ -46,8 +45,9 @@ func WriteTable(w io.Writer, d Dump) error {
 			}
 		}
 	}
-	slices.SortFunc(rows, func(a, b row) int {
-		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port))
+	sort.Slice(rows, func(i, j int) bool { // not slices.SortFunc: see Table
+		a, b := rows[i], rows[j]
+		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port)) < 0
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tPORT\tNODES\tHOSTS")

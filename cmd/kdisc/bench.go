@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	jsoniter "github.com/json-iterator/go"
+
 	"github.com/kdisc/kdisc"
 	"github.com/kdisc/kdisc/config"
 	"github.com/kdisc/kdisc/shm"
@@ -226,7 +228,7 @@ func attachedData(cfg *config.Config, shmDir string) (*benchData, error) {
 		}
 		for _, e := range c.Endpoints {
 			var ports map[string]json.RawMessage
-			if err := json.Unmarshal([]byte(e.Value), &ports); err != nil {
+			if err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal([]byte(e.Value), &ports); err != nil {
 				d.Close()
 				return nil, fmt.Errorf("dump of %s: %v", e.Name, err)
 			}

@@ -37,6 +37,8 @@ const usage = `usage:
 
 options:
   run   -health ADDR   also serve /healthz and /readyz (and nothing else) on ADDR, for kubelet probes
+  run                  GC defaults unless set in the environment: GOGC=50, and a soft memory limit
+                       (GOMEMLIMIT) of 32 MiB + 4 x the sum of shared_size; GOGC/GOMEMLIMIT win
   nodes -w             print the answer again on every change ([] while not found), until SIGINT/SIGTERM
   dump  -o json|table  output format (default json)
   bench                without -config or -kubeconfig: a private table of synthetic services
@@ -200,6 +202,7 @@ func serve(cfg *config.Config, shmDir, control, health string, stderr io.Writer)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	gcAttrs := gcDefaults(cfg, os.LookupEnv).apply()
 
 	ln, err := net.Listen("tcp", control)
 	if err != nil {
@@ -224,7 +227,7 @@ func serve(cfg *config.Config, shmDir, control, health string, stderr io.Writer)
 	srv := &http.Server{Handler: dump.Handler(d), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	attrs := []any{"control", ln.Addr().String(), "shm_dir", shmDir, "clusters", len(cfg.Clusters)}
+	attrs := append([]any{"control", ln.Addr().String(), "shm_dir", shmDir, "clusters", len(cfg.Clusters)}, gcAttrs...)
 	var healthSrv *http.Server
 	if healthLn != nil {
 		healthSrv = &http.Server{Handler: dump.HealthHandler(d), ReadHeaderTimeout: 10 * time.Second}

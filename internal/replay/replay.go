@@ -30,6 +30,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,6 +52,16 @@ type Options struct {
 	Events   int  // MODIFIED events before the sentinel
 	Addrs    int  // addresses per object; 0 means 3
 	Slices   bool // serve discovery.k8s.io/v1 EndpointSlices instead of v1 Endpoints
+
+	// Rate, when > 0, paces a watch's events (not the initial events of a
+	// streaming list) at Rate per second on a fixed schedule, each written
+	// and flushed on its own, instead of as fast as the connection takes
+	// them; the first waits for Gate to close (nil: at once). Sent, when
+	// set, is called with each event's index and the time its write and
+	// flush returned. For bench/latency.
+	Rate float64
+	Gate <-chan struct{}
+	Sent func(i int, at time.Time)
 }
 
 // Server serves the resource of its Options; it is an http.Handler.
@@ -273,6 +284,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Dura
 	if err := bw.Flush(); err != nil {
 		return
 	}
+	if s.o.Rate > 0 {
+		s.paced(ctx, w, flusher, from)
+		return
+	}
 	rest := s.events[s.eventAt[from]:]
 	for len(rest) > 0 {
 		n := min(len(rest), bufSize)
@@ -282,6 +297,45 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Dura
 		rest = rest[n:]
 	}
 	flusher.Flush()
+	select {
+	case <-ctx.Done():
+	case <-s.quit:
+	}
+}
+
+// paced writes events from index from at Options.Rate per second.
+func (s *Server) paced(ctx context.Context, w io.Writer, flusher http.Flusher, from int) {
+	if s.o.Gate != nil {
+		select {
+		case <-s.o.Gate:
+		case <-ctx.Done():
+			return
+		case <-s.quit:
+			return
+		}
+	}
+	interval := time.Duration(float64(time.Second) / s.o.Rate)
+	start := time.Now()
+	for i := from; i < len(s.eventAt)-1; i++ {
+		due := start.Add(time.Duration(i-from) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := w.Write(s.events[s.eventAt[i]:s.eventAt[i+1]]); err != nil {
+			return
+		}
+		flusher.Flush()
+		if s.o.Sent != nil {
+			s.o.Sent(i, time.Now())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.quit:
+			return
+		default:
+		}
+	}
 	select {
 	case <-ctx.Done():
 	case <-s.quit:
