@@ -230,11 +230,15 @@ func (s *valueEnd) scan(b []byte) (int, bool) {
 			if j < 0 {
 				return len(b), false
 			}
-			i += j + 1
 			if isEsc {
+				// Past the backslash and the byte it escapes: the quote
+				// search resumes after both (the escaped byte may be in
+				// the next piece of a stream).
+				i += j + 1
 				esc = true
 				continue
 			}
+			i += j + 1
 			inStr = false
 			if depth == 0 {
 				return i, true
@@ -286,19 +290,20 @@ func (s *scanner) fail(what string) {
 	}
 	lo, hi := max(0, s.i-20), min(len(s.b), s.i+20)
 	s.err = fmt.Errorf("json: expected %s at byte %d, near %q", what, s.i, s.b[lo:hi])
+	s.i = len(s.b) // every later read finds the end
 }
 
 // next skips white space and returns the next byte (0 at the end or after
 // an error).
 func (s *scanner) next() byte {
-	for s.err == nil && s.i < len(s.b) {
-		switch c := s.b[s.i]; c {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
+	i, b := s.i, s.b
+	for ; i < len(b); i++ {
+		if c := b[i]; c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+			s.i = i
 			return c
 		}
 	}
+	s.i = i
 	return 0
 }
 
@@ -591,25 +596,41 @@ func (s *scanner) skip() {
 }
 
 func (s *scanner) skipString() {
-	i := s.i + 1
+	if n := stringEnd(s.b[s.i+1:]); n >= 0 {
+		s.i += 1 + n + 1
+		return
+	}
+	s.i = len(s.b)
+	s.fail("the end of a string")
+}
+
+// stringEnd returns the index of the quote that ends the string whose
+// contents start b, or -1. Skipping needs no unescaping, so it looks for
+// quotes alone, 8 bytes a step, and counts the backslashes before one to
+// tell whether it is escaped.
+func stringEnd(b []byte) int {
+	i := 0
 	for {
-		j, esc := quote(s.b[i:])
-		if j < 0 {
-			s.i = len(s.b)
-			s.fail("the end of a string")
-			return
+		for ; i+8 <= len(b); i += 8 {
+			if m := zeroBytes(binary.LittleEndian.Uint64(b[i:]) ^ quotes); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto found
+			}
 		}
-		i += j
-		if !esc {
-			s.i = i + 1
-			return
+		for ; i < len(b) && b[i] != '"'; i++ {
 		}
-		i += 2 // an escape: the next byte is never the end
-		if i > len(s.b) {
-			s.i = len(s.b)
-			s.fail("the end of a string")
-			return
+		if i == len(b) {
+			return -1
 		}
+	found:
+		run := 0
+		for j := i - 1; j >= 0 && b[j] == '\\'; j-- {
+			run++
+		}
+		if run%2 == 0 {
+			return i
+		}
+		i++ // an escaped quote
 	}
 }
 

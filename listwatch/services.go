@@ -57,70 +57,6 @@ type infoNode struct {
 	info *nodeInfo
 }
 
-// portSet collects nodes under port names; build sorts and de-duplicates.
-// A port listed without nodes is kept (a port with no address to serve).
-type portSet map[string][]infoNode
-
-// declare lists port name k, with no node yet.
-func (ps portSet) declare(k string) {
-	if _, ok := ps[k]; !ok {
-		ps[k] = nil
-	}
-}
-
-func (ps portSet) add(k string, n shm.Node, info *nodeInfo) {
-	ps[k] = append(ps[k], infoNode{node: n, info: info})
-}
-
-// build returns the ports sorted by name, their nodes sorted and
-// de-duplicated, and with detail the node detail JSON: every node of
-// every port in that order, each host and port once.
-func (ps portSet) build(detail bool) ([]shm.Port, []byte) {
-	if len(ps) == 0 {
-		if detail {
-			return nil, []byte("[]")
-		}
-		return nil, nil
-	}
-	out := make([]shm.Port, 0, len(ps))
-	infos := map[string][]infoNode{}
-	for name, list := range ps {
-		slices.SortStableFunc(list, func(a, b infoNode) int { return shm.Compare(a.node, b.node) })
-		list = slices.CompactFunc(list, func(a, b infoNode) bool { return a.node == b.node }) // same host and port seen twice
-		var nodes []shm.Node
-		if len(list) > 0 {
-			nodes = make([]shm.Node, len(list))
-			for i, in := range list {
-				nodes[i] = in.node
-			}
-		}
-		out = append(out, shm.Port{Name: name, Nodes: nodes})
-		if detail {
-			infos[name] = list
-		}
-	}
-	slices.SortFunc(out, func(a, b shm.Port) int { return strings.Compare(a.Name, b.Name) })
-	if !detail {
-		return out, nil
-	}
-	b := []byte{'['}
-	seen := map[hostPort]struct{}{}
-	for _, p := range out {
-		for _, in := range infos[p.Name] {
-			hp := hostPort{in.node.Addr, in.node.Name, in.node.Port}
-			if _, dup := seen[hp]; dup {
-				continue
-			}
-			seen[hp] = struct{}{}
-			if len(b) > 1 {
-				b = append(b, ',')
-			}
-			b = appendDetail(b, in)
-		}
-	}
-	return out, append(b, ']')
-}
-
 type hostPort struct {
 	addr netip.Addr
 	name string
@@ -498,25 +434,43 @@ func (in *interner) portKey(p port) string {
 }
 
 // sliceServices: a service is the union of every EndpointSlice labelled
-// with its name in its namespace.
+// with its name in its namespace. It keeps what each slice contributes
+// (merging needs it), and builds a service's value from its slices when
+// the value is written.
 type sliceServices struct {
 	serviceOptions
-	slices    map[string]slice               // by namespace/sliceName
-	byService map[string]map[string]struct{} // service key -> slice ids
+	slices    map[string]*slice   // by namespace/sliceName
+	byService map[string]*service // by service key
 	names     *interner
+
+	// Reused by set and value: what value returns is valid until its next
+	// call.
+	id, svc []byte
+	next    slice
+	cands   []portNode
+	entries []entry
+	ports   []shm.Port
+	nodes   []shm.Node
+}
+
+// service is the slices of one service.
+type service struct {
+	key     string
+	members []*slice // few: a slice holds up to 100 endpoints by default
 }
 
 // slice is what one EndpointSlice contributes to its service.
 type slice struct {
-	service string
-	ports   []string   // every port with a number, by portKey
+	id      string
+	service *service
+	ports   []string   // every port with a number, by portKey (interned)
 	nodes   []portNode // every address that may be served, paired with each port
 }
 
 // portNode is one address and port of a slice that may be served: a ready
 // endpoint's, or (with the fallback) a serving and terminating one's.
 type portNode struct {
-	port    string
+	port    string // interned
 	node    shm.Node
 	ready   bool // else serving and terminating
 	hinted  bool // has hints.forZones
@@ -530,17 +484,45 @@ func (a portNode) equal(b portNode) bool {
 }
 
 func newSliceServices(weight uint32) *sliceServices {
-	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]slice{}, byService: map[string]map[string]struct{}{}, names: newInterner()}
+	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*service{}, names: newInterner()}
 }
 
 func (s *sliceServices) set(o *object, changed func(string)) error {
-	id := o.namespace + "/" + o.name
+	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
+	prev := s.slices[string(s.id)]
 	if o.serviceName == "" { // not (or no longer) part of a service
-		s.forget(id, changed)
+		s.forget(prev, changed)
 		return nil
 	}
-	next := slice{service: o.namespace + "/" + o.serviceName}
-	var nums []int32
+	if err := s.contribution(o, &s.next); err != nil {
+		return err
+	}
+	s.svc = append(append(append(s.svc[:0], o.namespace...), '/'), o.serviceName...)
+	if prev != nil && prev.service.key != string(s.svc) {
+		s.forget(prev, changed)
+		prev = nil
+	}
+	if prev != nil && slices.Equal(prev.ports, s.next.ports) && slices.EqualFunc(prev.nodes, s.next.nodes, portNode.equal) {
+		return nil
+	}
+	if prev == nil {
+		prev = &slice{id: string(s.id), service: s.join(string(s.svc))}
+		prev.service.members = append(prev.service.members, prev)
+		s.slices[prev.id] = prev
+	}
+	// In place: no other state shares a slice's memory (see carry).
+	prev.ports = append(prev.ports[:0], s.next.ports...)
+	prev.nodes = append(prev.nodes[:0], s.next.nodes...)
+	changed(prev.service.key)
+	return nil
+}
+
+// contribution reads what slice o contributes into next, reusing its
+// memory.
+func (s *sliceServices) contribution(o *object, next *slice) error {
+	next.ports, next.nodes = next.ports[:0], next.nodes[:0]
+	var nums [8]int32 // the numbers of next.ports
+	numbers := nums[:0]
 	for _, p := range o.ports {
 		if p.number == 0 {
 			continue // no port number: nothing a proxy can dial
@@ -549,7 +531,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 			return err
 		}
 		next.ports = append(next.ports, s.names.portKey(p))
-		nums = append(nums, p.number)
+		numbers = append(numbers, p.number)
 	}
 	for _, e := range o.endpoints {
 		if !e.ready && !(s.fallback && e.serving && e.terminating) {
@@ -565,46 +547,44 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 				return err
 			}
 			for i, p := range next.ports {
-				n.Port = uint16(nums[i])
+				n.Port = uint16(numbers[i])
 				pn.port, pn.node = p, n
 				next.nodes = append(next.nodes, pn)
 			}
 		}
 	}
-	prev, had := s.slices[id]
-	if had && prev.service == next.service && slices.Equal(prev.ports, next.ports) && slices.EqualFunc(prev.nodes, next.nodes, portNode.equal) {
-		return nil
-	}
-	if had && prev.service != next.service {
-		s.forget(id, changed)
-	}
-	s.slices[id] = next
-	members := s.byService[next.service]
-	if members == nil {
-		members = map[string]struct{}{}
-		s.byService[next.service] = members
-	}
-	members[id] = struct{}{}
-	changed(next.service)
 	return nil
 }
 
-func (s *sliceServices) remove(o *object, changed func(string)) {
-	s.forget(o.namespace+"/"+o.name, changed)
+// join returns the service of key, made when it has no slice yet.
+func (s *sliceServices) join(key string) *service {
+	svc := s.byService[key]
+	if svc == nil {
+		svc = &service{key: key}
+		s.byService[key] = svc
+	}
+	return svc
 }
 
-func (s *sliceServices) forget(id string, changed func(string)) {
-	prev, ok := s.slices[id]
-	if !ok {
+func (s *sliceServices) remove(o *object, changed func(string)) {
+	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
+	s.forget(s.slices[string(s.id)], changed)
+}
+
+// forget drops slice sl (nil: nothing to do) from its service.
+func (s *sliceServices) forget(sl *slice, changed func(string)) {
+	if sl == nil {
 		return
 	}
-	delete(s.slices, id)
-	members := s.byService[prev.service]
-	delete(members, id)
-	if len(members) == 0 {
-		delete(s.byService, prev.service)
+	delete(s.slices, sl.id)
+	svc := sl.service
+	if i := slices.Index(svc.members, sl); i >= 0 {
+		svc.members = slices.Delete(svc.members, i, i+1)
 	}
-	changed(prev.service)
+	if len(svc.members) == 0 {
+		delete(s.byService, svc.key)
+	}
+	changed(svc.key)
 }
 
 func (s *sliceServices) carry(from services, o *object) {
@@ -613,81 +593,122 @@ func (s *sliceServices) carry(from services, o *object) {
 	if !ok {
 		return
 	}
-	s.forget(id, func(string) {})
-	s.slices[id] = prev
-	members := s.byService[prev.service]
-	if members == nil {
-		members = map[string]struct{}{}
-		s.byService[prev.service] = members
-	}
-	members[id] = struct{}{}
+	s.forget(s.slices[id], func(string) {})
+	// A copy: set rewrites a slice's memory in place.
+	c := &slice{id: id, service: s.join(prev.service.key), ports: slices.Clone(prev.ports), nodes: slices.Clone(prev.nodes)}
+	c.service.members = append(c.service.members, c)
+	s.slices[id] = c
 }
 
 func (s *sliceServices) value(key string) ([]shm.Port, bool) {
-	ports, _, ok := s.build(key, false)
-	return ports, ok
+	if !s.build(key) {
+		return nil, false
+	}
+	s.ports, s.nodes = portsOf(s.entries, s.ports[:0], s.nodes[:0])
+	return s.ports, true
 }
 
 func (s *sliceServices) detail(key string) []byte {
-	if !s.withDetail {
+	if !s.withDetail || !s.build(key) {
 		return nil
 	}
-	_, d, _ := s.build(key, true)
-	return d
+	return detailJSON(s.entries)
 }
 
-// build merges the slices of service key: per port, the nodes to serve.
-func (s *sliceServices) build(key string, detail bool) ([]shm.Port, []byte, bool) {
-	members, ok := s.byService[key]
+// build merges the slices of service key into s.entries, sorted: per port,
+// the nodes to serve.
+func (s *sliceServices) build(key string) bool {
+	svc, ok := s.byService[key]
 	if !ok {
-		return nil, nil, false
+		return false
 	}
-	ps := portSet{}
-	cands := map[string][]portNode{}
-	for id := range members {
-		sl := s.slices[id]
+	s.entries, s.cands = s.entries[:0], s.cands[:0]
+	for _, sl := range svc.members {
 		for _, p := range sl.ports {
-			ps.declare(p)
+			s.entries = append(s.entries, entry{port: p, declared: true})
 		}
-		for _, pn := range sl.nodes {
-			cands[pn.port] = append(cands[pn.port], pn)
-		}
+		s.cands = append(s.cands, sl.nodes...)
 	}
-	for port, list := range cands {
-		for _, pn := range s.serve(list) {
-			ps.add(port, pn.node, pn.info)
+	slices.SortStableFunc(s.cands, func(a, b portNode) int { return strings.Compare(a.port, b.port) })
+	for i := 0; i < len(s.cands); {
+		j := i + 1
+		for j < len(s.cands) && s.cands[j].port == s.cands[i].port {
+			j++
 		}
+		for _, pn := range s.serve(s.cands[i:j]) {
+			s.entries = append(s.entries, entry{port: pn.port, node: pn.node, info: pn.info})
+		}
+		i = j
 	}
-	ports, d := ps.build(detail)
-	return ports, d, true
+	sortEntries(s.entries)
+	return true
 }
 
 // serve picks, from the candidates of one port, those to serve: the ready
 // ones; with none, the serving and terminating ones (when the fallback is
 // on, set keeps only those besides the ready ones); then, with a zone,
-// only those hinted for it, if every one has hints and one is for it.
+// only those hinted for it, if every one has hints and one is for it. It
+// reorders list and returns a part of it.
 func (s *sliceServices) serve(list []portNode) []portNode {
-	var sel []portNode
-	for _, pn := range list {
-		if pn.ready {
-			sel = append(sel, pn)
-		}
-	}
-	if len(sel) == 0 && s.fallback {
-		sel = list
+	sel := list
+	if ready := partition(list, func(pn portNode) bool { return pn.ready }); ready > 0 || !s.fallback {
+		sel = list[:ready]
 	}
 	if s.zone == "" || len(sel) == 0 {
 		return sel
 	}
-	all, mine := true, false
 	for _, pn := range sel {
-		all = all && pn.hinted
-		mine = mine || pn.forZone
+		if !pn.hinted {
+			return sel
+		}
 	}
-	if !all || !mine {
-		return sel
+	if mine := partition(sel, func(pn portNode) bool { return pn.forZone }); mine > 0 {
+		return sel[:mine]
 	}
-	return slices.DeleteFunc(slices.Clone(sel), func(pn portNode) bool { return !pn.forZone })
+	return sel
+}
+
+// partition moves the elements that keep holds for to the front of list
+// and returns how many there are.
+func partition(list []portNode, keep func(portNode) bool) int {
+	n := 0
+	for i := range list {
+		if keep(list[i]) {
+			list[n], list[i] = list[i], list[n]
+			n++
+		}
+	}
+	return n
+}
+
+// portsOf turns sorted entries into ports, each node once per port; the
+// ports' nodes share the memory of nodes.
+func portsOf(es []entry, ports []shm.Port, nodes []shm.Node) ([]shm.Port, []shm.Node) {
+	start := len(ports)
+	var firsts [8]int
+	first := firsts[:0] // where each port's nodes start in nodes
+	for i := 0; i < len(es); {
+		name := es[i].port
+		first = append(first, len(nodes))
+		ports = append(ports, shm.Port{Name: name})
+		for k := i; i < len(es) && es[i].port == name; i++ {
+			e := es[i]
+			if e.declared || (i > k && !es[i-1].declared && e.node == es[i-1].node) {
+				continue
+			}
+			nodes = append(nodes, e.node)
+		}
+	}
+	for i := range ports[start:] { // nodes may have moved while growing
+		from, to := first[i], len(nodes)
+		if i+1 < len(first) {
+			to = first[i+1]
+		}
+		if to > from {
+			ports[start+i].Nodes = nodes[from:to:to]
+		}
+	}
+	return ports, nodes
 }
 
 // sliceNode reads one EndpointSlice address of the slice's addressType.
