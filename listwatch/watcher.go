@@ -256,7 +256,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			var refused *errUnsupportedWatchList
 			if errors.As(err, &refused) {
 				w.streaming.Store(false)
-				w.log.Info("the apiserver does not serve streaming lists: listing in pages from now on", "resource", w.kind, "error", err)
+				w.log.Info("streaming list refused: listing in pages from now on", "resource", w.kind, "error", err)
 				continue
 			}
 			w.stats.ListErrors.Add(1)
