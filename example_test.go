@@ -15,20 +15,39 @@ import (
 	"github.com/kdisc/kdisc/config"
 )
 
-// A stand-in for the Kubernetes API server: one Endpoints object in the
-// LIST, and a WATCH that stays open with nothing to say.
-const endpointsList = `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[
- {"metadata":{"namespace":"default","name":"plat-dev","resourceVersion":"7"},
-  "subsets":[{"addresses":[{"ip":"10.5.10.110"},{"ip":"10.5.10.109"}],"ports":[{"name":"port","port":3306}]}]}]}`
+// A stand-in for the Kubernetes API server: one Endpoints object, served
+// as a LIST or as a streaming list (a WATCH with sendInitialEvents: an
+// ADDED event per object, then a bookmark marking their end, as
+// kube-apiserver v1.37 does), and a WATCH that stays open with nothing to
+// say.
+const platDev = `{"metadata":{"namespace":"default","name":"plat-dev","resourceVersion":"7"},
+  "subsets":[{"addresses":[{"ip":"10.5.10.110"},{"ip":"10.5.10.109"}],"ports":[{"name":"port","port":3306}]}]}`
 
-func apiserver(w http.ResponseWriter, r *http.Request) {
+const (
+	endpointsList = `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[` + platDev + `]}`
+	initialEvents = `{"type":"ADDED","object":` + platDev + "}\n" +
+		`{"type":"BOOKMARK","object":{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"7","annotations":{"k8s.io/initial-events-end":"true"}}}}` + "\n"
+)
+
+// serveStandIn answers a LIST, or opens a WATCH (with the initial events
+// when asked for); it reports whether it opened a watch.
+func serveStandIn(w http.ResponseWriter, r *http.Request) (watching bool) {
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Query().Get("watch") == "" {
 		fmt.Fprint(w, endpointsList)
-		return
+		return false
+	}
+	if r.URL.Query().Get("sendInitialEvents") == "true" {
+		fmt.Fprint(w, initialEvents)
 	}
 	w.(http.Flusher).Flush()
-	<-r.Context().Done()
+	return true
+}
+
+func apiserver(w http.ResponseWriter, r *http.Request) {
+	if serveStandIn(w, r) {
+		<-r.Context().Done()
+	}
 }
 
 func Example() {
@@ -74,12 +93,9 @@ discovery:
 // sends one change, plat-dev gaining an address, when change is closed.
 func startExample(shmDir string, change <-chan struct{}) (*kdisc.Discovery, func()) {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Query().Get("watch") == "" {
-			fmt.Fprint(w, endpointsList)
+		if !serveStandIn(w, r) {
 			return
 		}
-		w.(http.Flusher).Flush()
 		select {
 		case <-change:
 			fmt.Fprint(w, `{"type":"MODIFIED","object":{"metadata":{"namespace":"default","name":"plat-dev","resourceVersion":"8"},`+

@@ -140,7 +140,8 @@ func TestStartSingle(t *testing.T) {
 	waitHosts(t, d, "default/web:http", "10.0.0.3:8080/7")
 	api.DeleteEndpoints("default", "web")
 	waitHosts(t, d, "default/web:http")
-	r := api.WaitRequests(fakeapi.IsList(fakeapi.EndpointsResource), 1)[0]
+	r := api.WaitRequests(fakeapi.IsWatch(fakeapi.EndpointsResource), 1)[0]
+	assert.Equal(t, "true", r.Param("sendInitialEvents"), "a streaming list")
 	assert.Equal(t, "Bearer "+token, r.Authorization)
 }
 
@@ -435,6 +436,7 @@ func TestWriteMetrics(t *testing.T) {
 		"kdisc_table_bytes_used", "kdisc_table_bytes_total", "kdisc_table_entries", "kdisc_table_full_total",
 		"kdisc_last_event_age_seconds", "kdisc_watch_healthy", "kdisc_last_sync_age_seconds",
 		"kdisc_apiserver_requests_total", "kdisc_table_bytes_capacity",
+		"kdisc_streaming_list", "kdisc_lists_by_mode_total",
 	})
 
 	a, b := newAPI(t), newAPI(t)
@@ -471,8 +473,13 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Contains(t, out, `kdisc_watch_healthy{cluster="first"} 1`+"\n")
 	assert.Regexp(t, `(?m)^kdisc_last_sync_age_seconds\{cluster="first"\} [0-9.e+-]+$`, out)
 	assert.NotContains(t, out, `kdisc_last_sync_age_seconds{cluster="first"} -1`)
-	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="list",code="200"} 1`+"\n")
+	// The first list is a streaming list (a watch request), which goes on
+	// as the watch: one request in all.
 	assert.Contains(t, out, `kdisc_apiserver_requests_total{cluster="first",verb="watch",code="200"} 1`+"\n")
+	assert.NotContains(t, out, `verb="list"`)
+	assert.Contains(t, out, `kdisc_streaming_list{cluster="first"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_lists_by_mode_total{cluster="first",mode="streaming"} 1`+"\n")
+	assert.Contains(t, out, `kdisc_lists_by_mode_total{cluster="first",mode="paginated"} 0`+"\n")
 	// Latency histograms (operability issue), and skipped objects by reason.
 	for _, name := range []string{"kdisc_event_apply_seconds", "kdisc_list_duration_seconds", "kdisc_watch_duration_seconds"} {
 		assert.Contains(t, out, "# TYPE "+name+" histogram\n")
@@ -485,7 +492,7 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Contains(t, out, `kdisc_objects_skipped_total{cluster="first",reason="malformed"} 0`+"\n")
 	assert.Contains(t, out, `kdisc_objects_skipped_total{cluster="first",reason="refused"} 0`+"\n")
 	// Every sample line is name{labels} number.
-	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+"|,verb="[a-z]+",code="([0-9]{3}|error)"|,reason="[a-z]+"|,le="([0-9.e+-]+|\+Inf)")?\} -?[0-9.e+-]+$`)
+	sample := regexp.MustCompile(`^kdisc_[a-z_]+\{cluster="[a-z0-9]*"(,type="[A-Z]+"|,verb="[a-z]+",code="([0-9]{3}|error)"|,reason="[a-z]+"|,mode="[a-z]+"|,le="([0-9.e+-]+|\+Inf)")?\} -?[0-9.e+-]+$`)
 	for l := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
 		if !strings.HasPrefix(l, "#") {
 			assert.Regexp(t, sample, l)
@@ -595,7 +602,8 @@ func TestStartPassesSelectorsAndSlices(t *testing.T) {
 	assert.Nil(t, hosts(d, "default/db:http"), "label selector")
 	assert.Nil(t, hosts(d, "other/web:http"), "namespace selector")
 
-	r := api.WaitRequests(fakeapi.IsList(fakeapi.EndpointSlicesResource), 1)[0]
+	r := api.WaitRequests(fakeapi.IsWatch(fakeapi.EndpointSlicesResource), 1)[0]
+	assert.Equal(t, "true", r.Param("sendInitialEvents"), "a streaming list")
 	assert.Equal(t, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", r.Path, "equal: the namespaced path")
 	assert.Empty(t, r.Param("fieldSelector"), "no namespace field selector: it loses pages on the real apiserver")
 	assert.Equal(t, "app=web", r.Param("labelSelector"), "quotes removed")

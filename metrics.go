@@ -39,6 +39,9 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 		{"kdisc_watches_total", "WATCH requests started.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Watches.Load() })},
 		{"kdisc_watch_errors_total", "WATCHes ended by an error.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().WatchErrors.Load() })},
 		{"kdisc_relists_total", "LISTs done again after 410 Gone.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().Relists.Load() })},
+		{"kdisc_streaming_list", "1 while the cluster lists with a streaming list (a WATCH with sendInitialEvents, ready at its initial-events-end bookmark), 0 once the apiserver refused one (a 4xx) and it lists in pages.", "gauge", func(c *cluster) float64 {
+			return b2f(c.watcher != nil && c.watcher.StreamingList())
+		}},
 		{"kdisc_table_full_total", "Updates refused because the table (shared_size) is full; the old value stayed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().TableFull.Load() })},
 		{"kdisc_table_bytes_used", "Bytes of the table in use.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().UsedBytes) }},
 		{"kdisc_table_bytes_capacity", "Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
@@ -80,12 +83,21 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 			fmt.Fprintf(w, "kdisc_objects_skipped_total{cluster=%q,reason=%q} %d\n", c.id, reason, by[reason])
 		}
 	}
+	fmt.Fprintf(w, "# HELP kdisc_lists_by_mode_total LISTs completed, by mode: streaming (a WATCH with sendInitialEvents) or paginated (LIST pages). Sum over mode for kdisc_lists_total.\n# TYPE kdisc_lists_by_mode_total counter\n")
+	for _, c := range d.clusters {
+		var streaming, paginated uint64
+		if c.watcher != nil {
+			streaming, paginated = c.watcher.Stats().StreamingLists.Load(), c.watcher.Stats().PaginatedLists.Load()
+		}
+		fmt.Fprintf(w, "kdisc_lists_by_mode_total{cluster=%q,mode=\"streaming\"} %d\n", c.id, streaming)
+		fmt.Fprintf(w, "kdisc_lists_by_mode_total{cluster=%q,mode=\"paginated\"} %d\n", c.id, paginated)
+	}
 	histograms := []struct {
 		name, help string
 		get        func(s *listwatch.Stats) *listwatch.Histogram
 	}{
 		{"kdisc_event_apply_seconds", "Seconds from reading a watch event (ADDED, MODIFIED, DELETED) off the stream to its change being in the table, visible to readers.", func(s *listwatch.Stats) *listwatch.Histogram { return s.EventApply }},
-		{"kdisc_list_duration_seconds", "Seconds a successful LIST took, every page read and applied to the table.", func(s *listwatch.Stats) *listwatch.Histogram { return s.ListDuration }},
+		{"kdisc_list_duration_seconds", "Seconds a successful LIST took, every page (or every initial event of a streaming list) read and applied to the table.", func(s *listwatch.Stats) *listwatch.Histogram { return s.ListDuration }},
 		{"kdisc_watch_duration_seconds", "Seconds each watch ran, from its request to its end (the server's timeout, an error, an idle timeout or 410 Gone).", func(s *listwatch.Stats) *listwatch.Histogram { return s.WatchDuration }},
 	}
 	for _, h := range histograms {

@@ -101,7 +101,8 @@ func TestNoRights(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(b, "403 Forbidden"), b
 	})
 	_, b := d.Get("/readyz")
-	assert.Contains(t, b, "cannot list resource")
+	// The first list is a streaming list: a watch request.
+	assert.Contains(t, b, "cannot watch resource")
 	hc, _ := d.Get("/healthz")
 	assert.Equal(t, http.StatusOK, hc, "the process stays up")
 

@@ -20,9 +20,10 @@ import (
 // loop exact sequences of pages, events and errors through their own.
 //
 // Errors are the apiserver's *apiserver.StatusError, or transport errors;
-// Classify says what each means. A streaming initial list
-// (sendInitialEvents=true) would be a third method returning an
-// EventStream whose initial events end with a bookmark.
+// Classify says what each means. The streaming list is a Watch with
+// WatchOptions.SendInitialEvents: its stream starts with an ADDED event per
+// object and a BOOKMARK annotated k8s.io/initial-events-end, then goes on
+// as a watch.
 type ListerWatcher interface {
 	// List reads one page, calling item with each item's raw JSON (valid
 	// only during the call), and returns the page's list metadata.
@@ -47,6 +48,13 @@ type ListMeta struct {
 type WatchOptions struct {
 	ResourceVersion string
 	TimeoutSeconds  int
+	// SendInitialEvents asks for the streaming list
+	// (sendInitialEvents=true, resourceVersionMatch=NotOlderThan): the
+	// state as of ResourceVersion or newer ("": the latest) as ADDED
+	// events, ended by the initial-events-end bookmark, then the watch.
+	// Until that bookmark the list's idle timeout applies: a stream
+	// silent (no byte) for ListIdleTimeout is given up.
+	SendInitialEvents bool
 }
 
 // Event is one watch event: its type and its object's raw JSON.
@@ -147,38 +155,84 @@ func (h *httpListerWatcher) Watch(ctx context.Context, o WatchOptions) (EventStr
 	q.Set("watch", "1")
 	q.Set("allowWatchBookmarks", "true")
 	q.Set("resourceVersion", o.ResourceVersion)
+	if o.SendInitialEvents {
+		q.Set("sendInitialEvents", "true")
+		q.Set("resourceVersionMatch", "NotOlderThan")
+	}
 	if o.TimeoutSeconds > 0 {
 		q.Set("timeoutSeconds", strconv.Itoa(o.TimeoutSeconds))
 	}
+	if !o.SendInitialEvents {
+		resp, err := h.client.Get(ctx, h.path, q)
+		h.countResult(VerbWatch, err)
+		if err != nil {
+			return nil, err
+		}
+		return &httpStream{body: resp.Body, er: newEventReader(resp.Body)}, nil
+	}
+	// The streaming list: until its initial-events-end bookmark it is a
+	// LIST, given up after ListIdleTimeout without a byte (the timer runs
+	// from before the request, as for a page).
+	ctx, cancel := context.WithCancel(ctx)
+	idle := newIdleCancel(h.clock, h.listIdle, cancel)
 	resp, err := h.client.Get(ctx, h.path, q)
-	h.countResult(VerbWatch, err)
 	if err != nil {
+		idle.stop()
+		cancel()
+		err = idle.explain(err)
+		h.countResult(VerbWatch, err)
 		return nil, err
 	}
-	return &httpStream{body: resp.Body, er: newEventReader(resp.Body)}, nil
+	h.countResult(VerbWatch, nil)
+	return &httpStream{body: resp.Body, er: newEventReader(&idleReader{r: resp.Body, idle: idle}), idle: idle, cancel: cancel}, nil
 }
 
 type httpStream struct {
 	body io.ReadCloser
 	er   *eventReader
 	ev   event
+	// A streaming list's idle timer (nil otherwise), stopped at the
+	// initial-events-end bookmark; cancel ends the request.
+	idle   *idleCancel
+	cancel context.CancelFunc
 }
 
 func (s *httpStream) Next(ev *Event) error {
 	s.ev.typ, s.ev.object = ev.Type, ev.Object
 	err := s.er.next(&s.ev)
 	ev.Type, ev.Object = s.ev.typ, s.ev.object
-	return err
+	if s.idle == nil {
+		return err
+	}
+	if err != nil {
+		return s.idle.explain(err)
+	}
+	if ev.Type == "BOOKMARK" && initialEventsEnd(ev.Object) {
+		// The list is done: from here the watch's own idle timeout
+		// (Watcher.watch) applies.
+		s.idle.stop()
+		s.idle = nil
+	}
+	return nil
 }
 
-func (s *httpStream) Close() error { return s.body.Close() }
+func (s *httpStream) Close() error {
+	if s.idle != nil {
+		s.idle.stop()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	return s.body.Close()
+}
 
 // idleCancel cancels a request that has been silent for d.
 type idleCancel struct {
-	d     time.Duration
-	t     Timer
-	fired atomic.Bool
-	mu    sync.Mutex // orders reset against stop
+	d       time.Duration
+	t       Timer
+	fired   atomic.Bool
+	mu      sync.Mutex // orders reset against stop
+	stopped bool       // under mu: reset does nothing any more
 }
 
 // A d of 0 never cancels.
@@ -197,7 +251,7 @@ func newIdleCancel(c Clock, d time.Duration, cancel context.CancelFunc) *idleCan
 // reset restarts the silence count: something arrived.
 func (ic *idleCancel) reset() {
 	ic.mu.Lock()
-	if ic.t != nil && !ic.fired.Load() {
+	if ic.t != nil && !ic.fired.Load() && !ic.stopped {
 		ic.t.Reset(ic.d)
 	}
 	ic.mu.Unlock()
@@ -205,6 +259,7 @@ func (ic *idleCancel) reset() {
 
 func (ic *idleCancel) stop() {
 	ic.mu.Lock()
+	ic.stopped = true
 	if ic.t != nil {
 		ic.t.Stop()
 	}

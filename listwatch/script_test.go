@@ -32,7 +32,7 @@ type scriptLW struct {
 
 // step answers one List or one Watch call.
 type step struct {
-	verb string // VerbList or VerbWatch
+	verb string // VerbList, VerbWatch or verbWatchList
 
 	// List: the items and the page's metadata, or err.
 	items []string
@@ -104,8 +104,16 @@ func (s *scriptLW) List(ctx context.Context, o ListOptions, item func(raw []byte
 	return st.meta, nil
 }
 
+// verbWatchList is a script's name for a Watch with SendInitialEvents (a
+// streaming list), so that a script says which of the two it expects.
+const verbWatchList = "watchlist"
+
 func (s *scriptLW) Watch(ctx context.Context, o WatchOptions) (EventStream, error) {
-	st, ok := s.pop(call{verb: VerbWatch, watch: o})
+	verb := VerbWatch
+	if o.SendInitialEvents {
+		verb = verbWatchList
+	}
+	st, ok := s.pop(call{verb: verb, watch: o})
 	if !ok {
 		return nil, s.hold(ctx)
 	}
@@ -189,6 +197,20 @@ func listErr(err error) step { return step{verb: VerbList, err: err} }
 
 func watchErr(err error) step { return step{verb: VerbWatch, err: err} }
 
+// watchList opens a streaming list that delivers events (the initial
+// ADDED events, initialEnd, then watch events) and then ends with end
+// (nil: stays open).
+func watchList(end error, events ...Event) step {
+	return step{verb: verbWatchList, events: events, end: end}
+}
+
+func watchListErr(err error) step { return step{verb: verbWatchList, err: err} }
+
+// initialEnd is the bookmark that ends a streaming list's initial events.
+func initialEnd(rv string) Event {
+	return ev("BOOKMARK", `{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"`+rv+`","creationTimestamp":null,"annotations":{"k8s.io/initial-events-end":"true"}}}`)
+}
+
 // watchEvents opens a stream that delivers events and then ends with end
 // (nil: stays open).
 func watchEvents(end error, events ...Event) step {
@@ -241,11 +263,13 @@ type loop struct {
 	store Store
 }
 
-// scriptOptions are the production defaults, with a quiet logger.
+// scriptOptions are the production defaults, with a quiet logger, but
+// paginated lists (the streaming list's tests turn it on).
 func scriptOptions() Options {
 	return Options{
-		Weight: 50,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})),
+		NoStreamingList: true,
+		Weight:          50,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})),
 	}
 }
 

@@ -13,11 +13,14 @@ type Stats struct {
 	Lists, ListErrors    atomic.Uint64
 	Watches, WatchErrors atomic.Uint64
 	Relists              atomic.Uint64 // lists after a 410 Gone
-	Added, Modified      atomic.Uint64 // watch events applied, by type
-	Deleted, Bookmarks   atomic.Uint64
-	Skipped              atomic.Uint64 // objects skipped, every reason (see SkippedByReason)
-	TableFull            atomic.Uint64 // updates refused by a full table
-	LastEvent            atomic.Int64  // unix nanoseconds of the last watch event, 0 before any
+	// Of Lists: streaming lists (a watch with sendInitialEvents) and
+	// paginated ones (LIST pages).
+	StreamingLists, PaginatedLists atomic.Uint64
+	Added, Modified                atomic.Uint64 // watch events applied, by type
+	Deleted, Bookmarks             atomic.Uint64
+	Skipped                        atomic.Uint64 // objects skipped, every reason (see SkippedByReason)
+	TableFull                      atomic.Uint64 // updates refused by a full table
+	LastEvent                      atomic.Int64  // unix nanoseconds of the last watch event, 0 before any
 
 	// Latency, in seconds (set by New; a nil Histogram counts nothing).
 	// EventApply: from reading a watch event off the stream to its change

@@ -2,6 +2,10 @@
 // EndpointSlices of one Kubernetes cluster, the way client-go's reflector
 // does, written small and by hand:
 //
+//   - A streaming list first (watchlist.go: a WATCH with
+//     sendInitialEvents=true, ready at its initial-events-end bookmark,
+//     which then goes on as the watch); an apiserver that refuses it (a
+//     4xx) is listed in pages from then on.
 //   - LIST in pages (limit + continue) with the label selector. One
 //     namespace (namespace_selector.equal) is listed and watched on its
 //     namespaced path: a cluster-wide fieldSelector=metadata.namespace=X
@@ -85,7 +89,11 @@ type Options struct {
 	// and targetRef (Store.PutDetail).
 	NodeDetail bool
 
-	PageSize        int           // LIST limit, default 500
+	PageSize int // LIST limit, default 500
+	// NoStreamingList lists in pages only, never with a streaming list
+	// (sendInitialEvents); without it the streaming list is tried first
+	// and the pages are the fallback.
+	NoStreamingList bool
 	ListIdleTimeout time.Duration // a LIST page silent this long (no byte) is given up and retried, default 20s
 	MinWatchTimeout time.Duration // each watch asks for a random timeout in [min, 2*min), default 5m
 	IdleGrace       time.Duration // a watch silent for its timeout plus this is dropped, default 30s
@@ -109,6 +117,9 @@ type Watcher struct {
 	services  services
 	stats     Stats
 	status    status
+	// streaming: the next list is a streaming list; false once the
+	// apiserver refused one (or Options.NoStreamingList).
+	streaming atomic.Bool
 	// unstored holds services a full table refused; they are tried again
 	// whenever a delete frees space.
 	unstored map[string]struct{}
@@ -172,6 +183,7 @@ func New(o Options) *Watcher {
 		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout, count: w.stats.countRequest}
 	}
 	w.services = w.newServices()
+	w.streaming.Store(!o.NoStreamingList)
 	return w
 }
 
@@ -203,6 +215,10 @@ func (w *Watcher) Status() Status { return w.status.get() }
 // Ready reports whether the first full list has been applied.
 func (w *Watcher) Ready() bool { return w.status.ready.Load() }
 
+// StreamingList reports whether the watcher lists with a streaming list
+// (false once the apiserver refused one, or with Options.NoStreamingList).
+func (w *Watcher) StreamingList() bool { return w.streaming.Load() }
+
 // Run lists and watches until ctx ends. It never gives up on its own: every
 // failure is retried after a backoff, and the table keeps its last values.
 // Classify (errors.go) decides what each failure means.
@@ -212,7 +228,10 @@ func (w *Watcher) Run(ctx context.Context) {
 	rv := ""
 	justListed := false
 	for ctx.Err() == nil {
-		if rv == "" {
+		var initial *initialList // a streaming list: the watch below lists first
+		if rv == "" && w.streaming.Load() {
+			initial = w.newInitialList()
+		} else if rv == "" {
 			var err error
 			if rv, err = w.list(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -228,9 +247,27 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
 		start := w.clock.Now()
-		progressed, err := w.watch(ctx, &rv)
+		progressed, err := w.watch(ctx, &rv, initial)
 		if ctx.Err() != nil {
 			return
+		}
+		if initial != nil && !initial.done {
+			// The streaming list failed before its end: nothing of it
+			// was applied, the table keeps its content.
+			var refused *errUnsupportedWatchList
+			if errors.As(err, &refused) {
+				w.streaming.Store(false)
+				w.log.Info("streaming list refused: listing in pages from now on", "resource", w.kind, "error", err)
+				continue
+			}
+			w.stats.ListErrors.Add(1)
+			if !w.fail(ctx, &bo, "list", err) {
+				return
+			}
+			continue
+		}
+		if initial != nil {
+			justListed = true
 		}
 		if progressed {
 			// Only an object or a bookmark is progress: a watch that
@@ -329,17 +366,48 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		w.stats.Lists.Add(1)
-		w.replace(next, keep)
-		w.synced(w.clock.Now())
-		if !w.status.ready.Swap(true) {
-			w.o.Store.SetReady(true)
-		}
-		took := w.clock.Now().Sub(start)
-		w.stats.ListDuration.Observe(took)
-		w.log.Info("listed", "resource", w.kind, "objects", n, "took", took.Round(time.Millisecond), "resourceVersion", rv)
+		w.stats.PaginatedLists.Add(1)
+		w.listed(next, keep, n, rv, start, "paginated")
 		return rv, nil
 	}
+}
+
+// listed makes a whole list (n objects at rv, begun at start) the current
+// state: stale services removed, the table synced and ready.
+func (w *Watcher) listed(next services, keep map[string]struct{}, n int, rv string, start time.Time, mode string) {
+	w.stats.Lists.Add(1)
+	w.replace(next, keep)
+	w.synced(w.clock.Now())
+	if !w.status.ready.Swap(true) {
+		w.o.Store.SetReady(true)
+	}
+	took := w.clock.Now().Sub(start)
+	w.stats.ListDuration.Observe(took)
+	w.log.Info("listed", "resource", w.kind, "mode", mode, "objects", n, "took", took.Round(time.Millisecond), "resourceVersion", rv)
+}
+
+// listItem folds one listed object into into; keep hears the services
+// of objects skipped as malformed.
+func (w *Watcher) listItem(raw []byte, into services, keep map[string]struct{}) {
+	if _, bad := w.fold(raw, into, nil); bad {
+		// A bad object must not take away what was served: its
+		// service keeps its value, and the loop keeps the
+		// object's last good version, so a later DELETED event
+		// of it still lands.
+		if key := w.serviceKey(&w.obj); key != "" {
+			keep[key] = struct{}{}
+		}
+		if w.obj.namespace != "" && w.obj.name != "" {
+			into.carry(w.services, &w.obj)
+		}
+	}
+}
+
+// logProgress logs a long list's progress.
+func (w *Watcher) logProgress(objects, pages int, start, now time.Time) {
+	elapsed := now.Sub(start)
+	w.log.Info("listing (in progress)", "resource", w.kind, "objects", objects, "pages", pages,
+		"elapsed", elapsed.Round(100*time.Millisecond), "rate", fmt.Sprintf("%.0f/s", float64(objects)/elapsed.Seconds()))
 }
 
 // listInto reads every page (of limit objects; 0: all at once) into into;
@@ -354,22 +422,9 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 			objects++
 			if now := w.clock.Now(); now.Sub(logged) >= time.Second {
 				logged = now
-				elapsed := now.Sub(start)
-				w.log.Info("listing (in progress)", "resource", w.kind, "objects", objects, "pages", pages,
-					"elapsed", elapsed.Round(100*time.Millisecond), "rate", fmt.Sprintf("%.0f/s", float64(objects)/elapsed.Seconds()))
+				w.logProgress(objects, pages, start, now)
 			}
-			if _, bad := w.fold(raw, into, nil); bad {
-				// A bad object must not take away what was served: its
-				// service keeps its value, and the loop keeps the
-				// object's last good version, so a later DELETED event
-				// of it still lands.
-				if key := w.serviceKey(&w.obj); key != "" {
-					keep[key] = struct{}{}
-				}
-				if w.obj.namespace != "" && w.obj.name != "" {
-					into.carry(w.services, &w.obj)
-				}
-			}
+			w.listItem(raw, into, keep)
 		})
 		if err != nil {
 			return objects, "", lo.Continue != "", fmt.Errorf("list %s: %w", w.kind, err)
@@ -550,8 +605,10 @@ func (w *Watcher) serviceKey(o *object) string {
 // watch streams events from *rv, applying each and advancing *rv. It
 // returns whether an object or bookmark event arrived (progress), and why
 // the watch ended (nil: the server closed it cleanly, e.g. at its
-// timeout).
-func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err error) {
+// timeout). With initial, it is a streaming list first: its initial events
+// build initial's state, applied at their end bookmark (initial.done);
+// only what follows is progress, and a stream that ends before is an error.
+func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (progressed bool, err error) {
 	timeout := w.o.MinWatchTimeout + rand.N(w.o.MinWatchTimeout)
 	timeout = timeout.Truncate(time.Second)
 
@@ -568,20 +625,34 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 
 	w.stats.Watches.Add(1)
 	began := w.clock.Now()
-	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second)})
+	wrap := func(err error) error {
+		if initial != nil && !initial.done {
+			return fmt.Errorf("list %s (streaming): %w", w.kind, err)
+		}
+		return fmt.Errorf("watch %s: %w", w.kind, err)
+	}
+	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second), SendInitialEvents: initial != nil})
 	if err != nil {
 		if idled.Load() {
 			err = &IdleError{Op: "watch", Idle: idle}
 		}
-		return false, fmt.Errorf("watch %s: %w", w.kind, err)
+		if initial != nil && refusesWatchList(err) {
+			err = &errUnsupportedWatchList{err}
+		}
+		return false, wrap(err)
 	}
 	defer stream.Close()
 	defer func() { w.stats.WatchDuration.Observe(w.clock.Now().Sub(began)) }()
-	w.status.setOK() // the watch opened; an ERROR event will say otherwise
+	if initial == nil {
+		w.status.setOK() // the watch opened; an ERROR event will say otherwise
+	}
 
 	var ev Event
 	for {
 		err := stream.Next(&ev)
+		if err == io.EOF && initial != nil && !initial.done {
+			err = errInitialEventsCut
+		}
 		if err == io.EOF {
 			return progressed, nil
 		}
@@ -589,11 +660,17 @@ func (w *Watcher) watch(ctx context.Context, rv *string) (progressed bool, err e
 			if idled.Load() {
 				err = &IdleError{Op: "watch", Idle: idle}
 			}
-			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
+			return progressed, wrap(err)
 		}
 		watchdog.Reset(idle)
 		now := w.clock.Now()
 		w.stats.LastEvent.Store(now.UnixNano())
+		if initial != nil && !initial.done {
+			if err := w.initialEvent(initial, &ev, rv); err != nil {
+				return false, wrap(err)
+			}
+			continue
+		}
 		w.ev.typ, w.ev.object = ev.Type, ev.Object
 		if err := w.apply(&w.ev, rv); err != nil {
 			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)

@@ -30,8 +30,11 @@ type harness struct {
 	done   chan struct{}
 }
 
+// fastOptions list in pages, as the tests written before the streaming
+// list expect; the streaming list's tests (watchlist_test.go) turn it on.
 func fastOptions() Options {
 	return Options{
+		NoStreamingList: true,
 		MinBackoff:      20 * time.Millisecond,
 		MaxBackoff:      200 * time.Millisecond,
 		MinWatchTimeout: time.Minute,

@@ -394,6 +394,8 @@ func TestMetricsExposition(t *testing.T) {
 		"kdisc_objects_skipped_total":    "counter",
 		"kdisc_table_full_total":         "counter",
 		"kdisc_ready":                    "gauge",
+		"kdisc_streaming_list":           "gauge",
+		"kdisc_lists_by_mode_total":      "counter",
 	} {
 		assert.Equal(t, typ, types[name], name)
 	}

@@ -110,6 +110,7 @@ type config struct {
 	seed          uint64
 	waitTimeout   time.Duration
 	expiredAsHTTP bool
+	watchListCode int // 0: streaming lists are served; else refused with this code
 }
 
 // Option configures New.
@@ -138,6 +139,18 @@ func WithWaitTimeout(d time.Duration) Option { return func(c *config) { c.waitTi
 // an immediate HTTP 410 Status instead of the real server's usual 200
 // followed by an ERROR event (some proxies and older servers do this).
 func WithWatchExpiredAsHTTPError() Option { return func(c *config) { c.expiredAsHTTP = true } }
+
+// WithoutWatchList makes the server refuse streaming lists (a WATCH with
+// sendInitialEvents) as kube-apiserver v1.33 does with its WatchList
+// feature gate off: 422 Invalid, "sendInitialEvents is forbidden for watch
+// unless the WatchList feature gate is enabled". LIST and plain WATCH are
+// served as usual.
+func WithoutWatchList() Option { return WithWatchListRefused(http.StatusUnprocessableEntity) }
+
+// WithWatchListRefused refuses streaming lists with code: 422 as
+// WithoutWatchList, 400 BadRequest (what a proxy in front of an apiserver
+// may answer), or any other code with its HTTP status text.
+func WithWatchListRefused(code int) Option { return func(c *config) { c.watchListCode = code } }
 
 // New starts a fake apiserver, closed by t.Cleanup.
 func New(t testing.TB, opts ...Option) *Server {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -140,6 +141,10 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 	rvParam := q.Get("resourceVersion")
 	initial := rvParam == "" || rvParam == "0"
 	sendInitial, _ := strconv.ParseBool(q.Get("sendInitialEvents"))
+	if st := s.checkWatchList(q.Has("sendInitialEvents"), q.Get("resourceVersionMatch")); st != nil {
+		writeStatus(w, st)
+		return
+	}
 	var from uint64
 	if !initial {
 		var err error
@@ -220,3 +225,35 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 		}
 	}
 }
+
+// checkWatchList validates a watch's sendInitialEvents and
+// resourceVersionMatch as the real server's ValidateListOptions does (422
+// Invalid), and refuses the streaming list when the server is configured
+// without it (WithoutWatchList, WithWatchListRefused).
+func (s *Server) checkWatchList(sendInitial bool, match string) *Status {
+	var errs []fieldError
+	if sendInitial {
+		if match != "NotOlderThan" {
+			errs = append(errs, fieldError{"FieldValueForbidden", "resourceVersionMatch", "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"})
+		}
+		switch s.cfg.watchListCode {
+		case 0:
+		case http.StatusUnprocessableEntity:
+			errs = append(errs, fieldError{"FieldValueForbidden", "sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"})
+		case http.StatusBadRequest:
+			return badRequest("sendInitialEvents is not supported here")
+		default:
+			return newStatus(s.cfg.watchListCode, strings.ReplaceAll(http.StatusText(s.cfg.watchListCode), " ", ""), "sendInitialEvents: "+http.StatusText(s.cfg.watchListCode))
+		}
+	} else if match != "" {
+		errs = append(errs, fieldError{"FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"})
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return invalidStatus(listOptionsResource, "", errs)
+}
+
+// listOptionsResource names ListOptions in a 422, as the real server does:
+// ListOptions.meta.k8s.io "" is invalid: ...
+var listOptionsResource = &resource{kind: "ListOptions", group: "meta.k8s.io"}

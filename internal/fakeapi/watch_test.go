@@ -289,3 +289,43 @@ func TestWatchNotGETAndUnknownPaths(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }
+
+// A server without the streaming list answers as v1.33 does with its
+// WatchList feature gate off; plain watches and lists still work.
+func TestWithoutWatchListRefusesStreamingLists(t *testing.T) {
+	s := New(t, WithoutWatchList())
+	s.PutEndpoints(ep("ns", "a", nil, "10.0.0.1"))
+	resp, b := get(t, s, "/api/v1/endpoints?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan")
+	want := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"ListOptions","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled","field":"sendInitialEvents"}]},"code":422}`
+	if resp.StatusCode != 422 || strings.TrimSpace(string(b)) != want {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	if l := list(t, s, "/api/v1/endpoints?limit=500"); len(l.Items) != 1 {
+		t.Fatalf("list: %d items", len(l.Items))
+	}
+	w := watch(t, s, "/api/v1/endpoints?watch=1&resourceVersion=0")
+	if ev := w.next(); ev.Type != "ADDED" {
+		t.Fatal(ev.Type)
+	}
+
+	s400 := New(t, WithWatchListRefused(400))
+	if resp, b := get(t, s400, "/api/v1/endpoints?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"); resp.StatusCode != 400 || status(t, b).Reason != "BadRequest" {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+}
+
+// sendInitialEvents needs resourceVersionMatch=NotOlderThan, and
+// resourceVersionMatch on a watch needs sendInitialEvents (the real
+// server's ValidateListOptions).
+func TestStreamingListValidation(t *testing.T) {
+	s := New(t)
+	for path, msg := range map[string]string{
+		"/api/v1/endpoints?watch=1&sendInitialEvents=true&allowWatchBookmarks=true":                              "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+		"/api/v1/endpoints?watch=1&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=0": "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+	} {
+		resp, b := get(t, s, path)
+		if st := status(t, b); resp.StatusCode != 422 || st.Reason != "Invalid" || !strings.Contains(st.Message, msg) {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+}
