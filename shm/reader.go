@@ -394,12 +394,9 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // after a tag collision, other ports or formats, a torn read, a retry)
 // takes findSlow, which handles every case.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
-	t := r.cur.Load() // r.table(), inline
-	if t != nil && t.load(hRetired) != 0 {
-		t = r.reattach(t)
-	}
-	if t == nil {
-		return dst, NotReady
+	t := r.cur.Load() // r.table(), with the rare cases out of line
+	if t == nil || t.load(hRetired) != 0 {
+		return r.findRetired(dst, service)
 	}
 	if len(service) < 8 {
 		return r.findQuery(t, dst, service)
@@ -487,6 +484,16 @@ func keyAt(sp unsafe.Pointer, off uint64, q *byte, n, last uint64) bool {
 		d |= ld(sp, off+k) ^ le64at(q, k)
 	}
 	return d == 0
+}
+
+// findRetired is Find when the table was retired (r.table re-opens the
+// path) or there is none yet.
+func (r *Reader) findRetired(dst []Node, service string) ([]Node, Answer) {
+	t := r.table()
+	if t == nil {
+		return dst, NotReady
+	}
+	return r.findQuery(t, dst, service)
 }
 
 // findQuery is Find for a query whose last word holds no colon.
