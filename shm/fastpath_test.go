@@ -125,3 +125,32 @@ func TestFindTagCollisionComparesTheKey(t *testing.T) {
 		}
 	}
 }
+
+// KeysWithHash walks the key's probe run (the one probe loop) rather than
+// the whole index: every stored key is found from its hash, wherever its
+// run wraps or however long it is, details are not keys, and a deleted
+// key is gone.
+func TestKeysWithHashFindsEveryKey(t *testing.T) {
+	w, r := newAnon(t, 64<<10) // one shard: long runs, some wrapping
+	var keys []string
+	for i := range 400 {
+		k := fmt.Sprintf("ns/svc-%d", i)
+		require.NoError(t, w.Put(k, []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 1)}}}))
+		require.NoError(t, w.PutDetail(k, []byte(`[]`)))
+		keys = append(keys, k)
+	}
+	for i, k := range keys {
+		if i%3 == 0 {
+			require.True(t, w.Delete(k))
+		}
+	}
+	for i, k := range keys {
+		var got []string
+		r.KeysWithHash(KeyHash(k), func(key string) { got = append(got, key) })
+		if i%3 == 0 {
+			assert.Empty(t, got, k)
+		} else {
+			assert.Equal(t, []string{k}, got, k)
+		}
+	}
+}
