@@ -183,17 +183,16 @@ func (t *table) decodeNodes(h *portHdr, dst []Node, in *interner) bool {
 // record). Fields are assigned one by one: a composite literal would zero
 // the 48-byte Node first.
 func fill4(dst []Node, m unsafe.Pointer, p uint64, port uint16, weight uint32) {
-	k := 0
-	for ; k+1 < len(dst); k += 2 {
+	for ; len(dst) >= 2; dst = dst[2:] { // no bounds checks: len(dst) says it all
 		v := ld(m, p)
-		n := &dst[k]
+		n := &dst[0]
 		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(v)), "", port, weight
-		n = &dst[k+1]
+		n = &dst[1]
 		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(v>>32)), "", port, weight
 		p += 8
 	}
-	if k < len(dst) {
-		n := &dst[k]
+	if len(dst) == 1 {
+		n := &dst[0]
 		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(ld(m, p))), "", port, weight
 	}
 }

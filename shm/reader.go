@@ -411,7 +411,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	// A detail key ("\x00…") is looked up as any other: keyRecord refuses
 	// a blob, and the slow path says Unknown.
 	n, pw, nameLen := uint64(i), w>>(8*(j+1)), uint64(7-j) // key length, port name
-	h := hashKey(service[:i])
+	h := hashKey(unsafe.String(q, i))                      // service[:i], 1 <= i < len(service): no bounds check
 	so, tag := t.shardOf(h), tagOf(h)
 	sp, sb := t.at(so), t.shardBytes
 	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < (sb-shardHeaderBytes)/8 {
