@@ -390,9 +390,10 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // The usual case — a short port name, a stable shard, the key there, the
 // wanted port its first with fixed-width IPv4 nodes, room in dst — is
 // handled inline, from small helpers the compiler inlines (lastColon,
-// probe, keyRecord, fixed4, lastKeyWord, keyAt) and one call to fill4. Anything else (a long port name, a miss
-// after a tag collision, other ports or formats, a torn read, a retry)
-// takes findSlow, which handles every case.
+// probe, keyRecord, fixed4, lastKeyWord, keyAt) and one call to fill4.
+// Anything else (a long port name, a miss after a tag collision, other
+// ports or formats, a torn read, a retry) takes findSlow, which handles
+// every case.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	t := r.cur.Load() // r.table(), with the rare cases out of line
 	if t == nil || t.load(hRetired) != 0 {
