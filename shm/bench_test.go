@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The benchmarks compare Lookup with two in-process baselines that hold
@@ -153,4 +154,44 @@ func BenchmarkBaselineSyncMapParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkLookupPaired interleaves the three implementations in blocks of
+// 1,000 lookups (same keys, same order, same buffer) and reports each one's
+// ns/op and kdisc's ratio to the others: on a shared, loaded machine, load
+// that comes and goes then weighs on all three alike.
+func BenchmarkLookupPaired(b *testing.B) {
+	r, keys := benchTable(b)
+	_, values := benchData()
+	m := &rwMap{m: values}
+	sm := syncMapOf(values)
+	buf := make([]Node, 0, 8)
+	const block = 1000
+	var ns [3]time.Duration
+	i, n := 0, 0
+	for b.Loop() {
+		start := time.Now()
+		for j := i; j < i+block; j++ {
+			buf, _ = r.Lookup(buf[:0], keys[j%len(keys)])
+		}
+		t1 := time.Now()
+		for j := i; j < i+block; j++ {
+			buf, _ = m.lookup(buf[:0], keys[j%len(keys)])
+		}
+		t2 := time.Now()
+		for j := i; j < i+block; j++ {
+			v, _ := sm.Load(keys[j%len(keys)])
+			buf = append(buf[:0], v.([]Node)...)
+		}
+		t3 := time.Now()
+		ns[0], ns[1], ns[2] = ns[0]+t1.Sub(start), ns[1]+t2.Sub(t1), ns[2]+t3.Sub(t2)
+		i += block
+		n += block
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) }
+	b.ReportMetric(per(ns[0]), "kdisc-ns/op")
+	b.ReportMetric(per(ns[1]), "rwmap-ns/op")
+	b.ReportMetric(per(ns[2]), "syncmap-ns/op")
+	b.ReportMetric(per(ns[0])/per(ns[1]), "kdisc/rwmap")
+	b.ReportMetric(per(ns[0])/per(ns[2]), "kdisc/syncmap")
 }

@@ -57,15 +57,26 @@ func (t *table) keyIs(r record, key string) bool {
 }
 
 // equal reports whether the len(s) bytes at p (word-aligned, zero-padded
-// to a word) are s, a word at a time. The caller checked the bounds.
+// to a word) are s, a word at a time; the last word of a string of a word
+// or more is loaded overlapping the one before, not byte by byte. The
+// caller checked the bounds.
 func (t *table) equal(p uint64, s string) bool {
-	for len(s) >= 8 {
-		if t.load(p) != le64s(s) {
+	n := uint64(len(s))
+	if n < 8 {
+		return n == 0 || t.load(p) == tailWord(s)
+	}
+	b := unsafe.StringData(s)
+	for k := uint64(0); k+8 < n; k += 8 {
+		if t.load(p+k) != le64at(b, k) {
 			return false
 		}
-		s, p = s[8:], p+8
 	}
-	return len(s) == 0 || t.load(p) == tailWord(s)
+	return t.load(p+(n-1)&^7) == le64at(b, n-8)>>(8*(-n&7))
+}
+
+// le64at is the 8 bytes at b+k as a little-endian word.
+func le64at(b *byte, k uint64) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(unsafe.Pointer(b), k))[:])
 }
 
 // equalShort is equal with the usual port name (at most a word) compared
@@ -151,7 +162,7 @@ func (t *table) decodeNodes(h *portHdr, dst []Node, in *interner) bool {
 	port, weight := h.port(), h.weight()
 	switch h.format() {
 	case fmtIPv4:
-		t.fill4(dst, h.body, port, weight)
+		fill4(dst, t.base, h.body, port, weight)
 		return true
 	case fmtIPv6:
 		p := h.body
@@ -167,23 +178,22 @@ func (t *table) decodeNodes(h *portHdr, dst []Node, in *interner) bool {
 	return t.decodeMixed(h, dst, in)
 }
 
-// fill4 decodes a fmtIPv4 body at p into dst: two addresses a word (the
-// body is word-padded, so a last half-used word is still in the record).
-// Fields are assigned one by one: a composite literal would zero the
-// 48-byte Node first.
-func (t *table) fill4(dst []Node, p uint64, port uint16, weight uint32) {
-	k := 0
-	for ; k+1 < len(dst); k += 2 {
-		v := t.load(p)
-		n := &dst[k]
+// fill4 decodes a fmtIPv4 body at byte p from m into dst: two addresses a
+// word (the body is word-padded, so a last half-used word is still in the
+// record). Fields are assigned one by one: a composite literal would zero
+// the 48-byte Node first.
+func fill4(dst []Node, m unsafe.Pointer, p uint64, port uint16, weight uint32) {
+	for ; len(dst) >= 2; dst = dst[2:] { // no bounds checks: len(dst) says it all
+		v := ld(m, p)
+		n := &dst[0]
 		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(v)), "", port, weight
-		n = &dst[k+1]
+		n = &dst[1]
 		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(v>>32)), "", port, weight
 		p += 8
 	}
-	if k < len(dst) {
-		n := &dst[k]
-		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(t.load(p))), "", port, weight
+	if len(dst) == 1 {
+		n := &dst[0]
+		n.Addr, n.Name, n.Port, n.Weight = addr4(uint32(ld(m, p))), "", port, weight
 	}
 }
 

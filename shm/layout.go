@@ -117,6 +117,14 @@ func (t *table) word(off uint64) *uint64 { return (*uint64)(unsafe.Add(t.base, o
 func (t *table) load(off uint64) uint64  { return atomic.LoadUint64(t.word(off)) }
 func (t *table) store(off, v uint64)     { atomic.StoreUint64(t.word(off), v) }
 
+// at is the address of byte off of the mapping, for the readers' hot
+// loops: loading through it with ld keeps the address in a register,
+// where t.load re-reads t.base after every atomic load.
+func (t *table) at(off uint64) unsafe.Pointer { return unsafe.Add(t.base, off) }
+
+// ld is the word at byte off from p (see at).
+func ld(p unsafe.Pointer, off uint64) uint64 { return atomic.LoadUint64((*uint64)(unsafe.Add(p, off))) }
+
 // shardOf maps a key hash to the byte offset of its shard. The upper half of
 // the hash picks the shard, the lower half is the index tag, so the two are
 // independent.

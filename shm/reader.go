@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"os"
 	"runtime"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Reader reads a table, lock-free, from any number of goroutines. It never
@@ -291,16 +293,19 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 	var keys []string
 	if !r.stable(t, so, func() {
 		keys = keys[:0]
-		if c := t.load(so + sCap); c <= t.idxCap() {
-			for j := range c {
-				e := t.load(t.slot(so, j))
-				if e == 0 || e>>32 != tag {
-					continue
-				}
-				if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
-					keys = append(keys, t.key(rec))
-				}
+		c := t.load(so + sCap)
+		if c == 0 || c > t.idxCap() {
+			return
+		}
+		for s, n := home(tag, c), c; ; {
+			var e, left uint64
+			if s, e, left = probe(t.at(so), c, tag, s, n); e == 0 {
+				return // the end of the run, or round a torn index
 			}
+			if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
+				keys = append(keys, t.key(rec))
+			}
+			s, n = next(s, c), left-1
 		}
 	}) {
 		return
@@ -382,85 +387,136 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // table header for readiness (no lock, no system call) and does not
 // allocate.
 //
-// The usual case — a stable shard, the key there, the wanted port its first
-// with fixed-width IPv4 nodes, room in dst — is handled inline below; it is
-// most lookups, and calls and spills were much of their cost. Anything else
-// (a miss after a tag collision, other ports or formats, a torn read, a
-// retry) takes lookupSlow, which handles every case.
+// The usual case — a short port name, a stable shard, the key there, the
+// wanted port its first with fixed-width IPv4 nodes, room in dst — is
+// handled inline, from small helpers the compiler inlines (lastColon,
+// probe, keyRecord, fixed4, lastKeyWord, keyAt) and one call to fill4.
+// Anything else (a long port name, a miss after a tag collision, other
+// ports or formats, a torn read, a retry) takes findSlow, which handles
+// every case.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
-	i := strings.LastIndexByte(service, ':')
-	t := r.cur.Load() // r.table(), inline
-	if t != nil && t.load(hRetired) != 0 {
-		t = r.reattach(t)
+	t := r.cur.Load() // r.table(), with the rare cases out of line
+	if t == nil || t.load(hRetired) != 0 {
+		return r.findRetired(dst, service)
 	}
+	if len(service) < 8 {
+		return r.findQuery(t, dst, service)
+	}
+	q := unsafe.StringData(service)
+	w := le64at(q, uint64(len(service)-8))
+	j := lastColon(w)
+	i := len(service) - 8 + int(j)
+	if j >= 7 || i < 1 { // no colon in the last word, an empty port name, or an empty key
+		return r.findQuery(t, dst, service)
+	}
+	// A detail key ("\x00…") is looked up as any other: keyRecord refuses
+	// a blob, and the slow path says Unknown.
+	n, pw, nameLen := uint64(i), w>>(8*(j+1)), uint64(7-j) // key length, port name
+	h := hashKey(unsafe.String(q, i))                      // service[:i], 1 <= i < len(service): no bounds check
+	so, tag := t.shardOf(h), tagOf(h)
+	sp, sb := t.at(so), t.shardBytes
+	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < (sb-shardHeaderBytes)/8 {
+		_, e, left := probe(sp, c, tag, home(tag, c), c)
+		if e == 0 {
+			if left != 0 && ld(sp, sSeq) == seq { // no such key
+				return dst, r.nothing(t, Unknown)
+			}
+		} else if off := (e & 0xffffffff) * 8; off >= shardHeaderBytes && off+recHeaderBytes+keyPad(n)+portHeaderBytes+8 <= sb {
+			// If this is the key, its first port header is at p and its
+			// nodes follow a one-word name: offsets computed from the
+			// query rather than from loaded words, so that the loads of
+			// the record header, the key, the port header and the nodes
+			// are all in flight at once. keyRecord, fixed4 and keyAt check
+			// them.
+			p := off + recHeaderBytes + keyPad(n)
+			rh, w0, w1 := ld(sp, off), ld(sp, p), ld(sp, p+8)
+			end, ok := keyRecord(rh, n, p, sb, pw)
+			nn, ok4 := fixed4(w0, w1, ld(sp, p+portHeaderBytes), nameLen, pw, p, end)
+			if ok && ok4 && nn <= uint64(cap(dst)-len(dst)) && keyAt(sp, off+recHeaderBytes, q, n, lastKeyWord(q, n)) {
+				base := len(dst)
+				dst = dst[:base+int(nn)]
+				fill4(dst[base:], sp, p+portHeaderBytes+8, uint16(w0>>16), uint32(w1>>32))
+				if ld(sp, sSeq) == seq {
+					return dst, Found
+				}
+				dst = dst[:base]
+			}
+		}
+	}
+	return r.findSlow(t, so, tag, service, i, dst)
+}
+
+// keyRecord checks the header rh of a record found for a query (see Find)
+// whose key has n bytes and whose port name is pw: the record has the
+// key's length, at least one port, and lies inside the shard of sb bytes
+// (its value, starting at p, ends at end). No port (Empty), a blob (a
+// detail, not a service), or a number that may name several ports (see
+// lookupNumber) is for the slow path.
+func keyRecord(rh, n, p, sb, pw uint64) (end uint64, ok bool) {
+	nPorts, end := rh>>48, p+(rh>>16&0xffffffff)
+	return end, rh&0xffff == n && nPorts-1 < blobPorts-1 && (nPorts == 1 || uint8(pw)-'0' > 9) && end <= sb
+}
+
+// fixed4 checks a port header w0, w1 at p and its name word: the name is
+// pw (nameLen bytes, at most 7), the nodes are fixed-width IPv4 and lie
+// before end. It returns the node count.
+func fixed4(w0, w1, name, nameLen, pw, p, end uint64) (nn uint64, ok bool) {
+	nn = w1 & 0xffffffff
+	return nn, w0&0xffff == nameLen|fmtIPv4<<8 && name == pw && w0>>32 == 4*nn && nn != 0 &&
+		p+portHeaderBytes+8+keyPad(4*nn) <= end
+}
+
+// lastKeyWord is the last word of the key of n bytes at q (padded with
+// zeros, as the table stores it), from one load, which may overlap the
+// word before: q has at least 8 bytes.
+func lastKeyWord(q *byte, n uint64) uint64 {
+	if n < 8 {
+		return le64at(q, 0) & (1<<(8*n) - 1)
+	}
+	return le64at(q, n-8) >> (8 * (-n & 7))
+}
+
+// keyAt reports whether the key stored at off of the shard at sp (padded
+// with zeros to a word) is the n bytes at q, whose last word is last
+// (lastKeyWord): a word at a time, without a byte loop.
+func keyAt(sp unsafe.Pointer, off uint64, q *byte, n, last uint64) bool {
+	d := ld(sp, off+(n-1)&^7) ^ last
+	for k := uint64(0); k+8 < n; k += 8 {
+		d |= ld(sp, off+k) ^ le64at(q, k)
+	}
+	return d == 0
+}
+
+// findRetired is Find when the table was retired (r.table re-opens the
+// path) or there is none yet.
+func (r *Reader) findRetired(dst []Node, service string) ([]Node, Answer) {
+	t := r.table()
 	if t == nil {
 		return dst, NotReady
 	}
+	return r.findQuery(t, dst, service)
+}
+
+// findQuery is Find for a query whose last word holds no colon.
+func (r *Reader) findQuery(t *table, dst []Node, service string) ([]Node, Answer) {
+	i := strings.LastIndexByte(service, ':')
 	if i < 0 || isDetailKey(service) {
 		return dst, r.nothing(t, Unknown)
 	}
-	key, port := service[:i], service[i+1:]
-	h := hashKey(key)
-	so, tag := t.shardOf(h), tagOf(h)
-	seq := t.load(so + sSeq)
-	c := t.load(so + sCap)
-	if seq&1 != 0 || c-1 >= t.idxCap() { // being written, empty or corrupt
-		return r.findSlow(t, so, tag, service, i, dst)
-	}
-	for s, probes := home(tag, c), c; probes > 0; probes-- {
-		e := t.load(so + shardHeaderBytes + s*8)
-		if e == 0 {
-			if t.load(so+sSeq) != seq {
-				break
-			}
-			return dst, r.nothing(t, Unknown)
-		}
-		if e>>32 != tag {
-			if s++; s == c {
-				s = 0
-			}
-			continue
-		}
-		// If this is the key, its first port header is at p and that
-		// port's nodes at body: offsets computed from the query rather
-		// than from loaded words, so that the loads of the record
-		// header, the port header and the nodes can all be in flight at
-		// once. They are validated before use.
-		off := (e & 0xffffffff) * 8
-		p := off + recHeaderBytes + keyPad(uint64(len(key)))
-		name := p + portHeaderBytes
-		body := name + keyPad(uint64(len(port)))
-		if off < shardHeaderBytes || body > t.shardBytes {
-			break
-		}
-		rh, w0 := t.load(so+off), t.load(so+p)
-		if rh&0xffff != uint64(len(key)) || !t.equal(so+off+recHeaderBytes, key) {
-			if s++; s == c {
-				s = 0
-			}
-			continue
-		}
-		end := p + (rh >> 16 & 0xffffffff)
-		// A number may name several ports (see lookupNumber).
-		if rh>>48 == 0 || rh>>48 > 1 && len(port) > 0 && port[0]-'0' < 10 || end > t.shardBytes || w0&0xff != uint64(len(port)) || w0>>8&0xff != fmtIPv4 ||
-			body+keyPad(w0>>32) > end || !t.equalShort(so+name, port) {
-			break
-		}
-		w1 := t.load(so + p + 8)
-		nn := w1 & 0xffffffff
-		if nn == 0 || w0>>32 != 4*nn || uint64(cap(dst)-len(dst)) < nn {
-			break
-		}
-		base := len(dst)
-		dst = dst[:base+int(nn)]
-		t.fill4(dst[base:], so+body, uint16(w0>>16), uint32(w1>>32))
-		if t.load(so+sSeq) == seq {
-			return dst, Found
-		}
-		dst = dst[:base]
-		break
-	}
-	return r.findSlow(t, so, tag, service, i, dst)
+	h := hashKey(service[:i])
+	return r.findSlow(t, t.shardOf(h), tagOf(h), service, i, dst)
+}
+
+// lastColon returns the index of the last ':' byte of w, a query's last
+// word read little-endian, or 8 or more when there is none. The usual
+// query "namespace/name:port" has a port name of 1 to 7 bytes, so its
+// colon is found there without a byte loop; the bytes after it are the
+// port name as the table stores it (a zero-padded little-endian word).
+func lastColon(w uint64) uint {
+	const ones, low7 = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
+	x := w ^ ':'*ones
+	z := ^(x&low7 + low7 | x | low7)            // 0x80 in each byte of w that is ':', exactly
+	return uint(63-bits.LeadingZeros64(z)) >> 3 // huge for none
 }
 
 // nothing is the answer for a lookup that found no node: a, unless the
@@ -515,50 +571,20 @@ const (
 // the nodes straight into dst. Every offset read from the mapping is checked
 // against the bounds of the shard, then of the record, before use.
 func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, dst []Node) ([]Node, result) {
-	c := t.load(so + sCap)
-	if c == 0 {
+	key, port := service[:i], service[i+1:]
+	_, rec, res := t.lookupKey(so, tag, key)
+	if res != resFound {
+		return dst, res
+	}
+	switch rec.nPorts {
+	case 0: // no port at all (scaled to zero): empty for every port
+		return dst, resEmpty
+	case blobPorts:
 		return dst, resNone
 	}
-	if c > t.idxCap() {
-		return dst, resCorrupt
-	}
-	key, port := service[:i], service[i+1:]
-	// Probe the index for the record; offsets below are relative to so.
-	var p, end, nPorts uint64 // the value: [p, end) and its port count
-	for s, probes := home(tag, c), c; ; probes-- {
-		if probes == 0 { // a torn index may have no empty slot
-			return dst, resCorrupt
-		}
-		e := t.load(so + shardHeaderBytes + s*8)
-		if e == 0 {
-			return dst, resNone
-		}
-		if e>>32 == tag {
-			off := (e & 0xffffffff) * 8
-			if off < shardHeaderBytes || off > t.shardBytes-recHeaderBytes {
-				return dst, resCorrupt
-			}
-			h := t.load(so + off)
-			p = off + recHeaderBytes + keyPad(h&0xffff)
-			end = p + (h >> 16 & 0xffffffff)
-			if end > t.shardBytes {
-				return dst, resCorrupt
-			}
-			if h&0xffff == uint64(len(key)) && t.equal(so+off+recHeaderBytes, key) {
-				nPorts = h >> 48
-				if nPorts == 0 { // no port at all (scaled to zero): empty for every port
-					return dst, resEmpty
-				}
-				if nPorts == blobPorts {
-					return dst, resNone
-				}
-				break
-			}
-		}
-		if s++; s == c {
-			s = 0
-		}
-	}
+	// The value is [p, end), relative to so below.
+	p, end := rec.value()
+	p, end, nPorts := p-so, end-so, rec.nPorts
 	if num, ok := portNumber(port); ok {
 		return r.lookupNumber(t, so, seq, p, end, nPorts, port, num, dst)
 	}
@@ -603,7 +629,7 @@ func (r *Reader) appendNodes(t *table, so, seq uint64, h *portHdr, dst []Node) (
 	}
 	dst = dst[:base+int(nn)]
 	if h.format() == fmtIPv4 {
-		t.fill4(dst[base:], h.body, h.port(), h.weight()) // the usual case
+		fill4(dst[base:], t.base, h.body, h.port(), h.weight()) // the usual case
 		return dst, resFound
 	}
 	in := interner{n: &r.names, t: t, so: so, seq: seq}
@@ -682,37 +708,6 @@ func portNumber(s string) (uint16, bool) {
 	return uint16(n), n <= 65535
 }
 
-// lookupRecord probes the shard's index for key.
-func (t *table) lookupRecord(so, tag uint64, key string) (record, result) {
-	c := t.load(so + sCap)
-	if c > t.idxCap() {
-		return record{}, resCorrupt
-	}
-	if c == 0 {
-		return record{}, resNone
-	}
-	i := home(tag, c)
-	for range c { // bounded: a torn index may have no empty slot
-		e := t.load(t.slot(so, i))
-		if e == 0 {
-			return record{}, resNone
-		}
-		if e>>32 == tag {
-			rec, ok := t.recordAt(so, e)
-			if !ok {
-				return record{}, resCorrupt
-			}
-			if t.keyIs(rec, key) {
-				return rec, resFound
-			}
-		}
-		if i++; i == c {
-			i = 0
-		}
-	}
-	return record{}, resCorrupt
-}
-
 // Get returns a copy of key's whole value.
 func (r *Reader) Get(key string) ([]Port, bool) {
 	t := r.table()
@@ -724,7 +719,7 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 	var ports []Port
 	var ok bool
 	if !r.stable(t, so, func() {
-		rec, res := t.lookupRecord(so, tag, key)
+		_, rec, res := t.lookupKey(so, tag, key)
 		ports, ok = nil, res == resFound
 		if ok {
 			ports, ok = t.ports(rec)
@@ -748,7 +743,7 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 	out, ok := dst, false
 	if !r.stable(t, so, func() {
 		out, ok = dst, false
-		if rec, res := t.lookupRecord(so, tag, dk); res == resFound && isBlob(rec) {
+		if _, rec, res := t.lookupKey(so, tag, dk); res == resFound && isBlob(rec) {
 			out, ok = t.blob(rec, dst)
 		}
 	}) {

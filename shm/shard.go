@@ -3,6 +3,7 @@ package shm
 import (
 	"encoding/binary"
 	"slices"
+	"unsafe"
 )
 
 // Shard maintenance, writer side. A shard is a slotted page:
@@ -40,30 +41,69 @@ func slotsFor(n uint64) uint64 {
 
 func (t *table) slot(so, i uint64) uint64 { return so + shardHeaderBytes + i*8 }
 
-// find locates key in the shard at so: its slot, or the empty slot where
-// it would be inserted (meaningless when the index has no room: the
-// caller grows it first).
-func (t *table) find(so, tag uint64, key string) (slot uint64, r record, found bool) {
+// probe is the one walk of a shard's index (c > 0 slots, the shard at
+// sp): from slot s, n
+// slots at most, it returns the first slot whose entry has tag, or the
+// empty slot that ends the probe run (e == 0). left counts the slots not
+// yet looked at, the returned one included; left == 0 means it went round
+// without either, which only a torn or corrupt index (no empty slot) does.
+// After a tag collision the walk goes on from next(s, c) with left-1.
+func probe(sp unsafe.Pointer, c, tag, s, n uint64) (slot, e, left uint64) {
+	for ; n > 0; n-- {
+		if e = ld(sp, shardHeaderBytes+s*8); e == 0 || e>>32 == tag {
+			return s, e, n
+		}
+		s = next(s, c)
+	}
+	return s, 0, 0
+}
+
+// next is the slot after s in an index of c slots.
+func next(s, c uint64) uint64 {
+	if s++; s == c {
+		return 0
+	}
+	return s
+}
+
+// lookupKey finds key, whose hash has tag, in the shard at so: its slot
+// and record (resFound); or the empty slot where it would be inserted
+// (resNone; meaningless when the index has no room: the writer grows it
+// first); or resCorrupt for an index or record no consistent shard holds
+// (a torn read, or a corrupt table).
+func (t *table) lookupKey(so, tag uint64, key string) (slot uint64, r record, res result) {
 	c := t.load(so + sCap)
 	if c == 0 {
-		return 0, record{}, false
+		return 0, record{}, resNone
 	}
-	i := home(tag, c)
-	for range c {
-		e := t.load(t.slot(so, i))
-		if e == 0 {
-			return i, record{}, false
-		}
-		if e>>32 == tag {
-			if r, ok := t.recordAt(so, e); ok && t.keyIs(r, key) {
-				return i, r, true
-			}
-		}
-		if i++; i == c {
-			i = 0
-		}
+	if c > t.idxCap() {
+		return 0, record{}, resCorrupt
 	}
-	return 0, record{}, false
+	s, n := home(tag, c), c
+	for {
+		var e, left uint64
+		s, e, left = probe(t.at(so), c, tag, s, n)
+		switch {
+		case left == 0:
+			return 0, record{}, resCorrupt
+		case e == 0:
+			return s, record{}, resNone
+		}
+		r, ok := t.recordAt(so, e)
+		if !ok {
+			return 0, record{}, resCorrupt
+		}
+		if t.keyIs(r, key) {
+			return s, r, resFound
+		}
+		s, n = next(s, c), left-1 // a tag collision: go on
+	}
+}
+
+// find is lookupKey for the writer, whose own shards are consistent.
+func (t *table) find(so, tag uint64, key string) (slot uint64, r record, found bool) {
+	slot, r, res := t.lookupKey(so, tag, key)
+	return slot, r, res == resFound
 }
 
 func (t *table) beginWrite(so uint64) { t.store(so+sSeq, t.load(so+sSeq)+1) }
