@@ -560,25 +560,3 @@ func eventType(t string) string {
 	}
 	return strings.Clone(t)
 }
-
-// readResourceVersion returns metadata.resourceVersion of a raw object
-// (a copy: it is kept).
-func readResourceVersion(raw []byte) string {
-	var s scanner
-	s.reset(raw)
-	rv := ""
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		if s.key() != "metadata" {
-			s.skip()
-			continue
-		}
-		for ok := s.open('{'); ok; ok = s.more('}') {
-			if s.key() == "resourceVersion" {
-				rv = strings.Clone(s.str())
-			} else {
-				s.skip()
-			}
-		}
-	}
-	return rv
-}

@@ -711,7 +711,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		}
 		w.stats.Deleted.Add(1)
 	case "BOOKMARK":
-		if next := readResourceVersion(ev.object); next != "" {
+		if next, _, _ := readBookmark(ev.object); next != "" {
 			*rv = next
 		}
 		w.stats.Bookmarks.Add(1)

@@ -1,10 +1,10 @@
 package listwatch
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
@@ -31,23 +31,38 @@ import (
 // events of a streaming list.
 const initialEventsEndAnnotation = "k8s.io/initial-events-end"
 
-// bookmarkMeta is what a bookmark object says: its resourceVersion and
-// whether it ends the initial events. Bookmarks are rare (one a minute),
-// so encoding/json is cheap enough here.
-type bookmarkMeta struct {
-	Metadata struct {
-		ResourceVersion string            `json:"resourceVersion"`
-		Annotations     map[string]string `json:"annotations"`
-	} `json:"metadata"`
-}
-
-// readBookmark decodes a BOOKMARK event's object.
+// readBookmark decodes a BOOKMARK event's object: its resourceVersion
+// and whether it ends the initial events of a streaming list.
 func readBookmark(raw []byte) (rv string, end bool, err error) {
-	var b bookmarkMeta
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return "", false, err
+	var s scanner
+	s.reset(raw)
+	for ok := s.open('{'); ok; ok = s.more('}') {
+		if s.key() != "metadata" {
+			s.skip()
+			continue
+		}
+		for ok := s.open('{'); ok; ok = s.more('}') {
+			switch s.key() {
+			case "resourceVersion":
+				rv = strings.Clone(s.str()) // kept: the raw bytes are reused
+			case "annotations":
+				for ok := s.open('{'); ok; ok = s.more('}') {
+					if s.key() == initialEventsEndAnnotation {
+						end = s.optStr() == "true"
+					} else {
+						s.skip()
+					}
+				}
+			default:
+				s.skip()
+			}
+		}
 	}
-	return b.Metadata.ResourceVersion, b.Metadata.Annotations[initialEventsEndAnnotation] == "true", nil
+	s.end()
+	if s.err != nil {
+		return "", false, s.err
+	}
+	return rv, end, nil
 }
 
 // initialEventsEnd reports whether a BOOKMARK event's object ends the
