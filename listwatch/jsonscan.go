@@ -637,12 +637,38 @@ func stringEnd(b []byte) int {
 // skipNested moves past an object or array by counting brackets outside
 // strings: what is inside is not checked, only skipped.
 func (s *scanner) skipNested() {
-	var e valueEnd
-	n, done := e.scan(s.b[s.i:])
-	s.i += n
-	if !done {
-		s.fail("the end of an object or array")
+	if n := nestedEnd(s.b[s.i:]); n > 0 {
+		s.i += n
+		return
 	}
+	s.i = len(s.b)
+	s.fail("the end of an object or array")
+}
+
+// nestedEnd returns the length of the object or array that starts b, or
+// -1 when b ends first. Strings are skipped with stringEnd: most bytes of
+// what discovery skips (managedFields, annotations, targetRefs) are in
+// strings.
+func nestedEnd(b []byte) int {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			n := stringEnd(b[i+1:])
+			if n < 0 {
+				return -1
+			}
+			i += n + 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 // validScalar accepts the literals and anything a JSON number may be
