@@ -285,6 +285,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Dura
 		return
 	}
 	if s.o.Rate > 0 {
+		flusher.Flush() // the initial events reach the client before the pacing waits for Gate
 		s.paced(ctx, w, flusher, from)
 		return
 	}

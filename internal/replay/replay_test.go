@@ -290,3 +290,24 @@ func BenchmarkWatchStream(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+// A paced replay (bench/latency) holds its events until Gate closes, but
+// the initial events and their bookmark reach the client at once: a
+// streaming list is ready before the pacing starts.
+func TestPacedStreamingListDeliversInitialEventsBeforeGate(t *testing.T) {
+	gate := make(chan struct{}) // never closed here
+	s, base := start(t, Options{Services: 2, Events: 3, Rate: 1000, Gate: gate})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+s.Path()+"?"+url.Values{
+		"watch": {"1"}, "sendInitialEvents": {"true"}, "resourceVersionMatch": {"NotOlderThan"},
+		"allowWatchBookmarks": {"true"}, "resourceVersion": {""},
+	}.Encode(), nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	evs := readEvents(t, bufio.NewReader(resp.Body), 2+1) // fails at the deadline if held back
+	assert.Equal(t, "BOOKMARK", evs[2].Type)
+	assert.Equal(t, "true", evs[2].Object.Metadata.Annotations["k8s.io/initial-events-end"])
+}
