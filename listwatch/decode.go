@@ -3,6 +3,7 @@ package listwatch
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -94,14 +95,41 @@ func decodeObjectDetail(s *scanner, raw []byte, o *object, detail bool) error {
 			s.skip()
 		}
 	}
-	s.end()
 	if s.err != nil {
 		return s.err
+	}
+	var err error
+	if s.next() != 0 {
+		err = &trailingError{at: s.i}
 	}
 	if o.name == "" || o.namespace == "" {
 		return errMalformed
 	}
-	return nil
+	return err
+}
+
+// trailingError says an object decoded whole but more bytes follow it.
+type trailingError struct{ at int }
+
+func (e *trailingError) Error() string {
+	return fmt.Sprintf("json: data after the object, at byte %d", e.at)
+}
+
+// eventMembers reports whether b, what follows an event's object on its
+// line when eventReader.shortcut took the rest of the line for the object,
+// is only more members of the event (",\"key\":value", none of them a
+// second type or object): then the object was read exactly.
+func eventMembers(b []byte) bool {
+	var s scanner
+	s.reset(b)
+	for s.next() == ',' {
+		s.i++
+		if k := s.key(); k == "type" || k == "object" {
+			return false
+		}
+		s.skip()
+	}
+	return s.err == nil && s.next() == 0
 }
 
 // reset empties o, keeping the memory of its slices.
@@ -494,13 +522,14 @@ func (er *eventReader) next(ev *event) error {
 	return err
 }
 
-// shortcut reads a line in the exact shape the apiserver writes an object
+// shortcut reads a line in the shape the apiserver writes an object
 // event, {"type":"ADDED|MODIFIED|DELETED","object":{...}}, handing over
-// the object's bytes without a pass to find where it ends: the line's last
-// brace closes the event, the one before it the object. The object's
-// decoder (decodeObject) reads every byte of it and refuses anything but
-// one whole value, so a line that only looks this shape fails there, as a
-// malformed object. Any other line takes the general path.
+// the object's bytes without a pass to find where it ends: everything up
+// to the line's last brace, which closes the event. Decoding the object
+// reads every byte of it anyway: Watcher.decode accepts what follows the
+// object only if it is more members of the event (eventMembers), so the
+// shortcut reads exactly what the general path would. Any other line
+// takes the general path.
 func (er *eventReader) shortcut(line []byte, ev *event) (int, bool) {
 	line = bytes.TrimRight(line, " \t\r")
 	if len(line) < 2 || line[len(line)-1] != '}' {

@@ -1,6 +1,7 @@
 package listwatch
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"testing"
@@ -122,4 +123,58 @@ func TestEventReaderBrokenStream(t *testing.T) {
 	err := er.next(&ev)
 	require.Error(t, err)
 	assert.NotEqual(t, io.EOF, err, "a stream cut inside an event is not a clean end")
+}
+
+// The shortcut for event lines (the object runs to the line's last brace)
+// reads exactly what the general path reads, also when members follow the
+// object; an event with a second object member (duplicate names, which
+// the general path resolves as the last one) is refused, never applied
+// as the wrong object.
+func TestEventShortcutReadsWhatTheGeneralPathReads(t *testing.T) {
+	w := New(Options{})
+	read := func(raw []byte) (string, error) {
+		o, err := w.decode(raw)
+		return o.namespace + "/" + o.name + " " + strings.Join(o.subsets[0].addresses, ","), err
+	}
+	for name, tc := range map[string]struct {
+		line     string
+		shortcut bool // the line takes the shortcut
+		refused  bool // its object is refused through the shortcut
+	}{
+		"object last":              {`{"type":"MODIFIED","object":` + endpointsJSON + `}`, true, false},
+		"a member after":           {`{"type":"MODIFIED","object":` + endpointsJSON + `,"x":{"a":"}\"}"}}`, true, false},
+		"members after, spaces":    {`{"type":"DELETED","object":` + endpointsJSON + ` , "y":"z" , "x" : { } } `, true, false},
+		"an array after":           {`{"type":"ADDED","object":` + endpointsJSON + `,"x":[1,{}]}`, false, false},
+		"type after object":        {`{"object":` + endpointsJSON + `,"type":"ADDED"}`, false, false},
+		"a second object after":    {`{"type":"ADDED","object":` + endpointsJSON + `,"object":{"metadata":{"name":"b","namespace":"n"},"subsets":[{"addresses":[{"ip":"10.0.0.9"}]}]}}`, true, true},
+		"a second type after":      {`{"type":"ADDED","object":` + endpointsJSON + `,"type":"DELETED","x":{}}`, true, true},
+		"bookmarks never shortcut": {`{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}`, false, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			er := newEventReader(strings.NewReader(""))
+			var general event
+			n, err := er.decode([]byte(tc.line), &general)
+			require.NoError(t, err)
+			require.Equal(t, len(strings.TrimRight(tc.line, " ")), n)
+			want, wantErr := "", error(nil)
+			if general.typ != "BOOKMARK" {
+				want, wantErr = read(bytes.Clone(general.object))
+				require.NoError(t, wantErr)
+			}
+			var short event
+			_, ok := er.shortcut([]byte(tc.line), &short)
+			require.Equal(t, tc.shortcut, ok)
+			if !ok {
+				return
+			}
+			got, err := read(short.object)
+			if tc.refused {
+				assert.Error(t, err, "refused, not read as %s", got)
+				return
+			}
+			assert.Equal(t, general.typ, short.typ)
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+		})
+	}
 }

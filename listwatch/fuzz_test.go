@@ -2,11 +2,13 @@ package listwatch
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
 )
 
 // Fuzz targets for the decoders a kdisc process runs over whatever the
@@ -225,6 +227,50 @@ func FuzzDecodeObject(f *testing.F) {
 		}
 		if err != nil && errors.Is(err, io.EOF) {
 			t.Fatalf("decodeObject returned io.EOF, which callers read as a clean end: %q", data)
+		}
+	})
+}
+
+// refObject is what decodeObject reads, decoded by encoding/json: the
+// reference FuzzDecodeObjectAgreesWithEncodingJSON holds the byte-level
+// scanner to.
+type refObject struct {
+	Metadata struct {
+		Name            string            `json:"name"`
+		Namespace       string            `json:"namespace"`
+		ResourceVersion string            `json:"resourceVersion"`
+		Labels          map[string]string `json:"labels"`
+	} `json:"metadata"`
+	AddressType string `json:"addressType"`
+}
+
+// FuzzDecodeObjectAgreesWithEncodingJSON: on valid JSON, an object the
+// scanner accepts is one encoding/json accepts too, with the same names
+// (escapes, skipped values and white space read alike).
+func FuzzDecodeObjectAgreesWithEncodingJSON(f *testing.F) {
+	f.Add([]byte(endpointsJSON))
+	f.Add([]byte(sliceJSON))
+	f.Add([]byte(`{"metadata":{"name":"a\"b\\\\","namespace":"\u00e9\ud83d\ude00","x":["\\\"",{"y":"}"}]}}`))
+	f.Add([]byte(`{"kind":"x","metadata":{"annotations":{"a":"{[\"]}"},"name":"n","namespace":"s","labels":{"kubernetes.io/service-name":"w"}},"addressType":"IPv4"}`))
+	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json") {
+		_, _ = readList(bytes.NewReader(b), func(raw []byte) { f.Add(bytes.Clone(raw)) })
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || !utf8.Valid(data) { // encoding/json replaces bad UTF-8; the apiserver never sends it
+			return
+		}
+		var o object
+		if decodeObject(data, &o) != nil {
+			return
+		}
+		var ref refObject
+		if err := json.Unmarshal(data, &ref); err != nil {
+			t.Fatalf("scanner accepted what encoding/json refuses (%v): %q", err, data)
+		}
+		got := [...]string{o.namespace, o.name, o.resourceVersion, o.serviceName, o.addressType}
+		want := [...]string{ref.Metadata.Namespace, ref.Metadata.Name, ref.Metadata.ResourceVersion, ref.Metadata.Labels[serviceNameLabel], ref.AddressType}
+		if got != want {
+			t.Fatalf("scanner read %q, encoding/json %q, from %q", got, want, data)
 		}
 	})
 }

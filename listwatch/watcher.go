@@ -581,7 +581,15 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv stri
 // decode reads one raw object into the watcher's scratch object, whose
 // strings borrow raw's bytes.
 func (w *Watcher) decode(raw []byte) (*object, error) {
-	return &w.obj, decodeObjectDetail(&w.scan, raw, &w.obj, w.o.NodeDetail)
+	err := decodeObjectDetail(&w.scan, raw, &w.obj, w.o.NodeDetail)
+	// A watch event's object as eventReader.shortcut hands it over may be
+	// followed by the event's other members (the apiserver writes the
+	// object last, so this is rare).
+	var te *trailingError
+	if errors.As(err, &te) && eventMembers(raw[te.at:]) {
+		err = nil
+	}
+	return &w.obj, err
 }
 
 func (w *Watcher) skip(o *object, err error) {
