@@ -124,9 +124,10 @@ type Watcher struct {
 	// whenever a delete frees space.
 	unstored map[string]struct{}
 
-	obj  object  // decode scratch, reused; its strings borrow the bytes decoded
-	scan scanner // decode scratch, reused
-	ev   event   // watch event scratch, reused
+	writeKey func(key string) // w.write
+	obj      object           // decode scratch, reused; its strings borrow the bytes decoded
+	scan     scanner          // decode scratch, reused
+	ev       event            // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -162,6 +163,7 @@ func New(o Options) *Watcher {
 		o.Clock = RealClock{}
 	}
 	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
+	w.writeKey = w.write // once: a method value made per event would be an allocation per event
 	w.stats.initHistograms()
 	// namespace_selector.equal lists and watches that namespace on its
 	// namespaced path. Never as a cluster-wide fieldSelector
@@ -585,8 +587,7 @@ func (w *Watcher) decode(raw []byte) (*object, error) {
 	// A watch event's object as eventReader.shortcut hands it over may be
 	// followed by the event's other members (the apiserver writes the
 	// object last, so this is rare).
-	var te *trailingError
-	if errors.As(err, &te) && eventMembers(raw[te.at:]) {
+	if te, ok := err.(*trailingError); ok && eventMembers(raw[te.at:]) {
 		err = nil
 	}
 	return &w.obj, err
@@ -699,7 +700,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 func (w *Watcher) apply(ev *event, rv *string) error {
 	switch ev.typ {
 	case "ADDED", "MODIFIED":
-		if next, _ := w.fold(ev.object, w.services, w.write); next != "" {
+		if next, _ := w.fold(ev.object, w.services, w.writeKey); next != "" {
 			*rv = strings.Clone(next) // borrowed from the event
 		}
 		if ev.typ == "ADDED" {
@@ -713,7 +714,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 			w.skip(o, err)
 			return nil
 		}
-		w.services.remove(o, w.write)
+		w.services.remove(o, w.writeKey)
 		if o.resourceVersion != "" {
 			*rv = strings.Clone(o.resourceVersion)
 		}
