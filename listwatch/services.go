@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -463,24 +464,65 @@ type service struct {
 type slice struct {
 	id      string
 	service *service
-	ports   []string   // every port with a number, by portKey (interned)
-	nodes   []portNode // every address that may be served, paired with each port
+	ports   []string     // every port with a number, by portKey (interned)
+	nodes   []packedNode // every address that may be served, paired with each port
+	names   []string     // FQDN addresses, by packedNode.name
+	infos   []*nodeInfo  // with node detail: per node
 }
 
-// portNode is one address and port of a slice that may be served: a ready
-// endpoint's, or (with the fallback) a serving and terminating one's.
+// packedNode is one address and port of a slice that may be served (a
+// ready endpoint's, or with the fallback a serving and terminating one's)
+// in 22 bytes: the nodes of every slice are most of what kdisc keeps in
+// its heap.
+type packedNode struct {
+	ip    [16]byte // an IPv4 address in the first 4 (pnIPv4)
+	num   uint16   // the port number
+	port  uint8    // index in the slice's ports (an EndpointSlice has at most 100)
+	flags uint8
+	name  uint16 // with pnFQDN: index in the slice's names
+}
+
+const (
+	pnIPv4    = 1 << iota
+	pnFQDN    // the address is a DNS name
+	pnReady   // else serving and terminating
+	pnHinted  // has hints.forZones
+	pnForZone // hints.forZones names the configured zone
+)
+
+// candidate returns node i of sl, unpacked.
+func (sl *slice) candidate(i int, weight uint32) portNode {
+	p := sl.nodes[i]
+	n := shm.Node{Port: p.num, Weight: weight}
+	switch {
+	case p.flags&pnFQDN != 0:
+		n.Name = sl.names[p.name]
+	case p.flags&pnIPv4 != 0:
+		n.Addr = netip.AddrFrom4([4]byte(p.ip[:4]))
+	default:
+		n.Addr = netip.AddrFrom16(p.ip)
+	}
+	pn := portNode{port: sl.ports[p.port], node: n, ready: p.flags&pnReady != 0, hinted: p.flags&pnHinted != 0, forZone: p.flags&pnForZone != 0}
+	if sl.infos != nil {
+		pn.info = sl.infos[i]
+	}
+	return pn
+}
+
+// sameAs reports whether sl contributes what next does.
+func (sl *slice) sameAs(next *slice) bool {
+	return slices.Equal(sl.ports, next.ports) && slices.Equal(sl.nodes, next.nodes) && slices.Equal(sl.names, next.names) &&
+		slices.EqualFunc(sl.infos, next.infos, func(a, b *nodeInfo) bool { return a == b || a != nil && b != nil && *a == *b })
+}
+
+// portNode is a candidate node of one port while a service is built.
 type portNode struct {
-	port    string // interned
+	port    string
 	node    shm.Node
 	ready   bool // else serving and terminating
 	hinted  bool // has hints.forZones
 	forZone bool // hints.forZones names the configured zone
 	info    *nodeInfo
-}
-
-func (a portNode) equal(b portNode) bool {
-	return a.port == b.port && a.node == b.node && a.ready == b.ready && a.hinted == b.hinted && a.forZone == b.forZone &&
-		(a.info == b.info || a.info != nil && b.info != nil && *a.info == *b.info)
 }
 
 func newSliceServices(weight uint32) *sliceServices {
@@ -502,7 +544,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 		s.forget(prev, changed)
 		prev = nil
 	}
-	if prev != nil && slices.Equal(prev.ports, s.next.ports) && slices.EqualFunc(prev.nodes, s.next.nodes, portNode.equal) {
+	if prev != nil && prev.sameAs(&s.next) {
 		return nil
 	}
 	if prev == nil {
@@ -513,6 +555,11 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 	// In place: no other state shares a slice's memory (see carry).
 	prev.ports = append(prev.ports[:0], s.next.ports...)
 	prev.nodes = append(prev.nodes[:0], s.next.nodes...)
+	prev.names = append(prev.names[:0], s.next.names...)
+	prev.infos = append(prev.infos[:0], s.next.infos...)
+	if len(prev.infos) == 0 {
+		prev.infos = nil // candidate tells detail by a nil infos
+	}
 	changed(prev.service.key)
 	return nil
 }
@@ -520,7 +567,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 // contribution reads what slice o contributes into next, reusing its
 // memory.
 func (s *sliceServices) contribution(o *object, next *slice) error {
-	next.ports, next.nodes = next.ports[:0], next.nodes[:0]
+	next.ports, next.nodes, next.names, next.infos = next.ports[:0], next.nodes[:0], next.names[:0], next.infos[:0]
 	var nums [8]int32 // the numbers of next.ports
 	numbers := nums[:0]
 	for _, p := range o.ports {
@@ -533,23 +580,50 @@ func (s *sliceServices) contribution(o *object, next *slice) error {
 		next.ports = append(next.ports, s.names.portKey(p))
 		numbers = append(numbers, p.number)
 	}
+	if len(next.ports) > math.MaxUint8+1 {
+		return fmt.Errorf("%w: %d ports", errMalformed, len(next.ports))
+	}
 	for _, e := range o.endpoints {
 		if !e.ready && !(s.fallback && e.serving && e.terminating) {
 			continue
 		}
-		pn := portNode{ready: e.ready, hinted: len(e.zones) > 0, forZone: s.zone != "" && slices.Contains(e.zones, s.zone)}
-		if s.withDetail {
-			pn.info = e.info
+		var flags uint8
+		if e.ready {
+			flags |= pnReady
+		}
+		if len(e.zones) > 0 {
+			flags |= pnHinted
+		}
+		if s.zone != "" && slices.Contains(e.zones, s.zone) {
+			flags |= pnForZone
 		}
 		for _, a := range e.addresses {
 			n, err := sliceNode(o.addressType, a, s.weight)
 			if err != nil {
 				return err
 			}
-			for i, p := range next.ports {
-				n.Port = uint16(numbers[i])
-				pn.port, pn.node = p, n
+			pn := packedNode{flags: flags}
+			switch {
+			case n.Name != "":
+				if len(next.names) > math.MaxUint16 {
+					return fmt.Errorf("%w: over %d FQDN addresses", errMalformed, math.MaxUint16+1)
+				}
+				pn.flags |= pnFQDN
+				pn.name = uint16(len(next.names))
+				next.names = append(next.names, n.Name)
+			case n.Addr.Is4():
+				pn.flags |= pnIPv4
+				a4 := n.Addr.As4()
+				copy(pn.ip[:], a4[:])
+			default:
+				pn.ip = n.Addr.As16()
+			}
+			for i := range next.ports {
+				pn.port, pn.num = uint8(i), uint16(numbers[i])
 				next.nodes = append(next.nodes, pn)
+				if s.withDetail {
+					next.infos = append(next.infos, e.info)
+				}
 			}
 		}
 	}
@@ -595,7 +669,8 @@ func (s *sliceServices) carry(from services, o *object) {
 	}
 	s.forget(s.slices[id], func(string) {})
 	// A copy: set rewrites a slice's memory in place.
-	c := &slice{id: id, service: s.join(prev.service.key), ports: slices.Clone(prev.ports), nodes: slices.Clone(prev.nodes)}
+	c := &slice{id: id, service: s.join(prev.service.key), ports: slices.Clone(prev.ports), nodes: slices.Clone(prev.nodes),
+		names: slices.Clone(prev.names), infos: slices.Clone(prev.infos)}
 	c.service.members = append(c.service.members, c)
 	s.slices[id] = c
 }
@@ -627,7 +702,9 @@ func (s *sliceServices) build(key string) bool {
 		for _, p := range sl.ports {
 			s.entries = append(s.entries, entry{port: p, declared: true})
 		}
-		s.cands = append(s.cands, sl.nodes...)
+		for i := range sl.nodes {
+			s.cands = append(s.cands, sl.candidate(i, s.weight))
+		}
 	}
 	slices.SortStableFunc(s.cands, func(a, b portNode) int { return strings.Compare(a.port, b.port) })
 	for i := 0; i < len(s.cands); {
