@@ -156,8 +156,12 @@ func portsEqual(a, b []shm.Port) bool {
 // changed value from an unchanged one.
 type endpointsServices struct {
 	serviceOptions
-	byKey map[string]*endpointsValue
-	names *interner
+	// byKey holds each service in one allocation: its key's bytes, then
+	// its value packed (packPorts). The map's key is a view of those first
+	// bytes (keyOf), so a service costs that allocation and a map slot.
+	byKey   map[string][]byte
+	details map[string][]byte // with node detail
+	names   *interner
 
 	// Reused by set and value: what they return is valid until the next
 	// call.
@@ -168,11 +172,9 @@ type endpointsServices struct {
 	nodes   []shm.Node
 }
 
-type endpointsValue struct {
-	key    string // the map's key, kept to hand out without allocating
-	packed []byte // packPorts
-	detail []byte // with node detail
-}
+// keyOf is the key of a service's bytes v whose key is n bytes long: a
+// view of them, valid as long as v is (the key's bytes never change).
+func keyOf(v []byte, n int) string { return borrow(v[:n]) }
 
 // entry is one node of one port while a value is built; a port listed
 // without addresses has an entry with no node (declared).
@@ -184,7 +186,7 @@ type entry struct {
 }
 
 func newEndpointsServices(weight uint32) *endpointsServices {
-	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string]*endpointsValue{}, names: newInterner()}
+	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner()}
 }
 
 func (s *endpointsServices) set(o *object, changed func(string)) error {
@@ -216,25 +218,36 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 		detail = detailJSON(s.entries)
 	}
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
-	v := s.byKey[string(s.key)]
-	if v != nil && bytes.Equal(v.packed, s.packed) && bytes.Equal(v.detail, detail) {
+	n := len(s.key)
+	v, had := s.byKey[string(s.key)]
+	if had && bytes.Equal(v[n:], s.packed) && bytes.Equal(s.details[string(s.key)], detail) {
 		return nil
 	}
-	if v == nil {
-		v = &endpointsValue{key: string(s.key)}
-		s.byKey[v.key] = v // no ports: the service exists with none
+	if had && cap(v)-n >= len(s.packed) {
+		v = append(v[:n], s.packed...) // in place: no other state shares v (see carry)
+	} else {
+		if had { // the old bytes go: so must the views of them
+			delete(s.byKey, string(s.key))
+			delete(s.details, string(s.key))
+		}
+		v = append(append(make([]byte, 0, n+len(s.packed)), s.key...), s.packed...)
 	}
-	v.packed = append(v.packed[:0], s.packed...) // no other state shares v: see carry
-	v.detail = detail
-	changed(v.key)
+	key := keyOf(v, n)
+	s.byKey[key] = v // no ports: the service exists with none
+	if s.withDetail {
+		s.details[key] = detail
+	}
+	changed(key)
 	return nil
 }
 
 func (s *endpointsServices) remove(o *object, changed func(string)) {
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
 	if v, ok := s.byKey[string(s.key)]; ok {
-		delete(s.byKey, v.key)
-		changed(v.key)
+		key := keyOf(v, len(s.key))
+		delete(s.byKey, key)
+		delete(s.details, key)
+		changed(key)
 	}
 }
 
@@ -243,23 +256,22 @@ func (s *endpointsServices) value(key string) ([]shm.Port, bool) {
 	if !ok {
 		return nil, false
 	}
-	s.ports, s.nodes = unpackPorts(v.packed, s.ports[:0], s.nodes[:0], s.names)
+	s.ports, s.nodes = unpackPorts(v[len(key):], s.ports[:0], s.nodes[:0], s.names)
 	return s.ports, true
 }
 
-func (s *endpointsServices) detail(key string) []byte {
-	if v, ok := s.byKey[key]; ok {
-		return v.detail
-	}
-	return nil
-}
+func (s *endpointsServices) detail(key string) []byte { return s.details[key] }
 
 func (s *endpointsServices) carry(from services, o *object) {
-	key := o.namespace + "/" + o.name
-	if v, ok := from.(*endpointsServices).byKey[key]; ok {
-		c := *v // a copy: set rewrites a value's bytes in place
-		c.packed = bytes.Clone(v.packed)
-		s.byKey[key] = &c
+	f := from.(*endpointsServices)
+	if v, ok := f.byKey[o.namespace+"/"+o.name]; ok {
+		n := len(o.namespace) + 1 + len(o.name)
+		c := bytes.Clone(v) // a copy: set rewrites a service's bytes in place
+		key := keyOf(c, n)
+		s.byKey[key] = c
+		if d, ok := f.details[key]; ok {
+			s.details[key] = d
+		}
 	}
 }
 

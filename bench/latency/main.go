@@ -71,6 +71,7 @@ func run(rates string, duration time.Duration, bin string, poll time.Duration) e
 	if bin == "" {
 		bin = filepath.Join(tmp, "kdisc")
 		build := exec.Command("go", "build", "-o", bin, "./cmd/kdisc")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("building kdisc: %w", err)

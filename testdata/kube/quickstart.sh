@@ -16,6 +16,6 @@ mkdir -p "$bin"
 if [[ "${1:-}" != "scale" ]]; then
 	bash testdata/kube/build.sh >/dev/null
 fi
-go build -o "$bin/kdisc" ./cmd/kdisc
+CGO_ENABLED=0 go build -o "$bin/kdisc" ./cmd/kdisc # static, as shipped
 go build -o "$bin/quickstart" ./internal/kubetest/cmd/quickstart
 exec "$bin/quickstart" -kdisc "$bin/kdisc" "$@"
