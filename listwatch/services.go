@@ -2,6 +2,7 @@ package listwatch
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -298,9 +299,45 @@ func sortEntries(es []entry) {
 		if a.declared {
 			return 0
 		}
-		return shm.Compare(a.node, b.node)
+		return compareNodes(a.node, b.node)
 	})
 }
+
+// compareNodes orders nodes as shm.Compare does (by host text, then port)
+// without formatting two IPv4 addresses per comparison: dotted-decimal
+// text compares octet by octet, each octet by its decimal text (a shorter
+// one that is a prefix of the other is followed by '.' or the end, both
+// below any digit), which octetRank gives in one load.
+func compareNodes(a, b shm.Node) int {
+	if a.Name != "" || b.Name != "" || !a.Addr.Is4() || !b.Addr.Is4() {
+		return shm.Compare(a, b)
+	}
+	x, y := a.Addr.As4(), b.Addr.As4()
+	for i := range x {
+		if c := cmp.Compare(octetRank[x[i]], octetRank[y[i]]); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(a.Port, b.Port)
+}
+
+// octetRank is each octet's place when the decimal texts of 0..255 are
+// sorted as strings.
+var octetRank = func() (rank [256]uint8) {
+	var texts [256]string
+	for i := range texts {
+		texts[i] = strconv.Itoa(i)
+	}
+	order := make([]int, 256)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(texts[a], texts[b]) })
+	for place, o := range order {
+		rank[o] = uint8(place)
+	}
+	return rank
+}()
 
 // packPorts appends the value of sorted entries, each node once per port:
 // per port, its name's length, its name and its node count (uvarints);

@@ -154,3 +154,24 @@ func TestParseIPSloppy(t *testing.T) {
 		assert.ErrorIs(t, err, errMalformed, in)
 	}
 }
+
+// compareNodes orders IPv4 nodes exactly as shm.Compare (host text, then
+// port), checked on every pair of a set of addresses chosen to differ in
+// one octet's digits, length and value.
+func TestCompareNodesAgreesWithShmCompare(t *testing.T) {
+	octets := []byte{0, 1, 2, 9, 10, 11, 19, 20, 99, 100, 101, 109, 110, 199, 200, 249, 250, 255}
+	var nodes []shm.Node
+	for i, o := range octets {
+		for _, at := range [][4]byte{{o, 1, 2, 3}, {10, o, 0, 1}, {10, 0, o, 1}, {10, 0, 0, o}} {
+			nodes = append(nodes, shm.Node{Addr: netip.AddrFrom4(at), Port: uint16(80 + i%3)})
+		}
+	}
+	nodes = append(nodes, shm.Node{Addr: netip.MustParseAddr("fd00::1")}, shm.Node{Name: "a.example"})
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if got, want := compareNodes(a, b), shm.Compare(a, b); got != want {
+				t.Fatalf("compareNodes(%v:%d, %v:%d) = %d, shm.Compare says %d", a.Host(), a.Port, b.Host(), b.Port, got, want)
+			}
+		}
+	}
+}
