@@ -2,28 +2,32 @@
 // long after the apiserver writes a watch event a reader in another
 // process sees its result in kdisc's shared-memory table.
 //
-//	go run ./bench/latency [-rates 1000,10000] [-duration 5s] [-kdisc PATH] [-poll 100us]
+//	go run ./bench/latency [-rates 1000,10000] [-duration 5s] [-kdisc PATH] [-poll 0] [-procs 1]
 //
 // For each rate R it serves a replay apiserver (internal/replay) in this
 // process: one Endpoints object, then R MODIFIED events per second for the
 // duration, each written and flushed on its own on a fixed schedule, its
 // send time (after the flush) recorded. It runs `kdisc run` as a separate
-// process against it (built from this checkout unless -kdisc is given), and
-// reads the table from this process with kdisc.Attach and Lookup in a loop,
-// sleeping -poll between lookups (default 100µs, which adds up to that
-// plus timer slack to each figure; -poll 0 spins, yielding with
-// runtime.Gosched, which on a busy 2-core machine takes a core from kdisc
-// and makes things worse). Every event changes
-// the object's addresses: the third octet is the event's sequence number
-// mod 250, so the reader knows which event it sees. Event i is visible once
-// the table shows event i or a later one (kdisc may apply several events
-// before readers look); its latency is that time minus its send time. Both
-// times are this process's monotonic clock. A lag of 250 events or more
-// makes the sequence number ambiguous; such observations are counted and
+// process against it (built static from this checkout unless -kdisc is
+// given), and reads the table from this process with kdisc.Attach and
+// Lookup in a loop: spinning by default, yielding with runtime.Gosched,
+// with this process held to -procs cores (default 1, so that on a 2-core
+// machine the reader and the server leave the other core to kdisc); -poll
+// D sleeps D between lookups instead, which adds Go's timer slack (about
+// a millisecond) to every figure. Every event changes the object's
+// addresses: the third octet is the event's sequence number mod 250, so
+// the reader knows which event it sees. Event i is visible once the table
+// shows event i or a later one (kdisc may apply several events before
+// readers look); its latency is that time minus its send time. Both times
+// are this process's monotonic clock. A lag of 250 events or more makes
+// the sequence number ambiguous; such observations are counted and
 // reported, and take the oldest candidate (which overstates the latency).
 //
 // It prints, per rate, the events sent and seen and the latency p50, p90,
-// p99, p99.9 and max.
+// p99, p99.9 and max from the server's write to the reader's view; and
+// kdisc's own share, from reading the event off its socket to the change
+// being in the table (its kdisc_event_apply_seconds histogram, read from
+// its control API at the end: bucket bounds, so "at most").
 package main
 
 import (
@@ -31,6 +35,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -54,8 +59,12 @@ func main() {
 	rates := flag.String("rates", "1000,10000", "comma-separated event rates (events/s)")
 	duration := flag.Duration("duration", 5*time.Second, "how long events are sent at each rate")
 	bin := flag.String("kdisc", "", "kdisc binary (default: go build ./cmd/kdisc from this checkout)")
-	poll := flag.Duration("poll", 100*time.Microsecond, "reader: sleep between lookups (0: spin, yielding with runtime.Gosched)")
+	poll := flag.Duration("poll", 0, "reader: sleep between lookups (0: spin, yielding with runtime.Gosched)")
+	procs := flag.Int("procs", 1, "GOMAXPROCS of this process (the reader and the replay server); kdisc keeps its own")
 	flag.Parse()
+	// On a 2-core machine a spinning reader and the paced server on one
+	// core leave the other to kdisc; on two they would take kdisc's.
+	runtime.GOMAXPROCS(*procs)
 	if err := run(*rates, *duration, *bin, *poll); err != nil {
 		fmt.Fprintln(os.Stderr, "latency:", err)
 		os.Exit(1)
@@ -77,7 +86,7 @@ func run(rates string, duration time.Duration, bin string, poll time.Duration) e
 			return fmt.Errorf("building kdisc: %w", err)
 		}
 	}
-	fmt.Printf("%-8s %8s %8s %9s %9s %9s %9s %9s %9s\n", "rate/s", "sent", "seen", "p50", "p90", "p99", "p99.9", "max", "ambiguous")
+	fmt.Printf("%-8s %8s %8s %9s %9s %9s %9s %9s %9s   %s\n", "rate/s", "sent", "seen", "p50", "p90", "p99", "p99.9", "max", "ambiguous", "kdisc's own receive→visible (kdisc_event_apply_seconds), p50 / p99 / p99.9 at most")
 	for _, r := range strings.Split(rates, ",") {
 		rate, err := strconv.Atoi(strings.TrimSpace(r))
 		if err != nil || rate <= 0 {
@@ -95,6 +104,7 @@ func run(rates string, duration time.Duration, bin string, poll time.Duration) e
 type result struct {
 	rate, sent, seen, ambiguous int
 	lat                         []time.Duration
+	own                         string // kdisc's own share, from its metrics
 }
 
 func (r result) String() string {
@@ -105,7 +115,7 @@ func (r result) String() string {
 		}
 		return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))].Round(time.Microsecond).String()
 	}
-	return fmt.Sprintf("%-8d %8d %8d %9s %9s %9s %9s %9s %9d", r.rate, r.sent, r.seen, q(0.50), q(0.90), q(0.99), q(0.999), q(1), r.ambiguous)
+	return fmt.Sprintf("%-8d %8d %8d %9s %9s %9s %9s %9s %9d   %s", r.rate, r.sent, r.seen, q(0.50), q(0.90), q(0.99), q(0.999), q(1), r.ambiguous, r.own)
 }
 
 func measure(tmp, bin string, rate int, duration time.Duration, poll time.Duration) (result, error) {
@@ -146,7 +156,11 @@ func measure(tmp, bin string, rate int, duration time.Duration, poll time.Durati
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "run", "-config", cfgFile, "-shm-dir", dir, "-control", "127.0.0.1:0")
+	control, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "run", "-config", cfgFile, "-shm-dir", dir, "-control", control)
 	logFile, err := os.Create(filepath.Join(tmp, "kdisc-"+strconv.Itoa(rate)+".log"))
 	if err != nil {
 		return result{}, err
@@ -212,6 +226,7 @@ func measure(tmp, bin string, rate int, duration time.Duration, poll time.Durati
 		}
 	}
 	res.sent = int(nSent.Load())
+	res.own = ownLatency(control)
 	for i := range events {
 		if s := sent[i].Load(); s != 0 && visible[i] != 0 {
 			res.seen++
@@ -219,4 +234,64 @@ func measure(tmp, bin string, rate int, duration time.Duration, poll time.Durati
 		}
 	}
 	return res, nil
+}
+
+// freePort returns a loopback address nothing listens on now.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// ownLatency reads kdisc's kdisc_event_apply_seconds histogram (from
+// reading an event off the stream to its change being in the table) from
+// its control API: the bucket bounds under which 50%, 99% and 99.9% of
+// the events fell.
+func ownLatency(control string) string {
+	resp, err := http.Get("http://" + control + "/metrics")
+	if err != nil {
+		return "unavailable: " + err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "unavailable: " + err.Error()
+	}
+	type bucket struct {
+		le    float64
+		count float64
+	}
+	var bs []bucket
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "kdisc_event_apply_seconds_bucket{") {
+			continue
+		}
+		_, rest, ok1 := strings.Cut(line, `le="`)
+		le, _, ok2 := strings.Cut(rest, `"`)
+		j := strings.LastIndexByte(line, ' ')
+		if !ok1 || !ok2 || j < 0 {
+			continue
+		}
+		bound, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(line[j+1:], 64)
+		if err1 == nil && err2 == nil {
+			bs = append(bs, bucket{bound, n})
+		}
+	}
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return "no events in kdisc_event_apply_seconds"
+	}
+	total := bs[len(bs)-1].count
+	at := func(q float64) string {
+		for _, b := range bs {
+			if b.count >= q*total {
+				return (time.Duration(b.le * float64(time.Second))).String()
+			}
+		}
+		return "-"
+	}
+	return at(0.5) + " / " + at(0.99) + " / " + at(0.999)
 }
