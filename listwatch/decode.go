@@ -340,7 +340,11 @@ type listPage struct {
 func readList(r io.Reader, item func(raw []byte)) (listPage, error) {
 	var page listPage
 	f := newFrameReader(r, 32<<10)
-	err := readEnvelope(f, func(key string) error {
+	err := f.elements('{', '}', func() error { // a member of the list object
+		key, err := f.key()
+		if err != nil {
+			return err
+		}
 		switch key {
 		case "metadata":
 			raw, err := f.value()
@@ -349,65 +353,28 @@ func readList(r io.Reader, item func(raw []byte)) (listPage, error) {
 			}
 			return readListMeta(raw, &page)
 		case "items":
-			return readItems(f, item)
+			if c, err := f.peek(); err == nil && c == 'n' { // null
+				_, err := f.value()
+				return err
+			}
+			return f.elements('[', ']', func() error {
+				raw, err := f.value()
+				if err == nil {
+					item(raw)
+				}
+				return err
+			})
 		}
-		_, err := f.value()
+		_, err = f.value()
 		return err
 	})
 	if err != nil {
-		return page, err
+		return page, unexpectedEOF(err)
 	}
 	if page.resourceVersion == "" {
 		return page, errors.New("list answer has no metadata.resourceVersion")
 	}
 	return page, nil
-}
-
-// readEnvelope walks the members of the object that comes next in f,
-// calling member with each name; member must consume the member's value.
-func readEnvelope(f *frameReader, member func(key string) error) error {
-	c, err := f.peek()
-	if err != nil {
-		return unexpectedEOF(err)
-	}
-	if c != '{' {
-		return errors.New("json: expected a JSON object")
-	}
-	f.off++
-	if c, err := f.peek(); err == nil && c == '}' {
-		f.off++
-		return nil
-	}
-	for {
-		raw, err := f.value()
-		if err != nil {
-			return unexpectedEOF(err)
-		}
-		var s scanner
-		s.reset(raw)
-		key := strings.Clone(s.str()) // raw is reused by the next read
-		if s.end(); s.err != nil {
-			return s.err
-		}
-		if err := f.expect(':'); err != nil {
-			return err
-		}
-		if err := member(key); err != nil {
-			return err
-		}
-		c, err := f.peek()
-		if err != nil {
-			return unexpectedEOF(err)
-		}
-		f.off++
-		switch c {
-		case ',':
-		case '}':
-			return nil
-		default:
-			return errors.New("json: expected ',' or '}' in the list object")
-		}
-	}
 }
 
 func readListMeta(raw []byte, page *listPage) error {
@@ -425,44 +392,6 @@ func readListMeta(raw []byte, page *listPage) error {
 	}
 	s.end()
 	return s.err
-}
-
-// readItems reads the items array (or null), one item at a time.
-func readItems(f *frameReader, item func(raw []byte)) error {
-	c, err := f.peek()
-	if err != nil {
-		return unexpectedEOF(err)
-	}
-	if c == 'n' {
-		_, err := f.value()
-		return err
-	}
-	if err := f.expect('['); err != nil {
-		return err
-	}
-	if c, err := f.peek(); err == nil && c == ']' {
-		f.off++
-		return nil
-	}
-	for {
-		raw, err := f.value()
-		if err != nil {
-			return unexpectedEOF(err)
-		}
-		item(raw)
-		c, err := f.peek()
-		if err != nil {
-			return unexpectedEOF(err)
-		}
-		f.off++
-		switch c {
-		case ',':
-		case ']':
-			return nil
-		default:
-			return errors.New("json: expected ',' or ']' in items")
-		}
-	}
 }
 
 // event is one watch event: its type and its object's raw JSON.

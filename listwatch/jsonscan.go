@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/bits"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -117,6 +118,52 @@ func (f *frameReader) expect(c byte) error {
 	}
 	f.off++
 	return nil
+}
+
+// elements walks the object or array that comes next: after its open
+// byte, each reads one element (an object's member: name, colon and
+// value; or an array's item) and must consume it; elements reads the
+// commas between them and the close.
+func (f *frameReader) elements(open, close byte, each func() error) error {
+	if err := f.expect(open); err != nil {
+		return err
+	}
+	if c, err := f.peek(); err == nil && c == close {
+		f.off++
+		return nil
+	}
+	for {
+		if err := each(); err != nil {
+			return err
+		}
+		c, err := f.peek()
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		f.off++
+		switch c {
+		case ',':
+		case close:
+			return nil
+		default:
+			return fmt.Errorf("json: expected ',' or %q, found %q", close, c)
+		}
+	}
+}
+
+// key reads an object member's name and the colon after it.
+func (f *frameReader) key() (string, error) {
+	raw, err := f.value()
+	if err != nil {
+		return "", unexpectedEOF(err)
+	}
+	var s scanner
+	s.reset(raw)
+	key := strings.Clone(s.str()) // raw is reused by the next read
+	if s.end(); s.err != nil {
+		return "", s.err
+	}
+	return key, f.expect(':')
 }
 
 // line returns the bytes up to the next newline (or the end of the
