@@ -118,7 +118,9 @@ func (e *trailingError) Error() string {
 // eventMembers reports whether b, what follows an event's object on its
 // line when eventReader.shortcut took the rest of the line for the object,
 // is only more members of the event (",\"key\":value", none of them a
-// second type or object): then the object was read exactly.
+// second type or object): then the object was read exactly. Anything else
+// (the event closed early and more follows on its line, data that is not
+// a member, a second type or object) is a line the shortcut misread.
 func eventMembers(b []byte) bool {
 	var s scanner
 	s.reset(b)
@@ -131,6 +133,11 @@ func eventMembers(b []byte) bool {
 	}
 	return s.err == nil && s.next() == 0
 }
+
+// errMisframed: a watch event's line held more than its event in a way the
+// line shortcut cannot read exactly. The watch ends there without applying
+// the event, and resumes from the resourceVersion before it.
+var errMisframed = errors.New("watch stream: an event's line holds more than the event")
 
 // reset empties o, keeping the memory of its slices.
 func (o *object) reset() {
@@ -454,14 +461,13 @@ func (er *eventReader) next(ev *event) error {
 // shortcut reads a line in the shape the apiserver writes an object
 // event, {"type":"ADDED|MODIFIED|DELETED","object":{...}}, handing over
 // the object's bytes without a pass to find where it ends: everything up
-// to the line's last brace, which closes the event. Decoding the object
-// reads every byte of it anyway: Watcher.decode accepts what follows the
-// object only if it is more members of the event (eventMembers), so the
-// shortcut reads exactly what the general path would. Any other line
-// takes the general path.
+// to the line's last brace, which closes the event, when the line cannot
+// hold a second event (oneObject). Decoding the object reads every byte
+// of it anyway, and Watcher.decode reads what follows the object as the
+// general path would (eventTail). Any other line takes the general path.
 func (er *eventReader) shortcut(line []byte, ev *event) (int, bool) {
 	line = bytes.TrimRight(line, " \t\r")
-	if len(line) < 2 || line[len(line)-1] != '}' {
+	if len(line) < 2 || line[len(line)-1] != '}' || !oneObject(line) {
 		return 0, false
 	}
 	s := &er.s
@@ -482,6 +488,28 @@ func (er *eventReader) shortcut(line []byte, ev *event) (int, bool) {
 	}
 	ev.typ, ev.object = typ, obj
 	return len(line), true
+}
+
+// oneObject reports whether line cannot hold two JSON objects one after
+// the other (a stream need not put each on its own line): nowhere in it
+// does a '{' follow a '}' with only white space between, which inside one
+// JSON value happens only within a string (such a line takes the general
+// path).
+func oneObject(line []byte) bool {
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(line[i:], '{')
+		if j < 0 {
+			return true
+		}
+		i += j
+		k := i - 1
+		for k >= 0 && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' || line[k] == '\n') {
+			k--
+		}
+		if k >= 0 && line[k] == '}' {
+			return false
+		}
+	}
 }
 
 // decode reads the event that starts raw, returning the bytes it took.

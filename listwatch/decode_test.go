@@ -178,3 +178,17 @@ func TestEventShortcutReadsWhatTheGeneralPathReads(t *testing.T) {
 		})
 	}
 }
+
+// Events written one after another on one line (a JSON stream need not be
+// newline-delimited) are read one by one, as when each ends its line: the
+// line shortcut must not take the rest of the line for the first object.
+func TestEventsOnOneLineAreReadOneByOne(t *testing.T) {
+	a := `{"type":"MODIFIED","object":` + endpointsJSON + `}`
+	b := `{"type":"DELETED","object":{"metadata":{"name":"x","namespace":"y"}}}`
+	want := readStream(t, strings.NewReader(a+"\n"+b+"\n"), 1<<20)
+	require.Len(t, want.events, 2)
+	for _, sep := range []string{"", " ", "\t", "\r"} {
+		got := readStream(t, strings.NewReader(a+sep+b+"\n"), 1<<20)
+		assert.True(t, equalStream(want, got), "separated by %q: %d events", sep, len(got.events))
+	}
+}

@@ -274,3 +274,58 @@ func FuzzDecodeObjectAgreesWithEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWatchStreamAgreesWithEncodingJSON: the events the reader frames
+// (line shortcut included) are those encoding/json's Decoder reads from
+// the same valid stream, event by event, and their objects decode alike
+// (Watcher.decode on what the reader hands over, decodeObject on the exact
+// value encoding/json delimits).
+func FuzzWatchStreamAgreesWithEncodingJSON(f *testing.F) {
+	for _, s := range watchStreams(f) {
+		f.Add(s)
+	}
+	ev := `{"type":"MODIFIED","object":` + endpointsJSON + `}`
+	f.Add([]byte(ev + ev + "\n" + ev + " " + ev))
+	f.Add([]byte(`{"type":"ADDED","object":` + endpointsJSON + `,"x":{"a":"}{"}}` + "\n"))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		if !utf8.Valid(stream) {
+			return
+		}
+		w := New(Options{})
+		summary := func(typ string, obj []byte, decode func([]byte) (*object, error)) string {
+			o, err := decode(obj)
+			if err != nil {
+				return typ + " malformed"
+			}
+			return typ + " " + o.namespace + "/" + o.name
+		}
+		var want []string
+		dec := json.NewDecoder(bytes.NewReader(stream))
+		for {
+			var e struct {
+				Type   string          `json:"type"`
+				Object json.RawMessage `json:"object"`
+			}
+			if dec.Decode(&e) != nil || e.Type == "" || len(e.Object) == 0 {
+				break
+			}
+			want = append(want, summary(e.Type, e.Object, func(b []byte) (*object, error) {
+				var o object
+				return &o, decodeObject(b, &o)
+			}))
+		}
+		er := newEventReader(bytes.NewReader(stream))
+		for i := 0; i < len(want); i++ {
+			var e event
+			if er.next(&e) != nil {
+				return // stricter than encoding/json here: it stops, never misreads
+			}
+			if _, err := w.decode(e.object); err == errMisframed {
+				return // the watch ends here (and resumes before this event)
+			}
+			if got := summary(e.typ, e.object, w.decode); got != want[i] {
+				t.Fatalf("event %d: read %q, encoding/json %q, from %q", i, got, want[i], stream)
+			}
+		}
+	})
+}

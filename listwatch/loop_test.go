@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -358,4 +359,23 @@ func TestRequestsAreCountedByVerbAndCode(t *testing.T) {
 		return len(r) > 0 && r[0] == RequestCount{VerbList, "error", r[0].N}
 	})
 	assert.Equal(t, ClassTransport, h2.w.Status().ErrorClass)
+}
+
+// An event whose line holds more than the event in a way the line
+// shortcut cannot read exactly (here the event closes early and more
+// follows) is not applied, not counted as a malformed object: the watch
+// ends and resumes from the resourceVersion before it, as if the stream
+// had broken there.
+func TestMisframedEventResumesTheWatchBeforeIt(t *testing.T) {
+	misframed := ev("MODIFIED", epJSON("default", "web", "11", "10.0.0.9")+`} x}`)
+	l := runScript(t, scriptOptions(),
+		listOK("10", epJSON("default", "web", "10", "10.0.0.1")),
+		watchEvents(nil, misframed),
+		watchEvents(nil, ev("MODIFIED", epJSON("default", "web", "11", "10.0.0.2"))),
+	)
+	l.clock.runUntil(t, "the second watch", func() bool { return l.lw.count(VerbWatch) == 2 })
+	watches := watchCalls(l.lw.getCalls())
+	assert.Equal(t, "10", watches[1].watch.ResourceVersion, "resumed before the misframed event")
+	l.clock.runUntil(t, "the re-sent event", func() bool { return slices.Equal(l.hosts("default/web:http"), []string{"10.0.0.2:80"}) })
+	assert.Zero(t, l.w.Stats().Skipped.Load(), "the object was not at fault")
 }

@@ -124,10 +124,11 @@ type Watcher struct {
 	// whenever a delete frees space.
 	unstored map[string]struct{}
 
-	writeKey func(key string) // w.write
-	obj      object           // decode scratch, reused; its strings borrow the bytes decoded
-	scan     scanner          // decode scratch, reused
-	ev       event            // watch event scratch, reused
+	writeKey  func(key string) // w.write
+	misframed bool             // fold met errMisframed: the watch must end (apply, initialEvent)
+	obj       object           // decode scratch, reused; its strings borrow the bytes decoded
+	scan      scanner          // decode scratch, reused
+	ev        event            // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -564,6 +565,10 @@ func (w *Watcher) query() url.Values {
 // what could be read of it.
 func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv string, bad bool) {
 	o, err := w.decode(raw)
+	if err == errMisframed { // not the object's fault: the stream's (see apply)
+		w.misframed = true
+		return "", false
+	}
 	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
 		return o.resourceVersion, false
 	}
@@ -587,8 +592,12 @@ func (w *Watcher) decode(raw []byte) (*object, error) {
 	// A watch event's object as eventReader.shortcut hands it over may be
 	// followed by the event's other members (the apiserver writes the
 	// object last, so this is rare).
-	if te, ok := err.(*trailingError); ok && eventMembers(raw[te.at:]) {
-		err = nil
+	if te, ok := err.(*trailingError); ok {
+		if eventMembers(raw[te.at:]) {
+			err = nil
+		} else {
+			err = errMisframed
+		}
 	}
 	return &w.obj, err
 }
@@ -703,6 +712,10 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		if next, _ := w.fold(ev.object, w.services, w.writeKey); next != "" {
 			*rv = strings.Clone(next) // borrowed from the event
 		}
+		if w.misframed {
+			w.misframed = false
+			return errMisframed
+		}
 		if ev.typ == "ADDED" {
 			w.stats.Added.Add(1)
 		} else {
@@ -710,6 +723,9 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		}
 	case "DELETED":
 		o, err := w.decode(ev.object)
+		if err == errMisframed {
+			return err
+		}
 		if err != nil {
 			w.skip(o, err)
 			return nil

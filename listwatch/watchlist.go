@@ -131,6 +131,10 @@ func (w *Watcher) initialEvent(l *initialList, ev *Event, rv *string) error {
 			w.logProgress(l.objects, 0, l.start, now)
 		}
 		w.listItem(ev.Object, l.next, l.keep)
+		if w.misframed {
+			w.misframed = false
+			return errMisframed
+		}
 		return nil
 	case "BOOKMARK":
 		next, end, err := readBookmark(ev.Object)
