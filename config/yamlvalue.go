@@ -495,12 +495,9 @@ func decodeKubeconfig(doc map[string]any) (kcFile, error) {
 	var f kcFile
 	d := &kcDecoder{}
 	f.CurrentContext = d.str(doc, "", "current-context")
-	for i, item := range d.objs(doc, "", "clusters") {
-		p := fmt.Sprintf(".clusters[%d]", i)
-		var e kcNamedCluster
-		e.Name = d.str(item, p, "name")
-		if m := d.obj(item, p, "cluster"); m != nil {
-			p += ".cluster"
+	d.eachNamed(doc, "clusters", "cluster", func(name string, m map[string]any, p string) {
+		e := kcNamedCluster{Name: name}
+		if m != nil {
 			e.Cluster = &kcCluster{
 				Server:                   d.str(m, p, "server"),
 				TLSServerName:            d.str(m, p, "tls-server-name"),
@@ -517,13 +514,10 @@ func decodeKubeconfig(doc map[string]any) (kcFile, error) {
 			}
 		}
 		f.Clusters = append(f.Clusters, e)
-	}
-	for i, item := range d.objs(doc, "", "contexts") {
-		p := fmt.Sprintf(".contexts[%d]", i)
-		var e kcNamedContext
-		e.Name = d.str(item, p, "name")
-		if m := d.obj(item, p, "context"); m != nil {
-			p += ".context"
+	})
+	d.eachNamed(doc, "contexts", "context", func(name string, m map[string]any, p string) {
+		e := kcNamedContext{Name: name}
+		if m != nil {
 			e.Context = &kcContext{
 				Cluster:   d.str(m, p, "cluster"),
 				User:      d.str(m, p, "user"),
@@ -531,13 +525,10 @@ func decodeKubeconfig(doc map[string]any) (kcFile, error) {
 			}
 		}
 		f.Contexts = append(f.Contexts, e)
-	}
-	for i, item := range d.objs(doc, "", "users") {
-		p := fmt.Sprintf(".users[%d]", i)
-		var e kcNamedUser
-		e.Name = d.str(item, p, "name")
-		if m := d.obj(item, p, "user"); m != nil {
-			p += ".user"
+	})
+	d.eachNamed(doc, "users", "user", func(name string, m map[string]any, p string) {
+		e := kcNamedUser{Name: name}
+		if m != nil {
 			u := &kcUser{
 				Token:                 d.str(m, p, "token"),
 				TokenFile:             d.str(m, p, "tokenFile"),
@@ -571,6 +562,16 @@ func decodeKubeconfig(doc map[string]any) (kcFile, error) {
 			e.User = u
 		}
 		f.Users = append(f.Users, e)
-	}
+	})
 	return f, d.err
+}
+
+// eachNamed calls fn with each entry of doc's list key (clusters,
+// contexts, users): its name, its inner object (nil when absent) and that
+// object's path for error messages.
+func (d *kcDecoder) eachNamed(doc map[string]any, key, inner string, fn func(name string, m map[string]any, p string)) {
+	for i, item := range d.objs(doc, "", key) {
+		p := fmt.Sprintf(".%s[%d]", key, i)
+		fn(d.str(item, p, "name"), d.obj(item, p, inner), p+"."+inner)
+	}
 }
