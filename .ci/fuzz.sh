@@ -35,7 +35,25 @@ for entry in "${found[@]}"; do
 	done
 	$nested && continue
 	echo "== $name ./$dir ($fuzztime)"
-	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./$dir"
+	corpus="$dir/testdata/fuzz/$name"
+	before=$(ls "$corpus" 2>/dev/null | sort || true)
+	log=$(mktemp)
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./$dir" 2>&1 | tee "$log"; then
+		# Go 1.26's fuzzing coordinator can fail a run whose -fuzztime
+		# ends while a worker is mid-input, with a bare "context deadline
+		# exceeded" and no failing input (golang/go#75804, fixed in 1.27).
+		# Only that exact failure is let through: any failure that wrote
+		# a failing input, or says anything else, fails CI.
+		after=$(ls "$corpus" 2>/dev/null | sort || true)
+		if [[ $before == "$after" ]] && grep -q '^    context deadline exceeded$' "$log" &&
+			! grep -qE '^\s+(--- FAIL: .*/|.*_test\.go:[0-9]+:)|panic:|Failing input written' "$log"; then
+			echo "fuzz.sh: $name: the -fuzztime deadline race of golang/go#75804 (no failing input); not a finding"
+		else
+			rm -f "$log"
+			exit 1
+		fi
+	fi
+	rm -f "$log"
 	ran=$((ran + 1))
 done
 
