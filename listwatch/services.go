@@ -213,7 +213,8 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 		}
 	}
 	sortEntries(s.entries)
-	s.packed = packPorts(s.packed[:0], s.entries)
+	s.ports, s.nodes = portsOf(s.entries, s.ports[:0], s.nodes[:0])
+	s.packed = packPorts(s.packed[:0], s.ports)
 	var detail []byte
 	if s.withDetail {
 		detail = detailJSON(s.entries)
@@ -339,67 +340,42 @@ var octetRank = func() (rank [256]uint8) {
 	return rank
 }()
 
-// packPorts appends the value of sorted entries, each node once per port:
-// per port, its name's length, its name and its node count (uvarints);
-// per node, its family (4 or 6), address, port and weight.
-func packPorts(b []byte, es []entry) []byte {
-	for i := 0; i < len(es); {
-		name := es[i].port
-		b = binary.AppendUvarint(b, uint64(len(name)))
-		b = append(b, name...)
-		j := i
-		for i < len(es) && es[i].port == name {
-			i++
-		}
-		group := es[j:i]
-		b = binary.AppendUvarint(b, uint64(countNodes(group)))
-		for k, e := range group {
-			if e.declared || (k > 0 && !group[k-1].declared && e.node == group[k-1].node) {
-				continue
-			}
-			if e.node.Addr.Is4() {
-				a := e.node.Addr.As4()
-				b = append(b, 4)
-				b = append(b, a[:]...)
+// packPorts appends ports packed: per port, its name's length, its name
+// and its node count (uvarints); per node, its family (4 or 6), address,
+// port and weight.
+func packPorts(b []byte, ports []shm.Port) []byte {
+	for _, p := range ports {
+		b = binary.AppendUvarint(b, uint64(len(p.Name)))
+		b = append(b, p.Name...)
+		b = binary.AppendUvarint(b, uint64(len(p.Nodes)))
+		for _, n := range p.Nodes {
+			if n.Addr.Is4() {
+				a := n.Addr.As4()
+				b = append(append(b, 4), a[:]...)
 			} else {
-				a := e.node.Addr.As16()
-				b = append(b, 6)
-				b = append(b, a[:]...)
+				a := n.Addr.As16()
+				b = append(append(b, 6), a[:]...)
 			}
-			b = binary.LittleEndian.AppendUint16(b, e.node.Port)
-			b = binary.LittleEndian.AppendUint32(b, e.node.Weight)
+			b = binary.LittleEndian.AppendUint16(b, n.Port)
+			b = binary.LittleEndian.AppendUint32(b, n.Weight)
 		}
 	}
 	return b
 }
 
-// countNodes counts the distinct nodes of one port's sorted entries.
-func countNodes(group []entry) int {
-	n := 0
-	for k, e := range group {
-		if !e.declared && (k == 0 || group[k-1].declared || e.node != group[k-1].node) {
-			n++
-		}
-	}
-	return n
-}
-
 // unpackPorts reads what packPorts wrote into ports, whose nodes share
 // the memory of nodes.
 func unpackPorts(b []byte, ports []shm.Port, nodes []shm.Node, names *interner) ([]shm.Port, []shm.Node) {
-	type span struct {
-		name     string
-		from, to int
-	}
-	var spans [8]span
-	list := spans[:0]
+	start := len(ports)
+	var firsts [8]int
+	first := firsts[:0]
 	for len(b) > 0 {
 		l, w := binary.Uvarint(b)
-		name := names.intern(borrow(b[w : w+int(l)]))
+		ports = append(ports, shm.Port{Name: names.intern(borrow(b[w : w+int(l)]))})
+		first = append(first, len(nodes))
 		b = b[w+int(l):]
 		n, w := binary.Uvarint(b)
 		b = b[w:]
-		from := len(nodes)
 		for range n {
 			var node shm.Node
 			if b[0] == 4 {
@@ -414,16 +390,24 @@ func unpackPorts(b []byte, ports []shm.Port, nodes []shm.Node, names *interner) 
 			b = b[6:]
 			nodes = append(nodes, node)
 		}
-		list = append(list, span{name, from, len(nodes)})
 	}
-	for _, sp := range list { // nodes may have moved while growing
-		var ns []shm.Node
-		if sp.to > sp.from {
-			ns = nodes[sp.from:sp.to:sp.to]
-		}
-		ports = append(ports, shm.Port{Name: sp.name, Nodes: ns})
-	}
+	setNodes(ports[start:], first, nodes)
 	return ports, nodes
+}
+
+// setNodes points each port at its nodes, port i's starting at first[i]
+// in nodes and ending where the next one's start. It runs once nodes is
+// complete: while it grew, its memory may have moved.
+func setNodes(ports []shm.Port, first []int, nodes []shm.Node) {
+	for i := range ports {
+		from, to := first[i], len(nodes)
+		if i+1 < len(first) {
+			to = first[i+1]
+		}
+		if to > from {
+			ports[i].Nodes = nodes[from:to:to]
+		}
+	}
 }
 
 // detailJSON is the node detail of sorted entries: every node of every
@@ -813,27 +797,17 @@ func portsOf(es []entry, ports []shm.Port, nodes []shm.Node) ([]shm.Port, []shm.
 	start := len(ports)
 	var firsts [8]int
 	first := firsts[:0] // where each port's nodes start in nodes
-	for i := 0; i < len(es); {
-		name := es[i].port
-		first = append(first, len(nodes))
-		ports = append(ports, shm.Port{Name: name})
-		for k := i; i < len(es) && es[i].port == name; i++ {
-			e := es[i]
-			if e.declared || (i > k && !es[i-1].declared && e.node == es[i-1].node) {
-				continue
-			}
+	for i, e := range es {
+		if i == 0 || e.port != es[i-1].port {
+			ports = append(ports, shm.Port{Name: e.port})
+			first = append(first, len(nodes))
+		}
+		// Declared entries sort first; a node listed twice is served once.
+		if !e.declared && (i == 0 || es[i-1].port != e.port || es[i-1].declared || es[i-1].node != e.node) {
 			nodes = append(nodes, e.node)
 		}
 	}
-	for i := range ports[start:] { // nodes may have moved while growing
-		from, to := first[i], len(nodes)
-		if i+1 < len(first) {
-			to = first[i+1]
-		}
-		if to > from {
-			ports[start+i].Nodes = nodes[from:to:to]
-		}
-	}
+	setNodes(ports[start:], first, nodes)
 	return ports, nodes
 }
 
