@@ -481,6 +481,7 @@ type sliceServices struct {
 	// call.
 	id, svc []byte
 	next    slice
+	built   *service // whose merge s.entries holds; nil after any change
 	cands   []portNode
 	entries []entry
 	ports   []shm.Port
@@ -563,6 +564,7 @@ func newSliceServices(weight uint32) *sliceServices {
 }
 
 func (s *sliceServices) set(o *object, changed func(string)) error {
+	s.built = nil
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
 	prev := s.slices[string(s.id)]
 	if o.serviceName == "" { // not (or no longer) part of a service
@@ -680,6 +682,7 @@ func (s *sliceServices) remove(o *object, changed func(string)) {
 
 // forget drops slice sl (nil: nothing to do) from its service.
 func (s *sliceServices) forget(sl *slice, changed func(string)) {
+	s.built = nil
 	if sl == nil {
 		return
 	}
@@ -695,6 +698,7 @@ func (s *sliceServices) forget(sl *slice, changed func(string)) {
 }
 
 func (s *sliceServices) carry(from services, o *object) {
+	s.built = nil
 	id := o.namespace + "/" + o.name
 	prev, ok := from.(*sliceServices).slices[id]
 	if !ok {
@@ -730,6 +734,10 @@ func (s *sliceServices) build(key string) bool {
 	if !ok {
 		return false
 	}
+	if svc == s.built { // value then detail of one write: built once
+		return true
+	}
+	s.built = svc
 	s.entries, s.cands = s.entries[:0], s.cands[:0]
 	for _, sl := range svc.members {
 		for _, p := range sl.ports {
