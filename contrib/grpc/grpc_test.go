@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -28,8 +29,9 @@ import (
 
 // server is a gRPC server on loopback that counts the calls it serves.
 type server struct {
-	addr  string
-	calls atomic.Int64
+	addr      string
+	calls     atomic.Int64
+	authority atomic.Value // of the last call
 }
 
 func startServers(t *testing.T, n int) []*server {
@@ -43,6 +45,8 @@ func startServers(t *testing.T, n int) []*server {
 		s := &server{addr: lis.Addr().String()}
 		gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			s.calls.Add(1)
+			md, _ := metadata.FromIncomingContext(ctx)
+			s.authority.Store(strings.Join(md[":authority"], ","))
 			return h(ctx, req)
 		}))
 		healthpb.RegisterHealthServer(gs, health.NewServer())
@@ -242,6 +246,35 @@ func TestUnknownServiceFailsCallsFast(t *testing.T) {
 	}
 }
 
+// A service that goes unknown after it was found is a resolver error, and
+// grpc-go keeps a channel's endpoints through resolver errors: calls go on
+// to the last servers (until those fail), as with any resolver.
+func TestUnknownAfterFoundKeepsTheLastServers(t *testing.T) {
+	servers := startServers(t, 2)
+	tb := newTables(t, false)
+	tb.put(t, "", "default/echo", port("grpc", nodesOf(t, servers...)...))
+	tb.w("").SetReady(true)
+	b := NewBuilder(tb.d)
+	seen := watchLooks(b)
+	c := dial(t, b, "kdisc:///default/echo:grpc", roundRobin)
+	waitServed(t, c, servers...)
+
+	mark := seen.mark()
+	tb.w("").Delete("default/echo")
+	seen.waitFor(t, mark, kdisc.Unknown)
+	var addrs []string
+	for range 20 {
+		cl := check(c, wait)
+		if cl.err != nil {
+			t.Fatalf("unknown after found: a call failed: %v", cl.err)
+		}
+		addrs = append(addrs, cl.addr)
+	}
+	if !servedBy(addrs, servers) {
+		t.Errorf("unknown after found: want the calls spread over the last servers, got %q", addrs)
+	}
+}
+
 // A client that starts before kdisc run has its table waits for it: its
 // first call, started while the table does not exist, is served once
 // kdisc run has listed the service.
@@ -362,5 +395,26 @@ func TestWeightsReachTheBalancer(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("the balancer saw %q, want %q", got, want)
+	}
+}
+
+// Calls carry the Service's DNS name as their authority.
+func TestCallsCarryTheServiceNameAsAuthority(t *testing.T) {
+	servers := startServers(t, 1)
+	tb := newTables(t, false)
+	tb.put(t, "", "default/echo", port("grpc", nodesOf(t, servers...)...))
+	tb.w("").SetReady(true)
+	b := NewBuilder(tb.d)
+	num := servers[0].addr[strings.LastIndexByte(servers[0].addr, ':')+1:]
+	for target, want := range map[string]string{
+		"kdisc:///default/echo:grpc":   "echo.default.svc",
+		"kdisc:///default/echo:" + num: "echo.default.svc:" + num,
+	} {
+		if cl := check(dial(t, b, target, roundRobin), wait); cl.err != nil {
+			t.Fatalf("%s: %v", target, cl.err)
+		}
+		if got := servers[0].authority.Load(); got != want {
+			t.Errorf("%s: the server saw authority %q, want %q", target, got, want)
+		}
 	}
 }
