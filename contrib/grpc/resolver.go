@@ -98,7 +98,9 @@ func Weight(a *attributes.Attributes) (uint32, bool) {
 const notReadyPoll = 10 * time.Millisecond
 
 // Builder builds resolvers for Scheme that read d. Pass it to
-// grpc.WithResolvers. It is safe for concurrent use.
+// grpc.WithResolvers (or, once, before any channel is made, to
+// resolver.Register, for every channel of the process). It is safe for
+// concurrent use.
 type Builder struct {
 	d *kdisc.Discovery
 
@@ -108,6 +110,11 @@ type Builder struct {
 
 	looked func(service string, answer kdisc.Answer) // tests: after each lookup
 }
+
+var (
+	_ resolver.Builder            = (*Builder)(nil)
+	_ resolver.AuthorityOverrider = (*Builder)(nil)
+)
 
 // NewBuilder returns a Builder reading d. d stays the caller's: close it
 // after the channels that use it.
