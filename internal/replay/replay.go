@@ -24,6 +24,12 @@
 //
 // Each client gets the whole replay: any number of clients, one after the
 // other or at once, can be measured against one server.
+//
+// It answers in JSON, and, once WithProtobuf has built the protobuf
+// bodies, in application/vnd.kubernetes.protobuf to a client whose Accept
+// header prefers it, as kube-apiserver negotiates: LIST bodies in the
+// "k8s\x00" envelope, watches and streaming lists as
+// application/vnd.kubernetes.protobuf;stream=watch frames.
 package replay
 
 import (
@@ -79,7 +85,9 @@ type Server struct {
 	quit   chan struct{}
 	closed atomic.Bool
 
-	lists, watches, streamingLists atomic.Int64
+	pb *pbBodies // nil until WithProtobuf
+
+	lists, watches, streamingLists, protobufs atomic.Int64
 }
 
 // New builds every body. It takes about a second per 100 MB of events.
@@ -120,6 +128,20 @@ func New(o Options) *Server {
 	return s
 }
 
+// WithProtobuf builds the protobuf bodies from the JSON ones, each object
+// turned into its message by enc, and serves them from then on to clients
+// that ask for protobuf. Call it before serving.
+func (s *Server) WithProtobuf(enc Protobuf) error { return s.buildProtobuf(enc) }
+
+// ProtobufSizes returns the bytes of the protobuf LIST's items and of the
+// protobuf replay's frames (0, 0 without WithProtobuf).
+func (s *Server) ProtobufSizes() (list, replay int) {
+	if s.pb == nil {
+		return 0, 0
+	}
+	return len(s.pb.items), len(s.pb.events)
+}
+
 // Path is the collection path served, e.g. /api/v1/endpoints.
 func (s *Server) Path() string { return s.path }
 
@@ -132,9 +154,10 @@ func (s *Server) LastRV() int { return s.o.Services + s.o.Events + 1 }
 // Sizes returns the bytes of the LIST's objects and of the whole replay.
 func (s *Server) Sizes() (list, replay int) { return len(s.objs), len(s.events) }
 
-// Stats counts the requests served: LISTs (pages), WATCHes, streaming lists.
-func (s *Server) Stats() (lists, watches, streamingLists int64) {
-	return s.lists.Load(), s.watches.Load(), s.streamingLists.Load()
+// Stats counts the requests served: LISTs (pages), WATCHes, streaming
+// lists, and how many of all those were answered in protobuf.
+func (s *Server) Stats() (lists, watches, streamingLists, protobuf int64) {
+	return s.lists.Load(), s.watches.Load(), s.streamingLists.Load(), s.protobufs.Load()
 }
 
 // Close ends the open watches (then an http.Server can shut down).
@@ -156,9 +179,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(w, http.StatusNotFound, "NotFound", "the replay serves "+s.path+" only")
 		return
 	}
+	pb, ok := s.wantsProtobuf(r.Header.Get("Accept"))
+	if !ok {
+		status(w, http.StatusNotAcceptable, "NotAcceptable", "only application/json and "+ContentTypeProtobuf+" are served")
+		return
+	}
 	q := r.URL.Query()
 	if v := q.Get("watch"); v == "" || v == "0" || v == "false" {
-		s.list(w, q.Get("limit"), q.Get("continue"))
+		s.list(w, pb, q.Get("limit"), q.Get("continue"))
 		return
 	}
 	timeout := time.Duration(0)
@@ -176,7 +204,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.streamingLists.Add(1)
-		s.watch(w, r, timeout, true, 0)
+		s.watch(w, r, pb, timeout, true, 0)
 		return
 	}
 	from, ok := s.replayFrom(q.Get("resourceVersion"))
@@ -185,7 +213,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.watches.Add(1)
-	s.watch(w, r, timeout, false, from)
+	s.watch(w, r, pb, timeout, false, from)
 }
 
 // replayFrom is the index of the first event after resourceVersion rv.
@@ -205,7 +233,7 @@ const continuePrefix = "cmVwbGF5" // opaque to clients: base64 "replay"
 
 // list writes one page: limit objects (0: all) from the continue token's
 // position, with a continue token and remainingItemCount when more are left.
-func (s *Server) list(w http.ResponseWriter, limitArg, cont string) {
+func (s *Server) list(w http.ResponseWriter, pb bool, limitArg, cont string) {
 	limit := 0
 	if limitArg != "" {
 		n, err := strconv.Atoi(limitArg)
@@ -229,6 +257,11 @@ func (s *Server) list(w http.ResponseWriter, limitArg, cont string) {
 		to = min(from+limit, s.o.Services)
 	}
 	s.lists.Add(1)
+	if pb {
+		s.protobufs.Add(1)
+		s.listProtobuf(w, from, to)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, bufSize)
 	head := make([]byte, 0, 256)
@@ -257,11 +290,37 @@ func (s *Server) list(w http.ResponseWriter, limitArg, cont string) {
 	_ = bw.Flush()
 }
 
+// listProtobuf writes objects from..to as an enveloped list.
+func (s *Server) listProtobuf(w http.ResponseWriter, from, to int) {
+	cont, remaining := "", 0
+	if to < s.o.Services {
+		cont, remaining = continuePrefix+strconv.Itoa(to), s.o.Services-to
+	}
+	meta := appendBytesField(nil, 1, listMeta(s.o.Services, cont, remaining))
+	items := s.pb.items[s.pb.itemOff[from]:s.pb.itemOff[to]]
+	head := envelopeHead(make([]byte, 0, 256), s.pb.typeMeta, len(meta)+len(items))
+	head = append(head, meta...)
+	w.Header().Set("Content-Type", ContentTypeProtobuf)
+	w.Header().Set("Content-Length", strconv.Itoa(len(head)+len(items)+len(envelopeTail)))
+	bw := bufio.NewWriterSize(w, bufSize)
+	_, _ = bw.Write(head)
+	_, _ = bw.Write(items)
+	_, _ = bw.WriteString(envelopeTail)
+	_ = bw.Flush()
+}
+
 // watch streams the replay from event from (with the initial events and
 // their bookmark first when initial), then waits for the client to leave,
 // the timeout or Close.
-func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Duration, initial bool, from int) {
-	w.Header().Set("Content-Type", "application/json")
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, pb bool, timeout time.Duration, initial bool, from int) {
+	events, eventAt := s.events, s.eventAt
+	if pb {
+		s.protobufs.Add(1)
+		events, eventAt = s.pb.events, s.pb.eventAt
+		w.Header().Set("Content-Type", ContentTypeProtobuf+";stream=watch")
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
 	w.WriteHeader(http.StatusOK)
 	flusher := w.(http.Flusher)
 	flusher.Flush()
@@ -272,7 +331,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Dura
 		defer cancel()
 	}
 	bw := bufio.NewWriterSize(w, bufSize)
-	if initial {
+	if initial && pb {
+		_, _ = bw.Write(s.pb.initial)
+	} else if initial {
 		for i := range s.o.Services {
 			_, _ = bw.WriteString(`{"type":"ADDED","object":`)
 			_, _ = bw.Write(s.objs[s.objOff[i]:s.objOff[i+1]])
@@ -286,10 +347,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Dura
 	}
 	if s.o.Rate > 0 {
 		flusher.Flush() // the initial events reach the client before the pacing waits for Gate
-		s.paced(ctx, w, flusher, from)
+		s.paced(ctx, w, flusher, events, eventAt, from)
 		return
 	}
-	rest := s.events[s.eventAt[from]:]
+	rest := events[eventAt[from]:]
 	for len(rest) > 0 {
 		n := min(len(rest), bufSize)
 		if _, err := w.Write(rest[:n]); err != nil {
@@ -305,7 +366,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, timeout time.Dura
 }
 
 // paced writes events from index from at Options.Rate per second.
-func (s *Server) paced(ctx context.Context, w io.Writer, flusher http.Flusher, from int) {
+func (s *Server) paced(ctx context.Context, w io.Writer, flusher http.Flusher, events []byte, eventAt []int, from int) {
 	if s.o.Gate != nil {
 		select {
 		case <-s.o.Gate:
@@ -317,12 +378,12 @@ func (s *Server) paced(ctx context.Context, w io.Writer, flusher http.Flusher, f
 	}
 	interval := time.Duration(float64(time.Second) / s.o.Rate)
 	start := time.Now()
-	for i := from; i < len(s.eventAt)-1; i++ {
+	for i := from; i < len(eventAt)-1; i++ {
 		due := start.Add(time.Duration(i-from) * interval)
 		if d := time.Until(due); d > 0 {
 			time.Sleep(d)
 		}
-		if _, err := w.Write(s.events[s.eventAt[i]:s.eventAt[i+1]]); err != nil {
+		if _, err := w.Write(events[eventAt[i]:eventAt[i+1]]); err != nil {
 			return
 		}
 		flusher.Flush()

@@ -104,7 +104,7 @@ func TestListPages(t *testing.T) {
 		require.NoError(t, json.NewDecoder(get(t, base, s.Path(), nil).Body).Decode(&l))
 		assert.Len(t, l.Items, 7)
 		assert.Empty(t, l.Metadata.Continue)
-		lists, _, _ := s.Stats()
+		lists, _, _, _ := s.Stats()
 		assert.Equal(t, int64(4), lists)
 	}
 }
@@ -187,7 +187,7 @@ func TestStreamingList(t *testing.T) {
 	assert.Equal(t, "true", bm.Object.Metadata.Annotations["k8s.io/initial-events-end"])
 	assert.Equal(t, "MODIFIED", evs[5].Type)
 	assert.Equal(t, "ADDED", evs[8].Type)
-	_, _, streaming := s.Stats()
+	_, _, streaming, _ := s.Stats()
 	assert.Equal(t, int64(1), streaming)
 }
 

@@ -1,14 +1,29 @@
 // Command informer is the client-go side of bench/compare.sh: a shared
-// informer on Endpoints or EndpointSlices against -url, with the event
-// handler a proxy built on client-go would have (nodes per
-// "namespace/name:port", sorted by host then port, weight 50, in a map
-// under a mutex; EndpointSlices merged per service). It prints "ready" on
-// stdout once the informer has synced (polled every millisecond), and
-// "sentinel" once the handler has stored the sentinel service; it runs
-// until SIGINT or SIGTERM.
+// informer on Endpoints or EndpointSlices against -url, set up as a careful
+// user (kube-proxy) sets one up. It prints "ready" on stdout once the
+// informer has synced and "sentinel" once the sentinel service is in the
+// informer's store, both polled every millisecond (as benchrun polls
+// kdisc's table), and runs until SIGINT or SIGTERM.
 //
-// client-go runs with its defaults (JSON; the streaming list,
-// WatchListClient, is on by default in v0.37 and the replay serves it).
+//		informer -url URL [-resource endpoints|endpointslices] [-protobuf]
+//		         [-qps -1] [-burst 0] [-handler trivial|nodes]
+//
+//	  - -protobuf: ContentType application/vnd.kubernetes.protobuf, as
+//	    kube-proxy configures its client (its default); JSON without it.
+//	  - -qps, -burst: client-side rate limit; -1 (the default) turns it off.
+//	    kube-proxy's defaults are -qps 5 -burst 10. A streaming list is one
+//	    request, so only a paginated list (KUBE_FEATURE_WatchListClient=false)
+//	    can feel it: 10,000 objects are 20 pages of 500.
+//	  - -handler trivial (the default): the event handler does nothing and
+//	    the proxy reads objects through the lister, as kube-proxy's
+//	    EndpointSliceConfig hands objects on; -handler nodes builds the
+//	    nodes per "namespace/name:port" for every event (sorted by host then
+//	    port, weight 50, in a map under a mutex; EndpointSlices merged per
+//	    service), as a proxy that keeps its own table would.
+//
+// The streaming list (WatchListClient) is on by default in client-go v0.37
+// and the replay serves it; KUBE_FEATURE_WatchListClient=false makes the
+// informer LIST in pages of 500, then WATCH.
 package main
 
 import (
@@ -20,12 +35,14 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -51,8 +68,6 @@ type proxy struct {
 	// EndpointSlices: the ports of each slice, per service, to merge.
 	slices map[string]map[string]map[string][]node // service → slice → port → nodes
 
-	sentinel string // "namespace/name"
-	seen     sync.Once
 }
 
 func portName(name *string, port int32) string {
@@ -60,12 +75,6 @@ func portName(name *string, port int32) string {
 		return *name
 	}
 	return strconv.Itoa(int(port))
-}
-
-func (p *proxy) found(ns, name string) {
-	if ns+"/"+name == p.sentinel {
-		p.seen.Do(func() { fmt.Println("sentinel") })
-	}
 }
 
 func (p *proxy) endpoints(old, cur *corev1.Endpoints) {
@@ -95,9 +104,6 @@ func (p *proxy) endpoints(old, cur *corev1.Endpoints) {
 		p.nodes[k] = ns
 	}
 	p.mu.Unlock()
-	if cur != nil {
-		p.found(cur.Namespace, cur.Name)
-	}
 }
 
 func ready(e discoveryv1.Endpoint) bool {
@@ -146,9 +152,6 @@ func (p *proxy) slice(obj *discoveryv1.EndpointSlice, deleted bool) {
 		delete(p.slices, svc)
 	}
 	p.mu.Unlock()
-	if !deleted {
-		p.found(obj.Namespace, obj.Labels[discoveryv1.LabelServiceName])
-	}
 }
 
 func mergedPorts(bySlice map[string]map[string][]node) map[string][]node {
@@ -169,21 +172,33 @@ func main() {
 	url := flag.String("url", "", "apiserver URL, e.g. http://127.0.0.1:8080")
 	resource := flag.String("resource", "endpoints", "endpoints or endpointslices")
 	sentinel := flag.String("sentinel", "replay/sentinel", "namespace/name of the service that ends the replay")
+	protobuf := flag.Bool("protobuf", false, "ask for application/vnd.kubernetes.protobuf, as kube-proxy does")
+	qps := flag.Float64("qps", -1, "client-side requests per second; -1: no limit (kube-proxy: 5)")
+	burst := flag.Int("burst", 0, "client-side burst (kube-proxy: 10)")
+	handler := flag.String("handler", "trivial", "trivial (read through the lister) or nodes (build a table per event)")
 	flag.Parse()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: *url, BearerToken: "bench"})
+	cfg := &rest.Config{Host: *url, BearerToken: "bench", QPS: float32(*qps), Burst: *burst}
+	if *protobuf {
+		cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "informer:", err)
 		os.Exit(1)
 	}
+	ns, name, _ := strings.Cut(*sentinel, "/")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	p := &proxy{nodes: map[string][]node{}, slices: map[string]map[string]map[string][]node{}, sentinel: *sentinel}
+	p := &proxy{nodes: map[string][]node{}, slices: map[string]map[string]map[string][]node{}}
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	var inf cache.SharedIndexInformer
 	var h cache.ResourceEventHandlerFuncs
+	var found func() bool // whether the sentinel is in the store, read through the lister
 	switch *resource {
 	case "endpoints":
-		inf = factory.Core().V1().Endpoints().Informer()
+		e := factory.Core().V1().Endpoints()
+		inf = e.Informer()
+		found = func() bool { _, err := e.Lister().Endpoints(ns).Get(name); return err == nil }
 		h = cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { p.endpoints(nil, obj.(*corev1.Endpoints)) },
 			UpdateFunc: func(old, cur any) { p.endpoints(old.(*corev1.Endpoints), cur.(*corev1.Endpoints)) },
@@ -195,7 +210,10 @@ func main() {
 			},
 		}
 	case "endpointslices":
-		inf = factory.Discovery().V1().EndpointSlices().Informer()
+		e := factory.Discovery().V1().EndpointSlices()
+		inf = e.Informer()
+		of := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
+		found = func() bool { l, err := e.Lister().EndpointSlices(ns).List(of); return err == nil && len(l) > 0 }
 		h = cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { p.slice(obj.(*discoveryv1.EndpointSlice), false) },
 			UpdateFunc: func(_, cur any) { p.slice(cur.(*discoveryv1.EndpointSlice), false) },
@@ -210,6 +228,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "informer: -resource must be endpoints or endpointslices")
 		os.Exit(2)
 	}
+	switch *handler {
+	case "trivial":
+		h = cache.ResourceEventHandlerFuncs{} // kube-proxy registers a handler; this one does nothing
+	case "nodes":
+	default:
+		fmt.Fprintln(os.Stderr, "informer: -handler must be trivial or nodes")
+		os.Exit(2)
+	}
 	if _, err := inf.AddEventHandler(h); err != nil {
 		fmt.Fprintln(os.Stderr, "informer:", err)
 		os.Exit(1)
@@ -217,14 +243,26 @@ func main() {
 	factory.Start(ctx.Done())
 	// cache.WaitForCacheSync polls every 100 ms: poll every 1 ms instead,
 	// as benchrun polls kdisc's table.
-	for !inf.HasSynced() {
+	if !poll(ctx, inf.HasSynced) {
+		return
+	}
+	fmt.Println("ready")
+	if !poll(ctx, found) {
+		return
+	}
+	fmt.Println("sentinel")
+	<-ctx.Done()
+	factory.Shutdown()
+}
+
+// poll calls cond every millisecond until it holds (true) or ctx ends.
+func poll(ctx context.Context, cond func() bool) bool {
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(time.Millisecond):
 		}
 	}
-	fmt.Println("ready")
-	<-ctx.Done()
-	factory.Shutdown()
+	return true
 }
