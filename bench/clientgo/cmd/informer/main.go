@@ -176,8 +176,17 @@ func main() {
 	qps := flag.Float64("qps", -1, "client-side requests per second; -1: no limit (kube-proxy: 5)")
 	burst := flag.Int("burst", 0, "client-side burst (kube-proxy: 10)")
 	handler := flag.String("handler", "trivial", "trivial (read through the lister) or nodes (build a table per event)")
+	caFile := flag.String("ca", "", "CA file that signed the apiserver's certificate (https)")
+	tokenFile := flag.String("token-file", "", "bearer token file (default: the token \"bench\")")
 	flag.Parse()
 	cfg := &rest.Config{Host: *url, BearerToken: "bench", QPS: float32(*qps), Burst: *burst}
+	if *tokenFile != "" {
+		cfg.BearerToken, cfg.BearerTokenFile = "", *tokenFile
+	}
+	cfg.CAFile = *caFile
+	// Set either way: client-go v0.37's typed clients ask for protobuf
+	// first when no ContentType is set (rest.Request.UseProtobufAsDefault).
+	cfg.ContentType = "application/json"
 	if *protobuf {
 		cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	}
