@@ -148,7 +148,7 @@ func run(kdiscBin, informerBin string, k, slices, changes int, rate float64, kin
 		return err
 	}
 	defer px.Close()
-	f := &fleet{c: c, px: px, out: out, kdisc: kdiscBin, informer: informerBin, contentTypeKey: contentTypeKey, slices: slices}
+	f := &fleet{c: c, px: px, out: out, kdisc: kdiscBin, informer: informerBin, contentTypeKey: contentTypeKey, slices: slices, version: make([]int, slices)}
 
 	var rows []row
 	// What the writes alone cost, no client watching.
@@ -172,8 +172,8 @@ func run(kdiscBin, informerBin string, k, slices, changes int, rate float64, kin
 		}
 		rows = append(rows, r)
 	}
-	fmt.Printf("kube-apiserver v1.37.2 + etcd on loopback; %d EndpointSlices; K = %d; %d changes at %g/s; streaming lists served: %v; load at the end: %s\n\n",
-		slices, k, changes, rate, watchList, loadavg())
+	fmt.Printf("kube-apiserver v1.37.2 + etcd on loopback; %d EndpointSlices; K = %d; %d changes at %g/s (%d tried again); streaming lists served: %v; load at the end: %s\n\n",
+		slices, k, changes, rate, f.retries.Load(), watchList, loadavg())
 	report(os.Stdout, rows)
 	return nil
 }
@@ -198,13 +198,14 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// slice is EndpointSlice i at change gen: 3 ready endpoints (the first's
-// address moves with gen) and port http 8080.
+// slice is EndpointSlice i at its version gen: 3 ready endpoints whose
+// addresses move with gen (versions next to each other differ) and port
+// http 8080.
 func slice(i, gen int) kubetest.EndpointSlice {
 	eps := make([]kubetest.SliceEndpoint, 3)
 	for a := range eps {
 		eps[a] = kubetest.SliceEndpoint{
-			Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", i/250%250, i%250, a+1+gen%50*4)},
+			Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", i/250%250, i%250, a+1+gen%80*3)},
 			Conditions: &kubetest.EndpointConditions{Ready: kubetest.Ptr(true), Serving: kubetest.Ptr(true), Terminating: kubetest.Ptr(false)},
 			NodeName:   kubetest.Ptr(fmt.Sprintf("node-%d", (i+a)%100)),
 			Zone:       kubetest.Ptr(fmt.Sprintf("zone-%c", 'a'+a)),
@@ -224,7 +225,9 @@ type fleet struct {
 	out             string
 	kdisc, informer string
 	contentTypeKey  bool
-	slices, gen     int // EndpointSlices; changes made so far
+	slices          int          // EndpointSlices
+	version         []int        // of each slice: a change moves it on
+	retries         atomic.Int64 // changes tried again
 }
 
 // mark is the counters at a phase's start.
@@ -234,6 +237,38 @@ type mark struct {
 	bytes           int64
 	rssBefore       int64
 	apiPID, etcdPID int
+	metrics         served
+}
+
+// served is what the apiserver's own metrics say it sent of EndpointSlices:
+// watch events (a streaming list's initial events included) and their
+// bytes, and the bytes of LIST responses, all before any compression.
+type served struct{ events, eventBytes, listBytes float64 }
+
+// scrape reads served from /metrics (as the admin).
+func (f *fleet) scrape(ctx context.Context) served {
+	b, code, err := f.c.Do(ctx, http.MethodGet, "/metrics", nil)
+	if err != nil || code != http.StatusOK {
+		logf("metrics: %d %v", code, err)
+		return served{}
+	}
+	var s served
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, `resource="endpointslices"`) {
+			continue
+		}
+		sp := strings.LastIndexByte(strings.TrimSpace(line), ' ')
+		v, _ := strconv.ParseFloat(strings.TrimSpace(line)[sp+1:], 64)
+		switch {
+		case strings.HasPrefix(line, "apiserver_watch_events_total{"):
+			s.events += v
+		case strings.HasPrefix(line, "apiserver_watch_events_sizes_sum{"):
+			s.eventBytes += v
+		case strings.HasPrefix(line, "apiserver_response_sizes_sum{") && strings.Contains(line, `verb="LIST"`):
+			s.listBytes += v
+		}
+	}
+	return s
 }
 
 // phase is what one phase cost.
@@ -241,15 +276,17 @@ type phase struct {
 	wall, apiCPU, etcdCPU float64
 	bytes                 int64
 	rssBefore, rssPeak    int64 // kB
+	served                served
 }
 
 func (p phase) String() string {
-	return fmt.Sprintf("wall %.1f s, apiserver %.2f CPU-s, etcd %.2f CPU-s, %.1f MB sent, apiserver RSS %d → peak %d MB",
-		p.wall, p.apiCPU, p.etcdCPU, float64(p.bytes)/1e6, p.rssBefore/1024, p.rssPeak/1024)
+	return fmt.Sprintf("wall %.1f s, apiserver %.2f CPU-s, etcd %.2f CPU-s, %.3f MB sent, apiserver RSS %d → peak %d MB; metrics: %.0f watch events, %.1f MB, LIST %.1f MB",
+		p.wall, p.apiCPU, p.etcdCPU, float64(p.bytes)/1e6, p.rssBefore/1024, p.rssPeak/1024,
+		p.served.events, p.served.eventBytes/1e6, p.served.listBytes/1e6)
 }
 
 func (f *fleet) begin() mark {
-	m := mark{apiPID: f.c.PID(), etcdPID: f.c.EtcdPID()}
+	m := mark{apiPID: f.c.PID(), etcdPID: f.c.EtcdPID(), metrics: f.scrape(context.Background())}
 	m.rssBefore = status(m.apiPID, "VmRSS:")
 	// Reset the peak RSS to the current RSS (proc(5), clear_refs "5").
 	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", m.apiPID), []byte("5"), 0)
@@ -260,7 +297,9 @@ func (f *fleet) begin() mark {
 }
 
 func (f *fleet) end(m mark) phase {
+	s := f.scrape(context.Background())
 	return phase{
+		served:    served{s.events - m.metrics.events, s.eventBytes - m.metrics.eventBytes, s.listBytes - m.metrics.listBytes},
 		wall:      time.Since(m.at).Seconds(),
 		apiCPU:    cpuSeconds(m.apiPID) - m.apiCPU,
 		etcdCPU:   cpuSeconds(m.etcdPID) - m.etcdCPU,
@@ -310,15 +349,25 @@ func (f *fleet) change(ctx context.Context, n int, rate float64, sentinel int) e
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
-		f.gen++
-		gen := f.gen
+		f.version[i%f.slices]++
+		s := slice(i%f.slices, f.version[i%f.slices])
 		wg.Go(func() {
-			s := slice(i%f.slices, gen)
 			patch := map[string]any{"endpoints": s.Endpoints}
 			path := "/apis/discovery.k8s.io/v1/namespaces/" + namespace + "/endpointslices/" + s.Name
-			b, code, err := f.c.Do(ctx, http.MethodPatch, path, patch)
-			if err == nil && code != http.StatusOK {
-				err = fmt.Errorf("PATCH %s: %d %s", path, code, b)
+			var err error
+			// An apiserver this loaded resets a stream now and then
+			// (HTTP/2 INTERNAL_ERROR): try a change up to 3 times.
+			for range 3 {
+				var b []byte
+				var code int
+				b, code, err = f.c.Do(ctx, http.MethodPatch, path, patch)
+				if err == nil && code != http.StatusOK {
+					err = fmt.Errorf("PATCH %s: %d %s", path, code, b)
+				}
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				f.retries.Add(1)
 			}
 			if err != nil {
 				failed.CompareAndSwap(nil, &err)
@@ -610,8 +659,8 @@ func (c countingWriter) Write(b []byte) (int, error) {
 }
 
 func report(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "| clients | phase | wall, s | apiserver CPU-s | per client, ms | etcd CPU-s | sent, MB | per client, MB | apiserver RSS before → peak, MB |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Fprintln(w, "| clients | phase | wall, s | apiserver CPU-s | per client, ms | etcd CPU-s | sent on the wire, MB | per client, MB | encoded (metrics): watch events, MB; LIST, MB | apiserver RSS before → peak, MB |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range rows {
 		line := func(name string, p phase, k int) {
 			per, perMB := "—", "—"
@@ -619,8 +668,9 @@ func report(w io.Writer, rows []row) {
 				per = fmt.Sprintf("%.0f", p.apiCPU*1000/float64(k))
 				perMB = fmt.Sprintf("%.2f", float64(p.bytes)/1e6/float64(k))
 			}
-			fmt.Fprintf(w, "| %s | %s | %.1f | %.2f | %s | %.2f | %.1f | %s | %d → %d |\n",
-				r.label(), name, p.wall, p.apiCPU, per, p.etcdCPU, float64(p.bytes)/1e6, perMB, p.rssBefore/1024, p.rssPeak/1024)
+			fmt.Fprintf(w, "| %s | %s | %.1f | %.2f | %s | %.2f | %.1f | %s | %.0f, %.1f; %.1f | %d → %d |\n",
+				r.label(), name, p.wall, p.apiCPU, per, p.etcdCPU, float64(p.bytes)/1e6, perMB,
+				p.served.events, p.served.eventBytes/1e6, p.served.listBytes/1e6, p.rssBefore/1024, p.rssPeak/1024)
 		}
 		if r.k > 0 {
 			line("start, all ready", r.start, r.k)
