@@ -263,3 +263,116 @@ func TestFileOtherLayoutVersionRetired(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
 }
+
+// A table removed and made anew used to start at generation 1 like its
+// predecessor: a reader comparing generations (OnChange) took the new file
+// for the old one and, with equal change counts, reported nothing.
+// Generations must never repeat, across files and writer runs.
+func TestGenerationNeverRepeats(t *testing.T) {
+	path := tablePath(t)
+	seen := map[uint64]bool{}
+	gen := func(w *Writer) uint64 {
+		t.Helper()
+		g := w.t.load(hGeneration)
+		assert.NotZero(t, g)
+		assert.False(t, seen[g], "generation %d repeated", g)
+		seen[g] = true
+		return g
+	}
+	for range 3 { // removed and made anew
+		w, err := Create(path, 64<<10)
+		require.NoError(t, err)
+		gen(w)
+		require.NoError(t, w.Close())
+		require.NoError(t, os.Remove(path))
+	}
+	for _, size := range []int64{64 << 10, 64 << 10, 128 << 10} { // new, reused in place, resized
+		w, err := Create(path, size)
+		require.NoError(t, err)
+		gen(w)
+		require.NoError(t, w.Close())
+	}
+	for range 2 { // anonymous
+		w, err := Create("", 64<<10)
+		require.NoError(t, err)
+		gen(w)
+		require.NoError(t, w.Close())
+	}
+}
+
+// The change log of a file removed and made anew, with as many changes as
+// the old one: a reader following the path must learn that its log starts
+// anew (another generation), not that nothing changed.
+func TestChangesAfterFileRecreated(t *testing.T) {
+	path := tablePath(t)
+	w := webTable(t, path, "10.0.0.1")
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	gen := r.Generation()
+	since, _ := r.Changes(0, nil)
+	require.NoError(t, w.Close())
+	require.NoError(t, os.Remove(path))
+
+	w2 := webTable(t, path, "10.0.0.2") // one change, as the old file had
+	defer w2.Close()
+	poll(t, 5*time.Second, "the reader to follow the new file", func() bool {
+		nodes, ok := r.Lookup(nil, "a/web:http")
+		return ok && nodes[0].Addr.String() == "10.0.0.2"
+	})
+	now, complete := r.Changes(since, nil)
+	assert.False(t, gen == r.Generation() && complete && now == since,
+		"a new file looks like the old one with no change (generation %d, changes %d)", gen, now)
+	assert.NotEqual(t, gen, r.Generation())
+}
+
+// A reader that found the old file's writer dead remembers it per
+// generation; a new file with a repeated generation made it take the new,
+// live writer for dead (spurious NotReady while a shard is being written).
+func TestDeadWriterCacheIsPerFile(t *testing.T) {
+	path := tablePath(t)
+	w := webTable(t, path, "10.0.0.1")
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, w.Close())
+	setShardOdd(t, path, "a/web")
+	_, ans := r.Find(nil, "a/web:http")
+	require.Equal(t, NotReady, ans)
+	require.True(t, r.writerDead(r.cur.Load()), "the dead writer is known")
+	require.NoError(t, os.Remove(path))
+
+	w2 := webTable(t, path, "10.0.0.2")
+	defer w2.Close()
+	poll(t, 5*time.Second, "the reader to follow the new file", func() bool {
+		nodes, ok := r.Lookup(nil, "a/web:http")
+		return ok && nodes[0].Addr.String() == "10.0.0.2"
+	})
+	assert.False(t, r.writerDead(r.cur.Load()), "the new file's writer is alive")
+}
+
+// kdisc_table_entries counts services; a restart used to count their
+// detail records too (2 services, then 4).
+func TestReuseCountsServicesNotDetails(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	for _, k := range []string{"a/web", "a/db"} {
+		require.NoError(t, w.Put(k, svcNodes(2, 1)))
+		require.NoError(t, w.PutDetail(k, []byte("detail of "+k)))
+	}
+	require.Equal(t, 2, w.Stats().Entries)
+	used := w.Stats().UsedBytes
+	require.NoError(t, w.Close())
+
+	w, err = Create(path, 64<<10) // reused in place
+	require.NoError(t, err)
+	assert.Equal(t, 2, w.Stats().Entries, "after a restart")
+	assert.Equal(t, used, w.Stats().UsedBytes, "after a restart")
+	require.NoError(t, w.Close())
+
+	w, err = Create(path, 128<<10) // copied into a new size
+	require.NoError(t, err)
+	defer w.Close()
+	assert.Equal(t, 2, w.Stats().Entries, "after a resize")
+}

@@ -256,8 +256,12 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	if t == nil {
 		return 0, since == 0
 	}
+	// The writer stores change n's hash in slot n % changeSlots before it
+	// counts it: while the count is n, slot n % changeSlots may already
+	// hold change n, not change n - changeSlots. So at most changeSlots-1
+	// changes back are known.
 	now = t.load(hChanges)
-	if since > now || now-since > changeSlots {
+	if since > now || now-since >= changeSlots {
 		return now, false
 	}
 	for i := since; i < now; i++ {
@@ -267,7 +271,7 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	}
 	// The writer may have lapped the ring while we read: then some hash
 	// read above is newer than its change, and older ones were lost.
-	if t.load(hChanges)-since > changeSlots {
+	if t.load(hChanges)-since >= changeSlots {
 		return t.load(hChanges), false
 	}
 	return now, true

@@ -1,9 +1,11 @@
 package shm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,7 +63,7 @@ func Create(path string, size int64) (*Writer, error) {
 			return nil, err
 		}
 		t := newTable(mem, g)
-		t.init(1)
+		t.init(newGeneration(0))
 		return newWriter(t, nil, ""), nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -84,13 +86,27 @@ func newWriter(t *table, f *os.File, path string) *Writer {
 	t.writer = true
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
-		e, u := t.check(headerBytes + i*t.shardBytes)
-		w.entries += int(e)
+		so := headerBytes + i*t.shardBytes
+		_, u := t.check(so)
+		w.entries += int(t.services(so))
 		w.used += int64(u)
 	}
 	t.store(hHeartbeat, uint64(time.Now().UnixNano()))
 	go w.heartbeat()
 	return w
+}
+
+// services counts the service records of the writer's own shard at so
+// (its entries less the details, which are not services).
+func (t *table) services(so uint64) (n uint64) {
+	for j := range t.load(so + sCap) {
+		if e := t.load(t.slot(so, j)); e != 0 {
+			if r, ok := t.recordAt(so, e); ok && !isBlob(r) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // heartbeat renews the header's heartbeat until Close, so that readers
@@ -173,10 +189,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 		old.store(hReady, 0)
 		old.store(hRetired, 0)
 		old.store(hFullErrors, 0)
-		old.store(hGeneration, oldGen+1)
+		old.store(hGeneration, newGeneration(oldGen))
 		return newWriter(old, f, path), nil
 	}
-	nf, t, err := buildTemp(path, g, oldGen+1)
+	nf, t, err := buildTemp(path, g, newGeneration(oldGen))
 	if err != nil {
 		f.Close()
 		if old != nil {
@@ -241,7 +257,7 @@ func copyTable(from *table, w *Writer) {
 // (link fails if the path exists): two writers starting at once cannot both
 // win, the loser retries and finds the winner's lock.
 func createNew(path string, g geometry) (*Writer, error) {
-	nf, t, err := buildTemp(path, g, 1)
+	nf, t, err := buildTemp(path, g, newGeneration(0))
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +303,19 @@ func buildTemp(path string, g geometry, gen uint64) (*os.File, *table, error) {
 	t := newTable(mem, g)
 	t.init(gen)
 	return nf, t, nil
+}
+
+// newGeneration picks the generation of a new writer run or file: random,
+// never 0 and never old (the one it replaces). Readers tell files and runs
+// apart by it (Reader.Generation, the dead-writer cache), so it must not
+// repeat across files: a table removed and made anew once started at 1
+// again, and looked like its predecessor.
+func newGeneration(old uint64) uint64 {
+	for {
+		if g := rand.Uint64(); g != 0 && g != old {
+			return g
+		}
+	}
 }
 
 func samePath(f *os.File, path string) (bool, error) {
@@ -352,6 +381,9 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	slot, old, found := t.find(so, tag, key)
+	if found && t.holds(old, rec) {
+		return nil // the same bytes: no change to write, log or notify
+	}
 	n, slots := t.load(so+sCount), t.load(so+sCap)
 	oldSize := uint64(0)
 	if found {
@@ -401,6 +433,19 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	w.used += int64(need) - int64(oldSize)
 	t.logChange(h)
 	return nil
+}
+
+// holds reports whether the stored record r is rec, byte for byte.
+func (t *table) holds(r record, rec []byte) bool {
+	if r.size() != uint64(len(rec)) {
+		return false
+	}
+	for i := 0; i < len(rec); i += 8 {
+		if t.load(r.off+uint64(i)) != binary.LittleEndian.Uint64(rec[i:]) {
+			return false
+		}
+	}
+	return true
 }
 
 // logChange records that the key of hash h changed: the ring slot first,
