@@ -70,16 +70,31 @@ const (
 // errLocked means another open file description holds the lock.
 var errLocked = errors.New("locked")
 
+// fcntlLock runs the fcntl lock command cmd on f. It borrows the
+// descriptor through f's RawConn, which holds it open for the call: a
+// reader's liveness check may race Close of the file (the reader's
+// release), and a bare f.Fd() would then read a field Close writes, or a
+// number the process has since given to another file. A closed f is an
+// error.
 func fcntlLock(f *os.File, cmd int, lk *syscall.Flock_t) error {
-	for {
-		_, _, e := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), uintptr(cmd), uintptr(unsafe.Pointer(lk)))
-		if e != syscall.EINTR {
-			if e != 0 {
-				return e
-			}
-			return nil
-		}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
 	}
+	var e syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if _, _, e = syscall.Syscall(syscall.SYS_FCNTL, fd, uintptr(cmd), uintptr(unsafe.Pointer(lk))); e != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // lockFile takes the writer's lock: an exclusive OFD lock on the whole

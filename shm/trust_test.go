@@ -432,3 +432,28 @@ func TestReaderBeforeWriter(t *testing.T) {
 		return ans == Found
 	})
 }
+
+// A lookup asking whether the writer lives (writerDead, on a shard left
+// odd) while Close releases the mapping: it read t.f's descriptor while
+// release closed t.f, a data race (and the number may name another file
+// by then). Run with -race.
+func TestWriterDeadRacesClose(t *testing.T) {
+	path := tablePath(t)
+	w := webTable(t, path, "10.0.0.1")
+	defer w.Close()
+	r, err := Open(path)
+	require.NoError(t, err)
+	tb := r.cur.Load()
+	require.False(t, r.writerDead(tb), "the writer lives")
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			r.writerDead(tb)
+		}
+	}()
+	require.NoError(t, r.Close())
+	stop.Store(true)
+	<-done
+}
