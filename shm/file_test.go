@@ -376,3 +376,50 @@ func TestReuseCountsServicesNotDetails(t *testing.T) {
 	defer w.Close()
 	assert.Equal(t, 2, w.Stats().Entries, "after a resize")
 }
+
+// A running writer whose table file is removed (a tmp cleaner, an
+// operator) made it anew only when it restarted: readers started
+// meanwhile could not attach. It must notice, and recreate the file with
+// its current content.
+func TestWriterRecreatesRemovedFile(t *testing.T) {
+	path := tablePath(t)
+	w := webTable(t, path, "10.0.0.1")
+	defer w.Close()
+	require.NoError(t, w.PutDetail("a/web", []byte("detail")))
+	early, err := Open(path)
+	require.NoError(t, err)
+	defer early.Close()
+	inProcess := w.Reader()
+	defer inProcess.Close()
+	require.NoError(t, os.Remove(path))
+
+	poll(t, 5*time.Second, "the table file to be made anew", func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+	late, err := Open(path)
+	require.NoError(t, err, "a reader started after the removal attaches")
+	defer late.Close()
+	for name, r := range map[string]*Reader{"late": late, "early": early, "in-process": inProcess} {
+		poll(t, 5*time.Second, name+" reader to serve the new file", func() bool {
+			nodes, ok := r.Lookup(nil, "a/web:http")
+			return ok && nodes[0].Addr.String() == "10.0.0.1" && r.Ready()
+		})
+		detail, ok := r.Detail(nil, "a/web")
+		assert.True(t, ok, name)
+		assert.Equal(t, "detail", string(detail), name)
+	}
+	assert.Equal(t, 1, w.Stats().Entries)
+
+	// The writer writes the new file from then on.
+	require.NoError(t, w.Put("a/db", []Port{{Name: "sql", Nodes: []Node{ip("10.0.0.5", 5432, 1)}}}))
+	for name, r := range map[string]*Reader{"late": late, "early": early, "in-process": inProcess} {
+		poll(t, 5*time.Second, name+" reader to see a/db", func() bool {
+			_, ok := r.Lookup(nil, "a/db:sql")
+			return ok
+		})
+	}
+	ents, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	require.Len(t, ents, 1, "no temporary file left")
+}

@@ -123,10 +123,61 @@ func (w *Writer) heartbeat() {
 			w.mu.Lock()
 			if !w.closed {
 				w.t.store(hHeartbeat, uint64(now.UnixNano()))
+				if w.f != nil && w.removed() {
+					_ = w.recreateLocked() // failed: again on the next tick
+				}
 			}
 			w.mu.Unlock()
 		}
 	}
+}
+
+// removed reports whether the table's path names no file any more (a tmp
+// cleaner, an operator). A path naming another file is left alone: that
+// file belongs to whoever made it.
+func (w *Writer) removed() bool {
+	_, err := os.Lstat(w.path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// recreateLocked makes the table file anew at w.path, with the current
+// content, after it was removed: readers started later can attach again,
+// and readers of the removed file follow (it is retired). The new file is
+// another generation, so OnChange reports every service once.
+func (w *Writer) recreateLocked() error {
+	if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
+		return err
+	}
+	if err := (trust{}).checkDir(filepath.Dir(w.path)); err != nil {
+		return err
+	}
+	old := w.t
+	nf, t, err := buildTemp(w.path, old.geometry, newGeneration(old.load(hGeneration)))
+	if err != nil {
+		return err
+	}
+	nw := &Writer{t: t, f: nf, path: w.path} // its state only: w's heartbeat goes on
+	t.writer = true
+	t.store(hWriterPID, uint64(os.Getpid()))
+	t.store(hHeartbeat, old.load(hHeartbeat))
+	copyTable(old, nw)
+	t.store(hFullErrors, w.fullErrors)
+	t.store(hReady, old.load(hReady))
+	err = os.Link(nf.Name(), w.path)
+	os.Remove(nf.Name())
+	if err != nil {
+		t.release()
+		nf.Close()
+		return err
+	}
+	oldf := w.f
+	w.t, w.f = t, nf
+	w.entries, w.used = nw.entries, nw.used
+	old.store(hRetired, 1)
+	old.store(hReady, 0)
+	old.release()
+	oldf.Close()
+	return nil
 }
 
 func createFile(path string, g geometry) (*Writer, error) {
