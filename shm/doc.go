@@ -86,8 +86,12 @@
 //
 // Every change (Put, Delete) also appends the key's hash to the change
 // ring and then bumps the change count: Changes lets a reader in any
-// process learn which services changed since it last looked, and when it
-// fell too far behind to know.
+// process learn which services changed since it last looked (up to the
+// ring's size less one: the slot after the last may already hold the next
+// change), and when it fell too far behind to know. A Put of the bytes
+// already stored is no change: it writes nothing and logs nothing.
+// Every file and writer run has its own random generation (never 0, never
+// repeated), so a reader tells a new file or run from the old one.
 //
 // Readers never unmap: Close replaces a mapping by read-only zero pages, so
 // a lookup racing Close reads an empty table (NotReady) instead of faulting.
@@ -104,7 +108,21 @@
 // retired. Readers see the retired flag (one atomic load per call) and
 // re-open the path; every 500 ms they also check, off the lookup path,
 // whether the path names another file (removed and made anew, or made
-// after they opened with AllowMissing). They keep old mappings until Close.
+// after they opened with AllowMissing). A running writer whose file is
+// removed (a tmp cleaner, an operator) notices within a heartbeat (250 ms)
+// and makes the file anew with its content, retiring the removed one.
+//
+// # Memory
+//
+// A mapping costs what it touches: the pages of shards that hold data (and
+// their index), not shared_size. A reader holds the pages it has read of
+// the current table, and of a table it moved away from (replaced,
+// resized, removed and made anew) for replacedGrace (5 s), after which
+// that mapping becomes zero pages and its memory is released. A table
+// whose file was removed and not made anew stays mapped, so that the
+// reader keeps serving the last known nodes. On tmpfs the file itself
+// holds shared_size (reserved up front), charged to the memory cgroup of
+// the writer, whether or not a process maps it.
 //
 // Whoever can replace the table can redirect every proxy, so writer and
 // readers both refuse a table or directory that is a symlink, writable by

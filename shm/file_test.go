@@ -5,8 +5,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -166,7 +169,9 @@ func TestFileSizeChangeRetiresOldFile(t *testing.T) {
 	assert.True(t, r.Ready())
 	_, ok = r.Lookup(nil, "default/old:http")
 	assert.True(t, ok, "the new table starts with the old content (the first list corrects it)")
-	assert.Len(t, r.old, 1, "the old mapping is kept until Close")
+	r.mu.Lock()
+	assert.LessOrEqual(t, len(r.old), 1, "the old mapping is kept for a grace period")
+	r.mu.Unlock()
 
 	// Nothing but the table is left in the directory.
 	ents, err := os.ReadDir(filepath.Dir(path))
@@ -422,4 +427,86 @@ func TestWriterRecreatesRemovedFile(t *testing.T) {
 	ents, err := os.ReadDir(filepath.Dir(path))
 	require.NoError(t, err)
 	require.Len(t, ents, 1, "no temporary file left")
+}
+
+// A replaced table's mapping stayed mapped, and its pages charged to the
+// reader, until the reader's Close. It must be released once no lookup
+// can still be reading it (after replacedGrace), as zero pages: a lookup
+// that still reads it answers NotReady.
+func TestReaderDropsReplacedMapping(t *testing.T) {
+	defer func(g time.Duration) { replacedGrace = g }(replacedGrace)
+	replacedGrace = 50 * time.Millisecond
+	path := tablePath(t)
+	w := webTable(t, path, "10.0.0.1")
+	defer w.Close()
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	inProcess := w.Reader()
+	defer inProcess.Close()
+	released := func(r *Reader, old *table, what string) {
+		t.Helper()
+		poll(t, 5*time.Second, what+": the replaced mapping to be released", func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.old) == 0 && r.cur.Load() != old
+		})
+		assert.Zero(t, mappingRss(t, old.mem), "%s: no page of the replaced table stays resident", what)
+		assert.Zero(t, old.load(hMagic), "%s: zero pages", what)
+		_, ans := newReader("", old).Find(nil, "a/web:http")
+		assert.Equal(t, NotReady, ans, "%s: a lookup still on the replaced mapping", what)
+		nodes, ok := r.Lookup(nil, "a/web:http")
+		require.True(t, ok, "%s: the new file has the old content", what)
+		assert.Equal(t, "10.0.0.1", nodes[0].Addr.String())
+	}
+
+	// Removed: the writer makes it anew.
+	old, oldIP := r.cur.Load(), inProcess.cur.Load()
+	for _, r := range []*Reader{r, inProcess} {
+		_, ok := r.Lookup(nil, "a/web:http")
+		require.True(t, ok)
+	}
+	require.NotZero(t, mappingRss(t, old.mem), "the lookup touched the mapping")
+	require.NoError(t, os.Remove(path))
+	released(r, old, "removed")
+	released(inProcess, oldIP, "removed, in-process")
+
+	// Replaced by a new size.
+	old = r.cur.Load()
+	require.NoError(t, inProcess.Close()) // its mapping holds the writer's lock
+	require.NoError(t, w.Close())
+	w2, err := Create(path, 128<<10)
+	require.NoError(t, err)
+	defer w2.Close()
+	w2.SetReady(true)
+	released(r, old, "resized")
+}
+
+// mappingRss is the resident size, in kB, of the mapping that holds mem
+// (from /proc/self/smaps).
+func mappingRss(t *testing.T, mem []byte) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	require.NoError(t, err)
+	addr := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem))))
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(f[0], "-"); ok && !strings.HasSuffix(f[0], ":") {
+			a, err1 := strconv.ParseUint(lo, 16, 64)
+			z, err2 := strconv.ParseUint(hi, 16, 64)
+			in = err1 == nil && err2 == nil && a <= addr && addr < z
+			continue
+		}
+		if in && f[0] == "Rss:" {
+			kb, err := strconv.Atoi(f[1])
+			require.NoError(t, err)
+			return kb
+		}
+	}
+	t.Fatalf("no mapping at %#x in /proc/self/smaps", addr)
+	return 0
 }

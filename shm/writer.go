@@ -84,6 +84,9 @@ func Create(path string, size int64) (*Writer, error) {
 func newWriter(t *table, f *os.File, path string) *Writer {
 	w := &Writer{t: t, f: f, path: path, stop: make(chan struct{})}
 	t.writer = true
+	if f != nil {
+		t.fi, _ = f.Stat() // for the writer's in-process readers (Writer.Reader) to tell it from another file
+	}
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
 		so := headerBytes + i*t.shardBytes
@@ -158,6 +161,7 @@ func (w *Writer) recreateLocked() error {
 	}
 	nw := &Writer{t: t, f: nf, path: w.path} // its state only: w's heartbeat goes on
 	t.writer = true
+	t.fi, _ = nf.Stat()
 	t.store(hWriterPID, uint64(os.Getpid()))
 	t.store(hHeartbeat, old.load(hHeartbeat))
 	copyTable(old, nw)
