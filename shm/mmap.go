@@ -33,6 +33,9 @@ func mapFile(f *os.File, size int64, writable bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: mmap %s: %w", f.Name(), err)
 	}
+	// No read-ahead: a lookup reads a few words, and pages read ahead of
+	// it (on a disk-backed file) would be resident for nothing.
+	_ = syscall.Madvise(mem, syscall.MADV_RANDOM)
 	return mem, nil
 }
 
@@ -55,6 +58,17 @@ func blank(mem []byte) error {
 		return fmt.Errorf("shm: mmap zero pages: %w", e)
 	}
 	return nil
+}
+
+// pageBytes is the size of a memory page.
+var pageBytes = uint64(os.Getpagesize())
+
+// dontNeed drops mem's pages from this process's page tables (its
+// resident memory). The mapping is shared, so the bytes stay in the file
+// and come back on the next access; an error changes nothing and is
+// ignored.
+func dontNeed(mem []byte) {
+	_ = syscall.Madvise(mem, syscall.MADV_DONTNEED)
 }
 
 // Open file description (OFD) locks: like flock, the lock belongs to the

@@ -454,7 +454,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	need := uint64(len(rec)) + 8*(want-slots)
 	room := t.free(so) + t.load(so+sDead) + oldSize
 	switch {
-	case want == slots && need <= t.free(so):
+	case want == slots && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
 		t.place(so, slot, tag, rec, found, false)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
@@ -473,6 +473,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
 		t.place(so, slot, tag, rec, false, true)
 		t.endWrite(so)
+		t.releaseFree(so)
 	default:
 		w.fullErrors++
 		t.store(hFullErrors, w.fullErrors)
@@ -488,6 +489,31 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	w.used += int64(need) - int64(oldSize)
 	t.logChange(h)
 	return nil
+}
+
+// sweeps reports whether placing a record of n bytes in the free gap of
+// the shard at so, over one of old bytes (0 for none), would leave more
+// dead bytes than its live ones allow: half of them, or a page. Then the
+// writer compacts the shard instead. Each new value goes lower in the gap,
+// so without this bound a shard's churn would touch, and make resident in
+// every process that maps the table, every page of the shard, however
+// little of it holds data.
+func (t *table) sweeps(so, old, n uint64) bool {
+	low, dead := t.load(so+sDataLow), t.load(so+sDead)
+	live := t.shardBytes - low - dead - old + n
+	return dead+old > max(live/2, pageBytes)
+}
+
+// releaseFree drops the writer's pages that lie wholly in the free gap of
+// the shard at so (after a compaction): they hold no data, and the file
+// keeps them reserved. A reader of an older sequence that still reads
+// there faults the same bytes back in, from the file.
+func (t *table) releaseFree(so uint64) {
+	lo := (so + shardHeaderBytes + 8*t.load(so+sCap) + pageBytes - 1) &^ (pageBytes - 1)
+	hi := (so + t.load(so+sDataLow)) &^ (pageBytes - 1)
+	if lo < hi {
+		dontNeed(t.mem[lo:hi])
+	}
 }
 
 // holds reports whether the stored record r is rec, byte for byte.
