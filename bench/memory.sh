@@ -60,7 +60,10 @@ for size in $SIZES; do
 	table=$dir/shm/kubernetes
 	readers=$(pgrep -d, -f -- "-reader -table $table" || true)
 	line=$("$OUT/memory" -table "$table" -pid "$kdisc_pid" -readers "$readers")
-	printf 'services=%s events>=%s rate=%s shared_size=%sm %s\n' "$services" "$events" "$RATE" "$mb" "$line"
+	# soak's last sample: kdisc's whole RSS (column 5), the table's bytes in use (8).
+	sample=$(tail -1 "$OUT/soak.csv")
+	printf 'services=%s events>=%s rate=%s shared_size=%sm table_used_kb=%s kdisc_rss_kb=%s %s\n' "$services" "$events" "$RATE" "$mb" \
+		"$(($(cut -d, -f8 <<<"$sample") / 1024))" "$(cut -d, -f5 <<<"$sample")" "$line"
 	cleanup
 done
 rm -rf "$OUT"
