@@ -43,25 +43,27 @@ for size in $SIZES; do
 	mb=$(((services * 400 + 1048575) / 1048576))
 	[ "$mb" -lt 4 ] && mb=4
 	dir=$(mktemp -d "$shmroot/kdisc-memory.XXXXXX")
+	log=$OUT/soak-$services.log csv=$OUT/soak-$services.csv
+	: >"$log" # before soak starts: the loops below must not read an older run's
 	# Long enough for the events at RATE; stopped once measured.
 	"$OUT/soak" -services "$services" -rate "$RATE" -readers 1 -sample 1s \
 		-duration "$((events / RATE * 3 + 120))s" -shared-size "${mb}m" \
-		-dir "$dir" -kdisc "$OUT/kdisc" -csv "$OUT/soak.csv" >"$OUT/soak.log" 2>&1 &
+		-dir "$dir" -kdisc "$OUT/kdisc" -csv "$csv" >"$log" 2>&1 &
 	soak_pid=$!
 	# soak prints "kdisc run (pid N)", then a line a second: "Ns  events N ...".
-	until kdisc_pid=$(sed -nE 's/^kdisc run \(pid ([0-9]+)\).*/\1/p' "$OUT/soak.log") && [ -n "$kdisc_pid" ]; do
-		kill -0 "$soak_pid" || { cat "$OUT/soak.log" >&2; exit 1; }
+	until kdisc_pid=$(sed -nE 's/^kdisc run \(pid ([0-9]+)\).*/\1/p' "$log") && [ -n "$kdisc_pid" ]; do
+		kill -0 "$soak_pid" || { cat "$log" >&2; exit 1; }
 		sleep 0.5
 	done
-	until [ "$(sed -nE 's/.*events +([0-9]+) .*/\1/p' "$OUT/soak.log" | tail -1)" -ge "$events" ] 2>/dev/null; do
-		kill -0 "$soak_pid" || { cat "$OUT/soak.log" >&2; exit 1; }
+	until [ "$(sed -nE 's/.*events +([0-9]+) .*/\1/p' "$log" | tail -1)" -ge "$events" ] 2>/dev/null; do
+		kill -0 "$soak_pid" || { cat "$log" >&2; exit 1; }
 		sleep 0.5
 	done
 	table=$dir/shm/kubernetes
 	readers=$(pgrep -d, -f -- "-reader -table $table" || true)
 	line=$("$OUT/memory" -table "$table" -pid "$kdisc_pid" -readers "$readers")
 	# soak's last sample: kdisc's whole RSS (column 5), the table's bytes in use (8).
-	sample=$(tail -1 "$OUT/soak.csv")
+	sample=$(tail -1 "$csv")
 	printf 'services=%s events>=%s rate=%s shared_size=%sm table_used_kb=%s kdisc_rss_kb=%s %s\n' "$services" "$events" "$RATE" "$mb" \
 		"$(($(cut -d, -f8 <<<"$sample") / 1024))" "$(cut -d, -f5 <<<"$sample")" "$line"
 	cleanup

@@ -119,10 +119,11 @@
 // # Memory
 //
 // A mapping costs the pages it touches, not shared_size: those holding
-// records and index, about 1.5 times the bytes in use (measured in
-// bench/memory.md). A shard that once held more keeps those pages in the
-// file's page cache, and the kernel may map them into a reader around its
-// page faults, so a reader's share follows the most each shard held. After
+// records and index, about 1.5 to 1.8 times the bytes in use (whole
+// pages; measured in bench/memory.md). A shard that once held more keeps
+// those pages in the file's page cache, and the kernel may map them into
+// a reader around its page faults, so a reader's share follows the most
+// each shard held. After
 // a compaction the writer drops the pages of the shard's free gap (madvise
 // MADV_DONTNEED: the file keeps their bytes); file mappings read nothing
 // ahead (MADV_RANDOM). A reader holds the pages it has read of the current
