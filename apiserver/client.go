@@ -88,6 +88,10 @@ func New(o Options) (*Client, error) {
 	if o.Host == "" || o.Port < 1 || o.Port > 65535 {
 		return nil, fmt.Errorf("apiserver: bad address %q port %d", o.Host, o.Port)
 	}
+	if strings.Contains(o.Host, "%") {
+		// The URL would need %25 for it, and no certificate names a zone.
+		return nil, fmt.Errorf("apiserver: host %q: an IPv6 address with a zone is not supported", o.Host)
+	}
 	prefix, err := pathPrefix(o.PathPrefix)
 	if err != nil {
 		return nil, err

@@ -122,6 +122,7 @@ func TestNewValidates(t *testing.T) {
 		{"no host", apiserver.Options{Schema: "http", Port: 1}, "bad address"},
 		{"port 0", apiserver.Options{Schema: "http", Host: "h"}, "bad address"},
 		{"port too big", apiserver.Options{Schema: "http", Host: "h", Port: 65536}, "bad address"},
+		{"ipv6 zone", apiserver.Options{Schema: "https", Host: "fe80::1%eth0", Port: 1}, `host "fe80::1%eth0": an IPv6 address with a zone is not supported`},
 		{"missing CA", apiserver.Options{Schema: "https", Host: "h", Port: 1, CAFile: dir + "/nope.crt"}, "reading CA file"},
 		{"CA not PEM", apiserver.Options{Schema: "https", Host: "h", Port: 1, CAFile: notPEM}, "holds no PEM certificate"},
 		{"cert without key", apiserver.Options{Schema: "https", Host: "h", Port: 1, CertFile: "c.crt"}, "cert_file and key_file go together"},

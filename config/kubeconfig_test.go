@@ -310,6 +310,8 @@ func TestKubeconfigInvalid(t *testing.T) {
 		{"server query", edit("server: https://[fd00::1]:6443", "server: https://x/?a=b"), "", path + `KC: cluster "dev": server "https://x/?a=b": must not have a query or fragment`},
 		{"server port", edit("server: https://[fd00::1]:6443", "server: https://x:0"), "", path + `KC: cluster "dev": server "https://x:0": port must be 1..65535`},
 		{"server user", edit("server: https://[fd00::1]:6443", "server: https://me@x"), "", path + `KC: cluster "dev": server: must not hold a user name or password`},
+		{"server ipv6 zone", edit("server: https://[fd00::1]:6443", "server: https://[fe80::1%25eth0]:6443"), "", path + `KC: cluster "dev": server "https://[fe80::1%25eth0]:6443": an IPv6 address with a zone (%eth0) is not supported`},
+		{"server ipv6 zone unescaped", edit("server: https://[fd00::1]:6443", "server: https://[fe80::1%eth0]:6443"), "", path + `KC: cluster "dev": server "https://[fe80::1%eth0]:6443": an IPv6 address with a zone (%eth0) is not supported`},
 		{"proxy-url", edit("    certificate-authority-data:", "    proxy-url: socks5://proxy:1080\n    certificate-authority-data:"), "", path + `KC: cluster "dev": proxy-url is not supported by kdisc`},
 		{"auth-provider", edit("    client-certificate-data:", "    auth-provider: {name: oidc}\n    client-certificate-data:"), "", path + `KC: user "dev-user": auth-provider is not supported by kdisc (use an exec plugin, e.g. kubelogin, or a token)`},
 		{"username", edit("    client-certificate-data:", "    username: admin\n    password: pw\n    client-certificate-data:"), "", path + `KC: user "dev-user": username/password (basic auth) is not supported by kdisc`},
