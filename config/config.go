@@ -43,9 +43,10 @@
 // order of the documented configuration), so the same file always gives the
 // same message.
 //
-// Effective returns what `kdisc check` prints and the dump's "config"
-// holds: the configuration with defaults filled, host and port as written
-// and the token redacted.
+// Effective returns what the dump's "config" holds: the configuration with
+// defaults filled, host and port as written, and tokens and an exec
+// plugin's args and env values redacted. EffectiveLocal is what `kdisc
+// check` prints: the same with exec args shown.
 package config
 
 import (
