@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,6 +72,8 @@ type Client struct {
 	exec  *execSource // nil unless Options.Exec
 	log   *slog.Logger
 	warns sync.Map // Warning header texts already logged
+
+	failure atomic.Value // Failure of the last request (LastFailure)
 }
 
 // New validates the options and builds a client. It reads the CA file now,
@@ -229,7 +232,7 @@ func clientCertificate(o Options, tc *tls.Config, execSrc *execSource) error {
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 			if err != nil {
-				return nil, fmt.Errorf("apiserver: client certificate: %w", err)
+				return nil, &clientCertError{err}
 			}
 			return &cert, nil
 		}
@@ -309,11 +312,13 @@ func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Resp
 	switch {
 	case c.token != nil:
 		if sent.token, err = c.token.get(); err != nil {
+			c.failure.Store(FailureTokenFile)
 			return nil, sent, err
 		}
 		req.Header.Set("Authorization", "Bearer "+sent.token)
 	case c.exec != nil:
 		if sent.exec, err = c.exec.get(ctx); err != nil {
+			c.failure.Store(FailureExec)
 			return nil, sent, err
 		}
 		if sent.exec.token != "" {
@@ -322,8 +327,10 @@ func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Resp
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.failure.Store(transportFailure(err))
 		return nil, sent, err
 	}
+	c.failure.Store(FailureNone)
 	c.logWarnings(resp.Header.Values("Warning"))
 	if resp.StatusCode/100 == 2 {
 		return resp, sent, nil
