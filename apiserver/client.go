@@ -37,7 +37,7 @@ const InClusterCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 // Options says how to reach and authenticate to one API server.
 type Options struct {
 	Schema string // "http" or "https"
-	Host   string // IPv4, IPv6 (no brackets) or DNS name
+	Host   string // IPv4, IPv6 (no brackets, no zone) or DNS name
 	Port   int
 
 	Token     string // a static bearer token; wins over TokenFile
