@@ -443,14 +443,13 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 // replace makes next the current state and rewrites the table to match:
 // every changed service of next is written, then every other key deleted,
 // except the services of malformed objects (keep): a bad object must not
-// take away what was served.
+// take away what was served. A kept service that next holds is written
+// like any other: next merged the malformed object's last good version
+// (carry) with what the relist found of its other objects.
 func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	prev, refused := w.services, w.unstored
 	w.services, w.unstored = next, map[string]struct{}{}
 	next.each(func(key string) {
-		if _, skip := keep[key]; skip {
-			return
-		}
 		// A relist mostly finds what the watch already wrote: rewrite
 		// only what changed, or what a full table refused before.
 		if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!w.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
