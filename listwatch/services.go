@@ -47,9 +47,11 @@ type serviceOptions struct {
 	// fallback (EndpointSlices): a port with no ready endpoint serves the
 	// endpoints that are serving and terminating, as kube-proxy does.
 	fallback bool
-	// zone (EndpointSlices), when set: if every endpoint served for a
-	// port has zone hints and one is for zone, only those are served.
-	zone       string
+	// node and zone (EndpointSlices), when set: if every ready endpoint of
+	// a port has node hints and one is for node, only those are served;
+	// else the same with zone hints and zone. Hints never apply to the
+	// fallback.
+	node, zone string
 	withDetail bool // keep node detail (nodeName, zone, targetRef)
 }
 
@@ -504,10 +506,10 @@ type slice struct {
 	infos   []*nodeInfo  // with node detail: per node
 }
 
-// packedNode is one address and port of a slice that may be served (a
-// ready endpoint's, or with the fallback a serving and terminating one's)
-// in 22 bytes: the nodes of every slice are most of what kdisc keeps in
-// its heap.
+// packedNode is one address and port of a slice that may be served or
+// may stand in the way of another listing of the same address and port
+// (see contribution), in 22 bytes: the nodes of every slice are most of
+// what kdisc keeps in its heap.
 type packedNode struct {
 	ip    [16]byte // an IPv4 address in the first 4 (pnIPv4)
 	num   uint16   // the port number
@@ -517,11 +519,14 @@ type packedNode struct {
 }
 
 const (
-	pnIPv4    = 1 << iota
-	pnFQDN    // the address is a DNS name
-	pnReady   // else serving and terminating
-	pnHinted  // has hints.forZones
-	pnForZone // hints.forZones names the configured zone
+	pnIPv4        = 1 << iota
+	pnFQDN        // the address is a DNS name
+	pnReady       // conditions.ready
+	pnTerminating // conditions.terminating (and serving, unless ready)
+	pnHinted      // has hints.forZones
+	pnForZone     // hints.forZones names the configured zone
+	pnNodeHinted  // has hints.forNodes
+	pnForNode     // hints.forNodes names the configured node
 )
 
 // candidate returns node i of sl, unpacked.
@@ -536,7 +541,7 @@ func (sl *slice) candidate(i int, weight uint32) portNode {
 	default:
 		n.Addr = netip.AddrFrom16(p.ip)
 	}
-	pn := portNode{port: sl.ports[p.port], node: n, ready: p.flags&pnReady != 0, hinted: p.flags&pnHinted != 0, forZone: p.flags&pnForZone != 0}
+	pn := portNode{port: sl.ports[p.port], node: n, flags: p.flags}
 	if sl.infos != nil {
 		pn.info = sl.infos[i]
 	}
@@ -551,13 +556,13 @@ func (sl *slice) sameAs(next *slice) bool {
 
 // portNode is a candidate node of one port while a service is built.
 type portNode struct {
-	port    string
-	node    shm.Node
-	ready   bool // else serving and terminating
-	hinted  bool // has hints.forZones
-	forZone bool // hints.forZones names the configured zone
-	info    *nodeInfo
+	port  string
+	node  shm.Node
+	flags uint8 // of its packedNode
+	info  *nodeInfo
 }
+
+func (pn portNode) is(flag uint8) bool { return pn.flags&flag != 0 }
 
 func newSliceServices(weight uint32) *sliceServices {
 	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*service{}, names: newInterner()}
@@ -619,18 +624,34 @@ func (s *sliceServices) contribution(o *object, next *slice) error {
 		return fmt.Errorf("%w: %d ports", errMalformed, len(next.ports))
 	}
 	for _, e := range o.endpoints {
-		if !e.ready && !(s.fallback && e.serving && e.terminating) {
+		// Kept: what may be served (ready; serving and terminating, with
+		// the fallback), and every endpoint that is not terminating, served
+		// or not: it stands in the way of a terminating listing of the
+		// same address and port (a pod IP reused while the old pod
+		// terminates), as in kube-proxy's endpoint cache. A terminating
+		// endpoint that is neither ready nor (with the fallback) serving
+		// can never be served, nor win over another listing.
+		if !e.ready && e.terminating && !(s.fallback && e.serving) {
 			continue
 		}
 		var flags uint8
 		if e.ready {
 			flags |= pnReady
 		}
+		if e.terminating {
+			flags |= pnTerminating
+		}
 		if len(e.zones) > 0 {
 			flags |= pnHinted
 		}
 		if s.zone != "" && slices.Contains(e.zones, s.zone) {
 			flags |= pnForZone
+		}
+		if len(e.forNodes) > 0 {
+			flags |= pnNodeHinted
+		}
+		if s.node != "" && slices.Contains(e.forNodes, s.node) {
+			flags |= pnForNode
 		}
 		for _, a := range e.addresses {
 			n, err := sliceNode(o.addressType, a, s.weight)
@@ -747,7 +768,18 @@ func (s *sliceServices) build(key string) bool {
 			s.cands = append(s.cands, sl.candidate(i, s.weight))
 		}
 	}
-	slices.SortStableFunc(s.cands, func(a, b portNode) int { return strings.Compare(a.port, b.port) })
+	// By port, then node, the preferred listing of a node first: one
+	// endpoint per address and port.
+	slices.SortFunc(s.cands, func(a, b portNode) int {
+		if c := strings.Compare(a.port, b.port); c != 0 {
+			return c
+		}
+		if c := compareNodes(a.node, b.node); c != 0 {
+			return c
+		}
+		return comparePreference(a, b)
+	})
+	s.cands = slices.CompactFunc(s.cands, func(a, b portNode) bool { return a.port == b.port && a.node == b.node })
 	for i := 0; i < len(s.cands); {
 		j := i + 1
 		for j < len(s.cands) && s.cands[j].port == s.cands[i].port {
@@ -762,41 +794,93 @@ func (s *sliceServices) build(key string) bool {
 	return true
 }
 
-// serve picks, from the candidates of one port, those to serve: the ready
-// ones; with none, the serving and terminating ones (when the fallback is
-// on, set keeps only those besides the ready ones); then, with a zone,
-// only those hinted for it, if every one has hints and one is for it. It
-// reorders list and returns a part of it.
+// comparePreference orders two listings of one address and port, the one
+// to serve first, as kube-proxy's endpoint cache (pkg/proxy/
+// endpointslicecache.go, addEndpoints) prefers the listing that is not
+// terminating: a pod IP reused while the old pod terminates must not
+// serve the old pod. Where kube-proxy keeps whichever came first, the
+// ready one wins, then the one with more flags (hints), then the node
+// detail, so that the answer does not depend on the order of events.
+func comparePreference(a, b portNode) int {
+	if c := cmp.Compare(a.flags&pnTerminating, b.flags&pnTerminating); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.flags&pnReady, a.flags&pnReady); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.flags, a.flags); c != 0 {
+		return c
+	}
+	return compareInfo(a.info, b.info)
+}
+
+// compareInfo orders node detail: none first, then field by field.
+func compareInfo(a, b *nodeInfo) int {
+	switch {
+	case a == b:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return cmp.Or(strings.Compare(a.nodeName, b.nodeName), strings.Compare(a.zone, b.zone),
+		strings.Compare(a.kind, b.kind), strings.Compare(a.name, b.name), strings.Compare(a.uid, b.uid))
+}
+
+// serve picks, from the candidates of one port (one listing per node),
+// those to serve, as kube-proxy's topology (pkg/proxy/topology.go,
+// CategorizeEndpoints) does: the ready ones, narrowed by hints; with none
+// ready, every serving and terminating one, hints unread (the fallback).
+// Hints: with node set, if every ready one has node hints and one is for
+// node, only those; else, with zone set, the same with zone hints. It
+// reorders list and returns a part of it, in list's order.
 func (s *sliceServices) serve(list []portNode) []portNode {
-	sel := list
-	if ready := partition(list, func(pn portNode) bool { return pn.ready }); ready > 0 || !s.fallback {
-		sel = list[:ready]
-	}
-	if s.zone == "" || len(sel) == 0 {
-		return sel
-	}
-	for _, pn := range sel {
-		if !pn.hinted {
-			return sel
+	ready := 0
+	for _, pn := range list {
+		if pn.is(pnReady) {
+			ready++
 		}
 	}
-	if mine := partition(sel, func(pn portNode) bool { return pn.forZone }); mine > 0 {
-		return sel[:mine]
+	if ready == 0 {
+		if !s.fallback {
+			return list[:0]
+		}
+		return filter(list, func(pn portNode) bool { return pn.is(pnTerminating) })
+	}
+	sel := filter(list, func(pn portNode) bool { return pn.is(pnReady) })
+	if s.node != "" && hintedFor(sel, pnNodeHinted, pnForNode) {
+		return filter(sel, func(pn portNode) bool { return pn.is(pnForNode) })
+	}
+	if s.zone != "" && hintedFor(sel, pnHinted, pnForZone) {
+		return filter(sel, func(pn portNode) bool { return pn.is(pnForZone) })
 	}
 	return sel
 }
 
-// partition moves the elements that keep holds for to the front of list
-// and returns how many there are.
-func partition(list []portNode, keep func(portNode) bool) int {
+// hintedFor reports whether every one of list has hinted and one has mine.
+func hintedFor(list []portNode, hinted, mine uint8) bool {
+	found := false
+	for _, pn := range list {
+		if !pn.is(hinted) {
+			return false
+		}
+		found = found || pn.is(mine)
+	}
+	return found
+}
+
+// filter moves the elements that keep holds for to the front of list, in
+// their order, and returns them; the rest of list is overwritten.
+func filter(list []portNode, keep func(portNode) bool) []portNode {
 	n := 0
 	for i := range list {
 		if keep(list[i]) {
-			list[n], list[i] = list[i], list[n]
+			list[n] = list[i]
 			n++
 		}
 	}
-	return n
+	return list[:n]
 }
 
 // portsOf turns sorted entries into ports, each node once per port; the

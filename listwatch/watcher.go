@@ -80,11 +80,13 @@ type Options struct {
 
 	// EndpointSlices only. NoTerminatingFallback turns off serving, for a
 	// port with no ready endpoint, the endpoints that are serving and
-	// terminating (terminating_fallback: false). Zone, when set, serves
-	// only the endpoints hinted for it when every endpoint served for a
-	// port has zone hints and one is for Zone.
+	// terminating (terminating_fallback: false). Node, when set, serves
+	// only the endpoints hinted for it when every ready endpoint of a port
+	// has node hints (hints.forNodes) and one is for Node; else Zone, when
+	// set, does the same with zone hints. Hints never narrow the
+	// terminating fallback.
 	NoTerminatingFallback bool
-	Zone                  string
+	Node, Zone            string
 	// NodeDetail stores, beside each service, its nodes' nodeName, zone
 	// and targetRef (Store.PutDetail).
 	NodeDetail bool
@@ -201,7 +203,7 @@ func (w *Watcher) url() string {
 func (w *Watcher) newServices() services {
 	if w.o.EndpointSlices {
 		s := newSliceServices(w.o.Weight)
-		s.fallback, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Zone, w.o.NodeDetail
+		s.fallback, s.node, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Node, w.o.Zone, w.o.NodeDetail
 		return s
 	}
 	s := newEndpointsServices(w.o.Weight)
