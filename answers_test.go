@@ -2,6 +2,7 @@ package kdisc_test
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -125,4 +126,27 @@ func TestNodeDetail(t *testing.T) {
 	_, ok = plain.Detail("default/web")
 	assert.False(t, ok)
 	assert.Nil(t, plain.Dump().Endpoints[0].Detail)
+}
+
+// TestTruncatedEndpointsMetric: /metrics counts the services served from a
+// truncated Endpoints object now, and warns naming the service.
+func TestTruncatedEndpointsMetric(t *testing.T) {
+	api := newAPI(t)
+	big := fakeapi.NewEndpoints("default", "big", "http", 80, "10.9.0.1")
+	big.Metadata.Annotations = map[string]string{"endpoints.kubernetes.io/over-capacity": "truncated"}
+	api.PutEndpoints(big)
+	var logs kdisctest.LogBuffer
+	d := start(t, singleConfig(t, api, ""), kdisc.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	waitHosts(t, d, "default/big:http", "10.9.0.1:80/50")
+	metrics := func() string {
+		var b strings.Builder
+		d.WriteMetrics(&b)
+		return b.String()
+	}
+	eventually(t, "the gauge says 1", func() bool { return strings.Contains(metrics(), `kdisc_services_truncated{cluster=""} 1`+"\n") })
+	assert.Contains(t, logs.String(), "service=default/big")
+
+	big.Metadata.Annotations = nil
+	api.PutEndpoints(big)
+	eventually(t, "the gauge says 0", func() bool { return strings.Contains(metrics(), `kdisc_services_truncated{cluster=""} 0`+"\n") })
 }

@@ -1,12 +1,16 @@
 package listwatch
 
 import (
+	"log/slog"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/shm"
 )
 
@@ -434,4 +438,69 @@ func TestOneEndpointPerAddressAndPort(t *testing.T) {
 			}
 		})
 	}
+}
+
+// truncatedEndpoints is ns/name with ips on http:port, marked as the
+// Endpoints controller marks a list it cut at 1,000 addresses.
+func truncatedEndpoints(ns, name string, port int32, ips ...string) *fakeapi.Endpoints {
+	e := endpoints(ns, name, port, ips...)
+	e.Metadata.Annotations = map[string]string{"endpoints.kubernetes.io/over-capacity": "truncated"}
+	return e
+}
+
+// A truncated Endpoints object is served as it is, with one warning per
+// service for the Watcher's life (naming the service and the way out) and
+// a gauge of the services truncated now, which falls when the annotation
+// goes and does not count a service twice across a relist.
+func TestTruncatedEndpointsWarnOnceAndCount(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(truncatedEndpoints("default", "big", 80, "10.0.0.1"))
+	api.PutEndpoints(endpoints("default", "small", 80, "10.0.0.9"))
+	var logs kdisctest.LogBuffer
+	o := fastOptions()
+	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	h := start(t, api, o)
+	h.waitHosts("default/big:http", "10.0.0.1:80")
+	truncated := func(n int64) {
+		t.Helper()
+		eventually(t, "the truncated gauge says "+strconv.FormatInt(n, 10), func() bool { return h.w.Stats().Truncated.Load() == n })
+	}
+	warnings := func() int { return strings.Count(logs.String(), "Endpoints truncated") }
+	truncated(1)
+	assert.Equal(t, 1, warnings())
+	line := logs.String()
+	assert.Contains(t, line, "service=default/big")
+	assert.Contains(t, line, "watch_endpoint_slices: true")
+	api.WaitWatchers(1)
+
+	api.PutEndpoints(truncatedEndpoints("default", "big", 80, "10.0.0.1", "10.0.0.2")) // still truncated
+	h.waitHosts("default/big:http", "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, int64(1), h.w.Stats().Truncated.Load())
+	api.PutEndpoints(truncatedEndpoints("default", "other", 80, "10.0.1.1"))
+	h.waitHosts("default/other:http", "10.0.1.1:80")
+	truncated(2)
+	assert.Equal(t, 2, warnings(), "one warning per service")
+
+	// The annotation goes (scaled below 1,000): so does the count; it
+	// comes back: counted, not warned again.
+	api.PutEndpoints(endpoints("default", "big", 80, "10.0.0.1", "10.0.0.2")) // only the annotation changed
+	truncated(1)
+	api.PutEndpoints(truncatedEndpoints("default", "big", 80, "10.0.0.1", "10.0.0.2"))
+	truncated(2)
+	assert.Equal(t, 2, warnings(), "once per service")
+
+	// A relist counts what it lists, once.
+	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+	api.CloseWatches()
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Fault != "" }, 1)
+	api.DeleteEndpoints("default", "other")
+	api.Compact()
+	api.ClearFaults()
+	h.waitAnswer("default/other:http", shm.Unknown)
+	truncated(1)
+	assert.Equal(t, 2, warnings())
+	api.WaitWatchers(1)
+	api.DeleteEndpoints("default", "big")
+	h.waitAnswer("default/big:http", shm.Unknown)
+	truncated(0)
 }

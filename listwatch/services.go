@@ -39,6 +39,9 @@ type services interface {
 	// name) into this state: a relist that finds o malformed keeps o's
 	// last good version, so that o's later DELETED event still removes it.
 	carry(from services, o *object)
+	// truncated is how many services are served from an Endpoints object
+	// the Endpoints controller truncated (over-capacity); 0 for slices.
+	truncated() int
 }
 
 // serviceOptions say how objects become nodes.
@@ -165,6 +168,11 @@ type endpointsServices struct {
 	byKey   map[string][]byte
 	details map[string][]byte // with node detail
 	names   *interner
+	// overCapacity: the services whose Endpoints object is truncated now
+	// (object.truncated); onTruncated, when set, hears each one that
+	// becomes so.
+	overCapacity map[string]struct{}
+	onTruncated  func(key string)
 
 	// Reused by set and value: what they return is valid until the next
 	// call.
@@ -189,7 +197,8 @@ type entry struct {
 }
 
 func newEndpointsServices(weight uint32) *endpointsServices {
-	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner()}
+	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner(),
+		overCapacity: map[string]struct{}{}}
 }
 
 func (s *endpointsServices) set(o *object, changed func(string)) error {
@@ -222,6 +231,7 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 		detail = detailJSON(s.entries)
 	}
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	s.noteTruncated(o.truncated)
 	n := len(s.key)
 	v, had := s.byKey[string(s.key)]
 	if had && bytes.Equal(v[n:], s.packed) && bytes.Equal(s.details[string(s.key)], detail) {
@@ -245,8 +255,26 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 	return nil
 }
 
+// noteTruncated records whether the service of s.key is truncated now.
+func (s *endpointsServices) noteTruncated(truncated bool) {
+	_, was := s.overCapacity[string(s.key)]
+	switch {
+	case truncated && !was:
+		key := string(s.key)
+		s.overCapacity[key] = struct{}{}
+		if s.onTruncated != nil {
+			s.onTruncated(key)
+		}
+	case !truncated && was:
+		delete(s.overCapacity, string(s.key))
+	}
+}
+
+func (s *endpointsServices) truncated() int { return len(s.overCapacity) }
+
 func (s *endpointsServices) remove(o *object, changed func(string)) {
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	delete(s.overCapacity, string(s.key))
 	if v, ok := s.byKey[string(s.key)]; ok {
 		key := keyOf(v, len(s.key))
 		delete(s.byKey, key)
@@ -275,6 +303,9 @@ func (s *endpointsServices) carry(from services, o *object) {
 		s.byKey[key] = c
 		if d, ok := f.details[key]; ok {
 			s.details[key] = d
+		}
+		if _, ok := f.overCapacity[key]; ok {
+			s.overCapacity[strings.Clone(key)] = struct{}{}
 		}
 	}
 }
@@ -940,6 +971,8 @@ func validDNSName(s string) bool {
 	}
 	return true
 }
+
+func (s *sliceServices) truncated() int { return 0 } // an EndpointSlice is never truncated
 
 func (s *sliceServices) each(fn func(string)) {
 	for k := range s.byService {

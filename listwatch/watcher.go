@@ -125,6 +125,9 @@ type Watcher struct {
 	// unstored holds services a full table refused; they are tried again
 	// whenever a delete frees space.
 	unstored map[string]struct{}
+	// warnedTruncated: the services whose truncated Endpoints was logged,
+	// once per service for the Watcher's life.
+	warnedTruncated map[string]struct{}
 
 	writeKey  func(key string) // w.write
 	misframed bool             // fold met errMisframed: the watch must end (apply, initialEvent)
@@ -165,7 +168,7 @@ func New(o Options) *Watcher {
 	if o.Clock == nil {
 		o.Clock = RealClock{}
 	}
-	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}, warnedTruncated: map[string]struct{}{}}
 	w.writeKey = w.write // once: a method value made per event would be an allocation per event
 	w.stats.initHistograms()
 	// namespace_selector.equal lists and watches that namespace on its
@@ -207,8 +210,19 @@ func (w *Watcher) newServices() services {
 		return s
 	}
 	s := newEndpointsServices(w.o.Weight)
-	s.withDetail = w.o.NodeDetail
+	s.withDetail, s.onTruncated = w.o.NodeDetail, w.warnTruncated
 	return s
+}
+
+// warnTruncated says, once per service, that its Endpoints object lists
+// only part of its addresses.
+func (w *Watcher) warnTruncated(key string) {
+	if _, done := w.warnedTruncated[key]; done {
+		return
+	}
+	w.warnedTruncated[key] = struct{}{}
+	w.log.Warn("Endpoints truncated: the Endpoints controller keeps at most 1000 addresses (endpoints.kubernetes.io/over-capacity: truncated), so the service is served from part of its pods; set watch_endpoint_slices: true to serve them all",
+		"service", key)
 }
 
 // Stats returns the watcher's counters.
@@ -451,6 +465,7 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	prev, refused := w.services, w.unstored
 	w.services, w.unstored = next, map[string]struct{}{}
+	w.stats.Truncated.Store(int64(next.truncated()))
 	next.each(func(key string) {
 		// A relist mostly finds what the watch already wrote: rewrite
 		// only what changed, or what a full table refused before.
@@ -717,6 +732,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 			w.misframed = false
 			return errMisframed
 		}
+		w.stats.Truncated.Store(int64(w.services.truncated()))
 		if ev.typ == "ADDED" {
 			w.stats.Added.Add(1)
 		} else {
@@ -732,6 +748,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 			return nil
 		}
 		w.services.remove(o, w.writeKey)
+		w.stats.Truncated.Store(int64(w.services.truncated()))
 		if o.resourceVersion != "" {
 			*rv = strings.Clone(o.resourceVersion)
 		}
