@@ -2,6 +2,8 @@ package listwatch
 
 import (
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -503,4 +505,44 @@ func TestTruncatedEndpointsWarnOnceAndCount(t *testing.T) {
 	api.DeleteEndpoints("default", "big")
 	h.waitAnswer("default/big:http", shm.Unknown)
 	truncated(0)
+}
+
+// build makes a service's entries in sortEntries' order without sorting
+// them again, one per port and node: checked on random services of every
+// address type, port layout and condition.
+func TestSliceBuildEntriesSorted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	addrs := map[string][]string{
+		"IPv4": {"10.0.0.1", "10.0.0.2", "10.0.0.10", "9.1.1.1", "100.1.1.1", "10.0.1.1"},
+		"IPv6": {"fd00::1", "fd00::2", "fd00::10", "2001:db8::1"},
+		"FQDN": {"a.example.com", "b.example.com", "a.example.org"},
+	}
+	portSets := [][]port{{{name: "http", number: 80}}, {{name: "http", number: 8080}, {name: "", number: 9090}}, {{name: "b", number: 1}, {name: "a", number: 2}}, {}}
+	for i := range 300 {
+		s := newSliceServices(50)
+		s.zone, s.node, s.withDetail = "a", "n1", i%2 == 0
+		for n := range 1 + rng.IntN(4) {
+			typ := []string{"IPv4", "IPv6", "FQDN"}[rng.IntN(3)]
+			o := &object{namespace: "shop", name: "web-" + strconv.Itoa(n), serviceName: "web", addressType: typ, ports: portSets[rng.IntN(len(portSets))]}
+			for range rng.IntN(6) {
+				e := endpoint{addresses: []string{addrs[typ][rng.IntN(len(addrs[typ]))]}, ready: rng.IntN(2) == 0, serving: rng.IntN(2) == 0, terminating: rng.IntN(2) == 0}
+				if rng.IntN(2) == 0 {
+					e.zones, e.forNodes = []string{"a"}, []string{"n" + strconv.Itoa(rng.IntN(2))}
+				}
+				if rng.IntN(2) == 0 {
+					e.info = &nodeInfo{name: "p" + strconv.Itoa(rng.IntN(3))}
+				}
+				o.endpoints = append(o.endpoints, e)
+			}
+			require.NoError(t, s.set(o, func(string) {}))
+		}
+		require.True(t, s.build("shop/web"))
+		sorted := slices.Clone(s.entries)
+		sortEntries(sorted)
+		require.Equal(t, sorted, s.entries, "case %d", i)
+		for j := 1; j < len(s.entries); j++ {
+			a, b := s.entries[j-1], s.entries[j]
+			require.False(t, a.port == b.port && a.declared == b.declared && a.node == b.node, "case %d: %v listed twice", i, b)
+		}
+	}
 }

@@ -512,13 +512,16 @@ type sliceServices struct {
 
 	// Reused by set and value: what value returns is valid until its next
 	// call.
-	id, svc []byte
-	next    slice
-	built   *service // whose merge s.entries holds; nil after any change
-	cands   []portNode
-	entries []entry
-	ports   []shm.Port
-	nodes   []shm.Node
+	id, svc  []byte
+	next     slice
+	built    *service // whose merge s.entries holds; nil after any change
+	declared []string // ports, while a service is built
+	cands    []portNode
+	keys     []candKey  // cands in order, sorted instead of them
+	sorted   []portNode // cands in keys' order
+	entries  []entry
+	ports    []shm.Port
+	nodes    []shm.Node
 }
 
 // service is the slices of one service.
@@ -573,6 +576,10 @@ func (sl *slice) candidate(i int, weight uint32) portNode {
 		n.Addr = netip.AddrFrom16(p.ip)
 	}
 	pn := portNode{port: sl.ports[p.port], node: n, flags: p.flags}
+	if p.flags&pnIPv4 != 0 {
+		pn.order = uint64(octetRank[p.ip[0]])<<48 | uint64(octetRank[p.ip[1]])<<40 | uint64(octetRank[p.ip[2]])<<32 |
+			uint64(octetRank[p.ip[3]])<<24 | uint64(p.num)<<8 | 1
+	}
 	if sl.infos != nil {
 		pn.info = sl.infos[i]
 	}
@@ -591,6 +598,36 @@ type portNode struct {
 	node  shm.Node
 	flags uint8 // of its packedNode
 	info  *nodeInfo
+	// order: an IPv4 node's place in compareNodes' order as one number
+	// (its octets' text ranks, then its port); 0 for other nodes.
+	order uint64
+}
+
+// candKey is a candidate while candidates are sorted (16 bytes to move
+// instead of a portNode's 100): its port's place among the service's
+// ports, its order, and where it is in sliceServices.cands.
+type candKey struct {
+	order uint64
+	port  uint32
+	i     int32
+}
+
+// compareCandidates orders candidates by port, then node (as
+// compareNodes), then preference.
+func compareCandidates(a, b portNode) int {
+	if c := strings.Compare(a.port, b.port); c != 0 {
+		return c
+	}
+	var c int
+	if a.order != 0 && b.order != 0 {
+		c = cmp.Compare(a.order, b.order)
+	} else {
+		c = compareNodes(a.node, b.node)
+	}
+	if c != 0 {
+		return c
+	}
+	return comparePreference(a, b)
 }
 
 func (pn portNode) is(flag uint8) bool { return pn.flags&flag != 0 }
@@ -790,38 +827,64 @@ func (s *sliceServices) build(key string) bool {
 		return true
 	}
 	s.built = svc
-	s.entries, s.cands = s.entries[:0], s.cands[:0]
+	s.entries, s.cands, s.declared, s.keys = s.entries[:0], s.cands[:0], s.declared[:0], s.keys[:0]
 	for _, sl := range svc.members {
+		s.declared = append(s.declared, sl.ports...)
+	}
+	slices.Sort(s.declared)
+	s.declared = slices.Compact(s.declared)
+	for _, sl := range svc.members {
+		var places [8]uint32
+		place := places[:0] // of each port of sl in s.declared
 		for _, p := range sl.ports {
-			s.entries = append(s.entries, entry{port: p, declared: true})
+			at, _ := slices.BinarySearch(s.declared, p)
+			place = append(place, uint32(at))
 		}
 		for i := range sl.nodes {
-			s.cands = append(s.cands, sl.candidate(i, s.weight))
+			pn := sl.candidate(i, s.weight)
+			s.keys = append(s.keys, candKey{order: pn.order, port: place[sl.nodes[i].port], i: int32(len(s.cands))})
+			s.cands = append(s.cands, pn)
 		}
 	}
 	// By port, then node, the preferred listing of a node first: one
 	// endpoint per address and port.
-	slices.SortFunc(s.cands, func(a, b portNode) int {
-		if c := strings.Compare(a.port, b.port); c != 0 {
-			return c
+	slices.SortFunc(s.keys, func(a, b candKey) int {
+		if a.port != b.port {
+			return cmp.Compare(a.port, b.port)
 		}
-		if c := compareNodes(a.node, b.node); c != 0 {
-			return c
+		if a.order != b.order && a.order != 0 && b.order != 0 {
+			return cmp.Compare(a.order, b.order)
 		}
-		return comparePreference(a, b)
+		return compareCandidates(s.cands[a.i], s.cands[b.i])
 	})
-	s.cands = slices.CompactFunc(s.cands, func(a, b portNode) bool { return a.port == b.port && a.node == b.node })
+	s.sorted = s.sorted[:0]
+	for j, k := range s.keys {
+		pn := &s.cands[k.i]
+		if j > 0 && k.port == s.keys[j-1].port && pn.node == s.sorted[len(s.sorted)-1].node {
+			continue // the same address and port, less preferred
+		}
+		s.sorted = append(s.sorted, *pn)
+	}
+	s.cands, s.sorted = s.sorted, s.cands
+	// The entries in sortEntries' order as they are made: per port, its
+	// declared entry, then its nodes (serve keeps their order).
+	d := 0
 	for i := 0; i < len(s.cands); {
 		j := i + 1
 		for j < len(s.cands) && s.cands[j].port == s.cands[i].port {
 			j++
+		}
+		for ; d < len(s.declared) && s.declared[d] <= s.cands[i].port; d++ {
+			s.entries = append(s.entries, entry{port: s.declared[d], declared: true})
 		}
 		for _, pn := range s.serve(s.cands[i:j]) {
 			s.entries = append(s.entries, entry{port: pn.port, node: pn.node, info: pn.info})
 		}
 		i = j
 	}
-	sortEntries(s.entries)
+	for ; d < len(s.declared); d++ {
+		s.entries = append(s.entries, entry{port: s.declared[d], declared: true})
+	}
 	return true
 }
 
@@ -877,14 +940,17 @@ func (s *sliceServices) serve(list []portNode) []portNode {
 		if !s.fallback {
 			return list[:0]
 		}
-		return filter(list, func(pn portNode) bool { return pn.is(pnTerminating) })
+		return filter(list, pnTerminating)
 	}
-	sel := filter(list, func(pn portNode) bool { return pn.is(pnReady) })
+	sel := list
+	if ready < len(list) {
+		sel = filter(list, pnReady)
+	}
 	if s.node != "" && hintedFor(sel, pnNodeHinted, pnForNode) {
-		return filter(sel, func(pn portNode) bool { return pn.is(pnForNode) })
+		return filter(sel, pnForNode)
 	}
 	if s.zone != "" && hintedFor(sel, pnHinted, pnForZone) {
-		return filter(sel, func(pn portNode) bool { return pn.is(pnForZone) })
+		return filter(sel, pnForZone)
 	}
 	return sel
 }
@@ -901,13 +967,15 @@ func hintedFor(list []portNode, hinted, mine uint8) bool {
 	return found
 }
 
-// filter moves the elements that keep holds for to the front of list, in
-// their order, and returns them; the rest of list is overwritten.
-func filter(list []portNode, keep func(portNode) bool) []portNode {
+// filter moves the elements that have flag to the front of list, in their
+// order, and returns them; the rest of list is overwritten.
+func filter(list []portNode, flag uint8) []portNode {
 	n := 0
 	for i := range list {
-		if keep(list[i]) {
-			list[n] = list[i]
+		if list[i].flags&flag != 0 {
+			if n != i {
+				list[n] = list[i]
+			}
 			n++
 		}
 	}
