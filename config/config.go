@@ -91,6 +91,7 @@ type Cluster struct {
 	WatchEndpointSlices bool
 	TerminatingFallback bool   // terminating_fallback, default true (EndpointSlices only)
 	Zone                string // zone as written, "" when absent (EndpointSlices only)
+	Node                string // node as written, "" when absent (EndpointSlices only; hints.forNodes)
 	NodeDetail          bool   // node_detail, default false
 
 	// Resolved, ready to use.
@@ -106,6 +107,7 @@ type Cluster struct {
 	Namespaces      *selector.Namespace // never nil after Parse
 	Labels          selector.Labels
 	ZoneName        string      // zone, environment expanded
+	NodeName        string      // node, environment expanded
 	Kubeconfig      *Kubeconfig // non-nil when the connection comes from a kubeconfig (see kubeconfig.go)
 
 	path       string // key path of this cluster, for messages
