@@ -449,7 +449,7 @@ func TestFindByPortNumber(t *testing.T) {
 		{"a/web:443", nil, Unknown},
 		{"a/web:08080", nil, Unknown},
 		{"a/dns:53", []Node{ip("10.0.0.1", 53, 1), ip("10.0.0.2", 53, 1), ip("10.0.0.3", 53, 1)}, Found},
-		{"a/odd:8080", []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.9", 9999, 1), fqdn("x.example", 8080, 1)}, Found},
+		{"a/odd:8080", []Node{ip("10.0.0.9", 9999, 1)}, Found}, // the port named 8080 wins (issue 12.1)
 		{"a/odd:8081", []Node{ip("10.0.0.5", 8081, 1)}, Found},
 		{"a/odd:9000", nil, Empty},
 		{"a/odd:", nil, Unknown},
