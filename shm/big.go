@@ -242,11 +242,11 @@ type wholeEntry struct {
 	r   record
 }
 
-func (c *wholeCache) get(t *table, id uint64, key string) (*table, record, bool) {
+func (c *wholeCache) get(t *table, id uint64, key string) *wholeEntry {
 	if e := c[id%uint64(len(c))].Load(); e != nil && e.t == t && e.id == id && e.key == key {
-		return e.pt, e.r, true
+		return e
 	}
-	return nil, record{}, false
+	return nil
 }
 
 func (c *wholeCache) put(t *table, id uint64, key string, pt *table, r record) {
@@ -261,26 +261,33 @@ func (r *Reader) big(t *table, so, tag uint64, key string) (*table, record, resu
 	for range 16 {
 		var h head
 		var res result
+		var hit *wholeEntry
 		if !r.stable(t, so, func() {
 			_, rec, rs := t.lookupKey(so, tag, key)
-			h, res = head{}, rs
-			if rs == resFound {
-				var ok bool
-				if h, ok = t.head(rec); !ok {
-					res = resNone // not big (any more), or corrupt: the caller reads again
-					if rec.nPorts == bigPorts {
-						res = resCorrupt
-					}
+			h, res, hit = head{}, rs, nil
+			if rs != resFound {
+				return
+			}
+			if p, end := rec.value(); rec.nPorts == bigPorts && end-p >= headFixed {
+				if hit = r.bigs.get(t, t.load(p), key); hit != nil {
+					return // the id of a value already put back together
+				}
+			}
+			var ok bool
+			if h, ok = t.head(rec); !ok {
+				res = resNone // not big (any more), or corrupt: the caller reads again
+				if rec.nPorts == bigPorts {
+					res = resCorrupt
 				}
 			}
 		}) {
 			return nil, record{}, resMoved
 		}
+		if hit != nil {
+			return hit.pt, hit.r, resFound
+		}
 		if res != resFound {
 			return nil, record{}, res
-		}
-		if pt, rec, ok := r.bigs.get(t, h.id, key); ok {
-			return pt, rec, resFound
 		}
 		pt, rec, ok, missing := t.whole(h, key, func(so uint64, fn func()) bool { return r.stable(t, so, fn) })
 		switch {

@@ -47,6 +47,9 @@ func TestBigServiceIsStored(t *testing.T) {
 		got, ans = r.Find(got[:0], "big/svc:8080")
 		require.Equal(t, Found, ans)
 		require.Equal(t, len(nodes), len(got))
+		// Asked again, a big value is read from the head only (the whole
+		// value is cached by its id): no allocation.
+		assert.Zero(t, testing.AllocsPerRun(20, func() { got, _ = r.Find(got[:0], "big/svc:http") }))
 		_, ans = r.Find(nil, "big/svc:admin")
 		assert.Equal(t, Empty, ans)
 		_, ans = r.Find(nil, "big/svc:nope")

@@ -18,7 +18,7 @@ func (e *FullError) Error() string {
 	if e.NeedSize > 0 {
 		return fmt.Sprintf("shm: cannot store %s: its value is %d bytes, more than a quarter of the table (shared_size %d bytes); it needs a shared_size of at least %d bytes", e.Key, e.Need, e.Size, e.NeedSize)
 	}
-	return fmt.Sprintf("shm: cannot store %s (%d bytes): the table (shared_size %d bytes) is full", e.Key, e.Need, e.Size)
+	return fmt.Sprintf("shm: cannot store %s (%d bytes): the table (shared_size %d bytes) is full; it needs room freed by deletes, or a shared_size of at least %d bytes", e.Key, e.Need, e.Size, (e.Size+int64(e.Need)+1<<20-1)&^(1<<20-1))
 }
 
 // Stats describes a table, as its writer sees it.
