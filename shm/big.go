@@ -119,14 +119,17 @@ func (w *Writer) newID() uint64 {
 
 // putPieces stores rec (a record larger than inlineMax) as pieces, each
 // in the shard with the most room at the time (compacting it if need be),
-// and returns their head. When the table has no room for all of them it
-// removes those it stored and returns errNoRoom.
-func (w *Writer) putPieces(rec []byte) (head, error) {
+// and returns their head. It leaves room in the shard at home for the
+// head of key. When the table has no room for all of them it removes
+// those it stored and returns errNoRoom.
+func (w *Writer) putPieces(rec []byte, home uint64, key string) (head, error) {
 	t := w.t
 	h := head{id: w.newID(), total: uint64(len(rec))}
+	pieces := h.total/(t.inlineMax()-recHeaderBytes-keyPad(pieceKeyLen)) + 8 // a few more: a fuller shard takes a smaller piece
+	headBytes := recHeaderBytes + keyPad(uint64(len(key))) + headFixed + keyPad(4*pieces) + 8*minSlots
 	var kb [pieceKeyLen]byte
 	for pos := uint64(0); pos < h.total; {
-		so, room := w.roomiest()
+		so, room := w.roomiest(home, headBytes)
 		left := h.total - pos
 		size := min(left, t.inlineMax()-recHeaderBytes-keyPad(pieceKeyLen))
 		if fit := room &^ 7; fit < recHeaderBytes+keyPad(pieceKeyLen)+size {
@@ -155,13 +158,17 @@ func (w *Writer) putPieces(rec []byte) (head, error) {
 }
 
 // roomiest is the shard with the most room for a new record (free and
-// dead space, less what its index would grow by), and that room.
-func (w *Writer) roomiest() (so, room uint64) {
+// dead space, less what its index would grow by, and less keep bytes in
+// the shard at home), and that room.
+func (w *Writer) roomiest(home, keep uint64) (so, room uint64) {
 	t := w.t
 	for i := range t.shards {
 		s := headerBytes + i*t.shardBytes
 		n, c := t.load(s+sCount), t.load(s+sCap)
 		r := t.free(s) + t.load(s+sDead)
+		if s == home {
+			r -= min(r, keep)
+		}
 		if g := 8 * (slotsFor(n+1) - c); slotsFor(n+1) > c && g < r {
 			r -= g
 		} else if slotsFor(n+1) > c {

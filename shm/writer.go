@@ -383,7 +383,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 			return w.full(key, size, true)
 		}
 		var err error
-		if newHead, err = w.putPieces(rec); err != nil {
+		if newHead, err = w.putPieces(rec, so, key); err != nil {
 			return w.full(key, size, false)
 		}
 		rec = appendHead(w.head[:0], key, newHead)
