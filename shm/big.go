@@ -261,9 +261,10 @@ func (c *wholeCache) put(t *table, id uint64, key string, pt *table, r record) {
 }
 
 // big reads key's big value at its head in the shard at so (tag is the
-// key's): the private table and record holding it whole, resNone when
-// the key is gone or is not big any more (the caller reads it again),
-// resCorrupt, or resMoved when the writer keeps changing it (NotReady).
+// key's): the private table and record holding it whole; resNone when
+// the key is gone; resAgain when it is not big any more (the caller reads
+// it again); resCorrupt; or resGaveUp when a shard stays odd or the value
+// keeps changing (NotReady).
 func (r *Reader) big(t *table, so, tag uint64, key string) (*table, record, result) {
 	for range 16 {
 		var h head
@@ -282,13 +283,13 @@ func (r *Reader) big(t *table, so, tag uint64, key string) (*table, record, resu
 			}
 			var ok bool
 			if h, ok = t.head(rec); !ok {
-				res = resNone // not big (any more), or corrupt: the caller reads again
+				res = resAgain // not big (any more): the caller reads again
 				if rec.nPorts == bigPorts {
 					res = resCorrupt
 				}
 			}
 		}) {
-			return nil, record{}, resMoved
+			return nil, record{}, resGaveUp
 		}
 		if hit != nil {
 			return hit.pt, hit.r, resFound
@@ -302,10 +303,10 @@ func (r *Reader) big(t *table, so, tag uint64, key string) (*table, record, resu
 			r.bigs.put(t, h.id, key, pt, rec)
 			return pt, rec, resFound
 		case !missing:
-			return nil, record{}, resCorrupt
+			return nil, record{}, resGaveUp // a piece's shard given up (see stable), or pieces that make no valid value
 		}
 	}
-	return nil, record{}, resMoved
+	return nil, record{}, resGaveUp
 }
 
 // readDirect reads a shard of the writer's own table, which nobody else

@@ -540,7 +540,11 @@ func (r *Reader) findSlow(t *table, so, tag uint64, service string, i int, dst [
 			out, res := r.lookup(t, so, seq, tag, service, i, dst)
 			if t.load(so+sSeq) == seq {
 				if res == resBig {
-					out, res = r.lookupBig(t, so, tag, service, i, dst)
+					if out, res = r.lookupBig(t, so, tag, service, i, dst); res == resGaveUp {
+						// A piece's shard stays odd (a dead or stuck
+						// writer), or the value kept changing.
+						return out[:base], NotReady
+					}
 				}
 				switch res {
 				case resFound:
@@ -568,6 +572,8 @@ const (
 	resCorrupt               // undecodable: torn, or a corrupt table
 	resMoved                 // the sequence moved while reading: retry
 	resBig                   // the key holds a big value (big.go): read it with lookupBig
+	resAgain                 // the key no longer holds a big value: read it again
+	resGaveUp                // a big value could not be read consistently (Reader.big)
 )
 
 // lookup is one optimistic pass over the shard at sequence seq for key
@@ -595,7 +601,7 @@ func (r *Reader) lookupBig(t *table, so, tag uint64, service string, i int, dst 
 	switch res {
 	case resFound:
 		return r.answer(pt, 0, 0, rec, service[i+1:], dst) // a private table: its shard 0 at sequence 0
-	case resNone:
+	case resAgain:
 		return dst, resMoved // no longer big: read it again
 	}
 	return dst, res
@@ -765,10 +771,13 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 // bigPorts decodes key's big value whole.
 func (r *Reader) bigPorts(t *table, so, tag uint64, key string) ([]Port, bool) {
 	pt, rec, res := r.big(t, so, tag, key)
-	if res != resFound {
-		return nil, false
+	switch res {
+	case resFound:
+		return pt.ports(rec)
+	case resAgain: // made small meanwhile
+		return r.Get(key)
 	}
-	return pt.ports(rec)
+	return nil, false
 }
 
 // Detail appends the detail stored beside key's value (Writer.PutDetail)
@@ -794,6 +803,9 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 	}
 	if big {
 		pt, rec, res := r.big(t, so, tag, dk)
+		if res == resAgain { // made small meanwhile
+			return r.Detail(dst, key)
+		}
 		if res != resFound || !isBlob(rec) {
 			return dst, false
 		}
