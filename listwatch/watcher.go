@@ -122,9 +122,10 @@ type Watcher struct {
 	// streaming: the next list is a streaming list; false once the
 	// apiserver refused one (or Options.NoStreamingList).
 	streaming atomic.Bool
-	// unstored holds services a full table refused; they are tried again
-	// whenever a delete frees space.
-	unstored map[string]struct{}
+	// unstored holds services a full table refused (false), or whose
+	// node detail it refused after storing their nodes (true); they are
+	// tried again, only what was refused, whenever a delete frees space.
+	unstored map[string]bool
 	// warnedTruncated: the services whose truncated Endpoints was logged,
 	// once per service for the Watcher's life.
 	warnedTruncated map[string]struct{}
@@ -168,7 +169,7 @@ func New(o Options) *Watcher {
 	if o.Clock == nil {
 		o.Clock = RealClock{}
 	}
-	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}, warnedTruncated: map[string]struct{}{}}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]bool{}, warnedTruncated: map[string]struct{}{}}
 	w.writeKey = w.write // once: a method value made per event would be an allocation per event
 	w.stats.initHistograms()
 	// namespace_selector.equal lists and watches that namespace on its
@@ -464,7 +465,7 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 // (carry) with what the relist found of its other objects.
 func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	prev, refused := w.services, w.unstored
-	w.services, w.unstored = next, map[string]struct{}{}
+	w.services, w.unstored = next, map[string]bool{}
 	w.stats.Truncated.Store(int64(next.truncated()))
 	next.each(func(key string) {
 		// A relist mostly finds what the watch already wrote: rewrite
@@ -508,21 +509,40 @@ func (w *Watcher) write(key string) {
 		w.delete(key)
 		return
 	}
-	err := w.put(key, ports)
-	if err == nil {
-		delete(w.unstored, key)
-		return
-	}
+	err := w.o.Store.Put(key, ports)
 	var full *shm.FullError
-	if !errors.As(err, &full) {
+	switch {
+	case err == nil:
+		delete(w.unstored, key)
+		w.putDetail(key)
+	case !errors.As(err, &full):
 		w.stats.skippedRefused.Add(1)
 		w.stats.Skipped.Add(1)
 		w.log.Error("table refused the service; the old value stays", "service", key, "error", err)
-		return
+	default:
+		w.stats.TableFull.Add(1)
+		w.unstored[key] = false
+		w.log.Error("table full; the old value stays", "service", key, "error", err)
 	}
-	w.stats.TableFull.Add(1)
-	w.unstored[key] = struct{}{}
-	w.log.Error("table full; the old value stays", "service", key, "error", err)
+}
+
+// putDetail stores key's node detail (with node detail on) after its
+// nodes were stored. A full table refusing it is no refused service: the
+// nodes are served; the detail is tried again when space frees up.
+func (w *Watcher) putDetail(key string) bool {
+	if !w.o.NodeDetail {
+		return true
+	}
+	err := w.o.Store.PutDetail(key, w.services.detail(key))
+	if err == nil {
+		return true
+	}
+	var full *shm.FullError
+	if errors.As(err, &full) {
+		w.unstored[key] = true
+	}
+	w.log.Error("node detail not stored (the nodes were)", "service", key, "error", err)
+	return false
 }
 
 // delete removes key and, since that frees space, stores what a full
@@ -535,24 +555,22 @@ func (w *Watcher) delete(key string) {
 	if !w.o.Store.Delete(key) {
 		return
 	}
-	for k := range w.unstored {
+	for k, detailOnly := range w.unstored {
 		ports, ok := w.services.value(k)
-		if !ok {
+		switch {
+		case !ok:
 			delete(w.unstored, k)
-		} else if w.put(k, ports) == nil {
+		case detailOnly: // the nodes are stored: do not write (and notify) them again
+			if w.putDetail(k) {
+				delete(w.unstored, k)
+				w.log.Info("stored the node detail the full table had refused", "service", k)
+			}
+		case w.o.Store.Put(k, ports) == nil:
 			delete(w.unstored, k)
 			w.log.Info("stored a service the full table had refused", "service", k)
+			w.putDetail(k)
 		}
 	}
-}
-
-// put stores key's ports and, with node detail, its detail.
-func (w *Watcher) put(key string, ports []shm.Port) error {
-	err := w.o.Store.Put(key, ports)
-	if err == nil && w.o.NodeDetail {
-		err = w.o.Store.PutDetail(key, w.services.detail(key))
-	}
-	return err
 }
 
 // equalNamespace is the namespace of namespace_selector.equal, "" when

@@ -669,3 +669,54 @@ func TestNamespaceEqualListsEveryPageOnTheNamespacedPath(t *testing.T) {
 		})
 	}
 }
+
+// refusingDetailStore is a table whose PutDetail of one key always finds
+// the table full.
+type refusingDetailStore struct {
+	countingStore
+	refuse string
+}
+
+func (s *refusingDetailStore) PutDetail(key string, detail []byte) error {
+	if key == s.refuse {
+		return &shm.FullError{Key: key, Need: len(detail), Size: 1 << 20}
+	}
+	return s.Writer.PutDetail(key, detail)
+}
+
+// Issue 14, defect 1 (node detail): a detail the table refuses after it
+// stored the service's nodes is no refused service (not counted in
+// TableFull), and the deletes that follow retry the detail only: they do
+// not write the unchanged nodes again (and notify OnChange) each time.
+// Before the fix: TableFull 1, and one more Put of default/big per delete.
+func TestRefusedDetailIsNotARefusedService(t *testing.T) {
+	api := fakeapi.New(t)
+	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
+	require.NoError(t, err)
+	table, err := shm.Create("", 1<<20)
+	require.NoError(t, err)
+	defer table.Close()
+	store := &refusingDetailStore{countingStore: countingStore{Writer: table, puts: map[string]int{}}, refuse: "default/big"}
+	o := fastOptions()
+	o.Client, o.Store, o.NodeDetail = c, store, true
+	w := New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r := table.Reader()
+	eventually(t, "ready", w.Ready)
+	api.WaitWatchers(1)
+
+	api.PutEndpoints(endpoints("default", "big", 80, "10.1.0.1", "10.1.0.2"))
+	eventually(t, "default/big stored", func() bool { _, ok := r.Lookup(nil, "default/big:http"); return ok })
+	for i := range 3 {
+		name := "other-" + strconv.Itoa(i)
+		api.PutEndpoints(endpoints("default", name, 80, "10.2.0.1"))
+		eventually(t, name+" stored", func() bool { _, ok := r.Lookup(nil, "default/"+name+":http"); return ok })
+		api.DeleteEndpoints("default", name)
+		eventually(t, name+" deleted", func() bool { _, ok := r.Lookup(nil, "default/"+name+":http"); return !ok })
+	}
+	assert.Equal(t, uint64(0), w.Stats().TableFull.Load(), "the nodes were stored: no service refused")
+	assert.Equal(t, 1, store.count("default/big"), "the unchanged nodes are not written again on every delete")
+}
