@@ -229,7 +229,11 @@ func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
 	w.log.Info("connecting", "resource", w.kind, "url", w.url())
 	rv := ""
-	justListed := false
+	// Since the last list: nothing arrived (no object, no bookmark), and
+	// whether a watch failed in between. A 410 on the first watch after a
+	// list with neither is a server that disagrees with itself: listing at
+	// once would make a list → 410 → list hot loop, so it backs off.
+	justListed, failedSinceList := false, false
 	for ctx.Err() == nil {
 		var initial *initialList // a streaming list: the watch below lists first
 		if rv == "" && w.streaming.Load() {
@@ -246,7 +250,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				}
 				continue
 			}
-			justListed = true
+			justListed, failedSinceList = true, false
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
 		start := w.clock.Now()
@@ -270,7 +274,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			continue
 		}
 		if initial != nil {
-			justListed = true
+			justListed, failedSinceList = true, false
 		}
 		if progressed {
 			// Only an object or a bookmark is progress: a watch that
@@ -292,15 +296,28 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		if class == ClassExpired && !justListed {
 			// The usual 410: kdisc was away longer than the server keeps
-			// history. List again at once. (A watch that expires right
-			// after its list backs off, or two servers that disagree
-			// would make a hot loop.)
+			// history. List again at once.
 			w.log.Info("410 Gone: listing again", "resource", w.kind, "error", err)
+			continue
+		}
+		if class == ClassExpired && failedSinceList {
+			// The first answer after an outage: the apiserver is back
+			// (a 410 proves it) and the failures before it have been
+			// waited for. List again at once, jittered so that a fleet
+			// does not relist in lockstep; the backoff is not reset
+			// (only progress does), so a server that keeps failing
+			// still meets a growing wait.
+			d := rand.N(w.o.MinBackoff)
+			w.log.Info("410 Gone after a failed watch: listing again", "resource", w.kind, "delay", d.Round(time.Millisecond), "error", err)
+			if !w.sleep(ctx, d) {
+				return
+			}
 			continue
 		}
 		if class != ClassVeryShortWatch && class != ClassExpired {
 			w.stats.WatchErrors.Add(1) // ended by an error, not by a clean end
 		}
+		failedSinceList = true
 		if !w.fail(ctx, &bo, "watch", err) {
 			return
 		}
