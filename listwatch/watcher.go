@@ -234,9 +234,10 @@ func (w *Watcher) Run(ctx context.Context) {
 	// list with neither is a server that disagrees with itself: listing at
 	// once would make a list → 410 → list hot loop, so it backs off.
 	justListed, failedSinceList := false, false
+	pagesOnce := false // the last streaming list outlasted its timeout: list in pages
 	for ctx.Err() == nil {
 		var initial *initialList // a streaming list: the watch below lists first
-		if rv == "" && w.streaming.Load() {
+		if rv == "" && w.streaming.Load() && !pagesOnce {
 			initial = w.newInitialList()
 		} else if rv == "" {
 			var err error
@@ -250,7 +251,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				}
 				continue
 			}
-			justListed, failedSinceList = true, false
+			justListed, failedSinceList, pagesOnce = true, false, false
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
 		start := w.clock.Now()
@@ -265,6 +266,12 @@ func (w *Watcher) Run(ctx context.Context) {
 			if errors.As(err, &refused) {
 				w.streaming.Store(false)
 				w.log.Info("streaming list refused: listing in pages from now on", "resource", w.kind, "error", err)
+				continue
+			}
+			var slow *errInitialEventsTimedOut
+			if errors.As(err, &slow) {
+				pagesOnce = true
+				w.log.Warn("streaming list outlasted its timeout: listing in pages this time", "resource", w.kind, "error", err)
 				continue
 			}
 			w.stats.ListErrors.Add(1)
@@ -687,6 +694,9 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 		err := stream.Next(&ev)
 		if err == io.EOF && initial != nil && !initial.done {
 			err = errInitialEventsCut
+			if w.clock.Now().Sub(began) >= timeout {
+				err = &errInitialEventsTimedOut{timeout}
+			}
 		}
 		if err == io.EOF {
 			return progressed, nil

@@ -441,3 +441,33 @@ func TestStreamingListIdleTimeout(t *testing.T) {
 	h.waitHosts("default/late:http", "10.0.0.2:80")
 	assert.Len(t, api.Requests(), 2, "the same stream")
 }
+
+// A streaming list slower than its watch's timeoutSeconds (which bounds
+// the initial events too) is ended by the apiserver before its end
+// bookmark, every time: kdisc lists in pages instead, at once, and is
+// ready. It retried the streaming list forever before (issue 15).
+func TestSlowStreamingListFallsBackToPages(t *testing.T) {
+	api := fakeapi.New(t, fakeapi.WithSlowInitialEvents(100*time.Millisecond))
+	for i := range 30 {
+		api.PutEndpoints(endpoints("default", "svc"+strconv.Itoa(i), 80, "10.0.0."+strconv.Itoa(i+1)))
+	}
+	o := fastOptions()
+	o.NoStreamingList = false
+	o.MinWatchTimeout = time.Second // timeoutSeconds=1; the initial events take 3 s
+	h := start(t, api, o)
+	eventually(t, "ready", h.w.Ready)
+	for i := range 30 {
+		assert.Equal(t, []string{"10.0.0." + strconv.Itoa(i+1) + ":80"}, h.hosts("default/svc"+strconv.Itoa(i)+":http"))
+	}
+	reqs := api.Requests()
+	require.GreaterOrEqual(t, len(reqs), 2)
+	assert.Equal(t, "true", reqs[0].Param("sendInitialEvents"))
+	assert.Equal(t, "1", reqs[0].Param("timeoutSeconds"))
+	assert.False(t, reqs[1].Watch, "then a LIST")
+	assert.Equal(t, 1, lists(reqs), "one page")
+	s := h.w.Stats()
+	assert.Equal(t, uint64(1), s.PaginatedLists.Load())
+	assert.Zero(t, s.StreamingLists.Load())
+	assert.Zero(t, s.ListErrors.Load(), "the apiserver did nothing wrong")
+	assert.True(t, h.w.StreamingList(), "a later relist tries the streaming list again")
+}
