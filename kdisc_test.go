@@ -447,9 +447,16 @@ func TestWriteMetrics(t *testing.T) {
 	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.2"))
 	waitHosts(t, d, "first/default/web:http", "10.1.0.2:80/10")
 
-	var buf bytes.Buffer
-	d.WriteMetrics(&buf)
-	out := buf.String()
+	// An event is counted, and its latency observed, after its table
+	// write: wait for them.
+	var out string
+	eventually(t, "the event counted", func() bool {
+		var buf bytes.Buffer
+		d.WriteMetrics(&buf)
+		out = buf.String()
+		return strings.Contains(out, `kdisc_events_total{cluster="first",type="MODIFIED"} 1`+"\n") &&
+			strings.Contains(out, `kdisc_event_apply_seconds_count{cluster="first"} 1`+"\n")
+	})
 	for _, name := range names {
 		assert.Contains(t, out, "# TYPE "+name+" ", name)
 		for _, id := range []string{"first", "second"} {

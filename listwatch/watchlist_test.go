@@ -145,9 +145,11 @@ func TestGoneRelistsWithStreamingList(t *testing.T) {
 	assert.True(t, l.w.Ready())
 
 	l.lw.add(watchList(nil, ev("ADDED", epJSON("default", "keep", "16", "10.0.0.5")), initialEnd("20")))
-	l.clock.runUntil(t, "relisted", func() bool { return l.w.Stats().Lists.Load() == 2 })
-	assert.Equal(t, []string{"10.0.0.5:80"}, l.hosts("default/keep:http"))
-	assert.Nil(t, l.hosts("default/gone:http"), "stale service removed at initial-events-end")
+	// A list is counted before the table is rewritten: wait for the table.
+	l.clock.runUntil(t, "relisted", func() bool {
+		return l.w.Stats().Lists.Load() == 2 && l.hosts("default/gone:http") == nil
+	})
+	assert.Equal(t, []string{"10.0.0.5:80"}, l.hosts("default/keep:http"), "written before the stale service is removed")
 	calls := l.lw.getCalls()
 	assert.Equal(t, []string{verbWatchList, VerbWatch, verbWatchList, verbWatchList}, verbs(calls))
 	assert.Equal(t, "", calls[2].watch.ResourceVersion)
@@ -219,8 +221,10 @@ func TestStreamingListRefusedFallsBackToPages(t *testing.T) {
 				listOK("20", epJSON("default", "web", "19", "10.0.0.2")),
 				watchEvents(nil),
 			)
-			l.clock.runUntil(t, "relisted", func() bool { return l.w.Stats().Lists.Load() == 2 })
-			assert.Equal(t, []string{"10.0.0.2:80"}, l.hosts("default/web:http"))
+			// A list is counted before the table is rewritten: wait for the table.
+			l.clock.runUntil(t, "relisted", func() bool {
+				return l.w.Stats().Lists.Load() == 2 && equal(l.hosts("default/web:http"), []string{"10.0.0.2:80"})
+			})
 			calls := l.lw.getCalls()
 			assert.Equal(t, calls[0].at, calls[1].at, "the paginated LIST follows the refusal at once")
 			assert.Equal(t, 1, l.lw.count(verbWatchList), "the refusal is remembered")
@@ -354,8 +358,9 @@ func TestStreamingListFakeAPIRefused(t *testing.T) {
 		o := fastOptions()
 		o.NoStreamingList = false
 		h := start(t, api, o)
+		// The table is written before readiness is set: wait for both.
 		h.waitHosts("default/keep:http", "10.0.0.1:80")
-		assert.True(t, h.w.Ready())
+		eventually(t, "ready", h.w.Ready)
 		api.WaitWatchers(1)
 		// 410: the relist is paginated too.
 		api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
