@@ -336,7 +336,9 @@ func TestIdleWatchIsDropped(t *testing.T) {
 	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
 	api.Fail(fakeapi.IsWatch(""), fakeapi.Stall(), 1)
 	o := fastOptions()
-	o.MinWatchTimeout, o.IdleGrace = time.Second, 100*time.Millisecond
+	// Every later watch ends at the server's timeout (1 s) and must not
+	// race the idle drop: a grace of 2 s, not 100 ms, on a loaded machine.
+	o.MinWatchTimeout, o.IdleGrace = time.Second, 2*time.Second
 	h := start(t, api, o)
 	h.waitHosts("default/web:http", "10.0.0.1:80")
 	api.WaitRequests(fakeapi.IsWatch(""), 2) // the stalled one was given up
