@@ -379,6 +379,7 @@ func TestTokenFileRotation(t *testing.T) {
 	require.NoError(t, os.WriteFile(tokenFile, []byte("one\n"), 0o600))
 	h := start(t, api, fastOptions(), apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port(), TokenFile: tokenFile})
 	eventually(t, "ready", h.w.Ready)
+	api.WaitWatchers(1) // the watch opens after the list is applied: CloseWatches below must find it
 
 	// Rotate: the server now wants "two", the file says so.
 	api.SetToken("two")
