@@ -740,8 +740,12 @@ func TestOnChange(t *testing.T) {
 		changed("default/web", "default/new", "default/new")
 		stop()
 		api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
-		_, ok := d.Nodes(nil, "default/web:http")
-		require.True(t, ok)
+		// Wait until the change is in the table (both readers see it):
+		// then "nothing after stop" holds for a change that happened, and
+		// the next subscriber, which starts from the table's change log as
+		// it is, does not hear this one (it did when the event landed late).
+		waitHosts(t, d, "default/web:http", "10.0.0.1:80/50")
+		waitHosts(t, a, "default/web:http", "10.0.0.1:80/50")
 		mu.Lock()
 		assert.Len(t, got, 3, "%s: nothing after stop", name)
 		mu.Unlock()
