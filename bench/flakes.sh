@@ -16,9 +16,11 @@ for _ in 1 2; do
 	loops+=($!)
 done
 trap 'kill "${loops[@]}" 2>/dev/null' EXIT INT TERM
+log=$(mktemp "${TMPDIR:-/tmp}/flakes.XXXXXX")
+echo "full output: $log"
 uptime
-go test -race -count="$count" -timeout 90m "${pkgs[@]}" 2>&1 |
-	grep -E '^(--- FAIL|FAIL|ok|panic:)|^\s+\S+_test\.go:[0-9]+:'
-rc=${PIPESTATUS[0]}
+go test -race -count="$count" -timeout 90m "${pkgs[@]}" >"$log" 2>&1
+rc=$?
+grep -E '^(--- FAIL|FAIL|ok|panic:)|^\s+\S+_test\.go:[0-9]+:' "$log"
 uptime
 exit "$rc"
