@@ -246,10 +246,15 @@ func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
 	w.log.Info("connecting", "resource", w.kind, "url", w.url())
 	rv := ""
-	justListed := false
+	// Since the last list: nothing arrived (no object, no bookmark), and
+	// whether a watch failed in between. A 410 on the first watch after a
+	// list with neither is a server that disagrees with itself: listing at
+	// once would make a list → 410 → list hot loop, so it backs off.
+	justListed, failedSinceList := false, false
+	pagesOnce := false // the last streaming list outlasted its timeout: list in pages
 	for ctx.Err() == nil {
 		var initial *initialList // a streaming list: the watch below lists first
-		if rv == "" && w.streaming.Load() {
+		if rv == "" && w.streaming.Load() && !pagesOnce {
 			initial = w.newInitialList()
 		} else if rv == "" {
 			var err error
@@ -263,7 +268,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				}
 				continue
 			}
-			justListed = true
+			justListed, failedSinceList, pagesOnce = true, false, false
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
 		start := w.clock.Now()
@@ -280,6 +285,12 @@ func (w *Watcher) Run(ctx context.Context) {
 				w.log.Info("streaming list refused: listing in pages from now on", "resource", w.kind, "error", err)
 				continue
 			}
+			var slow *errInitialEventsTimedOut
+			if errors.As(err, &slow) {
+				pagesOnce = true
+				w.log.Warn("streaming list outlasted its timeout: listing in pages this time", "resource", w.kind, "error", err)
+				continue
+			}
 			w.stats.ListErrors.Add(1)
 			if !w.fail(ctx, &bo, "list", err) {
 				return
@@ -287,7 +298,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			continue
 		}
 		if initial != nil {
-			justListed = true
+			justListed, failedSinceList = true, false
 		}
 		if progressed {
 			// Only an object or a bookmark is progress: a watch that
@@ -309,15 +320,28 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		if class == ClassExpired && !justListed {
 			// The usual 410: kdisc was away longer than the server keeps
-			// history. List again at once. (A watch that expires right
-			// after its list backs off, or two servers that disagree
-			// would make a hot loop.)
+			// history. List again at once.
 			w.log.Info("410 Gone: listing again", "resource", w.kind, "error", err)
+			continue
+		}
+		if class == ClassExpired && failedSinceList {
+			// The first answer after an outage: the apiserver is back
+			// (a 410 proves it) and the failures before it have been
+			// waited for. List again at once, jittered so that a fleet
+			// does not relist in lockstep; the backoff is not reset
+			// (only progress does), so a server that keeps failing
+			// still meets a growing wait.
+			d := rand.N(w.o.MinBackoff)
+			w.log.Info("410 Gone after a failed watch: listing again", "resource", w.kind, "delay", d.Round(time.Millisecond), "error", err)
+			if !w.sleep(ctx, d) {
+				return
+			}
 			continue
 		}
 		if class != ClassVeryShortWatch && class != ClassExpired {
 			w.stats.WatchErrors.Add(1) // ended by an error, not by a clean end
 		}
+		failedSinceList = true
 		if !w.fail(ctx, &bo, "watch", err) {
 			return
 		}
@@ -704,6 +728,9 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 		err := stream.Next(&ev)
 		if err == io.EOF && initial != nil && !initial.done {
 			err = errInitialEventsCut
+			if w.clock.Now().Sub(began) >= timeout {
+				err = &errInitialEventsTimedOut{timeout}
+			}
 		}
 		if err == io.EOF {
 			return progressed, nil

@@ -126,7 +126,10 @@ func bench(o *benchOptions, cfg *config.Config, shmDir string, stdout, stderr io
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "kdisc bench: %v\n", err)
+			return exitError
+		}
 	} else {
 		writeBenchText(stdout, data, o, results)
 	}
@@ -350,7 +353,10 @@ func runBench(name string, lookup lookupFunc, keys []string, seqs [][]int32, o *
 			var n, miss uint64
 			i := 0
 			<-start
-			for !stop.Load() {
+			// At least one batch: a goroutine the scheduler starts only
+			// after the deadline (a loaded machine) still measures, so
+			// the rates are never 0/0 (JSON cannot encode them).
+			for first := true; first || !stop.Load(); first = false {
 				for range batch - 1 {
 					if buf, ok = lookup(buf[:0], keys[seq[i&(seqLen-1)]]); !ok {
 						miss++

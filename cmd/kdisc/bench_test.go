@@ -32,7 +32,10 @@ func checkBenchOut(t *testing.T, what string, o benchOut) {
 		"p99_ns": o.P99, "p999_ns": o.P999, "max_ns": o.Max, "allocs_per_op": o.AllocsPerOp} {
 		require.NotNil(t, v, "%s: key %s missing", what, name)
 	}
-	assert.Greater(t, *o.OpsPerSec, 1000.0, what)
+	// A rate, not a bound: how fast depends on the machine and its load
+	// (bench/ records the rates); a loaded CI gave a goroutine no CPU for
+	// the whole 200 ms.
+	assert.Positive(t, *o.OpsPerSec, what)
 	assert.InEpsilon(t, 1e9 / *o.OpsPerSec, *o.NsPerOp, 0.01, what)
 	assert.True(t, *o.P50 <= *o.P90 && *o.P90 <= *o.P99 && *o.P99 <= *o.P999 && *o.P999 <= *o.Max,
 		"%s: percentiles in order: %d %d %d %d %d", what, *o.P50, *o.P90, *o.P99, *o.P999, *o.Max)
