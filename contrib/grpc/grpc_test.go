@@ -338,16 +338,23 @@ func TestUnknownAfterFoundKeepsTheLastServers(t *testing.T) {
 	mark := seen.mark()
 	tb.w("").Delete("default/echo")
 	seen.waitFor(t, mark, kdisc.Unknown)
+	keepsServing(t, c, "unknown after found", servers...)
+}
+
+// keepsServing makes 20 calls, which must all succeed, spread over
+// servers.
+func keepsServing(t *testing.T, c healthpb.HealthClient, when string, servers ...*server) {
+	t.Helper()
 	var addrs []string
 	for range 20 {
 		cl := check(c, wait)
 		if cl.err != nil {
-			t.Fatalf("unknown after found: a call failed: %v", cl.err)
+			t.Fatalf("%s: a call failed: %v", when, cl.err)
 		}
 		addrs = append(addrs, cl.addr)
 	}
 	if !servedBy(addrs, servers) {
-		t.Errorf("unknown after found: want the calls spread over the last servers, got %q", addrs)
+		t.Errorf("%s: want the calls spread over the last servers, got %q", when, addrs)
 	}
 }
 
@@ -398,17 +405,7 @@ func TestCallsKeepTheLastServersWhileNotReady(t *testing.T) {
 	tb.w("").Delete("default/echo")
 	mark := seen.mark()
 	seen.waitFor(t, mark, kdisc.NotReady)
-	var addrs []string
-	for range 20 {
-		cl := check(c, wait)
-		if cl.err != nil {
-			t.Fatalf("not ready: a call failed: %v", cl.err)
-		}
-		addrs = append(addrs, cl.addr)
-	}
-	if !servedBy(addrs, servers) {
-		t.Errorf("not ready: want the calls spread over the last servers, got %q", addrs)
-	}
+	keepsServing(t, c, "not ready", servers...)
 }
 
 // A malformed target fails its calls with the rule.
