@@ -462,7 +462,12 @@ func TestWeightsReachTheBalancer(t *testing.T) {
 	c := dial(t, NewBuilder(tb.d), "kdisc:///default/echo:grpc", `{"loadBalancingConfig":[{"`+weightsSeenName+`":{}}]}`)
 	waitServed(t, c, servers...)
 
-	got := <-weightsSeenCh
+	var got []string
+	select {
+	case got = <-weightsSeenCh:
+	case <-time.After(wait):
+		t.Fatalf("after %v, the balancer has seen no state", wait)
+	}
 	want := []string{servers[0].addr + "=30,true", servers[1].addr + "=70,true"}
 	slices.Sort(got)
 	slices.Sort(want)
