@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -182,15 +181,6 @@ func TestNodesWatch(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback address with a free port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -206,10 +196,10 @@ func TestHealthListener(t *testing.T) {
 	api := newAPI(t)
 	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
 	cfg := writeConfig(t, nil, api)
-	health := freeAddr(t)
 	s := kdisctest.NewDaemon(t, cfg, t.TempDir())
-	s.Env, s.Args = testEnv, []string{"-health", health}
+	s.Env, s.Health = testEnv, true
 	s.Start()
+	health := s.HealthAddr()
 	waitReady(t, s)
 
 	code, body := get(t, "http://"+health+"/healthz")
