@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -137,4 +138,15 @@ func TestHistogram(t *testing.T) {
 			assert.Equal(t, v, bucketValue(b))
 		}
 	}
+}
+
+// A candidate that completed no lookup (a run shorter than the goroutines'
+// first batch, on a starved machine) still prints valid JSON: it printed
+// nothing and exited 0 before (allocs_per_op 0/0 is NaN, which
+// encoding/json refuses, and the error was dropped).
+func TestBenchJSONOfACandidateWithoutLookups(t *testing.T) {
+	r := benchResult{name: "kdisc", elapsed: 200 * time.Millisecond}
+	b, err := json.Marshal(r.json())
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"lookups":0`)
 }
