@@ -23,6 +23,10 @@ type object struct {
 	namespace, name string
 	resourceVersion string
 	serviceName     string // EndpointSlice label kubernetes.io/service-name
+	// truncated (Endpoints): annotated endpoints.kubernetes.io/over-capacity:
+	// truncated, the Endpoints controller's mark of a list it cut at 1,000
+	// addresses.
+	truncated bool
 
 	subsets []subset // Endpoints
 
@@ -43,6 +47,7 @@ type endpoint struct {
 	serving     bool      // conditions.serving; absent means serving
 	terminating bool      // conditions.terminating; absent means not terminating
 	zones       []string  // hints.forZones names
+	forNodes    []string  // hints.forNodes names (trafficDistribution: PreferSameNode)
 	info        *nodeInfo // with node detail; nil when nothing is known
 }
 
@@ -58,7 +63,13 @@ type port struct {
 	number int32 // 0 when absent (an EndpointSlice port may omit it)
 }
 
-const serviceNameLabel = "kubernetes.io/service-name"
+const (
+	serviceNameLabel = "kubernetes.io/service-name"
+	// overCapacityAnnotation, with the value "truncated", marks an
+	// Endpoints object whose addresses the Endpoints controller cut at
+	// 1,000 (an EndpointSlice has no such limit).
+	overCapacityAnnotation = "endpoints.kubernetes.io/over-capacity"
+)
 
 // errMalformed marks an object that decoded but is not usable.
 var errMalformed = errors.New("malformed object")
@@ -154,7 +165,7 @@ func (o *object) newSubset() *subset {
 func (o *object) newEndpoint() *endpoint {
 	o.endpoints = grow(o.endpoints)
 	e := &o.endpoints[len(o.endpoints)-1]
-	*e = endpoint{addresses: e.addresses[:0], zones: e.zones[:0], ready: true, serving: true}
+	*e = endpoint{addresses: e.addresses[:0], zones: e.zones[:0], forNodes: e.forNodes[:0], ready: true, serving: true}
 	return e
 }
 
@@ -185,8 +196,16 @@ func readMetadata(s *scanner, o *object) {
 					s.skip()
 				}
 			}
+		case "annotations":
+			for ok := s.open('{'); ok; ok = s.more('}') {
+				if s.key() == overCapacityAnnotation {
+					o.truncated = s.optStr() == "truncated"
+				} else {
+					s.skip()
+				}
+			}
 		default:
-			s.skip() // managedFields, annotations, ...
+			s.skip() // managedFields, ...
 		}
 	}
 }
@@ -251,18 +270,13 @@ func readEndpoint(s *scanner, e *endpoint, detail bool) {
 			}
 		case "hints":
 			for ok := s.open('{'); ok; ok = s.more('}') {
-				if s.key() != "forZones" {
+				switch s.key() {
+				case "forZones":
+					e.zones = readNames(s, e.zones)
+				case "forNodes":
+					e.forNodes = readNames(s, e.forNodes)
+				default:
 					s.skip()
-					continue
-				}
-				for ok := s.open('['); ok; ok = s.more(']') {
-					for ok := s.open('{'); ok; ok = s.more('}') {
-						if s.key() == "name" {
-							e.zones = append(e.zones, s.str())
-						} else {
-							s.skip()
-						}
-					}
 				}
 			}
 		case "nodeName":
@@ -290,6 +304,21 @@ func readEndpoint(s *scanner, e *endpoint, detail bool) {
 	if detail {
 		e.info = info.orNil()
 	}
+}
+
+// readNames appends the names of a list of {"name": ...} (hints.forZones,
+// hints.forNodes).
+func readNames(s *scanner, names []string) []string {
+	for ok := s.open('['); ok; ok = s.more(']') {
+		for ok := s.open('{'); ok; ok = s.more('}') {
+			if s.key() == "name" {
+				names = append(names, s.str())
+			} else {
+				s.skip()
+			}
+		}
+	}
+	return names
 }
 
 // orNil returns a copy of i, or nil when nothing is known.

@@ -2,7 +2,7 @@ package listwatch
 
 import (
 	"cmp"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +21,10 @@ type Stats struct {
 	Skipped                        atomic.Uint64 // objects skipped, every reason (see SkippedByReason)
 	TableFull                      atomic.Uint64 // updates refused by a full table
 	LastEvent                      atomic.Int64  // unix nanoseconds of the last watch event, 0 before any
+	// Truncated is how many services are served now from an Endpoints
+	// object that the Endpoints controller truncated at 1,000 addresses
+	// (endpoints.kubernetes.io/over-capacity: truncated): a gauge.
+	Truncated atomic.Int64
 
 	// Latency, in seconds (set by New; a nil Histogram counts nothing).
 	// EventApply: from reading a watch event off the stream to its change
@@ -83,11 +87,8 @@ func (s *Stats) Requests() []RequestCount {
 		out = append(out, RequestCount{Verb: k.verb, Code: k.code, N: n})
 	}
 	s.reqMu.Unlock()
-	// sort.Slice, not slices.SortFunc: a cold path, and one shared sort
-	// instead of a generic instantiation (~20 KB of binary).
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		return cmp.Or(cmp.Compare(a.Verb, b.Verb), cmp.Compare(a.Code, b.Code)) < 0
+	slices.SortFunc(out, func(a, b RequestCount) int {
+		return cmp.Or(cmp.Compare(a.Verb, b.Verb), cmp.Compare(a.Code, b.Code))
 	})
 	return out
 }

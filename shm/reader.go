@@ -23,9 +23,12 @@ import (
 // size, a new layout) it marks the old one retired, and the next call
 // notices (one atomic load) and re-opens the path; a file removed and made
 // anew, or a table that did not exist yet, is found by a check every
-// followEvery, off the lookup path. Old mappings stay until Close, because
-// goroutines may still be reading them: a Reader costs at most one mapping
-// per replacement it lived through.
+// followEvery, off the lookup path. A replaced mapping stays mapped for
+// replacedGrace, for lookups that may still be reading it, then is replaced
+// by read-only zero pages (its memory is released; a lookup still there
+// reads an empty table and answers NotReady). So a Reader holds the pages
+// it touched of the current table, and of a replaced one for a few
+// seconds.
 type Reader struct {
 	path    string
 	trust   trust
@@ -33,14 +36,26 @@ type Reader struct {
 	names   names
 	deadGen atomic.Uint64 // generation+1 of the current table once its writer was found dead
 	retries atomic.Uint64 // passes over a shard that had to be read again (Retries)
+	bigs    wholeCache    // the last big values read, put back together
 	lastTry atomic.Int64  // unix nanos of the last re-open attempt
 
 	mu     sync.Mutex // re-open and Close
-	old    []*table
+	old    []replaced
 	closed bool
 	stop   chan struct{} // ends the follow loop; nil without one
 	done   chan struct{}
 }
+
+// replaced is a mapping a Reader moved away from, and when.
+type replaced struct {
+	t     *table
+	since time.Time
+}
+
+// replacedGrace is how long a replaced mapping stays readable: far longer
+// than any lookup (a lookup gives up within busyAfter), so that releasing
+// it afterwards costs none a value. A var for tests.
+var replacedGrace = 5 * time.Second
 
 // How often a Reader checks, off the lookup path, whether its path now
 // names another table; and how long a writer's heartbeat may be silent
@@ -110,6 +125,10 @@ func Open(path string, opts ...OpenOption) (*Reader, error) {
 func newReader(path string, t *table) *Reader {
 	r := &Reader{path: path}
 	r.cur.Store(t)
+	if path != "" {
+		r.stop, r.done = make(chan struct{}), make(chan struct{})
+		go r.followLoop()
+	}
 	return r
 }
 
@@ -187,6 +206,7 @@ func (r *Reader) follow() *table {
 	if r.closed || r.path == "" {
 		return cur
 	}
+	r.dropReplaced()
 	if cur != nil && cur.load(hRetired) == 0 {
 		fi, err := os.Stat(r.path)
 		if err != nil || (cur.fi != nil && os.SameFile(fi, cur.fi)) {
@@ -202,10 +222,25 @@ func (r *Reader) follow() *table {
 		return cur
 	}
 	if cur != nil {
-		r.old = append(r.old, cur)
+		r.old = append(r.old, replaced{cur, time.Now()})
 	}
 	r.cur.Store(nt)
 	return nt
+}
+
+// dropReplaced releases the mappings replaced more than replacedGrace ago
+// (r.mu held).
+func (r *Reader) dropReplaced() {
+	kept := r.old[:0]
+	for _, o := range r.old {
+		if time.Since(o.since) < replacedGrace {
+			kept = append(kept, o)
+		} else {
+			o.t.release()
+		}
+	}
+	clear(r.old[len(kept):])
+	r.old = kept
 }
 
 // Ready reports whether the writer finished its first full list and is
@@ -256,8 +291,12 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	if t == nil {
 		return 0, since == 0
 	}
+	// The writer stores change n's hash in slot n % changeSlots before it
+	// counts it: while the count is n, slot n % changeSlots may already
+	// hold change n, not change n - changeSlots. So at most changeSlots-1
+	// changes back are known.
 	now = t.load(hChanges)
-	if since > now || now-since > changeSlots {
+	if since > now || now-since >= changeSlots {
 		return now, false
 	}
 	for i := since; i < now; i++ {
@@ -267,7 +306,7 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	}
 	// The writer may have lapped the ring while we read: then some hash
 	// read above is newer than its change, and older ones were lost.
-	if t.load(hChanges)-since > changeSlots {
+	if t.load(hChanges)-since >= changeSlots {
 		return t.load(hChanges), false
 	}
 	return now, true
@@ -302,7 +341,7 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 			if s, e, left = probe(t.at(so), c, tag, s, n); e == 0 {
 				return // the end of the run, or round a torn index
 			}
-			if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
+			if rec, ok := t.recordAt(so, e); ok && t.isService(rec) {
 				keys = append(keys, t.key(rec))
 			}
 			s, n = next(s, c), left-1
@@ -338,8 +377,8 @@ func (r *Reader) Close() error {
 	if t := r.cur.Swap(nil); t != nil {
 		err = t.release()
 	}
-	for _, t := range r.old {
-		if e := t.release(); err == nil {
+	for _, o := range r.old {
+		if e := o.t.release(); err == nil {
 			err = e
 		}
 	}
@@ -450,11 +489,11 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 // whose key has n bytes and whose port name is pw: the record has the
 // key's length, at least one port, and lies inside the shard of sb bytes
 // (its value, starting at p, ends at end). No port (Empty), a blob (a
-// detail, not a service), or a number that may name several ports (see
-// lookupNumber) is for the slow path.
+// detail, not a service), a big value's head or piece, or a number that
+// may name no port (see lookupNumber) is for the slow path.
 func keyRecord(rh, n, p, sb, pw uint64) (end uint64, ok bool) {
 	nPorts, end := rh>>48, p+(rh>>16&0xffffffff)
-	return end, rh&0xffff == n && nPorts-1 < blobPorts-1 && (nPorts == 1 || uint8(pw)-'0' > 9) && end <= sb
+	return end, rh&0xffff == n && nPorts-1 < maxPorts && (nPorts == 1 || uint8(pw)-'0' > 9) && end <= sb
 }
 
 // fixed4 checks a port header w0, w1 at p and its name word: the name is
@@ -538,6 +577,13 @@ func (r *Reader) findSlow(t *table, so, tag uint64, service string, i int, dst [
 		if seq&1 == 0 {
 			out, res := r.lookup(t, so, seq, tag, service, i, dst)
 			if t.load(so+sSeq) == seq {
+				if res == resBig {
+					if out, res = r.lookupBig(t, so, tag, service, i, dst); res == resGaveUp {
+						// A piece's shard stays odd (a dead or stuck
+						// writer), or the value kept changing.
+						return out[:base], NotReady
+					}
+				}
 				switch res {
 				case resFound:
 					return out, Found
@@ -563,6 +609,9 @@ const (
 	resEmpty                 // the key is there, with no node for the port
 	resCorrupt               // undecodable: torn, or a corrupt table
 	resMoved                 // the sequence moved while reading: retry
+	resBig                   // the key holds a big value (big.go): read it with lookupBig
+	resAgain                 // the key no longer holds a big value: read it again
+	resGaveUp                // a big value could not be read consistently (Reader.big)
 )
 
 // lookup is one optimistic pass over the shard at sequence seq for key
@@ -576,18 +625,41 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 	if res != resFound {
 		return dst, res
 	}
+	if rec.nPorts == bigPorts {
+		return dst, resBig
+	}
+	return r.answer(t, so, seq, rec, port, dst)
+}
+
+// lookupBig is lookup for a key that holds a big value: the value put
+// back together (Reader.big), then answered as any other. The result is
+// final (the big value is read consistently), except resMoved.
+func (r *Reader) lookupBig(t *table, so, tag uint64, service string, i int, dst []Node) ([]Node, result) {
+	pt, rec, res := r.big(t, so, tag, service[:i])
+	switch res {
+	case resFound:
+		return r.answer(pt, 0, 0, rec, service[i+1:], dst) // a private table: its shard 0 at sequence 0
+	case resAgain:
+		return dst, resMoved // no longer big: read it again
+	}
+	return dst, res
+}
+
+// answer finds port in the record rec of the shard at so (read at
+// sequence seq) and appends its nodes to dst. A port named port is the
+// answer, whatever its nodes; failing that, a decimal port is the union of
+// the ports numbered so (lookupNumber).
+func (r *Reader) answer(t *table, so, seq uint64, rec record, port string, dst []Node) ([]Node, result) {
 	switch rec.nPorts {
 	case 0: // no port at all (scaled to zero): empty for every port
 		return dst, resEmpty
-	case blobPorts:
+	case blobPorts, piecePorts, bigPorts:
 		return dst, resNone
 	}
 	// The value is [p, end), relative to so below.
 	p, end := rec.value()
 	p, end, nPorts := p-so, end-so, rec.nPorts
-	if num, ok := portNumber(port); ok {
-		return r.lookupNumber(t, so, seq, p, end, nPorts, port, num, dst)
-	}
+	first := p
 	// Walk the port headers for the port.
 	for ; nPorts > 0; nPorts-- {
 		if end-p < portHeaderBytes { // p <= end holds: checked below
@@ -614,6 +686,9 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 		}
 		return r.appendNodes(t, so, seq, &h, dst)
 	}
+	if num, ok := portNumber(port); ok {
+		return r.lookupNumber(t, so, seq, first, end, rec.nPorts, num, dst)
+	}
 	return dst, resNone
 }
 
@@ -639,12 +714,13 @@ func (r *Reader) appendNodes(t *table, so, seq uint64, h *portHdr, dst []Node) (
 	return dst, resFound
 }
 
-// lookupNumber answers a query by port number ("ns/name:8080"): the union
-// of the port named "8080", if any (port names may be all digits), and the
-// nodes of every port whose number is 8080, so that users who give the
-// number rather than the name find the port. Nodes are deduplicated (a
-// port number named twice, e.g. for TCP and UDP) and sorted as usual.
-func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port string, num uint16, dst []Node) ([]Node, result) {
+// lookupNumber answers a query by port number ("ns/name:8080") that no
+// port is named: the union of the nodes of every port numbered num, so
+// that users who give the number rather than the name find the port. Nodes
+// are deduplicated (a port number named twice, e.g. for TCP and UDP) and
+// sorted as usual. A port with no node is numbered by its header (layout
+// v5 keeps the number), so it answers Empty by number as by name.
+func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, num uint16, dst []Node) ([]Node, result) {
 	base, matched, empty := len(dst), 0, false
 	for ; nPorts > 0; nPorts-- {
 		h, ok := t.portAt(so+p, so+end)
@@ -652,12 +728,11 @@ func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port str
 			return dst[:base], resCorrupt
 		}
 		p = h.next - so
-		byName := h.nameLen() == uint64(len(port)) && t.equalShort(h.name, port)
 		if h.nNodes() == 0 {
-			empty = empty || byName
+			empty = empty || h.port() == num
 			continue
 		}
-		if !byName && h.format() != fmtMixed && h.port() != num {
+		if h.format() != fmtMixed && h.port() != num {
 			continue // fixed-width bodies: every node has the header's port
 		}
 		start := len(dst)
@@ -665,16 +740,14 @@ func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port str
 		if dst, res = r.appendNodes(t, so, seq, &h, dst); res != resFound {
 			return dst[:base], res
 		}
-		if !byName { // a mixed body: keep the nodes numbered num
-			kept := start
-			for _, n := range dst[start:] {
-				if n.Port == num {
-					dst[kept] = n
-					kept++
-				}
+		kept := start // a mixed body: keep the nodes numbered num
+		for _, n := range dst[start:] {
+			if n.Port == num {
+				dst[kept] = n
+				kept++
 			}
-			dst = dst[:kept]
 		}
+		dst = dst[:kept]
 		if len(dst) > start {
 			matched++
 		}
@@ -717,17 +790,32 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	var ports []Port
-	var ok bool
+	var ok, big bool
 	if !r.stable(t, so, func() {
 		_, rec, res := t.lookupKey(so, tag, key)
-		ports, ok = nil, res == resFound
-		if ok {
+		ports, ok, big = nil, res == resFound, rec.nPorts == bigPorts
+		if ok && !big {
 			ports, ok = t.ports(rec)
 		}
 	}) {
 		return nil, false
 	}
+	if ok && big {
+		return r.bigPorts(t, so, tag, key)
+	}
 	return ports, ok
+}
+
+// bigPorts decodes key's big value whole.
+func (r *Reader) bigPorts(t *table, so, tag uint64, key string) ([]Port, bool) {
+	pt, rec, res := r.big(t, so, tag, key)
+	switch res {
+	case resFound:
+		return pt.ports(rec)
+	case resAgain: // made small meanwhile
+		return r.Get(key)
+	}
+	return nil, false
 }
 
 // Detail appends the detail stored beside key's value (Writer.PutDetail)
@@ -740,14 +828,26 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 	dk := detailKey(key)
 	h := hashKey(dk)
 	so, tag := t.shardOf(h), tagOf(h)
-	out, ok := dst, false
+	out, ok, big := dst, false, false
 	if !r.stable(t, so, func() {
-		out, ok = dst, false
+		out, ok, big = dst, false, false
 		if _, rec, res := t.lookupKey(so, tag, dk); res == resFound && isBlob(rec) {
 			out, ok = t.blob(rec, dst)
+		} else if res == resFound {
+			big = rec.nPorts == bigPorts
 		}
 	}) {
 		return dst, false
+	}
+	if big {
+		pt, rec, res := r.big(t, so, tag, dk)
+		if res == resAgain { // made small meanwhile
+			return r.Detail(dst, key)
+		}
+		if res != resFound || !isBlob(rec) {
+			return dst, false
+		}
+		return pt.blob(rec, dst)
 	}
 	return out, ok
 }
@@ -762,6 +862,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 	type entry struct {
 		key   string
 		ports []Port
+		big   bool // a big value's head: read whole after the shard
 	}
 	for i := range t.shards {
 		so := headerBytes + i*t.shardBytes
@@ -778,13 +879,15 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 				}
 				var rec record
 				rec, ok = t.recordAt(so, e)
-				if ok && isBlob(rec) {
-					continue // a detail, not a service
+				if ok && !t.isService(rec) {
+					continue // a detail or a piece, not a service
 				}
 				if ok {
 					var e entry
 					e.key = t.key(rec)
-					e.ports, ok = t.ports(rec)
+					if e.big = rec.nPorts == bigPorts; !e.big {
+						e.ports, ok = t.ports(rec)
+					}
 					entries = append(entries, e)
 				}
 			}
@@ -792,6 +895,12 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 			entries = entries[:0] // given up, or corrupt: skip the shard
 		}
 		for _, e := range entries {
+			if e.big {
+				var ok bool
+				if e.ports, ok = r.bigPorts(t, so, tagOf(hashKey(e.key)), e.key); !ok {
+					continue // deleted meanwhile, or corrupt
+				}
+			}
 			if !fn(e.key, e.ports) {
 				return
 			}

@@ -449,7 +449,7 @@ func TestFindByPortNumber(t *testing.T) {
 		{"a/web:443", nil, Unknown},
 		{"a/web:08080", nil, Unknown},
 		{"a/dns:53", []Node{ip("10.0.0.1", 53, 1), ip("10.0.0.2", 53, 1), ip("10.0.0.3", 53, 1)}, Found},
-		{"a/odd:8080", []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.9", 9999, 1), fqdn("x.example", 8080, 1)}, Found},
+		{"a/odd:8080", []Node{ip("10.0.0.9", 9999, 1)}, Found}, // the port named 8080 wins (issue 12.1)
 		{"a/odd:8081", []Node{ip("10.0.0.5", 8081, 1)}, Found},
 		{"a/odd:9000", nil, Empty},
 		{"a/odd:", nil, Unknown},
@@ -515,4 +515,88 @@ func TestDetail(t *testing.T) {
 	assert.False(t, ok, "deleting the service deletes its detail")
 	assert.True(t, w.DeleteDetail("a/other"))
 	assert.False(t, w.DeleteDetail("a/other"))
+}
+
+// A value stored again byte for byte is no change: the shard (its
+// sequence), the change log and the occupancy stay as they are.
+func TestPutSameValueChangesNothing(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	ports := svcNodes(3, 1)
+	require.NoError(t, w.Put("a/web", ports))
+	require.NoError(t, w.PutDetail("a/web", []byte("detail")))
+	so := w.t.shardOf(hashKey("a/web"))
+	dso := w.t.shardOf(hashKey(detailKey("a/web")))
+	seq, dseq := w.t.load(so+sSeq), w.t.load(dso+sSeq)
+	changes, _ := r.Changes(0, nil)
+	stats := w.Stats()
+
+	require.NoError(t, w.Put("a/web", svcNodes(3, 1)))
+	require.NoError(t, w.PutDetail("a/web", []byte("detail")))
+	assert.Equal(t, seq, w.t.load(so+sSeq), "the shard was not written")
+	assert.Equal(t, dseq, w.t.load(dso+sSeq), "the detail's shard was not written")
+	now, complete := r.Changes(changes, nil)
+	assert.True(t, complete)
+	assert.Equal(t, changes, now, "no change logged")
+	assert.Equal(t, stats, w.Stats())
+
+	require.NoError(t, w.Put("a/web", svcNodes(3, 2))) // a real change still counts
+	now, _ = r.Changes(changes, nil)
+	assert.Equal(t, changes+1, now)
+}
+
+// Changes used to accept a gap of exactly the ring's size as complete,
+// though the writer stores change n's hash in slot n % size before it
+// bumps the count: the oldest slot read may already hold the next change.
+func TestChangesNeverCompleteOverALappedSlot(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	want := map[uint64]bool{}
+	for i := range changeSlots {
+		k := fmt.Sprintf("a/svc-%d", i)
+		require.NoError(t, w.Put(k, svcNodes(1, i)))
+		want[hashKey(k)] = true
+	}
+	// The writer is in the middle of the next change: its hash is in the
+	// ring (over change 0's), the count not bumped yet.
+	next := hashKey("a/next")
+	w.t.store(hChangeRing+changeSlots%changeSlots*8, next)
+
+	got := map[uint64]bool{}
+	now, complete := r.Changes(0, func(h uint64) { got[h] = true })
+	assert.Equal(t, uint64(changeSlots), now)
+	if complete {
+		for h := range want {
+			assert.True(t, got[h], "a complete list misses a change")
+		}
+	}
+	// One change fewer than the ring holds is complete.
+	got = map[uint64]bool{}
+	now, complete = r.Changes(1, func(h uint64) { got[h] = true })
+	assert.True(t, complete)
+	assert.Len(t, got, changeSlots-1)
+	assert.False(t, got[next])
+	_ = now
+}
+
+// The same for a big value (a head and pieces): putting its bytes again
+// writes no new pieces and logs no change.
+func TestPutSameBigValueChangesNothing(t *testing.T) {
+	w, r := newAnon(t, 1<<20)
+	ports := []Port{{Name: "http", Nodes: bigNodes(5000, 1, true)}}
+	require.NoError(t, w.Put("a/big", ports))
+	h := hashKey("a/big")
+	_, rec, _ := w.t.find(w.t.shardOf(h), tagOf(h), "a/big")
+	before, ok := w.t.head(rec)
+	require.True(t, ok, "a/big is a big value")
+	changes, _ := r.Changes(0, nil)
+
+	require.NoError(t, w.Put("a/big", []Port{{Name: "http", Nodes: bigNodes(5000, 1, true)}}))
+	_, rec, _ = w.t.find(w.t.shardOf(h), tagOf(h), "a/big")
+	after, _ := w.t.head(rec)
+	assert.Equal(t, before.id, after.id, "no new pieces")
+	now, _ := r.Changes(changes, nil)
+	assert.Equal(t, changes, now, "no change logged")
+
+	require.NoError(t, w.Put("a/big", []Port{{Name: "http", Nodes: bigNodes(5001, 1, true)}}))
+	now, _ = r.Changes(changes, nil)
+	assert.Equal(t, changes+1, now, "a real change still counts")
 }

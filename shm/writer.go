@@ -1,9 +1,11 @@
 package shm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,11 +23,14 @@ type Writer struct {
 	f    *os.File // the table file, holding our flock; nil when anonymous
 	path string
 
-	rec  []byte   // encode scratch
-	pack []byte   // rebuild scratch: records
-	idx  []uint64 // rebuild scratch: index
+	rec   []byte   // encode scratch
+	head  []byte   // a big value's head record
+	piece []byte   // a big value's piece record
+	pack  []byte   // rebuild scratch: records
+	idx   []uint64 // rebuild scratch: index
 
 	entries     int
+	ids         uint64 // big values stored in this run (newID)
 	used        int64
 	fullErrors  uint64
 	compactions uint64
@@ -61,7 +66,7 @@ func Create(path string, size int64) (*Writer, error) {
 			return nil, err
 		}
 		t := newTable(mem, g)
-		t.init(1)
+		t.init(newGeneration(0))
 		return newWriter(t, nil, ""), nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -82,12 +87,16 @@ func Create(path string, size int64) (*Writer, error) {
 func newWriter(t *table, f *os.File, path string) *Writer {
 	w := &Writer{t: t, f: f, path: path, stop: make(chan struct{})}
 	t.writer = true
+	if f != nil {
+		t.fi, _ = f.Stat() // for the writer's in-process readers (Writer.Reader) to tell it from another file
+	}
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
-		e, u := t.check(headerBytes + i*t.shardBytes)
+		e, u := t.check(headerBytes + i*t.shardBytes) // e: services only
 		w.entries += int(e)
 		w.used += int64(u)
 	}
+	w.sweepBig()
 	t.store(hHeartbeat, uint64(time.Now().UnixNano()))
 	go w.heartbeat()
 	return w
@@ -107,10 +116,62 @@ func (w *Writer) heartbeat() {
 			w.mu.Lock()
 			if !w.closed {
 				w.t.store(hHeartbeat, uint64(now.UnixNano()))
+				if w.f != nil && w.removed() {
+					_ = w.recreateLocked() // failed: again on the next tick
+				}
 			}
 			w.mu.Unlock()
 		}
 	}
+}
+
+// removed reports whether the table's path names no file any more (a tmp
+// cleaner, an operator). A path naming another file is left alone: that
+// file belongs to whoever made it.
+func (w *Writer) removed() bool {
+	_, err := os.Lstat(w.path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// recreateLocked makes the table file anew at w.path, with the current
+// content, after it was removed: readers started later can attach again,
+// and readers of the removed file follow (it is retired). The new file is
+// another generation, so OnChange reports every service once.
+func (w *Writer) recreateLocked() error {
+	if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
+		return err
+	}
+	if err := (trust{}).checkDir(filepath.Dir(w.path)); err != nil {
+		return err
+	}
+	old := w.t
+	nf, t, err := buildTemp(w.path, old.geometry, newGeneration(old.load(hGeneration)))
+	if err != nil {
+		return err
+	}
+	nw := &Writer{t: t, f: nf, path: w.path} // its state only: w's heartbeat goes on
+	t.writer = true
+	t.fi, _ = nf.Stat()
+	t.store(hWriterPID, uint64(os.Getpid()))
+	t.store(hHeartbeat, old.load(hHeartbeat))
+	copyTable(old, nw)
+	t.store(hFullErrors, w.fullErrors)
+	t.store(hReady, old.load(hReady))
+	err = os.Link(nf.Name(), w.path)
+	os.Remove(nf.Name())
+	if err != nil {
+		t.release()
+		nf.Close()
+		return err
+	}
+	oldf := w.f
+	w.t, w.f = t, nf
+	w.entries, w.used = nw.entries, nw.used
+	old.store(hRetired, 1)
+	old.store(hReady, 0)
+	old.release()
+	oldf.Close()
+	return nil
 }
 
 func createFile(path string, g geometry) (*Writer, error) {
@@ -164,7 +225,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 		}
 	}
 	if old != nil && old.geometry == g {
-		// Same layout and size: keep the entries, start a new generation.
+		// Same layout version and size: keep the entries, start a new
+		// generation. An older version this build reads (v4) is copied
+		// into a new file below, never written in place: its readers
+		// would not know v5's records.
 		if err := reserve(f, int64(g.size)); err != nil { // an older, sparse file
 			old.release()
 			f.Close()
@@ -173,10 +237,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 		old.store(hReady, 0)
 		old.store(hRetired, 0)
 		old.store(hFullErrors, 0)
-		old.store(hGeneration, oldGen+1)
+		old.store(hGeneration, newGeneration(oldGen))
 		return newWriter(old, f, path), nil
 	}
-	nf, t, err := buildTemp(path, g, oldGen+1)
+	nf, t, err := buildTemp(path, g, newGeneration(oldGen))
 	if err != nil {
 		f.Close()
 		if old != nil {
@@ -186,9 +250,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 	}
 	w := newWriter(t, nf, path)
 	if old != nil && old.shards > 0 {
-		// A new size: readers move to the new file as soon as it is at
-		// the path, so it starts with the old content; the first list
-		// then corrects it. (Another layout version cannot be read.)
+		// A new size or an older layout (v4, migrated): readers move to
+		// the new file as soon as it is at the path, so it starts with
+		// the old content; the first list then corrects it. (A layout
+		// version this build cannot read is not copied.)
 		copyTable(old, w)
 	}
 	if err := os.Rename(nf.Name(), path); err != nil {
@@ -226,10 +291,20 @@ func copyTable(from *table, w *Writer) {
 			if !ok {
 				continue
 			}
+			if rec.nPorts == piecePorts {
+				continue // copied with its head
+			}
 			key := from.key(rec)
-			if detail, ok := from.blob(rec, nil); ok && isBlob(rec) {
+			t := from
+			if rec.nPorts == bigPorts {
+				h, _ := from.head(rec)
+				if t, rec, ok, _ = from.whole(h, key, readDirect); !ok {
+					continue
+				}
+			}
+			if detail, ok := t.blob(rec, nil); ok && isBlob(rec) {
 				_ = w.PutDetail(key[1:], detail)
-			} else if ports, ok := from.ports(rec); ok {
+			} else if ports, ok := t.ports(rec); ok {
 				_ = w.Put(key, ports)
 			}
 		}
@@ -241,7 +316,7 @@ func copyTable(from *table, w *Writer) {
 // (link fails if the path exists): two writers starting at once cannot both
 // win, the loser retries and finds the winner's lock.
 func createNew(path string, g geometry) (*Writer, error) {
-	nf, t, err := buildTemp(path, g, 1)
+	nf, t, err := buildTemp(path, g, newGeneration(0))
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +362,19 @@ func buildTemp(path string, g geometry, gen uint64) (*os.File, *table, error) {
 	t := newTable(mem, g)
 	t.init(gen)
 	return nf, t, nil
+}
+
+// newGeneration picks the generation of a new writer run or file: random,
+// never 0 and never old (the one it replaces). Readers tell files and runs
+// apart by it (Reader.Generation, the dead-writer cache), so it must not
+// repeat across files: a table removed and made anew once started at 1
+// again, and looked like its predecessor.
+func newGeneration(old uint64) uint64 {
+	for {
+		if g := rand.Uint64(); g != 0 && g != old {
+			return g
+		}
+	}
 }
 
 func samePath(f *os.File, path string) (bool, error) {
@@ -346,11 +434,71 @@ func (w *Writer) DeleteDetail(key string) bool {
 	return !w.closed && w.deleteLocked(detailKey(key))
 }
 
-// putLocked stores the encoded record rec of key.
+// putLocked stores the encoded record rec of key: whole in the key's
+// shard when it is small (at most inlineMax bytes), else as a big value
+// (pieces spread over the shards, and a head in the key's shard).
 func (w *Writer) putLocked(key string, rec []byte) error {
 	t := w.t
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
+	_, old, found := t.find(so, tag, key)
+	if found && t.holdsValue(old, key, rec) {
+		return nil // the same bytes: no change to write, log or notify
+	}
+	size := len(rec)
+	var oldHead head
+	if found && old.nPorts == bigPorts {
+		oldHead, _ = t.head(old)
+	}
+	var newHead head
+	if uint64(len(rec)) > t.inlineMax() {
+		if uint64(size) > t.size/4 {
+			return w.full(key, size, true)
+		}
+		var err error
+		if newHead, err = w.putPieces(rec, so, key); err != nil {
+			return w.full(key, size, false)
+		}
+		rec = appendHead(w.head[:0], key, newHead)
+		w.head = rec
+	}
+	if err := w.storeIn(so, tag, key, rec); err != nil {
+		w.deletePieces(newHead)
+		return w.full(key, size, false)
+	}
+	w.deletePieces(oldHead)
+	if !found && isServiceKey(key) {
+		w.entries++
+	}
+	t.logChange(h)
+	return nil
+}
+
+// full counts and returns the *FullError for a record of n bytes of key;
+// tooBig when it is more than a quarter of the table.
+func (w *Writer) full(key string, n int, tooBig bool) error {
+	w.fullErrors++
+	w.t.store(hFullErrors, w.fullErrors)
+	e := &FullError{Key: key, Need: n, Size: int64(w.t.size)}
+	if isDetailKey(key) {
+		e.Key = key[1:] + " (node detail)"
+	}
+	if tooBig {
+		// A quarter of the size, rounded up to a MiB.
+		e.NeedSize = int64((4*uint64(n) + 1<<20 - 1) &^ (1<<20 - 1))
+	}
+	return e
+}
+
+// errNoRoom: a shard has no room for a record, even after compaction.
+var errNoRoom = errors.New("shm: no room in the shard")
+
+// storeIn stores rec, the record of key (whose hash has tag), in the shard
+// at so, replacing key's record there if any: in the free gap when it
+// fits, else after compacting the shard. Readers see the old record or
+// the new one.
+func (w *Writer) storeIn(so, tag uint64, key string, rec []byte) error {
+	t := w.t
 	slot, old, found := t.find(so, tag, key)
 	n, slots := t.load(so+sCount), t.load(so+sCap)
 	oldSize := uint64(0)
@@ -367,8 +515,11 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	need := uint64(len(rec)) + 8*(want-slots)
 	room := t.free(so) + t.load(so+sDead) + oldSize
 	switch {
-	case want == slots && need <= t.free(so):
-		t.place(so, slot, tag, rec, found, false)
+	case want == slots && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
+		off := t.stage(so, rec)
+		t.beginWrite(so)
+		t.publish(so, slot, tag, off, !found)
+		t.endWrite(so)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
 		}
@@ -381,26 +532,69 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 		if found {
 			skip = slot
 		}
-		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx)
+		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx) // leaves the shard odd
 		w.compactions++
 		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
-		t.place(so, slot, tag, rec, false, true)
+		t.publish(so, slot, tag, t.stage(so, rec), true)
 		t.endWrite(so)
+		t.releaseFree(so)
 	default:
-		w.fullErrors++
-		t.store(hFullErrors, w.fullErrors)
-		e := &FullError{Key: key, Need: int(need), Size: int64(t.size)}
-		if most := t.shardBytes - shardHeaderBytes - 8*minSlots; uint64(len(rec)) > most {
-			e.Max = int(most)
-		}
-		return e
-	}
-	if !found && !isDetailKey(key) {
-		w.entries++
+		return errNoRoom
 	}
 	w.used += int64(need) - int64(oldSize)
-	t.logChange(h)
 	return nil
+}
+
+// sweeps reports whether placing a record of n bytes in the free gap of
+// the shard at so, over one of old bytes (0 for none), would leave more
+// dead bytes than its live ones allow: half of them, or a page. Then the
+// writer compacts the shard instead. Each new value goes lower in the gap,
+// so without this bound a shard's churn would touch, and make resident in
+// every process that maps the table, every page of the shard, however
+// little of it holds data.
+func (t *table) sweeps(so, old, n uint64) bool {
+	low, dead := t.load(so+sDataLow), t.load(so+sDead)
+	live := t.shardBytes - low - dead - old + n
+	return dead+old > max(live/2, pageBytes)
+}
+
+// releaseFree drops the writer's pages that lie wholly in the free gap of
+// the shard at so (after a compaction): they hold no data, and the file
+// keeps them reserved. A reader of an older sequence that still reads
+// there faults the same bytes back in, from the file.
+func (t *table) releaseFree(so uint64) {
+	lo := (so + shardHeaderBytes + 8*t.load(so+sCap) + pageBytes - 1) &^ (pageBytes - 1)
+	hi := (so + t.load(so+sDataLow)) &^ (pageBytes - 1)
+	if lo < hi {
+		dontNeed(t.mem[lo:hi])
+	}
+}
+
+// holds reports whether the stored record r is rec, byte for byte.
+// holdsValue reports whether key's stored record r (small, or the head of
+// a big value) holds exactly the encoded value rec.
+func (t *table) holdsValue(r record, key string, rec []byte) bool {
+	if r.nPorts != bigPorts {
+		return t.holds(r, rec)
+	}
+	h, ok := t.head(r)
+	if !ok || h.total != uint64(len(rec)) {
+		return false
+	}
+	pt, pr, ok, _ := t.whole(h, key, readDirect)
+	return ok && pt.holds(pr, rec)
+}
+
+func (t *table) holds(r record, rec []byte) bool {
+	if r.size() != uint64(len(rec)) {
+		return false
+	}
+	for i := 0; i < len(rec); i += 8 {
+		if t.load(r.off+uint64(i)) != binary.LittleEndian.Uint64(rec[i:]) {
+			return false
+		}
+	}
+	return true
 }
 
 // logChange records that the key of hash h changed: the ring slot first,
@@ -425,18 +619,33 @@ func (w *Writer) Delete(key string) bool {
 func (w *Writer) deleteLocked(key string) bool {
 	h := hashKey(key)
 	so := w.t.shardOf(h)
-	slot, r, found := w.t.find(so, tagOf(h), key)
-	if !found {
+	if _, found := w.removeIn(so, tagOf(h), key); !found {
 		return false
+	}
+	if isServiceKey(key) {
+		w.entries--
+	}
+	w.t.logChange(h)
+	return true
+}
+
+// removeIn removes key's record from the shard at so, and a big value's
+// pieces after its head: readers that still read the old pieces find one
+// missing and read the key again.
+func (w *Writer) removeIn(so, tag uint64, key string) (record, bool) {
+	slot, r, found := w.t.find(so, tag, key)
+	if !found {
+		return r, false
+	}
+	var hd head
+	if r.nPorts == bigPorts {
+		hd, _ = w.t.head(r)
 	}
 	slots := w.t.load(so + sCap)
 	w.t.remove(so, slot, r)
-	if !isDetailKey(key) {
-		w.entries--
-	}
 	w.used -= int64(r.size() + 8*(slots-w.t.load(so+sCap)))
-	w.t.logChange(h)
-	return true
+	w.deletePieces(hd)
+	return r, true
 }
 
 // Keys calls fn with every stored key until fn returns false. Keys are
@@ -452,7 +661,7 @@ func (w *Writer) Keys(fn func(key string) bool) {
 		keys := make([]string, 0, t.load(so+sCount))
 		for j := range t.load(so + sCap) {
 			if e := t.load(t.slot(so, j)); e != 0 {
-				if r, _ := t.recordAt(so, e); !isBlob(r) {
+				if r, _ := t.recordAt(so, e); t.isService(r) {
 					keys = append(keys, t.key(r))
 				}
 			}
