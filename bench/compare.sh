@@ -18,7 +18,8 @@
 # results.tsv; default a new temporary folder, kept). Both sides use the
 # streaming list (client-go's WatchListClient is on by default in v0.37).
 # A kdisc that does not know content_type speaks JSON only: its protobuf
-# rows are then left out (and said so). Needs Go; the client-go module is
+# rows are then left out (and said so). KDISC_BIN: a kdisc binary to
+# measure instead of building this checkout's. Needs Go; the client-go module is
 # fetched through the Go module proxy on first use.
 set -euo pipefail
 
@@ -38,8 +39,12 @@ log "== building into $OUT/bin"
 # Both clients are built as kdisc ships (deploy/build.sh, the binary of the
 # image): CGO_ENABLED=0, a static binary that maps no libc.
 export CGO_ENABLED=0
-(cd "$root" && deploy/build.sh "$OUT/bin/kdisc" \
-	&& go build -o "$OUT/bin/benchrun" ./internal/replay/cmd/benchrun)
+if [ -n "${KDISC_BIN:-}" ]; then
+	cp "$KDISC_BIN" "$OUT/bin/kdisc"
+else
+	(cd "$root" && deploy/build.sh "$OUT/bin/kdisc")
+fi
+(cd "$root" && go build -o "$OUT/bin/benchrun" ./internal/replay/cmd/benchrun)
 (cd "$root/bench/clientgo" && go build -o "$OUT/bin/informer" ./cmd/informer \
 	&& go build -o "$OUT/bin/replay" ./cmd/replay)
 
@@ -132,7 +137,7 @@ log "== load after: $(uptime)"
 
 {
 	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(go version | cut -d' ' -f3-)"
-	echo "kdisc: $(cd "$root" && git describe --always --dirty 2>/dev/null || echo unknown)"
+	echo "kdisc: $("$OUT/bin/kdisc" version 2>/dev/null | head -1 || echo unknown)${KDISC_BIN:+ (KDISC_BIN=$KDISC_BIN)}; bench: $(cd "$root" && git describe --always --dirty 2>/dev/null || echo unknown)"
 	echo
 	"$OUT/bin/benchrun" report "$results"
 } | tee "$OUT/report.md"
