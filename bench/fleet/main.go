@@ -529,7 +529,14 @@ watch_endpoint_slices: true
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(cfgFile)
+	// This process reads the table with the config as this checkout knows
+	// it (a kdisc binary from a newer branch may know more keys; the
+	// table's name and layout do not depend on content_type).
+	own := cfgText
+	if ct != "" {
+		own = strings.Replace(cfgText, "    "+ct, "", 1)
+	}
+	cfg, err := config.Parse([]byte(own))
 	if err != nil {
 		return nil, err
 	}
