@@ -257,7 +257,29 @@ func (c *Client) URL(path string, q url.Values) string {
 // caller to stream and close. Anything else is returned as *StatusError
 // (the body drained and closed); transport failures as they come.
 func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
-	resp, cred, err := c.get(ctx, path, q)
+	return c.GetAccepting(ctx, path, q, MediaJSON)
+}
+
+// Media types the apiserver speaks, and the Accept header that asks for
+// protobuf with JSON as the fallback, as kube-proxy and the kubelet send it.
+const (
+	MediaJSON            = "application/json"
+	MediaProtobuf        = "application/vnd.kubernetes.protobuf"
+	AcceptProtobufOrJSON = MediaProtobuf + ", " + MediaJSON
+)
+
+// IsProtobuf reports whether a Content-Type names the Kubernetes protobuf
+// media type (parameters aside).
+func IsProtobuf(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), MediaProtobuf)
+}
+
+// GetAccepting is Get with the given Accept header. The caller checks the
+// answer's Content-Type; an error answer is read as a Status in JSON or
+// protobuf, whichever its Content-Type names.
+func (c *Client) GetAccepting(ctx context.Context, path string, q url.Values, accept string) (*http.Response, error) {
+	resp, cred, err := c.get(ctx, path, q, accept)
 	if cred != nil && isUnauthorized(err) {
 		// The plugin's credential was refused (revoked, or expired
 		// earlier than it said): run the plugin again and retry once.
@@ -266,7 +288,7 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Resp
 			c.http.CloseIdleConnections() // they carry the refused certificate
 		}
 		c.log.Info("apiserver refused the exec plugin's credential (401): running the plugin again")
-		resp, cred, err = c.get(ctx, path, q)
+		resp, cred, err = c.get(ctx, path, q, accept)
 		if cred != nil && isUnauthorized(err) {
 			c.exec.invalidate(cred) // refused too: the next request runs the plugin again
 		}
@@ -275,12 +297,12 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Resp
 }
 
 // get sends one request; cred is the exec credential it used, if any.
-func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Response, *execCred, error) {
+func (c *Client) get(ctx context.Context, path string, q url.Values, accept string) (*http.Response, *execCred, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path, q), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "kdisc")
 	var cred *execCred
 	switch {

@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	jsoniter "github.com/json-iterator/go"
+
+	"github.com/kdisc/kdisc/apiserver"
 )
 
 // The decoders below read only what discovery needs, with the byte-level
@@ -23,6 +27,10 @@ type object struct {
 	namespace, name string
 	resourceVersion string
 	serviceName     string // EndpointSlice label kubernetes.io/service-name
+	// overCapacity is the Endpoints annotation
+	// endpoints.kubernetes.io/over-capacity ("truncated" when the
+	// controller cut the addresses at 1000), "" when absent.
+	overCapacity string
 
 	subsets []subset // Endpoints
 
@@ -43,6 +51,7 @@ type endpoint struct {
 	serving     bool      // conditions.serving; absent means serving
 	terminating bool      // conditions.terminating; absent means not terminating
 	zones       []string  // hints.forZones names
+	forNodes    []string  // hints.forNodes names
 	info        *nodeInfo // with node detail; nil when nothing is known
 }
 
@@ -58,7 +67,10 @@ type port struct {
 	number int32 // 0 when absent (an EndpointSlice port may omit it)
 }
 
-const serviceNameLabel = "kubernetes.io/service-name"
+const (
+	serviceNameLabel       = "kubernetes.io/service-name"
+	overCapacityAnnotation = "endpoints.kubernetes.io/over-capacity"
+)
 
 // errMalformed marks an object that decoded but is not usable.
 var errMalformed = errors.New("malformed object")
@@ -154,7 +166,7 @@ func (o *object) newSubset() *subset {
 func (o *object) newEndpoint() *endpoint {
 	o.endpoints = grow(o.endpoints)
 	e := &o.endpoints[len(o.endpoints)-1]
-	*e = endpoint{addresses: e.addresses[:0], zones: e.zones[:0], ready: true, serving: true}
+	*e = endpoint{addresses: e.addresses[:0], zones: e.zones[:0], forNodes: e.forNodes[:0], ready: true, serving: true}
 	return e
 }
 
@@ -185,8 +197,16 @@ func readMetadata(s *scanner, o *object) {
 					s.skip()
 				}
 			}
+		case "annotations":
+			for ok := s.open('{'); ok; ok = s.more('}') {
+				if s.key() == overCapacityAnnotation {
+					o.overCapacity = s.optStr()
+				} else {
+					s.skip()
+				}
+			}
 		default:
-			s.skip() // managedFields, annotations, ...
+			s.skip() // managedFields, ...
 		}
 	}
 }
@@ -251,18 +271,13 @@ func readEndpoint(s *scanner, e *endpoint, detail bool) {
 			}
 		case "hints":
 			for ok := s.open('{'); ok; ok = s.more('}') {
-				if s.key() != "forZones" {
+				switch s.key() {
+				case "forZones":
+					e.zones = readNames(s, e.zones)
+				case "forNodes":
+					e.forNodes = readNames(s, e.forNodes)
+				default:
 					s.skip()
-					continue
-				}
-				for ok := s.open('['); ok; ok = s.more(']') {
-					for ok := s.open('{'); ok; ok = s.more('}') {
-						if s.key() == "name" {
-							e.zones = append(e.zones, s.str())
-						} else {
-							s.skip()
-						}
-					}
 				}
 			}
 		case "nodeName":
@@ -290,6 +305,20 @@ func readEndpoint(s *scanner, e *endpoint, detail bool) {
 	if detail {
 		e.info = info.orNil()
 	}
+}
+
+// readNames appends the names of a list of {"name": ...} (hints).
+func readNames(s *scanner, names []string) []string {
+	for ok := s.open('['); ok; ok = s.more(']') {
+		for ok := s.open('{'); ok; ok = s.more('}') {
+			if s.key() == "name" {
+				names = append(names, s.str())
+			} else {
+				s.skip()
+			}
+		}
+	}
+	return names
 }
 
 // orNil returns a copy of i, or nil when nothing is known.
@@ -545,4 +574,10 @@ func eventType(t string) string {
 		}
 	}
 	return strings.Clone(t)
+}
+
+// readJSONStatus reads the JSON Status of a watch ERROR event into se and
+// returns its code, 0 when absent.
+func readJSONStatus(raw []byte, se *apiserver.StatusError) int {
+	return apiserver.ReadStatus(jsoniter.ParseBytes(jsoniter.ConfigDefault, raw), se)
 }
