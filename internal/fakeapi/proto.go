@@ -2,7 +2,12 @@ package fakeapi
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -298,4 +303,100 @@ func WatchEventProto(typ string, obj []byte) []byte {
 func FrameProto(msg []byte) []byte {
 	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(msg)), uint32(len(msg)))
 	return append(out, msg...)
+}
+
+// Serving protobuf: a request whose Accept header names the protobuf
+// media type gets it, as from kube-apiserver (which would also take a
+// weighted or later-listed protobuf; the tests send it first or alone).
+
+const (
+	mediaProtobuf      = "application/vnd.kubernetes.protobuf"
+	mediaProtobufWatch = mediaProtobuf + ";stream=watch"
+)
+
+func acceptsProtobuf(r *http.Request) bool {
+	for _, a := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(a, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.TrimSpace(mt) == mediaProtobuf {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// protoResponse marks a response to be written as protobuf.
+type protoResponse struct{ http.ResponseWriter }
+
+// Unwrap lets http.ResponseController flush and hijack through it.
+func (p *protoResponse) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+func isProto(w http.ResponseWriter) bool {
+	_, ok := w.(*protoResponse)
+	return ok
+}
+
+// protoMessage encodes a stored object (its JSON) as its protobuf message.
+func protoMessage(res *resource, jsonObj []byte) []byte {
+	obj := res.newObject()
+	if err := json.Unmarshal(jsonObj, obj); err != nil {
+		panic("fakeapi: a stored object is not valid JSON: " + err.Error())
+	}
+	return protoMessageOf(obj)
+}
+
+func protoMessageOf(obj object) []byte {
+	switch o := obj.(type) {
+	case *Endpoints:
+		return MarshalEndpointsProto(o)
+	case *EndpointSlice:
+		return MarshalEndpointSliceProto(o)
+	}
+	panic("fakeapi: no protobuf encoding for " + fmt.Sprintf("%T", obj))
+}
+
+func protoEventFrame(res *resource, typ string, msg []byte) []byte {
+	return FrameProto(WatchEventProto(typ, EnvelopeProto(res.apiVersion, res.kind, msg)))
+}
+
+func protoStatus(st *Status) []byte {
+	var causes []string
+	retry := 0
+	if st.Details != nil {
+		retry = st.Details.RetryAfterSeconds
+		for _, c := range st.Details.Causes {
+			causes = append(causes, c.Reason)
+		}
+	}
+	return EnvelopeProto("v1", "Status", MarshalStatusProto(int32(st.Code), st.Reason, st.Message, int32(retry), causes))
+}
+
+// malformedProto is malformedItem in protobuf: an object with its
+// metadata whose readable fields have the wrong wire type (a condition or
+// a port number as a string).
+func malformedProto(res *resource, ns string, rv uint64) []byte {
+	if ns == "" {
+		ns = "default"
+	}
+	var b pb
+	b.message(1, func(m *pb) {
+		m.str(1, "malformed")
+		m.str(3, ns)
+		m.str(5, fakeUID("malformed", ns))
+		m.str(6, strconv.FormatUint(rv, 10))
+	})
+	if res == resEndpointSlices {
+		b.message(2, func(e *pb) {
+			e.str(1, "10.9.9.9")
+			e.message(2, func(c *pb) { c.str(1, "yes") })
+		})
+		b.str(4, "IPv4")
+		return b
+	}
+	b.message(2, func(s *pb) {
+		s.message(1, func(a *pb) { a.str(1, "10.9.9.9") })
+		s.message(3, func(p *pb) { p.str(1, "http"); p.str(2, "eighty") })
+	})
+	return b
 }

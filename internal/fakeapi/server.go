@@ -505,6 +505,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 
+	if acceptsProtobuf(r) {
+		w = &protoResponse{w}
+	}
 	h := w.Header()
 	h.Set("Audit-Id", fakeUID("audit", strconv.Itoa(req.Seq)))
 	h.Set("Cache-Control", "no-cache, private")
