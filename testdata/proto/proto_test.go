@@ -75,7 +75,7 @@ func (s *memStore) Keys(fn func(string) bool) {
 		}
 	}
 }
-func (s *memStore) SetReady(r bool) { s.mu.Lock(); s.ready = r; s.mu.Unlock() }
+func (s *memStore) SetReady(r bool)     { s.mu.Lock(); s.ready = r; s.mu.Unlock() }
 func (s *memStore) SetSynced(time.Time) {}
 
 func (s *memStore) String() string {
@@ -90,49 +90,86 @@ func (s *memStore) String() string {
 }
 
 // oneItem is a ListerWatcher whose LIST holds one raw item and whose
-// watch waits for the end.
-type oneItem struct{ raw []byte }
+// watch says it is waiting (watching), then waits for the end. The
+// watcher's path is the same on every run: a fuzz target's coverage must
+// not depend on timing.
+type oneItem struct {
+	raw      []byte
+	watching chan struct{}
+}
 
 func (l oneItem) List(_ context.Context, _ listwatch.ListOptions, item func([]byte)) (listwatch.ListMeta, error) {
 	item(l.raw)
 	return listwatch.ListMeta{ResourceVersion: "1"}, nil
 }
 func (l oneItem) Watch(ctx context.Context, _ listwatch.WatchOptions) (listwatch.EventStream, error) {
-	return waitStream{ctx}, nil
+	return waitStream{ctx, l.watching}, nil
 }
 
-type waitStream struct{ ctx context.Context }
+type waitStream struct {
+	ctx      context.Context
+	watching chan struct{}
+}
 
-func (s waitStream) Next(*listwatch.Event) error { <-s.ctx.Done(); return s.ctx.Err() }
-func (s waitStream) Close() error                { return nil }
+func (s waitStream) Next(*listwatch.Event) error {
+	close(s.watching)
+	<-s.ctx.Done()
+	return s.ctx.Err()
+}
+func (s waitStream) Close() error { return nil }
+
+// stillClock is a listwatch.Clock whose time stands still and whose
+// timers never fire: what the watcher logs and measures is the same on
+// every run.
+type stillClock struct{}
+
+func (stillClock) Now() time.Time                                  { return time.Unix(1_800_000_000, 0) }
+func (stillClock) NewTimer(time.Duration) listwatch.Timer          { return stillTimer{} }
+func (stillClock) AfterFunc(time.Duration, func()) listwatch.Timer { return stillTimer{} }
+
+type stillTimer struct{}
+
+func (stillTimer) C() <-chan time.Time      { return nil }
+func (stillTimer) Stop() bool               { return true }
+func (stillTimer) Reset(time.Duration) bool { return true }
 
 // table lists raw (a JSON object, or a protobuf one in its envelope) with
 // a watcher as kdisc runs one, and returns the table it wrote, the objects
 // it skipped and its log.
 func table(t testing.TB, raw []byte, slices bool) (string, uint64, string) {
 	store := newMemStore()
+	watching := make(chan struct{})
 	var log bytes.Buffer
 	var logMu sync.Mutex
 	w := listwatch.New(listwatch.Options{
-		Store: store, ListerWatcher: oneItem{raw}, EndpointSlices: slices, NodeDetail: true, Weight: 3, Zone: "a",
-		NoStreamingList: true,
-		Logger:          slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &logMu}, nil)),
+		Store: store, ListerWatcher: oneItem{raw, watching}, EndpointSlices: slices, NodeDetail: true, Weight: 3, Zone: "a",
+		NoStreamingList: true, Clock: stillClock{},
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &logMu}, &slog.HandlerOptions{ReplaceAttr: noTime})),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !w.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("the watcher did not apply its list in 10 s")
-		}
-		time.Sleep(time.Millisecond) // polling for the state asserted, with a deadline
+	select { // the list is applied and the watch waits
+	case <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not apply its list and watch in 10 s")
+	}
+	if !w.Ready() {
+		t.Fatal("watching, not ready")
 	}
 	cancel()
 	<-done
 	logMu.Lock()
 	defer logMu.Unlock()
 	return store.String(), w.Stats().Skipped.Load(), log.String()
+}
+
+// noTime drops the log's time stamps (real time, whatever the clock).
+func noTime(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
 }
 
 type lockedWriter struct {
