@@ -2,6 +2,7 @@ package kdisc_test
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,22 +35,39 @@ func terminating(ip string, zones ...string) fakeapi.Endpoint {
 	return e
 }
 
-// TestStartPassesAnswerKeys: terminating_fallback and zone reach the
+// hinted is a ready endpoint hinted for zone and node.
+func hinted(ip, zone, node string) fakeapi.Endpoint {
+	return fakeapi.Endpoint{Addresses: []string{ip}, Hints: &fakeapi.EndpointHints{
+		ForZones: []fakeapi.ForName{{Name: zone}}, ForNodes: []fakeapi.ForName{{Name: node}}}}
+}
+
+// TestStartPassesAnswerKeys: terminating_fallback, zone and node reach the
 // EndpointSlice watcher.
 func TestStartPassesAnswerKeys(t *testing.T) {
 	api := newAPI(t)
-	api.PutEndpointSlice(webSlice("web-1", terminating("10.9.0.1", "a"), terminating("10.9.0.2", "b")))
+	api.PutEndpointSlice(webSlice("web-1", hinted("10.9.0.1", "a", "n1"), hinted("10.9.0.2", "a", "n2"), hinted("10.9.0.3", "b", "n3")))
+	api.PutEndpointSlice(&fakeapi.EndpointSlice{
+		Metadata:    fakeapi.ObjectMeta{Namespace: "default", Name: "old-1", Labels: map[string]string{"kubernetes.io/service-name": "old"}},
+		AddressType: "IPv4", Endpoints: []fakeapi.Endpoint{terminating("10.9.1.1", "a"), terminating("10.9.1.2", "b")},
+		Ports: []fakeapi.EndpointSlicePort{{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}},
+	})
 	t.Setenv("KDISC_TEST_ZONE", "a")
+	t.Setenv("KDISC_TEST_NODE", "n2")
 
 	d := start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n"))
-	waitHosts(t, d, "default/web:http", "10.9.0.1:80/50", "10.9.0.2:80/50")
+	waitHosts(t, d, "default/web:http", "10.9.0.1:80/50", "10.9.0.2:80/50", "10.9.0.3:80/50")
+	waitHosts(t, d, "default/old:http", "10.9.1.1:80/50", "10.9.1.2:80/50")
 
 	d = start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n    zone: ${KDISC_TEST_ZONE}\n"))
-	waitHosts(t, d, "default/web:http", "10.9.0.1:80/50")
+	waitHosts(t, d, "default/web:http", "10.9.0.1:80/50", "10.9.0.2:80/50")
+	waitHosts(t, d, "default/old:http", "10.9.1.1:80/50", "10.9.1.2:80/50") // hints never apply to the fallback
+
+	d = start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n    zone: ${KDISC_TEST_ZONE}\n    node: ${KDISC_TEST_NODE}\n"))
+	waitHosts(t, d, "default/web:http", "10.9.0.2:80/50")
 
 	d = start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n    terminating_fallback: false\n"))
 	waitReady(t, d)
-	_, a := d.Lookup(nil, "default/web:http")
+	_, a := d.Lookup(nil, "default/old:http")
 	assert.Equal(t, "empty", a.String(), "no fallback: nothing to serve")
 }
 
@@ -59,10 +77,9 @@ func TestStartWarnsIgnoredKeys(t *testing.T) {
 	api := newAPI(t)
 	var logs kdisctest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	start(t, singleConfig(t, api, "    zone: a\n    terminating_fallback: false\n"), kdisc.WithLogger(log))
+	start(t, singleConfig(t, api, "    zone: a\n    node: n1\n    terminating_fallback: false\n"), kdisc.WithLogger(log))
 	assert.Contains(t, logs.String(), "level=WARN")
-	assert.Contains(t, logs.String(), "terminating_fallback")
-	assert.Contains(t, logs.String(), "zone")
+	assert.Contains(t, logs.String(), "terminating_fallback, zone, node")
 	assert.Contains(t, logs.String(), "watch_endpoint_slices")
 
 	var quietLogs kdisctest.LogBuffer
@@ -109,4 +126,27 @@ func TestNodeDetail(t *testing.T) {
 	_, ok = plain.Detail("default/web")
 	assert.False(t, ok)
 	assert.Nil(t, plain.Dump().Endpoints[0].Detail)
+}
+
+// TestTruncatedEndpointsMetric: /metrics counts the services served from a
+// truncated Endpoints object now, and warns naming the service.
+func TestTruncatedEndpointsMetric(t *testing.T) {
+	api := newAPI(t)
+	big := fakeapi.NewEndpoints("default", "big", "http", 80, "10.9.0.1")
+	big.Metadata.Annotations = map[string]string{"endpoints.kubernetes.io/over-capacity": "truncated"}
+	api.PutEndpoints(big)
+	var logs kdisctest.LogBuffer
+	d := start(t, singleConfig(t, api, ""), kdisc.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	waitHosts(t, d, "default/big:http", "10.9.0.1:80/50")
+	metrics := func() string {
+		var b strings.Builder
+		d.WriteMetrics(&b)
+		return b.String()
+	}
+	eventually(t, "the gauge says 1", func() bool { return strings.Contains(metrics(), `kdisc_services_truncated{cluster=""} 1`+"\n") })
+	assert.Contains(t, logs.String(), "service=default/big")
+
+	big.Metadata.Annotations = nil
+	api.PutEndpoints(big)
+	eventually(t, "the gauge says 0", func() bool { return strings.Contains(metrics(), `kdisc_services_truncated{cluster=""} 0`+"\n") })
 }

@@ -189,6 +189,7 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 
 		NoTerminatingFallback: !cc.TerminatingFallback,
 		Zone:                  cc.ZoneName,
+		Node:                  cc.NodeName,
 		NodeDetail:            cc.NodeDetail,
 	})
 	return c, nil

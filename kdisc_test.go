@@ -406,14 +406,14 @@ func TestDumpMulti(t *testing.T) {
 	assert.Equal(t, "second", shape.Config[1]["id"])
 }
 
-// readmeMetrics returns the metric names README.md's Metrics table lists
-// (its first column; a row may name several).
+// readmeMetrics returns the metric names the Metrics table of
+// docs/operations.md lists (its first column; a row may name several).
 func readmeMetrics(t *testing.T) []string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/operations.md")
 	require.NoError(t, err)
 	_, section, ok := strings.Cut(string(readme), "\n## Metrics\n")
-	require.True(t, ok, "README.md has a Metrics section")
+	require.True(t, ok, "docs/operations.md has a Metrics section")
 	section, _, _ = strings.Cut(section, "\n## ")
 	var names []string
 	for l := range strings.SplitSeq(section, "\n") {

@@ -43,6 +43,12 @@ func (d *Discovery) WriteMetrics(w io.Writer) {
 			return b2f(c.watcher != nil && c.watcher.StreamingList())
 		}},
 		{"kdisc_table_full_total", "Updates refused because the table (shared_size) is full; the old value stayed.", "counter", stat(func(c *cluster) uint64 { return c.watcher.Stats().TableFull.Load() })},
+		{"kdisc_services_truncated", "Services served now from an Endpoints object that the Endpoints controller truncated at 1,000 addresses (annotation endpoints.kubernetes.io/over-capacity: truncated): their other pods get no traffic through kdisc. Watch EndpointSlices instead (watch_endpoint_slices: true).", "gauge", func(c *cluster) float64 {
+			if c.watcher == nil {
+				return 0
+			}
+			return float64(c.watcher.Stats().Truncated.Load())
+		}},
 		{"kdisc_table_bytes_used", "Bytes of the table in use.", "gauge", func(c *cluster) float64 { return float64(c.tableStats().UsedBytes) }},
 		{"kdisc_table_bytes_capacity", "Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},
 		{"kdisc_table_bytes_total", "Deprecated: use kdisc_table_bytes_capacity. Size of the table (shared_size).", "gauge", func(c *cluster) float64 { return float64(c.tableStats().TotalBytes) }},

@@ -3,7 +3,7 @@
 # processes over loopback HTTP against the same replay apiserver
 # (internal/replay). It measures start → ready, start → sentinel visible
 # and peak RSS, and prints a table of medians and ratios (kdisc / client-go)
-# with the targets. See the README's Benchmarks section.
+# with the targets. See bench/README.md.
 #
 #   bench/compare.sh                    # everything: 2 sizes x 2 resources x 3 runs each side
 #   RUNS=5 bench/compare.sh

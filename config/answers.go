@@ -5,10 +5,11 @@ package config
 //
 //	terminating_fallback: true   # default; EndpointSlices only
 //	zone: ${NODE_ZONE}           # optional; EndpointSlices only
+//	node: ${NODE_NAME}           # optional; EndpointSlices only (hints.forNodes)
 //	node_detail: false           # default
 
 // answerKeys are the cluster keys parseAnswers reads.
-var answerKeys = []string{"terminating_fallback", "zone", "node_detail"}
+var answerKeys = []string{"terminating_fallback", "zone", "node", "node_detail"}
 
 // answers is what parseAnswers remembers as written, for Effective and
 // IgnoredForEndpoints.
@@ -25,16 +26,12 @@ func (c *Cluster) parseAnswers(path string, m map[string]any, _ bool) error {
 		}
 		c.TerminatingFallback, c.answers.fallbackSet = b, &b
 	}
-	if v, ok := m["zone"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			return errorf(path+".zone", "must be a string (a zone name or ${ENV})")
-		}
-		zone, err := expand(path+".zone", s)
-		if err != nil {
-			return err
-		}
-		c.Zone, c.ZoneName = s, zone
+	var err error
+	if c.Zone, c.ZoneName, err = expandedString(path, m, "zone", "a zone name"); err != nil {
+		return err
+	}
+	if c.Node, c.NodeName, err = expandedString(path, m, "node", "a node name"); err != nil {
+		return err
 	}
 	if v, ok := m["node_detail"]; ok {
 		b, ok := v.(bool)
@@ -46,9 +43,24 @@ func (c *Cluster) parseAnswers(path string, m map[string]any, _ bool) error {
 	return nil
 }
 
+// expandedString reads the optional string key of m, as written and with
+// ${ENV} expanded; what says what it names in the error.
+func expandedString(path string, m map[string]any, key, what string) (written, expanded string, err error) {
+	v, ok := m[key]
+	if !ok {
+		return "", "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", "", errorf(path+"."+key, "must be a string (%s or ${ENV})", what)
+	}
+	expanded, err = expand(path+"."+key, s)
+	return s, expanded, err
+}
+
 // IgnoredForEndpoints lists the keys written for this cluster that apply
 // to EndpointSlices only, when it watches Endpoints (they are accepted and
-// ignored; kdisc warns at start): terminating_fallback and zone.
+// ignored; kdisc warns at start): terminating_fallback, zone and node.
 func (c *Cluster) IgnoredForEndpoints() []string {
 	if c.WatchEndpointSlices {
 		return nil
@@ -60,6 +72,9 @@ func (c *Cluster) IgnoredForEndpoints() []string {
 	if c.Zone != "" {
 		keys = append(keys, "zone")
 	}
+	if c.Node != "" {
+		keys = append(keys, "node")
+	}
 	return keys
 }
 
@@ -69,9 +84,10 @@ func (c *Cluster) IgnoredForEndpoints() []string {
 type effAnswers struct {
 	TerminatingFallback bool   `json:"terminating_fallback"` // defaults filled, as every key with a default
 	Zone                string `json:"zone,omitempty"`
+	Node                string `json:"node,omitempty"`
 	NodeDetail          bool   `json:"node_detail"`
 }
 
 func (c *Cluster) effectiveAnswers() effAnswers {
-	return effAnswers{TerminatingFallback: c.TerminatingFallback, Zone: c.Zone, NodeDetail: c.NodeDetail}
+	return effAnswers{TerminatingFallback: c.TerminatingFallback, Zone: c.Zone, Node: c.Node, NodeDetail: c.NodeDetail}
 }

@@ -86,3 +86,57 @@ func TestAnswerKeysInvalid(t *testing.T) {
 		})
 	}
 }
+
+// node: ${NODE_NAME} (hints.forNodes), per cluster, EndpointSlices only:
+// expanded like zone, shown as written, ignored on an Endpoints cluster.
+func TestNodeKey(t *testing.T) {
+	setEnv(t)
+	t.Setenv("NODE_NAME", "worker-7")
+	cfg, err := Parse([]byte(`discovery:
+  kubernetes:
+    - id: one
+      service: {host: 10.0.0.1, port: 6443}
+      client: {token: x}
+      watch_endpoint_slices: true
+      node: ${NODE_NAME}
+    - id: two
+      service: {host: 10.0.0.2, port: 6443}
+      client: {token: x}
+      node: n2
+      zone: b
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, two := cfg.Clusters[0], cfg.Clusters[1]
+	if one.Node != "${NODE_NAME}" || one.NodeName != "worker-7" || two.Node != "n2" || two.NodeName != "n2" {
+		t.Errorf("node as written and expanded: %q %q, %q %q", one.Node, one.NodeName, two.Node, two.NodeName)
+	}
+	if got := one.IgnoredForEndpoints(); got != nil {
+		t.Errorf("watching EndpointSlices: nothing ignored, got %v", got)
+	}
+	if got := strings.Join(two.IgnoredForEndpoints(), ","); got != "zone,node" {
+		t.Errorf("watching Endpoints: zone and node ignored, got %q", got)
+	}
+	s := effectiveJSON(t, cfg)
+	for _, want := range []string{
+		`"watch_endpoint_slices":true,"content_type":"protobuf","terminating_fallback":true,"node":"${NODE_NAME}","node_detail":false}`,
+		`"watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"zone":"b","node":"n2","node_detail":false}`,
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("effective %s\nwants %s", s, want)
+		}
+	}
+
+	setEnv(t, "NODE_NAME")
+	const k = "discovery:\n  kubernetes:\n"
+	for _, c := range []struct{ yaml, want string }{
+		{k + "    node: 1\n", "discovery.kubernetes.node: must be a string (a node name or ${ENV})"},
+		{k + "    node: [a]\n", "discovery.kubernetes.node: must be a string (a node name or ${ENV})"},
+		{k + "    node: ${NODE_NAME}\n", "discovery.kubernetes.node: environment variable NODE_NAME is not set"},
+	} {
+		if _, err := Parse([]byte(c.yaml)); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.yaml, err, c.want)
+		}
+	}
+}

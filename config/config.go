@@ -95,6 +95,7 @@ type Cluster struct {
 	ContentType         string // content_type: ContentTypeProtobuf (default) or ContentTypeJSON
 	TerminatingFallback bool   // terminating_fallback, default true (EndpointSlices only)
 	Zone                string // zone as written, "" when absent (EndpointSlices only)
+	Node                string // node as written, "" when absent (EndpointSlices only; hints.forNodes)
 	NodeDetail          bool   // node_detail, default false
 
 	// Resolved, ready to use.
@@ -110,6 +111,7 @@ type Cluster struct {
 	Namespaces      *selector.Namespace // never nil after Parse
 	Labels          selector.Labels
 	ZoneName        string      // zone, environment expanded
+	NodeName        string      // node, environment expanded
 	Kubeconfig      *Kubeconfig // non-nil when the connection comes from a kubeconfig (see kubeconfig.go)
 
 	path       string // key path of this cluster, for messages

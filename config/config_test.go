@@ -320,7 +320,7 @@ func TestInvalid(t *testing.T) {
 		{"duplicate key", k + "    default_weight: 1\n    default_weight: 2\n", "config: invalid YAML:"},
 
 		// unknown keys
-		{"typo top", k + "    servce: {}\n", "discovery.kubernetes.servce: unknown key (allowed: service, client, kubeconfig, context, default_weight, namespace_selector, label_selector, shared_size, watch_endpoint_slices, content_type, terminating_fallback, zone, node_detail)"},
+		{"typo top", k + "    servce: {}\n", "discovery.kubernetes.servce: unknown key (allowed: service, client, kubeconfig, context, default_weight, namespace_selector, label_selector, shared_size, watch_endpoint_slices, content_type, terminating_fallback, zone, node, node_detail)"},
 		{"id in single mode", k + "    id: a\n", "discovery.kubernetes.id: unknown key"},
 		{"typo service", k + "    service: {hots: x}\n", "discovery.kubernetes.service.hots: unknown key (allowed: schema, host, port, ca_file, ssl_verify)"},
 		{"typo client", k + "    client: {tokenfile: x}\n", "discovery.kubernetes.client.tokenfile: unknown key (allowed: token, token_file, cert_file, key_file, ssl_verify)"},

@@ -156,7 +156,9 @@ func TestThreeAnswers(t *testing.T) {
 
 // TestTerminatingFallbackAndZones: which EndpointSlice endpoints are
 // served, with the defaults, with terminating_fallback: false and with a
-// zone; and ports by number.
+// zone; and ports by number. Hints never apply to the terminating
+// fallback (kube-proxy's pkg/proxy/topology.go reads hints from ready
+// endpoints only): zterm serves both its endpoints in zone a too.
 func TestTerminatingFallbackAndZones(t *testing.T) {
 	c := cluster(t)
 	ns := namespace(t, c.APIServer, "e2e-serve")
@@ -228,7 +230,7 @@ func TestTerminatingFallbackAndZones(t *testing.T) {
 		{"zall:http", []string{"10.92.0.1", "10.92.0.2", "10.92.0.3"}, []string{"10.92.0.1", "10.92.0.2", "10.92.0.3"}, []string{"10.92.0.1", "10.92.0.3"}},
 		{"zpart:http", []string{"10.92.0.4", "10.92.0.5"}, []string{"10.92.0.4", "10.92.0.5"}, []string{"10.92.0.4", "10.92.0.5"}},
 		{"znone:http", []string{"10.92.0.6", "10.92.0.7"}, []string{"10.92.0.6", "10.92.0.7"}, []string{"10.92.0.6", "10.92.0.7"}},
-		{"zterm:http", []string{"10.92.0.8", "10.92.0.9"}, "empty", []string{"10.92.0.8"}},
+		{"zterm:http", []string{"10.92.0.8", "10.92.0.9"}, "empty", []string{"10.92.0.8", "10.92.0.9"}},
 		{"named:8080", []string{"10.93.0.1"}, []string{"10.93.0.1"}, []string{"10.93.0.1"}},
 		{"named:9090", []string{"10.93.0.1"}, []string{"10.93.0.1"}, []string{"10.93.0.1"}},
 		{"named:8081", "unknown", "unknown", "unknown"},
@@ -318,4 +320,144 @@ func TestNodeDetailE2E(t *testing.T) {
 		b, _ := json.Marshal(nodes)
 		return len(nodes) == 2 && nodes[0].NodeName == "node-c" && *nodes[0].TargetRef == *ref("web-4"), string(b)
 	})
+}
+
+// TestNodeHintsE2E: hints.forNodes (trafficDistribution: PreferSameNode),
+// as the apiserver stores them, come before zone hints when node is set,
+// as in kube-proxy's pkg/proxy/topology.go; never on the fallback.
+func TestNodeHintsE2E(t *testing.T) {
+	c := cluster(t)
+	ns := namespace(t, c.APIServer, "e2e-nodes")
+	http := []kubetest.SlicePort{kubetest.Port("http", 8080)}
+	apply := func(svc string, eps ...kubetest.PodEndpoint) {
+		t.Helper()
+		_, err := c.ApplyControllerSlice(ctx(t), ns, kubetest.ControllerSlice{Name: svc + "-abc", Service: svc, Ports: http, Endpoints: eps})
+		require.NoError(t, err)
+	}
+	const r, s, term = true, true, true
+	hinted := func(ip, zone string, node string, ready, terminating bool) kubetest.PodEndpoint {
+		e := kubetest.PodEndpoint{IP: ip, NodeName: node, Zone: zone, ForZones: []string{zone}}.Conditions(ready, s, terminating)
+		if node != "" {
+			e.ForNodes = []string{node}
+		}
+		return e
+	}
+	apply("same", hinted("10.96.0.1", "a", "node-1", r, !term), hinted("10.96.0.2", "a", "node-2", r, !term), hinted("10.96.0.3", "b", "node-1", r, !term))
+	apply("elsewhere", hinted("10.96.1.1", "a", "node-2", r, !term), hinted("10.96.1.2", "b", "node-3", r, !term))
+	apply("partial", hinted("10.96.2.1", "b", "node-1", r, !term), hinted("10.96.2.2", "a", "", r, !term))
+	apply("term", hinted("10.96.3.1", "a", "node-1", !r, term), hinted("10.96.3.2", "b", "node-2", !r, term))
+
+	base := "namespace_selector:\n  equal: " + ns + "\nwatch_endpoint_slices: true\n"
+	t.Setenv("KDISC_E2E_NODE", "node-1")
+	def := startGo(t, singleConfig(c.KdiscCluster(base+"zone: a\n")))
+	noded := startGo(t, singleConfig(c.KdiscCluster(base+"zone: a\nnode: ${KDISC_E2E_NODE}\n")))
+	for _, d := range []*kdisc.Discovery{def, noded} {
+		waitHosts(t, d, ns+"/term:http", "10.96.3.1:8080/50", "10.96.3.2:8080/50") // never on the fallback
+	}
+	for _, tc := range []struct {
+		service    string
+		def, noded []string
+	}{
+		{"same:http", []string{"10.96.0.1:8080/50", "10.96.0.2:8080/50"}, []string{"10.96.0.1:8080/50", "10.96.0.3:8080/50"}},
+		{"elsewhere:http", []string{"10.96.1.1:8080/50"}, []string{"10.96.1.1:8080/50"}}, // none for node-1: zone a
+		{"partial:http", []string{"10.96.2.2:8080/50"}, []string{"10.96.2.2:8080/50"}},   // not all node-hinted: zone a
+	} {
+		assert.Equal(t, tc.def, hosts(def, ns+"/"+tc.service), "zone a, no node: %s", tc.service)
+		assert.Equal(t, tc.noded, hosts(noded, ns+"/"+tc.service), "zone a, node-1: %s", tc.service)
+	}
+}
+
+// TestOneEndpointPerAddressE2E: a pod IP reused while the old pod
+// terminates is listed in two slices; the listing that is not terminating
+// wins (kube-proxy's pkg/proxy/endpointslicecache.go), whichever slice the
+// apiserver stored first.
+func TestOneEndpointPerAddressE2E(t *testing.T) {
+	c := cluster(t)
+	ns := namespace(t, c.APIServer, "e2e-reuse")
+	http := []kubetest.SlicePort{kubetest.Port("http", 8080)}
+	apply := func(slice, svc string, eps ...kubetest.PodEndpoint) {
+		t.Helper()
+		_, err := c.ApplyControllerSlice(ctx(t), ns, kubetest.ControllerSlice{Name: slice, Service: svc, Ports: http, Endpoints: eps})
+		require.NoError(t, err)
+	}
+	const r, s, term = true, true, true
+	old := kubetest.PodEndpoint{IP: "10.97.0.1", NodeName: "node-1", Pod: "web-old"}.Conditions(!r, s, term)
+	starting := kubetest.PodEndpoint{IP: "10.97.0.1", NodeName: "node-2", Pod: "web-new"}.Conditions(!r, !s, !term)
+	other := kubetest.PodEndpoint{IP: "10.97.0.9", NodeName: "node-3", Pod: "web-other"}.Conditions(!r, s, term)
+	apply("a-old", "a", old)
+	apply("a-new", "a", starting)
+	apply("b-new", "b", starting)
+	apply("b-old", "b", old)
+	apply("c-old", "c", old, other)
+	apply("c-new", "c", starting)
+
+	d := startGo(t, singleConfig(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\nwatch_endpoint_slices: true\nnode_detail: true\n")))
+	for _, svc := range []string{"a", "b"} {
+		_, a := d.Lookup(nil, ns+"/"+svc+":http")
+		assert.Equal(t, "empty", a.String(), "%s: the new pod is starting; the old one's terminating listing is not served", svc)
+	}
+	assert.Equal(t, []string{"10.97.0.9:8080/50"}, hosts(d, ns+"/c:http"), "the fallback serves only the pod that owns its IP")
+
+	// The new pod becomes ready: served once, as the new pod.
+	ready := starting.Conditions(r, s, !term)
+	apply("a-new", "a", ready)
+	apply("b-new", "b", ready)
+	for _, svc := range []string{"a", "b"} {
+		waitHosts(t, d, ns+"/"+svc+":http", "10.97.0.1:8080/50")
+		detail, ok := d.Detail(ns + "/" + svc)
+		require.True(t, ok)
+		require.Len(t, detail, 1, svc)
+		assert.Equal(t, "node-2", detail[0].NodeName, svc)
+		require.NotNil(t, detail[0].TargetRef, svc)
+		assert.Equal(t, "web-new", detail[0].TargetRef.Name, svc)
+	}
+}
+
+// TestTruncatedEndpointsE2E: an Endpoints object annotated
+// endpoints.kubernetes.io/over-capacity: truncated (written here: no
+// Endpoints controller runs) is served, warned about once naming the
+// service and watch_endpoint_slices, and counted in /metrics while the
+// annotation stays.
+func TestTruncatedEndpointsE2E(t *testing.T) {
+	c := cluster(t)
+	ns := namespace(t, c.APIServer, "e2e-trunc")
+	apply := func(annotations map[string]string, ips ...string) {
+		t.Helper()
+		addrs := []map[string]any{}
+		for _, ip := range ips {
+			addrs = append(addrs, map[string]any{"ip": ip})
+		}
+		_, err := c.Apply(ctx(t), map[string]any{
+			"apiVersion": "v1", "kind": "Endpoints",
+			"metadata": map[string]any{"name": "big", "namespace": ns, "annotations": annotations},
+			"subsets":  []any{map[string]any{"addresses": addrs, "ports": []any{map[string]any{"name": "http", "port": 80, "protocol": "TCP"}}}},
+		})
+		require.NoError(t, err)
+	}
+	truncated := map[string]string{"endpoints.kubernetes.io/over-capacity": "truncated"}
+	apply(truncated, "10.98.0.1", "10.98.0.2")
+
+	d := newDaemon(t, singleConfig(c.KdiscCluster("namespace_selector:\n  equal: "+ns+"\n")))
+	d.Start()
+	d.WaitReady(20 * time.Second)
+	d.waitNodes(ns+"/big:http", nodesJSON(50, "10.98.0.1:80", "10.98.0.2:80"))
+	gauge := func(want string) {
+		t.Helper()
+		eventually(t, 20*time.Second, "kdisc_services_truncated "+want, func() (bool, string) {
+			_, m := d.Get("/metrics")
+			return strings.Contains(m, `kdisc_services_truncated{cluster=""} `+want+"\n"), m
+		})
+	}
+	gauge("1")
+	logs := d.Logs()
+	assert.Equal(t, 1, strings.Count(logs, "Endpoints truncated"), logs)
+	assert.Contains(t, logs, "service="+ns+"/big")
+	assert.Contains(t, logs, "watch_endpoint_slices: true")
+
+	apply(truncated, "10.98.0.1", "10.98.0.3") // still truncated: no second warning
+	d.waitNodes(ns+"/big:http", nodesJSON(50, "10.98.0.1:80", "10.98.0.3:80"))
+	gauge("1")
+	apply(nil, "10.98.0.1", "10.98.0.3") // the annotation goes
+	gauge("0")
+	assert.Equal(t, 1, strings.Count(d.Logs(), "Endpoints truncated"), "once per service")
 }

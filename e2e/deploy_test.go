@@ -110,6 +110,7 @@ func TestDeployManifests(t *testing.T) {
 		t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
 		t.Setenv("KUBERNETES_SERVICE_PORT", "443")
 		t.Setenv("NODE_ZONE", "zone-a")
+		t.Setenv("NODE_NAME", "node-a")
 		n := 0
 		for _, d := range docs {
 			if d.obj["kind"] != "ConfigMap" {
@@ -226,16 +227,24 @@ func mebibytes(t *testing.T, q any) int {
 // (runs without a cluster): kdisc non-root, read-only root, no
 // capabilities, probes on -health only, memory limits that include
 // 2 x shared_size, tables in a folder kdisc owns; the sidecar native and
-// on a memory emptyDir; the DaemonSet's zone from the node label.
+// on a memory emptyDir; the DaemonSet's zone from the node label; both
+// with node: ${NODE_NAME} from spec.nodeName.
 func TestDeployManifestsShape(t *testing.T) {
 	const uid = 65532
 	templates := map[string]map[string]any{}
+	configs := map[string]string{} // config.yaml by the file it is in
 	for _, d := range readManifests(t) {
 		if k := d.obj["kind"].(string); k == "Deployment" || k == "DaemonSet" {
 			templates[k] = dig(d.obj, "spec", "template", "spec").(map[string]any)
+		} else if k == "ConfigMap" {
+			text, _ := dig(d.obj, "data", "config.yaml").(string)
+			configs[d.file] += text
 		}
 	}
 	require.Len(t, templates, 2)
+	for _, file := range []string{"daemonset.yaml", "sidecar.yaml"} {
+		assert.Regexp(t, `(?m)^ +node: \$\{NODE_NAME\}$`, configs[file], "%s: node hints for the pod's node", file)
+	}
 	for kind, pod := range templates {
 		t.Run(kind, func(t *testing.T) {
 			kd := named(pod["containers"], "kdisc")
@@ -260,6 +269,7 @@ func TestDeployManifestsShape(t *testing.T) {
 				assert.Contains(t, fmt.Sprint(prep["command"]), fmt.Sprintf("chown -h %d:%d", uid, uid))
 				assert.Equal(t, []any{"CHOWN"}, dig(prep, "securityContext", "capabilities", "add"))
 			}
+			assert.Equal(t, "spec.nodeName", dig(named(kd["env"], "NODE_NAME"), "valueFrom", "fieldRef", "fieldPath"))
 			sc := kd["securityContext"]
 			assert.Equal(t, true, dig(sc, "runAsNonRoot"))
 			assert.EqualValues(t, uid, dig(sc, "runAsUser"))

@@ -1,12 +1,18 @@
 package listwatch
 
 import (
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/shm"
 )
 
@@ -216,8 +222,12 @@ func TestZoneHints(t *testing.T) {
 			[]string{"10.0.0.1", "10.0.0.2"}},
 		{"hints of endpoints not served do not count", []endpoint{ep("10.0.0.1", true, true, false, "a"), ep("10.0.0.2", true, true, false, "b"), ep("10.0.0.9", false, true, true)},
 			[]string{"10.0.0.1"}},
-		{"fallback endpoints are filtered too", []endpoint{ep("10.0.0.1", false, true, true, "a"), ep("10.0.0.2", false, true, true, "b")},
-			[]string{"10.0.0.1"}},
+		// kube-proxy reads hints from ready endpoints only, and with none
+		// ready serves every serving and terminating one, hints unread
+		// (pkg/proxy/topology.go: topologyModeFromHints returns "" without
+		// a ready endpoint; the fallback filter checks no topology).
+		{"hints never apply to the fallback", []endpoint{ep("10.0.0.1", false, true, true, "a"), ep("10.0.0.2", false, true, true, "b")},
+			[]string{"10.0.0.1", "10.0.0.2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSliceServices(50)
@@ -229,6 +239,68 @@ func TestZoneHints(t *testing.T) {
 			assert.Len(t, hostsOf(value(s, "shop/web"), "http"), len(servedAll(c.eps)), "no zone set: all")
 		})
 	}
+}
+
+// forNodes is e with node hints (hints.forNodes).
+func forNodes(e endpoint, nodes ...string) endpoint {
+	e.forNodes = nodes
+	return e
+}
+
+// Node hints (trafficDistribution: PreferSameNode) come before zone hints,
+// as in kube-proxy's topologyModeFromHints (pkg/proxy/topology.go): if
+// every ready endpoint has node hints and one names this node, only those
+// are served; otherwise the zone rule decides.
+func TestNodeHints(t *testing.T) {
+	const r, s, term = true, true, true
+	for _, c := range []struct {
+		name       string
+		node, zone string
+		eps        []endpoint
+		want       []string
+	}{
+		{"all node-hinted, some for my node", "n1", "a", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term, "a"), "n1"), forNodes(ep("10.0.0.2", r, s, !term, "a"), "n2"), forNodes(ep("10.0.0.3", r, s, !term, "b"), "n1")},
+			[]string{"10.0.0.1", "10.0.0.3"}},
+		{"node hints win over zone hints", "n2", "b", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term, "a"), "n1"), forNodes(ep("10.0.0.2", r, s, !term, "a"), "n2"), forNodes(ep("10.0.0.3", r, s, !term, "b"), "n3")},
+			[]string{"10.0.0.2"}},
+		{"none for my node: the zone rule", "n9", "a", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term, "a"), "n1"), forNodes(ep("10.0.0.2", r, s, !term, "b"), "n2")},
+			[]string{"10.0.0.1"}},
+		{"not all node-hinted: the zone rule", "n1", "b", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term, "a"), "n1"), ep("10.0.0.2", r, s, !term, "b")},
+			[]string{"10.0.0.2"}},
+		{"not all node-hinted, no zone: all", "n1", "", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term), "n1"), ep("10.0.0.2", r, s, !term)},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"none for my node, no zone: all", "n9", "", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term), "n1"), forNodes(ep("10.0.0.2", r, s, !term), "n2")},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"hints of endpoints not ready do not count", "n1", "", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term), "n1"), forNodes(ep("10.0.0.2", r, s, !term), "n2"), ep("10.0.0.3", !r, s, !term), ep("10.0.0.4", !r, s, term)},
+			[]string{"10.0.0.1"}},
+		{"node unset: node hints unread", "", "", []endpoint{
+			forNodes(ep("10.0.0.1", r, s, !term), "n1"), forNodes(ep("10.0.0.2", r, s, !term), "n2")},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+		{"never on the fallback", "n1", "a", []endpoint{
+			forNodes(ep("10.0.0.1", !r, s, term, "a"), "n1"), forNodes(ep("10.0.0.2", !r, s, term, "b"), "n2")},
+			[]string{"10.0.0.1", "10.0.0.2"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sv := newSliceServices(50)
+			sv.node, sv.zone = c.node, c.zone
+			require.NoError(t, sv.set(webSlice("web-1", c.eps...), func(string) {}))
+			assert.Equal(t, c.want, hostsOf(value(sv, "shop/web"), "http"))
+		})
+	}
+}
+
+func TestDecodeNodeHints(t *testing.T) {
+	o := decode(t, conditionsSliceJSON)
+	require.Len(t, o.endpoints, 4)
+	assert.Equal(t, []string{"n1"}, o.endpoints[0].forNodes)
+	assert.Nil(t, o.endpoints[2].forNodes, "empty hints: no node")
 }
 
 func servedAll(eps []endpoint) []endpoint {
@@ -307,4 +379,170 @@ func TestNodeDetailSlices(t *testing.T) {
 	h2 := start(t, api2, o)
 	h2.waitHosts("shop/web:http", "10.0.0.1:80")
 	assert.Equal(t, "", h2.detail("shop/web"))
+}
+
+// One endpoint per address and port. When a pod IP is reused while the old
+// pod terminates, the address is listed twice: kube-proxy keeps one
+// endpoint and prefers the listing that is not terminating
+// (pkg/proxy/endpointslicecache.go, addEndpoints: a listing replaces one
+// seen before unless it is terminating). Where both are not terminating,
+// the ready one wins (kube-proxy keeps whichever came last), so that the
+// answer does not depend on the order of events. Each case is applied in
+// both orders, as two slices and as one.
+func TestOneEndpointPerAddressAndPort(t *testing.T) {
+	const r, s, term = true, true, true
+	withInfo := func(e endpoint, pod string) endpoint {
+		e.info = &nodeInfo{kind: "Pod", name: pod}
+		return e
+	}
+	for _, c := range []struct {
+		name       string
+		zone       string
+		old, new   endpoint
+		others     []endpoint
+		want       []string
+		wantDetail string
+	}{
+		{"new pod starting: the old one's terminating listing is not served", "",
+			ep("10.0.0.5", !r, s, term), ep("10.0.0.5", !r, !s, !term), nil,
+			[]string{}, `[]`},
+		{"new pod starting, another pod terminating: the fallback serves only that one", "",
+			ep("10.0.0.5", !r, s, term), ep("10.0.0.5", !r, !s, !term), []endpoint{ep("10.0.0.7", !r, s, term)},
+			[]string{"10.0.0.7"}, `[{"host":"10.0.0.7","port":80}]`},
+		{"new pod ready: served once, as the new pod", "",
+			withInfo(ep("10.0.0.5", !r, s, term), "old"), withInfo(ep("10.0.0.5", r, s, !term), "new"), nil,
+			[]string{"10.0.0.5"}, `[{"host":"10.0.0.5","port":80,"target_ref":{"kind":"Pod","name":"new"}}]`},
+		{"both not terminating: the ready one wins", "",
+			withInfo(ep("10.0.0.5", !r, s, !term), "moved-stale"), withInfo(ep("10.0.0.5", r, s, !term), "moved"), nil,
+			[]string{"10.0.0.5"}, `[{"host":"10.0.0.5","port":80,"target_ref":{"kind":"Pod","name":"moved"}}]`},
+		{"the winner's hints count, the loser's do not", "a",
+			ep("10.0.0.5", !r, s, term), ep("10.0.0.5", r, s, !term, "a"), []endpoint{ep("10.0.0.6", r, s, !term, "b")},
+			[]string{"10.0.0.5"}, `[{"host":"10.0.0.5","port":80}]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, order := range []string{"old first", "new first"} {
+				first, second := c.old, c.new
+				if order == "new first" {
+					first, second = second, first
+				}
+				sliced := newSliceServices(50)
+				one := newSliceServices(50)
+				for _, sv := range []*sliceServices{sliced, one} {
+					sv.zone, sv.withDetail = c.zone, true
+				}
+				require.NoError(t, sliced.set(webSlice("web-1", append([]endpoint{first}, c.others...)...), func(string) {}))
+				require.NoError(t, sliced.set(webSlice("web-2", second), func(string) {}))
+				require.NoError(t, one.set(webSlice("web-1", append([]endpoint{first, second}, c.others...)...), func(string) {}))
+				for name, sv := range map[string]*sliceServices{"two slices": sliced, "one slice": one} {
+					assert.Equal(t, c.want, hostsOf(value(sv, "shop/web"), "http"), "%s, %s", name, order)
+					assert.Equal(t, c.wantDetail, string(sv.detail("shop/web")), "%s, %s", name, order)
+				}
+			}
+		})
+	}
+}
+
+// truncatedEndpoints is ns/name with ips on http:port, marked as the
+// Endpoints controller marks a list it cut at 1,000 addresses.
+func truncatedEndpoints(ns, name string, port int32, ips ...string) *fakeapi.Endpoints {
+	e := endpoints(ns, name, port, ips...)
+	e.Metadata.Annotations = map[string]string{"endpoints.kubernetes.io/over-capacity": "truncated"}
+	return e
+}
+
+// A truncated Endpoints object is served as it is, with one warning per
+// service for the Watcher's life (naming the service and the way out) and
+// a gauge of the services truncated now, which falls when the annotation
+// goes and does not count a service twice across a relist.
+func TestTruncatedEndpointsWarnOnceAndCount(t *testing.T) {
+	api := fakeapi.New(t)
+	api.PutEndpoints(truncatedEndpoints("default", "big", 80, "10.0.0.1"))
+	api.PutEndpoints(endpoints("default", "small", 80, "10.0.0.9"))
+	var logs kdisctest.LogBuffer
+	o := fastOptions()
+	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	h := start(t, api, o)
+	h.waitHosts("default/big:http", "10.0.0.1:80")
+	truncated := func(n int64) {
+		t.Helper()
+		eventually(t, "the truncated gauge says "+strconv.FormatInt(n, 10), func() bool { return h.w.Stats().Truncated.Load() == n })
+	}
+	warnings := func() int { return strings.Count(logs.String(), "Endpoints truncated") }
+	truncated(1)
+	assert.Equal(t, 1, warnings())
+	line := logs.String()
+	assert.Contains(t, line, "service=default/big")
+	assert.Contains(t, line, "watch_endpoint_slices: true")
+	api.WaitWatchers(1)
+
+	api.PutEndpoints(truncatedEndpoints("default", "big", 80, "10.0.0.1", "10.0.0.2")) // still truncated
+	h.waitHosts("default/big:http", "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, int64(1), h.w.Stats().Truncated.Load())
+	api.PutEndpoints(truncatedEndpoints("default", "other", 80, "10.0.1.1"))
+	h.waitHosts("default/other:http", "10.0.1.1:80")
+	truncated(2)
+	assert.Equal(t, 2, warnings(), "one warning per service")
+
+	// The annotation goes (scaled below 1,000): so does the count; it
+	// comes back: counted, not warned again.
+	api.PutEndpoints(endpoints("default", "big", 80, "10.0.0.1", "10.0.0.2")) // only the annotation changed
+	truncated(1)
+	api.PutEndpoints(truncatedEndpoints("default", "big", 80, "10.0.0.1", "10.0.0.2"))
+	truncated(2)
+	assert.Equal(t, 2, warnings(), "once per service")
+
+	// A relist counts what it lists, once.
+	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+	api.CloseWatches()
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Fault != "" }, 1)
+	api.DeleteEndpoints("default", "other")
+	api.Compact()
+	api.ClearFaults()
+	h.waitAnswer("default/other:http", shm.Unknown)
+	truncated(1)
+	assert.Equal(t, 2, warnings())
+	api.WaitWatchers(1)
+	api.DeleteEndpoints("default", "big")
+	h.waitAnswer("default/big:http", shm.Unknown)
+	truncated(0)
+}
+
+// build makes a service's entries in sortEntries' order without sorting
+// them again, one per port and node: checked on random services of every
+// address type, port layout and condition.
+func TestSliceBuildEntriesSorted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	addrs := map[string][]string{
+		"IPv4": {"10.0.0.1", "10.0.0.2", "10.0.0.10", "9.1.1.1", "100.1.1.1", "10.0.1.1"},
+		"IPv6": {"fd00::1", "fd00::2", "fd00::10", "2001:db8::1"},
+		"FQDN": {"a.example.com", "b.example.com", "a.example.org"},
+	}
+	portSets := [][]port{{{name: "http", number: 80}}, {{name: "http", number: 8080}, {name: "", number: 9090}}, {{name: "b", number: 1}, {name: "a", number: 2}}, {}}
+	for i := range 300 {
+		s := newSliceServices(50)
+		s.zone, s.node, s.withDetail = "a", "n1", i%2 == 0
+		for n := range 1 + rng.IntN(4) {
+			typ := []string{"IPv4", "IPv6", "FQDN"}[rng.IntN(3)]
+			o := &object{namespace: "shop", name: "web-" + strconv.Itoa(n), serviceName: "web", addressType: typ, ports: portSets[rng.IntN(len(portSets))]}
+			for range rng.IntN(6) {
+				e := endpoint{addresses: []string{addrs[typ][rng.IntN(len(addrs[typ]))]}, ready: rng.IntN(2) == 0, serving: rng.IntN(2) == 0, terminating: rng.IntN(2) == 0}
+				if rng.IntN(2) == 0 {
+					e.zones, e.forNodes = []string{"a"}, []string{"n" + strconv.Itoa(rng.IntN(2))}
+				}
+				if rng.IntN(2) == 0 {
+					e.info = &nodeInfo{name: "p" + strconv.Itoa(rng.IntN(3))}
+				}
+				o.endpoints = append(o.endpoints, e)
+			}
+			require.NoError(t, s.set(o, func(string) {}))
+		}
+		require.True(t, s.build("shop/web"))
+		sorted := slices.Clone(s.entries)
+		sortEntries(sorted)
+		require.Equal(t, sorted, s.entries, "case %d", i)
+		for j := 1; j < len(s.entries); j++ {
+			a, b := s.entries[j-1], s.entries[j]
+			require.False(t, a.port == b.port && a.declared == b.declared && a.node == b.node, "case %d: %v listed twice", i, b)
+		}
+	}
 }

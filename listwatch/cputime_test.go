@@ -8,7 +8,7 @@ import (
 
 // cpuTimer reports a benchmark's process CPU time per op beside its wall
 // time: on a shared machine wall time swings with other load, the CPU the
-// benchmark itself used much less (the README's Benchmarks section).
+// benchmark itself used much less (bench/README.md).
 type cpuTimer struct{ start time.Duration }
 
 func startCPU(b *testing.B) *cpuTimer {

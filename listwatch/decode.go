@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	jsoniter "github.com/json-iterator/go"
-
-	"github.com/kdisc/kdisc/apiserver"
 )
 
 // The decoders below read only what discovery needs, with the byte-level
@@ -27,10 +23,10 @@ type object struct {
 	namespace, name string
 	resourceVersion string
 	serviceName     string // EndpointSlice label kubernetes.io/service-name
-	// overCapacity is the Endpoints annotation
-	// endpoints.kubernetes.io/over-capacity ("truncated" when the
-	// controller cut the addresses at 1000), "" when absent.
-	overCapacity string
+	// truncated (Endpoints): annotated endpoints.kubernetes.io/over-capacity:
+	// truncated, the Endpoints controller's mark of a list it cut at 1,000
+	// addresses.
+	truncated bool
 
 	subsets []subset // Endpoints
 
@@ -51,7 +47,7 @@ type endpoint struct {
 	serving     bool      // conditions.serving; absent means serving
 	terminating bool      // conditions.terminating; absent means not terminating
 	zones       []string  // hints.forZones names
-	forNodes    []string  // hints.forNodes names
+	forNodes    []string  // hints.forNodes names (trafficDistribution: PreferSameNode)
 	info        *nodeInfo // with node detail; nil when nothing is known
 }
 
@@ -68,7 +64,10 @@ type port struct {
 }
 
 const (
-	serviceNameLabel       = "kubernetes.io/service-name"
+	serviceNameLabel = "kubernetes.io/service-name"
+	// overCapacityAnnotation, with the value "truncated", marks an
+	// Endpoints object whose addresses the Endpoints controller cut at
+	// 1,000 (an EndpointSlice has no such limit).
 	overCapacityAnnotation = "endpoints.kubernetes.io/over-capacity"
 )
 
@@ -200,7 +199,7 @@ func readMetadata(s *scanner, o *object) {
 		case "annotations":
 			for ok := s.open('{'); ok; ok = s.more('}') {
 				if s.key() == overCapacityAnnotation {
-					o.overCapacity = s.optStr()
+					o.truncated = s.optStr() == "truncated"
 				} else {
 					s.skip()
 				}
@@ -307,7 +306,8 @@ func readEndpoint(s *scanner, e *endpoint, detail bool) {
 	}
 }
 
-// readNames appends the names of a list of {"name": ...} (hints).
+// readNames appends the names of a list of {"name": ...} (hints.forZones,
+// hints.forNodes).
 func readNames(s *scanner, names []string) []string {
 	for ok := s.open('['); ok; ok = s.more(']') {
 		for ok := s.open('{'); ok; ok = s.more('}') {
@@ -574,10 +574,4 @@ func eventType(t string) string {
 		}
 	}
 	return strings.Clone(t)
-}
-
-// readJSONStatus reads the JSON Status of a watch ERROR event into se and
-// returns its code, 0 when absent.
-func readJSONStatus(raw []byte, se *apiserver.StatusError) int {
-	return apiserver.ReadStatus(jsoniter.ParseBytes(jsoniter.ConfigDefault, raw), se)
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 
+	jsoniter "github.com/json-iterator/go"
+
 	"github.com/kdisc/kdisc/apiserver"
 	"github.com/kdisc/kdisc/internal/protowire"
 )
@@ -105,7 +107,7 @@ func readProtoMeta(d *protowire.Decoder, o *object) {
 			}
 		case metaAnnotations:
 			if k, v := readMapEntry(d); k == overCapacityAnnotation {
-				o.overCapacity = v
+				o.truncated = v == "truncated"
 			}
 		default:
 			d.Skip() // managedFields, ownerReferences, ...
@@ -487,4 +489,10 @@ func readEventStatus(raw []byte, se *apiserver.StatusError) int {
 		return code
 	}
 	return readJSONStatus(raw, se)
+}
+
+// readJSONStatus reads the JSON Status of a watch ERROR event into se and
+// returns its code, 0 when absent.
+func readJSONStatus(raw []byte, se *apiserver.StatusError) int {
+	return apiserver.ReadStatus(jsoniter.ParseBytes(jsoniter.ConfigDefault, raw), se)
 }

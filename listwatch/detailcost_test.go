@@ -13,7 +13,7 @@ import (
 // services of 3 IPv4 pods on one port, stored as the watcher stores them
 // (with and without their detail), compared by Stats().UsedBytes. The
 // detail is realistic: a node name, a zone, and a Pod targetRef with a
-// ReplicaSet-style name and a UID. The numbers are in the README (node_detail).
+// ReplicaSet-style name and a UID. The numbers are in docs/configuration.md (node_detail).
 func TestDetailTableCost(t *testing.T) {
 	const services, addrs = 1000, 3
 	for _, c := range []struct {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -241,6 +242,9 @@ type refObject struct {
 		Namespace       string            `json:"namespace"`
 		ResourceVersion string            `json:"resourceVersion"`
 		Labels          map[string]string `json:"labels"`
+		Annotations     struct {
+			OverCapacity string `json:"endpoints.kubernetes.io/over-capacity"`
+		} `json:"annotations"`
 	} `json:"metadata"`
 	AddressType string `json:"addressType"`
 }
@@ -260,7 +264,7 @@ func caseVariantKeys(data []byte, keys ...string) bool {
 }
 
 // refKeys are the keys refObject reads.
-var refKeys = []string{"metadata", "name", "namespace", "resourceVersion", "labels", "addressType"}
+var refKeys = []string{"metadata", "name", "namespace", "resourceVersion", "labels", "annotations", overCapacityAnnotation, "addressType"}
 
 // FuzzDecodeObjectAgreesWithEncodingJSON: on valid JSON, an object the
 // scanner accepts is one encoding/json accepts too, with the same names
@@ -270,6 +274,7 @@ func FuzzDecodeObjectAgreesWithEncodingJSON(f *testing.F) {
 	f.Add([]byte(sliceJSON))
 	f.Add([]byte(`{"metadata":{"name":"a\"b\\\\","namespace":"\u00e9\ud83d\ude00","x":["\\\"",{"y":"}"}]}}`))
 	f.Add([]byte(`{"kind":"x","metadata":{"annotations":{"a":"{[\"]}"},"name":"n","namespace":"s","labels":{"kubernetes.io/service-name":"w"}},"addressType":"IPv4"}`))
+	f.Add([]byte(`{"metadata":{"name":"n","namespace":"s","annotations":{"endpoints.kubernetes.io/over-capacity":"truncated"}},"subsets":[]}`))
 	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json") {
 		_, _ = readList(bytes.NewReader(b), func(raw []byte) { f.Add(bytes.Clone(raw)) })
 	}
@@ -285,8 +290,9 @@ func FuzzDecodeObjectAgreesWithEncodingJSON(f *testing.F) {
 		if err := json.Unmarshal(data, &ref); err != nil {
 			t.Fatalf("scanner accepted what encoding/json refuses (%v): %q", err, data)
 		}
-		got := [...]string{o.namespace, o.name, o.resourceVersion, o.serviceName, o.addressType}
-		want := [...]string{ref.Metadata.Namespace, ref.Metadata.Name, ref.Metadata.ResourceVersion, ref.Metadata.Labels[serviceNameLabel], ref.AddressType}
+		got := [...]string{o.namespace, o.name, o.resourceVersion, o.serviceName, o.addressType, strconv.FormatBool(o.truncated)}
+		want := [...]string{ref.Metadata.Namespace, ref.Metadata.Name, ref.Metadata.ResourceVersion, ref.Metadata.Labels[serviceNameLabel], ref.AddressType,
+			strconv.FormatBool(ref.Metadata.Annotations.OverCapacity == "truncated")}
 		if got != want {
 			t.Fatalf("scanner read %q, encoding/json %q, from %q", got, want, data)
 		}

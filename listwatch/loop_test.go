@@ -220,6 +220,29 @@ func TestMalformedRelistKeepsOldValueUntilDeleted(t *testing.T) {
 	assert.Equal(t, []string{"10.0.0.3:80"}, l.hosts("default/web:http"))
 }
 
+// A relist that finds one of a service's slices malformed and another
+// changed writes the merged value (the malformed slice's last good version
+// with the other slice's new one) at once. It was skipped before: the
+// service's key was kept as it was served, so the relist's merge was never
+// written and the service stayed stale until a later event touched it
+// (issue 15).
+func TestRelistWritesServiceWithMalformedSliceWhenOthersChanged(t *testing.T) {
+	o := scriptOptions()
+	o.EndpointSlices = true
+	bad := `{"metadata":{"name":"web-1","namespace":"default","resourceVersion":"15","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":"10.9.9.9"}]}`
+	l := runScript(t, o,
+		listOK("10", sliceObj("default", "web-1", "web", "9", "10.0.0.1"), sliceObj("default", "web-2", "web", "9", "10.0.0.2")),
+		watchEvents(io.EOF, errorEvent(410, "Expired", "too old resource version: 10 (15)", "")),
+		listOK("20", bad, sliceObj("default", "web-2", "web", "16", "10.0.0.3")),
+		watchEvents(nil),
+	)
+	// The second watch opens once the relist is applied.
+	l.clock.runUntil(t, "the relist applied", func() bool { return l.lw.count(VerbWatch) == 2 })
+	assert.Equal(t, uint64(1), l.w.Stats().Skipped.Load())
+	assert.Equal(t, []string{"10.0.0.1:80", "10.0.0.3:80"}, l.hosts("default/web:http"),
+		"web-1's last good version and web-2's new one")
+}
+
 // A continue token that expires restarts the list once; when that one
 // expires too, one unpaginated LIST (no limit) is made, as client-go does.
 // Before, the list restarted three times and then backed off with no

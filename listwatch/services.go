@@ -39,6 +39,9 @@ type services interface {
 	// name) into this state: a relist that finds o malformed keeps o's
 	// last good version, so that o's later DELETED event still removes it.
 	carry(from services, o *object)
+	// truncated is how many services are served from an Endpoints object
+	// the Endpoints controller truncated (over-capacity); 0 for slices.
+	truncated() int
 }
 
 // serviceOptions say how objects become nodes.
@@ -47,9 +50,11 @@ type serviceOptions struct {
 	// fallback (EndpointSlices): a port with no ready endpoint serves the
 	// endpoints that are serving and terminating, as kube-proxy does.
 	fallback bool
-	// zone (EndpointSlices), when set: if every endpoint served for a
-	// port has zone hints and one is for zone, only those are served.
-	zone       string
+	// node and zone (EndpointSlices), when set: if every ready endpoint of
+	// a port has node hints and one is for node, only those are served;
+	// else the same with zone hints and zone. Hints never apply to the
+	// fallback.
+	node, zone string
 	withDetail bool // keep node detail (nodeName, zone, targetRef)
 }
 
@@ -163,6 +168,11 @@ type endpointsServices struct {
 	byKey   map[string][]byte
 	details map[string][]byte // with node detail
 	names   *interner
+	// overCapacity: the services whose Endpoints object is truncated now
+	// (object.truncated); onTruncated, when set, hears each one that
+	// becomes so.
+	overCapacity map[string]struct{}
+	onTruncated  func(key string)
 
 	// Reused by set and value: what they return is valid until the next
 	// call.
@@ -187,7 +197,8 @@ type entry struct {
 }
 
 func newEndpointsServices(weight uint32) *endpointsServices {
-	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner()}
+	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner(),
+		overCapacity: map[string]struct{}{}}
 }
 
 func (s *endpointsServices) set(o *object, changed func(string)) error {
@@ -220,6 +231,7 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 		detail = detailJSON(s.entries)
 	}
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	s.noteTruncated(o.truncated)
 	n := len(s.key)
 	v, had := s.byKey[string(s.key)]
 	if had && bytes.Equal(v[n:], s.packed) && bytes.Equal(s.details[string(s.key)], detail) {
@@ -243,8 +255,26 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 	return nil
 }
 
+// noteTruncated records whether the service of s.key is truncated now.
+func (s *endpointsServices) noteTruncated(truncated bool) {
+	_, was := s.overCapacity[string(s.key)]
+	switch {
+	case truncated && !was:
+		key := string(s.key)
+		s.overCapacity[key] = struct{}{}
+		if s.onTruncated != nil {
+			s.onTruncated(key)
+		}
+	case !truncated && was:
+		delete(s.overCapacity, string(s.key))
+	}
+}
+
+func (s *endpointsServices) truncated() int { return len(s.overCapacity) }
+
 func (s *endpointsServices) remove(o *object, changed func(string)) {
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	delete(s.overCapacity, string(s.key))
 	if v, ok := s.byKey[string(s.key)]; ok {
 		key := keyOf(v, len(s.key))
 		delete(s.byKey, key)
@@ -273,6 +303,9 @@ func (s *endpointsServices) carry(from services, o *object) {
 		s.byKey[key] = c
 		if d, ok := f.details[key]; ok {
 			s.details[key] = d
+		}
+		if _, ok := f.overCapacity[key]; ok {
+			s.overCapacity[strings.Clone(key)] = struct{}{}
 		}
 	}
 }
@@ -479,13 +512,16 @@ type sliceServices struct {
 
 	// Reused by set and value: what value returns is valid until its next
 	// call.
-	id, svc []byte
-	next    slice
-	built   *service // whose merge s.entries holds; nil after any change
-	cands   []portNode
-	entries []entry
-	ports   []shm.Port
-	nodes   []shm.Node
+	id, svc  []byte
+	next     slice
+	built    *service // whose merge s.entries holds; nil after any change
+	declared []string // ports, while a service is built
+	cands    []portNode
+	keys     []candKey  // cands in order, sorted instead of them
+	sorted   []portNode // cands in keys' order
+	entries  []entry
+	ports    []shm.Port
+	nodes    []shm.Node
 }
 
 // service is the slices of one service.
@@ -504,10 +540,10 @@ type slice struct {
 	infos   []*nodeInfo  // with node detail: per node
 }
 
-// packedNode is one address and port of a slice that may be served (a
-// ready endpoint's, or with the fallback a serving and terminating one's)
-// in 22 bytes: the nodes of every slice are most of what kdisc keeps in
-// its heap.
+// packedNode is one address and port of a slice that may be served or
+// may stand in the way of another listing of the same address and port
+// (see contribution), in 22 bytes: the nodes of every slice are most of
+// what kdisc keeps in its heap.
 type packedNode struct {
 	ip    [16]byte // an IPv4 address in the first 4 (pnIPv4)
 	num   uint16   // the port number
@@ -517,11 +553,14 @@ type packedNode struct {
 }
 
 const (
-	pnIPv4    = 1 << iota
-	pnFQDN    // the address is a DNS name
-	pnReady   // else serving and terminating
-	pnHinted  // has hints.forZones
-	pnForZone // hints.forZones names the configured zone
+	pnIPv4        = 1 << iota
+	pnFQDN        // the address is a DNS name
+	pnReady       // conditions.ready
+	pnTerminating // conditions.terminating (and serving, unless ready)
+	pnHinted      // has hints.forZones
+	pnForZone     // hints.forZones names the configured zone
+	pnNodeHinted  // has hints.forNodes
+	pnForNode     // hints.forNodes names the configured node
 )
 
 // candidate returns node i of sl, unpacked.
@@ -536,7 +575,11 @@ func (sl *slice) candidate(i int, weight uint32) portNode {
 	default:
 		n.Addr = netip.AddrFrom16(p.ip)
 	}
-	pn := portNode{port: sl.ports[p.port], node: n, ready: p.flags&pnReady != 0, hinted: p.flags&pnHinted != 0, forZone: p.flags&pnForZone != 0}
+	pn := portNode{port: sl.ports[p.port], node: n, flags: p.flags}
+	if p.flags&pnIPv4 != 0 {
+		pn.order = uint64(octetRank[p.ip[0]])<<48 | uint64(octetRank[p.ip[1]])<<40 | uint64(octetRank[p.ip[2]])<<32 |
+			uint64(octetRank[p.ip[3]])<<24 | uint64(p.num)<<8 | 1
+	}
 	if sl.infos != nil {
 		pn.info = sl.infos[i]
 	}
@@ -551,13 +594,43 @@ func (sl *slice) sameAs(next *slice) bool {
 
 // portNode is a candidate node of one port while a service is built.
 type portNode struct {
-	port    string
-	node    shm.Node
-	ready   bool // else serving and terminating
-	hinted  bool // has hints.forZones
-	forZone bool // hints.forZones names the configured zone
-	info    *nodeInfo
+	port  string
+	node  shm.Node
+	flags uint8 // of its packedNode
+	info  *nodeInfo
+	// order: an IPv4 node's place in compareNodes' order as one number
+	// (its octets' text ranks, then its port); 0 for other nodes.
+	order uint64
 }
+
+// candKey is a candidate while candidates are sorted (16 bytes to move
+// instead of a portNode's 100): its port's place among the service's
+// ports, its order, and where it is in sliceServices.cands.
+type candKey struct {
+	order uint64
+	port  uint32
+	i     int32
+}
+
+// compareCandidates orders candidates by port, then node (as
+// compareNodes), then preference.
+func compareCandidates(a, b portNode) int {
+	if c := strings.Compare(a.port, b.port); c != 0 {
+		return c
+	}
+	var c int
+	if a.order != 0 && b.order != 0 {
+		c = cmp.Compare(a.order, b.order)
+	} else {
+		c = compareNodes(a.node, b.node)
+	}
+	if c != 0 {
+		return c
+	}
+	return comparePreference(a, b)
+}
+
+func (pn portNode) is(flag uint8) bool { return pn.flags&flag != 0 }
 
 func newSliceServices(weight uint32) *sliceServices {
 	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*service{}, names: newInterner()}
@@ -619,18 +692,34 @@ func (s *sliceServices) contribution(o *object, next *slice) error {
 		return fmt.Errorf("%w: %d ports", errMalformed, len(next.ports))
 	}
 	for _, e := range o.endpoints {
-		if !e.ready && !(s.fallback && e.serving && e.terminating) {
+		// Kept: what may be served (ready; serving and terminating, with
+		// the fallback), and every endpoint that is not terminating, served
+		// or not: it stands in the way of a terminating listing of the
+		// same address and port (a pod IP reused while the old pod
+		// terminates), as in kube-proxy's endpoint cache. A terminating
+		// endpoint that is neither ready nor (with the fallback) serving
+		// can never be served, nor win over another listing.
+		if !e.ready && e.terminating && !(s.fallback && e.serving) {
 			continue
 		}
 		var flags uint8
 		if e.ready {
 			flags |= pnReady
 		}
+		if e.terminating {
+			flags |= pnTerminating
+		}
 		if len(e.zones) > 0 {
 			flags |= pnHinted
 		}
 		if s.zone != "" && slices.Contains(e.zones, s.zone) {
 			flags |= pnForZone
+		}
+		if len(e.forNodes) > 0 {
+			flags |= pnNodeHinted
+		}
+		if s.node != "" && slices.Contains(e.forNodes, s.node) {
+			flags |= pnForNode
 		}
 		for _, a := range e.addresses {
 			n, err := sliceNode(o.addressType, a, s.weight)
@@ -738,65 +827,159 @@ func (s *sliceServices) build(key string) bool {
 		return true
 	}
 	s.built = svc
-	s.entries, s.cands = s.entries[:0], s.cands[:0]
+	s.entries, s.cands, s.declared, s.keys = s.entries[:0], s.cands[:0], s.declared[:0], s.keys[:0]
 	for _, sl := range svc.members {
+		s.declared = append(s.declared, sl.ports...)
+	}
+	slices.Sort(s.declared)
+	s.declared = slices.Compact(s.declared)
+	for _, sl := range svc.members {
+		var places [8]uint32
+		place := places[:0] // of each port of sl in s.declared
 		for _, p := range sl.ports {
-			s.entries = append(s.entries, entry{port: p, declared: true})
+			at, _ := slices.BinarySearch(s.declared, p)
+			place = append(place, uint32(at))
 		}
 		for i := range sl.nodes {
-			s.cands = append(s.cands, sl.candidate(i, s.weight))
+			pn := sl.candidate(i, s.weight)
+			s.keys = append(s.keys, candKey{order: pn.order, port: place[sl.nodes[i].port], i: int32(len(s.cands))})
+			s.cands = append(s.cands, pn)
 		}
 	}
-	slices.SortStableFunc(s.cands, func(a, b portNode) int { return strings.Compare(a.port, b.port) })
+	// By port, then node, the preferred listing of a node first: one
+	// endpoint per address and port.
+	slices.SortFunc(s.keys, func(a, b candKey) int {
+		if a.port != b.port {
+			return cmp.Compare(a.port, b.port)
+		}
+		if a.order != b.order && a.order != 0 && b.order != 0 {
+			return cmp.Compare(a.order, b.order)
+		}
+		return compareCandidates(s.cands[a.i], s.cands[b.i])
+	})
+	s.sorted = s.sorted[:0]
+	for j, k := range s.keys {
+		pn := &s.cands[k.i]
+		if j > 0 && k.port == s.keys[j-1].port && pn.node == s.sorted[len(s.sorted)-1].node {
+			continue // the same address and port, less preferred
+		}
+		s.sorted = append(s.sorted, *pn)
+	}
+	s.cands, s.sorted = s.sorted, s.cands
+	// The entries in sortEntries' order as they are made: per port, its
+	// declared entry, then its nodes (serve keeps their order).
+	d := 0
 	for i := 0; i < len(s.cands); {
 		j := i + 1
 		for j < len(s.cands) && s.cands[j].port == s.cands[i].port {
 			j++
+		}
+		for ; d < len(s.declared) && s.declared[d] <= s.cands[i].port; d++ {
+			s.entries = append(s.entries, entry{port: s.declared[d], declared: true})
 		}
 		for _, pn := range s.serve(s.cands[i:j]) {
 			s.entries = append(s.entries, entry{port: pn.port, node: pn.node, info: pn.info})
 		}
 		i = j
 	}
-	sortEntries(s.entries)
+	for ; d < len(s.declared); d++ {
+		s.entries = append(s.entries, entry{port: s.declared[d], declared: true})
+	}
 	return true
 }
 
-// serve picks, from the candidates of one port, those to serve: the ready
-// ones; with none, the serving and terminating ones (when the fallback is
-// on, set keeps only those besides the ready ones); then, with a zone,
-// only those hinted for it, if every one has hints and one is for it. It
-// reorders list and returns a part of it.
+// comparePreference orders two listings of one address and port, the one
+// to serve first, as kube-proxy's endpoint cache (pkg/proxy/
+// endpointslicecache.go, addEndpoints) prefers the listing that is not
+// terminating: a pod IP reused while the old pod terminates must not
+// serve the old pod. Where kube-proxy keeps whichever came first, the
+// ready one wins, then the one with more flags (hints), then the node
+// detail, so that the answer does not depend on the order of events.
+func comparePreference(a, b portNode) int {
+	if c := cmp.Compare(a.flags&pnTerminating, b.flags&pnTerminating); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.flags&pnReady, a.flags&pnReady); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.flags, a.flags); c != 0 {
+		return c
+	}
+	return compareInfo(a.info, b.info)
+}
+
+// compareInfo orders node detail: none first, then field by field.
+func compareInfo(a, b *nodeInfo) int {
+	switch {
+	case a == b:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return cmp.Or(strings.Compare(a.nodeName, b.nodeName), strings.Compare(a.zone, b.zone),
+		strings.Compare(a.kind, b.kind), strings.Compare(a.name, b.name), strings.Compare(a.uid, b.uid))
+}
+
+// serve picks, from the candidates of one port (one listing per node),
+// those to serve, as kube-proxy's topology (pkg/proxy/topology.go,
+// CategorizeEndpoints) does: the ready ones, narrowed by hints; with none
+// ready, every serving and terminating one, hints unread (the fallback).
+// Hints: with node set, if every ready one has node hints and one is for
+// node, only those; else, with zone set, the same with zone hints. It
+// reorders list and returns a part of it, in list's order.
 func (s *sliceServices) serve(list []portNode) []portNode {
-	sel := list
-	if ready := partition(list, func(pn portNode) bool { return pn.ready }); ready > 0 || !s.fallback {
-		sel = list[:ready]
-	}
-	if s.zone == "" || len(sel) == 0 {
-		return sel
-	}
-	for _, pn := range sel {
-		if !pn.hinted {
-			return sel
+	ready := 0
+	for _, pn := range list {
+		if pn.is(pnReady) {
+			ready++
 		}
 	}
-	if mine := partition(sel, func(pn portNode) bool { return pn.forZone }); mine > 0 {
-		return sel[:mine]
+	if ready == 0 {
+		if !s.fallback {
+			return list[:0]
+		}
+		return filter(list, pnTerminating)
+	}
+	sel := list
+	if ready < len(list) {
+		sel = filter(list, pnReady)
+	}
+	if s.node != "" && hintedFor(sel, pnNodeHinted, pnForNode) {
+		return filter(sel, pnForNode)
+	}
+	if s.zone != "" && hintedFor(sel, pnHinted, pnForZone) {
+		return filter(sel, pnForZone)
 	}
 	return sel
 }
 
-// partition moves the elements that keep holds for to the front of list
-// and returns how many there are.
-func partition(list []portNode, keep func(portNode) bool) int {
+// hintedFor reports whether every one of list has hinted and one has mine.
+func hintedFor(list []portNode, hinted, mine uint8) bool {
+	found := false
+	for _, pn := range list {
+		if !pn.is(hinted) {
+			return false
+		}
+		found = found || pn.is(mine)
+	}
+	return found
+}
+
+// filter moves the elements that have flag to the front of list, in their
+// order, and returns them; the rest of list is overwritten.
+func filter(list []portNode, flag uint8) []portNode {
 	n := 0
 	for i := range list {
-		if keep(list[i]) {
-			list[n], list[i] = list[i], list[n]
+		if list[i].flags&flag != 0 {
+			if n != i {
+				list[n] = list[i]
+			}
 			n++
 		}
 	}
-	return n
+	return list[:n]
 }
 
 // portsOf turns sorted entries into ports, each node once per port; the
@@ -856,6 +1039,8 @@ func validDNSName(s string) bool {
 	}
 	return true
 }
+
+func (s *sliceServices) truncated() int { return 0 } // an EndpointSlice is never truncated
 
 func (s *sliceServices) each(fn func(string)) {
 	for k := range s.byService {

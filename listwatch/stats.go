@@ -21,6 +21,10 @@ type Stats struct {
 	Skipped                        atomic.Uint64 // objects skipped, every reason (see SkippedByReason)
 	TableFull                      atomic.Uint64 // updates refused by a full table
 	LastEvent                      atomic.Int64  // unix nanoseconds of the last watch event, 0 before any
+	// Truncated is how many services are served now from an Endpoints
+	// object that the Endpoints controller truncated at 1,000 addresses
+	// (endpoints.kubernetes.io/over-capacity: truncated): a gauge.
+	Truncated atomic.Int64
 
 	// Latency, in seconds (set by New; a nil Histogram counts nothing).
 	// EventApply: from reading a watch event off the stream to its change

@@ -79,11 +79,13 @@ type Options struct {
 
 	// EndpointSlices only. NoTerminatingFallback turns off serving, for a
 	// port with no ready endpoint, the endpoints that are serving and
-	// terminating (terminating_fallback: false). Zone, when set, serves
-	// only the endpoints hinted for it when every endpoint served for a
-	// port has zone hints and one is for Zone.
+	// terminating (terminating_fallback: false). Node, when set, serves
+	// only the endpoints hinted for it when every ready endpoint of a port
+	// has node hints (hints.forNodes) and one is for Node; else Zone, when
+	// set, does the same with zone hints. Hints never narrow the
+	// terminating fallback.
 	NoTerminatingFallback bool
-	Zone                  string
+	Node, Zone            string
 	// NodeDetail stores, beside each service, its nodes' nodeName, zone
 	// and targetRef (Store.PutDetail).
 	NodeDetail bool
@@ -127,6 +129,9 @@ type Watcher struct {
 	// unstored holds services a full table refused; they are tried again
 	// whenever a delete frees space.
 	unstored map[string]struct{}
+	// warnedTruncated: the services whose truncated Endpoints was logged,
+	// once per service for the Watcher's life.
+	warnedTruncated map[string]struct{}
 
 	writeKey  func(key string)  // w.write
 	misframed bool              // fold met errMisframed: the watch must end (apply, initialEvent)
@@ -168,7 +173,7 @@ func New(o Options) *Watcher {
 	if o.Clock == nil {
 		o.Clock = RealClock{}
 	}
-	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}, warnedTruncated: map[string]struct{}{}}
 	w.writeKey = w.write // once: a method value made per event would be an allocation per event
 	w.stats.initHistograms()
 	// namespace_selector.equal lists and watches that namespace on its
@@ -210,12 +215,23 @@ func (w *Watcher) url() string {
 func (w *Watcher) newServices() services {
 	if w.o.EndpointSlices {
 		s := newSliceServices(w.o.Weight)
-		s.fallback, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Zone, w.o.NodeDetail
+		s.fallback, s.node, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Node, w.o.Zone, w.o.NodeDetail
 		return s
 	}
 	s := newEndpointsServices(w.o.Weight)
-	s.withDetail = w.o.NodeDetail
+	s.withDetail, s.onTruncated = w.o.NodeDetail, w.warnTruncated
 	return s
+}
+
+// warnTruncated says, once per service, that its Endpoints object lists
+// only part of its addresses.
+func (w *Watcher) warnTruncated(key string) {
+	if _, done := w.warnedTruncated[key]; done {
+		return
+	}
+	w.warnedTruncated[key] = struct{}{}
+	w.log.Warn("Endpoints truncated: the Endpoints controller keeps at most 1000 addresses (endpoints.kubernetes.io/over-capacity: truncated), so the service is served from part of its pods; set watch_endpoint_slices: true to serve them all",
+		"service", key)
 }
 
 // Stats returns the watcher's counters.
@@ -452,14 +468,14 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 // replace makes next the current state and rewrites the table to match:
 // every changed service of next is written, then every other key deleted,
 // except the services of malformed objects (keep): a bad object must not
-// take away what was served.
+// take away what was served. A kept service that next holds is written
+// like any other: next merged the malformed object's last good version
+// (carry) with what the relist found of its other objects.
 func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	prev, refused := w.services, w.unstored
 	w.services, w.unstored = next, map[string]struct{}{}
+	w.stats.Truncated.Store(int64(next.truncated()))
 	next.each(func(key string) {
-		if _, skip := keep[key]; skip {
-			return
-		}
 		// A relist mostly finds what the watch already wrote: rewrite
 		// only what changed, or what a full table refused before.
 		if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!w.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
@@ -728,6 +744,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 			w.misframed = false
 			return errMisframed
 		}
+		w.stats.Truncated.Store(int64(w.services.truncated()))
 		if ev.typ == "ADDED" {
 			w.stats.Added.Add(1)
 		} else {
@@ -743,6 +760,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 			return nil
 		}
 		w.services.remove(o, w.writeKey)
+		w.stats.Truncated.Store(int64(w.services.truncated()))
 		if o.resourceVersion != "" {
 			*rv = strings.Clone(o.resourceVersion)
 		}

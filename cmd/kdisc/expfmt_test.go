@@ -396,6 +396,7 @@ func TestMetricsExposition(t *testing.T) {
 		"kdisc_ready":                    "gauge",
 		"kdisc_streaming_list":           "gauge",
 		"kdisc_lists_by_mode_total":      "counter",
+		"kdisc_services_truncated":       "gauge",
 	} {
 		assert.Equal(t, typ, types[name], name)
 	}

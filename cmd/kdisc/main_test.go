@@ -172,6 +172,21 @@ func TestCheckRedactsToken(t *testing.T) {
 	assert.NotContains(t, r.Stdout, token)
 }
 
+// TestCheckShowsNode: `kdisc check` shows node (hints.forNodes) as written,
+// and refuses it when the variable it names is unset.
+func TestCheckShowsNode(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("discovery:\n  kubernetes:\n    watch_endpoint_slices: true\n    zone: a\n    node: ${KDISC_TEST_NODE}\n"), 0o600))
+	r := kdisctest.Run(t, append(slices.Clone(testEnv), "KDISC_TEST_NODE=worker-1"), "check", "-config", p)
+	require.Equal(t, 0, r.Code, r.Stderr)
+	assert.Contains(t, r.Stdout, `"zone": "a",
+  "node": "${KDISC_TEST_NODE}",
+  "node_detail": false`)
+	r = kdiscRun(t, "check", "-config", p)
+	assert.NotEqual(t, 0, r.Code)
+	assert.Contains(t, r.Stderr, "discovery.kubernetes.node: environment variable KDISC_TEST_NODE is not set")
+}
+
 func TestCheckInvalid(t *testing.T) {
 	tests := []struct {
 		file string

@@ -23,6 +23,7 @@ type PodEndpoint struct {
 	NodeName, Zone              string   // "": absent
 	Pod                         string   // targetRef Pod name ("": no targetRef)
 	ForZones                    []string // hints.forZones
+	ForNodes                    []string // hints.forNodes (trafficDistribution: PreferSameNode)
 }
 
 // Conditions sets ready, serving and terminating.
@@ -73,12 +74,18 @@ func (a *APIServer) ApplyControllerSlice(ctx context.Context, ns string, s Contr
 		if e.Pod != "" {
 			ep["targetRef"] = map[string]any{"kind": "Pod", "namespace": ns, "name": e.Pod, "uid": PodUID(ns, e.Pod)}
 		}
-		if len(e.ForZones) > 0 {
-			zones := []any{}
-			for _, z := range e.ForZones {
-				zones = append(zones, map[string]any{"name": z})
+		hints := map[string]any{}
+		for key, names := range map[string][]string{"forZones": e.ForZones, "forNodes": e.ForNodes} {
+			if len(names) > 0 {
+				list := []any{}
+				for _, n := range names {
+					list = append(list, map[string]any{"name": n})
+				}
+				hints[key] = list
 			}
-			ep["hints"] = map[string]any{"forZones": zones}
+		}
+		if len(hints) > 0 {
+			ep["hints"] = hints
 		}
 		eps = append(eps, ep)
 	}
