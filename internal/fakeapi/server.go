@@ -93,6 +93,7 @@ type Request struct {
 	Path          string     // URL path, e.g. "/api/v1/namespaces/default/endpoints"
 	Query         url.Values // parsed query
 	Authorization string     // the Authorization header as sent
+	Accept        string     // the Accept header as sent: protobuf is served when it names it
 	Resource      string     // EndpointsResource, EndpointSlicesResource, or "" for other paths
 	Namespace     string     // namespace in the path, "" when cluster-wide
 	Name          string     // object name for a GET of one object
@@ -476,8 +477,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := Request{
 		Time: time.Now(), Method: r.Method, Path: r.URL.Path, Query: q,
-		Authorization: r.Header.Get("Authorization"),
-		Namespace:     ns, Name: name, Watch: watch && isAPI && name == "",
+		Authorization: r.Header.Get("Authorization"), Accept: r.Header.Get("Accept"),
+		Namespace: ns, Name: name, Watch: watch && isAPI && name == "",
 	}
 	if isAPI {
 		req.Resource = res.name

@@ -1,0 +1,56 @@
+package listwatch
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/kdisc/kdisc/internal/fakeapi"
+)
+
+// Against the fake apiserver, which answers in the format asked for: by
+// default every LIST, streaming list and WATCH asks for protobuf (with JSON
+// as the fallback) and the table is the same as with Options.JSON, which
+// asks for JSON only: pages, a streaming list, watch events of every type,
+// and a malformed object skipped alike.
+func TestBothWireFormatsAgainstTheFake(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		json       bool
+		streaming  bool
+		wantAccept string
+	}{
+		{"protobuf pages", false, false, "application/vnd.kubernetes.protobuf, application/json"},
+		{"protobuf streaming", false, true, "application/vnd.kubernetes.protobuf, application/json"},
+		{"json pages", true, false, "application/json"},
+		{"json streaming", true, true, "application/json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := fakeapi.New(t)
+			for _, ns := range []string{"a", "b", "c"} {
+				api.PutEndpoints(endpoints(ns, "web", 80, "10.0.0.1", "10.0.0.2"))
+			}
+			api.Fail(fakeapi.IsList(""), fakeapi.Malformed(), 1)
+			api.Fail(fakeapi.IsWatch(""), fakeapi.Malformed(), 1)
+			o := fastOptions()
+			o.JSON, o.NoStreamingList, o.PageSize = tc.json, !tc.streaming, 2
+			h := start(t, api, o)
+			eventually(t, "ready", h.w.Ready)
+			h.waitHosts("b/web:http", "10.0.0.1:80", "10.0.0.2:80")
+			api.WaitWatchers(1)
+			api.PutEndpoints(endpoints("b", "web", 80, "10.0.0.3"))
+			api.PutEndpoints(endpoints("d", "new", 81, "fd00::1"))
+			api.DeleteEndpoints("a", "web")
+			h.waitHosts("b/web:http", "10.0.0.3:80")
+			h.waitHosts("d/new:http", "fd00::1:81")
+			h.waitHosts("a/web:http")
+			assert.Equal(t, []string{"10.0.0.1:80", "10.0.0.2:80"}, h.hosts("c/web:http"))
+			assert.NotZero(t, h.w.Stats().Skipped.Load(), "the malformed object is skipped")
+			for _, r := range api.Requests() {
+				if r.Resource != "" {
+					assert.Equal(t, tc.wantAccept, r.Accept, "request %d %s", r.Seq, r.Path)
+				}
+			}
+		})
+	}
+}
