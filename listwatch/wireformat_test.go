@@ -1,11 +1,19 @@
 package listwatch
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/kdisc/kdisc/apiserver"
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/shm"
 )
 
 // Against the fake apiserver, which answers in the format asked for: by
@@ -52,5 +60,48 @@ func TestBothWireFormatsAgainstTheFake(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A 2xx answer in a format kdisc does not read (a captive portal's HTML)
+// is an error naming its Content-Type, not a misread list; a non-2xx
+// answer that is not a Status (a load balancer's text/plain 503) counts
+// by its code, in either format asked.
+func TestUnreadableAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		code     int
+		ct, want string
+	}{
+		{http.StatusOK, "text/html; charset=utf-8", `unsupported Content-Type "text/html; charset=utf-8"`},
+		{http.StatusServiceUnavailable, "text/plain", "503 Service Unavailable from apiserver"},
+		{http.StatusServiceUnavailable, "application/vnd.kubernetes.protobuf", "503 Service Unavailable from apiserver"},
+	} {
+		for _, asJSON := range []bool{false, true} {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.ct)
+				w.WriteHeader(tc.code)
+				_, _ = w.Write([]byte("<html>no</html>\n"))
+			}))
+			u, _ := url.Parse(srv.URL)
+			port, _ := strconv.Atoi(u.Port())
+			c, err := apiserver.New(apiserver.Options{Schema: "http", Host: u.Hostname(), Port: port})
+			require.NoError(t, err)
+			table, err := shm.Create("", 1<<16)
+			require.NoError(t, err)
+			o := fastOptions()
+			o.Client, o.Store, o.JSON = c, table, asJSON
+			w := New(o)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); w.Run(ctx) }()
+			eventually(t, "the failure recorded", func() bool { return w.Status().Error != "" })
+			st := w.Status()
+			cancel()
+			<-done
+			srv.Close()
+			table.Close()
+			assert.Contains(t, st.Error, tc.want, "json=%v %d %s", asJSON, tc.code, tc.ct)
+			assert.False(t, st.Ready)
+		}
 	}
 }
