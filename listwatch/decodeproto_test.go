@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"slices"
@@ -212,6 +213,14 @@ func FuzzDecodeProtoObject(f *testing.F) {
 			f.Add(pb[len(protowire.Magic):], isSlice)
 		}
 	}
+	// The items of the real apiserver's protobuf lists.
+	for _, kind := range []string{"endpoints", "endpointslices"} {
+		for _, b := range seedFiles(f, "../testdata/kube/captured/"+kind+"-list.pb") {
+			_, _ = readProtoList(bytes.NewReader(b), func(raw []byte) {
+				f.Add(bytes.Clone(raw[len(protowire.Magic):]), kind == "endpointslices")
+			})
+		}
+	}
 	f.Fuzz(func(t *testing.T, unknown []byte, isSlice bool) {
 		var d protowire.Decoder
 		var o object
@@ -405,4 +414,40 @@ func TestAnswerFormat(t *testing.T) {
 func portsString(ps []shm.Port) string {
 	b, _ := json.Marshal(ps)
 	return string(b)
+}
+
+// FuzzReadProtoStreams: a protobuf LIST answer and a protobuf watch stream
+// read whole and read in chunks split anywhere give the same items and
+// events (or fail alike), and never panic, whatever the bytes.
+func FuzzReadProtoStreams(f *testing.F) {
+	for _, name := range []string{"endpoints-list.pb", "endpointslices-list.pb", "endpoints-watch.pb", "endpointslices-watch.pb"} {
+		for _, b := range seedFiles(f, "../testdata/kube/captured/"+name) {
+			f.Add(b, []byte{3, 17, 0, 200})
+		}
+	}
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		readAll := func(r io.Reader) string {
+			var b strings.Builder
+			page, err := readProtoList(r, func(raw []byte) { b.WriteString(string(raw) + "|") })
+			return fmt.Sprint(b.String(), page, err != nil)
+		}
+		if whole, split := readAll(bytes.NewReader(data)), readAll(&chunkReader{data: data, cuts: cuts}); whole != split {
+			t.Fatalf("list: whole %q, split %q", whole, split)
+		}
+		events := func(r io.Reader) string {
+			var b strings.Builder
+			er := newProtoEventReader(r)
+			for {
+				var ev event
+				err := er.next(&ev)
+				if err != nil {
+					return b.String() + fmt.Sprint(err == io.EOF)
+				}
+				b.WriteString(ev.typ + string(ev.object) + "|")
+			}
+		}
+		if whole, split := events(bytes.NewReader(data)), events(&chunkReader{data: data, cuts: cuts}); whole != split {
+			t.Fatalf("watch: whole %q, split %q", whole, split)
+		}
+	})
 }
