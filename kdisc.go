@@ -329,13 +329,58 @@ func (d *Discovery) NotReady() []dump.NotReady {
 				if reason == "" {
 					reason = "first list not finished"
 				}
-				out = append(out, dump.NotReady{ID: c.id, Reason: reason})
+				out = append(out, dump.NotReady{ID: c.id, Reason: reason, Class: readyClass(st.ErrorClass, c.client.LastFailure())})
 			}
 		case !c.reader.Ready():
-			out = append(out, dump.NotReady{ID: c.id, Reason: "no running kdisc process has finished a full list into this table"})
+			out = append(out, dump.NotReady{ID: c.id, Reason: "no running kdisc process has finished a full list into this table", Class: dump.ClassNotRunning})
 		}
 	}
 	return out
+}
+
+// readyClass is the fixed word /readyz on the probe listener shows for a
+// cluster not ready: the list-watch's error class, with "transport" split
+// by what the apiserver client saw (a failure after an answer, such as a
+// stream cut, stays "transport"). A probe during a retry may see the
+// class of the attempt before.
+func readyClass(class listwatch.ErrorClass, failure apiserver.Failure) string {
+	switch class {
+	case listwatch.ClassNone:
+		return dump.ClassStarting
+	case listwatch.ClassTransport:
+		switch failure {
+		case apiserver.FailureTokenFile:
+			return dump.ClassTokenFile
+		case apiserver.FailureExec:
+			return dump.ClassExec
+		case apiserver.FailureTLS:
+			return dump.ClassTLS
+		case apiserver.FailureUnreachable:
+			return dump.ClassUnreachable
+		}
+		return dump.ClassTransport
+	case listwatch.ClassStalled:
+		return dump.ClassStalled
+	case listwatch.ClassUnauthorized:
+		return dump.ClassUnauthorized
+	case listwatch.ClassForbidden:
+		return dump.ClassForbidden
+	case listwatch.ClassBadRequest:
+		return dump.ClassBadRequest
+	case listwatch.ClassThrottled:
+		return dump.ClassThrottled
+	case listwatch.ClassServerError:
+		return dump.ClassServerError
+	case listwatch.ClassExpired:
+		return dump.ClassExpired
+	case listwatch.ClassTooLargeResourceVersion:
+		return dump.ClassTooLargeResourceVersion
+	case listwatch.ClassWatchError:
+		return dump.ClassWatchError
+	case listwatch.ClassVeryShortWatch:
+		return dump.ClassVeryShortWatch
+	}
+	return dump.ClassUnknown
 }
 
 // Dump returns every service of every table, sorted, and the effective

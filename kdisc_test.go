@@ -740,3 +740,94 @@ func TestOnChange(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// A table removed and made anew by the next kdisc run, with as many
+// changes as the old one: an attached OnChange must report its services
+// (it used to report nothing: both files had generation 1).
+func TestOnChangeAfterTableRecreated(t *testing.T) {
+	api := newAPI(t)
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
+	dir := t.TempDir()
+	cfg := singleConfig(t, api, "")
+	d := start(t, cfg, kdisc.WithShmDir(dir))
+	waitReady(t, d)
+	a, err := kdisc.Attach(dir, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	var mu sync.Mutex
+	var got []string
+	stop := a.OnChange(func(service string) {
+		mu.Lock()
+		got = append(got, service)
+		mu.Unlock()
+	})
+	defer stop()
+
+	require.NoError(t, d.Close())
+	tables, err := filepath.Glob(filepath.Join(dir, "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, tables)
+	for _, f := range tables {
+		require.NoError(t, os.Remove(f))
+	}
+	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.2"))
+	d2 := start(t, cfg, kdisc.WithShmDir(dir))
+	waitReady(t, d2)
+	eventually(t, "the attached reader to follow the new table", func() bool {
+		h := hosts(a, "default/web:http")
+		return len(h) == 1 && strings.HasPrefix(h[0], "10.0.0.2:80/")
+	})
+	eventually(t, "OnChange to report default/web", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(got, "default/web")
+	})
+}
+
+// An EndpointSlice change that leaves the served nodes as they were (an
+// address listed by two slices for a moment) is no change: OnChange must not
+// report it (it did: the same bytes were written again and logged).
+func TestOnChangeIgnoresSameNodes(t *testing.T) {
+	api := newAPI(t)
+	slice := func(name string, ips ...string) *fakeapi.EndpointSlice {
+		var eps []fakeapi.Endpoint
+		for _, ip := range ips {
+			eps = append(eps, fakeapi.Endpoint{Addresses: []string{ip}})
+		}
+		return &fakeapi.EndpointSlice{
+			Metadata:    fakeapi.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{"kubernetes.io/service-name": "web"}},
+			AddressType: "IPv4",
+			Endpoints:   eps,
+			Ports:       []fakeapi.EndpointSlicePort{{Name: fakeapi.Ptr("http"), Port: fakeapi.Ptr(int32(80))}},
+		}
+	}
+	api.PutEndpointSlice(slice("web-a", "10.9.0.1"))
+	api.PutEndpointSlice(slice("web-b", "10.9.0.2"))
+	d := start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n"), kdisc.WithShmDir(t.TempDir()))
+	waitReady(t, d)
+	var mu sync.Mutex
+	var got []string
+	stop := d.OnChange(func(service string) {
+		mu.Lock()
+		got = append(got, service)
+		mu.Unlock()
+	})
+	defer stop()
+
+	// web-b now also lists web-a's address (a pod moving between slices):
+	// the service still serves the same two nodes.
+	api.PutEndpointSlice(slice("web-b", "10.9.0.2", "10.9.0.1"))
+	// A real change after it: once it is reported, the one before was
+	// applied (one watch, in order).
+	other := slice("other-a", "10.9.0.3")
+	other.Metadata.Labels["kubernetes.io/service-name"] = "other"
+	api.PutEndpointSlice(other)
+	eventually(t, "OnChange to report default/other", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(got, "default/other")
+	})
+	mu.Lock()
+	assert.Equal(t, []string{"default/other"}, got, "default/web's nodes did not change")
+	mu.Unlock()
+}

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,7 +37,7 @@ const InClusterCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 // Options says how to reach and authenticate to one API server.
 type Options struct {
 	Schema string // "http" or "https"
-	Host   string // IPv4, IPv6 (no brackets) or DNS name
+	Host   string // IPv4, IPv6 (no brackets, no zone) or DNS name
 	Port   int
 
 	Token     string // a static bearer token; wins over TokenFile
@@ -71,6 +72,8 @@ type Client struct {
 	exec  *execSource // nil unless Options.Exec
 	log   *slog.Logger
 	warns sync.Map // Warning header texts already logged
+
+	failure atomic.Value // Failure of the last request (LastFailure)
 }
 
 // New validates the options and builds a client. It reads the CA file now,
@@ -87,6 +90,10 @@ func New(o Options) (*Client, error) {
 	}
 	if o.Host == "" || o.Port < 1 || o.Port > 65535 {
 		return nil, fmt.Errorf("apiserver: bad address %q port %d", o.Host, o.Port)
+	}
+	if strings.Contains(o.Host, "%") {
+		// The URL would need %25 for it, and no certificate names a zone.
+		return nil, fmt.Errorf("apiserver: host %q: an IPv6 address with a zone is not supported", o.Host)
 	}
 	prefix, err := pathPrefix(o.PathPrefix)
 	if err != nil {
@@ -225,7 +232,7 @@ func clientCertificate(o Options, tc *tls.Config, execSrc *execSource) error {
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 			if err != nil {
-				return nil, fmt.Errorf("apiserver: client certificate: %w", err)
+				return nil, &clientCertError{err}
 			}
 			return &cert, nil
 		}
@@ -256,6 +263,12 @@ func (c *Client) URL(path string, q url.Values) string {
 // Get sends GET path?q. A 2xx answer is returned with its body open for the
 // caller to stream and close. Anything else is returned as *StatusError
 // (the body drained and closed); transport failures as they come.
+//
+// A 401 refreshes the credential that was refused and retries once: an
+// exec plugin runs again; a token file is read again even when its size
+// and mtime look unchanged (a writer may replace it in place within one
+// mtime tick), and the request is retried when the file now holds another
+// token.
 func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
 	return c.GetAccepting(ctx, path, q, MediaJSON)
 }
@@ -279,57 +292,73 @@ func IsProtobuf(contentType string) bool {
 // answer's Content-Type; an error answer is read as a Status in JSON or
 // protobuf, whichever its Content-Type names.
 func (c *Client) GetAccepting(ctx context.Context, path string, q url.Values, accept string) (*http.Response, error) {
-	resp, cred, err := c.get(ctx, path, q, accept)
-	if cred != nil && isUnauthorized(err) {
+	resp, sent, err := c.get(ctx, path, q, accept)
+	if !isUnauthorized(err) {
+		return resp, err
+	}
+	switch {
+	case sent.exec != nil:
 		// The plugin's credential was refused (revoked, or expired
 		// earlier than it said): run the plugin again and retry once.
-		c.exec.invalidate(cred)
-		if cred.cert != nil {
+		c.exec.invalidate(sent.exec)
+		if sent.exec.cert != nil {
 			c.http.CloseIdleConnections() // they carry the refused certificate
 		}
 		c.log.Info("apiserver refused the exec plugin's credential (401): running the plugin again")
-		resp, cred, err = c.get(ctx, path, q, accept)
-		if cred != nil && isUnauthorized(err) {
-			c.exec.invalidate(cred) // refused too: the next request runs the plugin again
+		resp, sent, err = c.get(ctx, path, q, accept)
+		if sent.exec != nil && isUnauthorized(err) {
+			c.exec.invalidate(sent.exec) // refused too: the next request runs the plugin again
 		}
+	case sent.token != "" && c.token.reread(sent.token):
+		c.log.Info("apiserver refused the token (401) and the token file holds another one: retrying with it", "token_file", c.token.file)
+		resp, _, err = c.get(ctx, path, q, accept)
 	}
 	return resp, err
 }
 
-// get sends one request; cred is the exec credential it used, if any.
-func (c *Client) get(ctx context.Context, path string, q url.Values, accept string) (*http.Response, *execCred, error) {
+// sentCred is the credential a request carried.
+type sentCred struct {
+	exec  *execCred // the exec plugin's, or nil
+	token string    // the bearer token from Token or TokenFile, or ""
+}
+
+// get sends one request and says which credential it carried.
+func (c *Client) get(ctx context.Context, path string, q url.Values, accept string) (*http.Response, sentCred, error) {
+	var sent sentCred
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path, q), nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, sent, err
 	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "kdisc")
-	var cred *execCred
 	switch {
 	case c.token != nil:
-		tok, err := c.token.get()
-		if err != nil {
-			return nil, nil, err
+		if sent.token, err = c.token.get(); err != nil {
+			c.failure.Store(FailureTokenFile)
+			return nil, sent, err
 		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Authorization", "Bearer "+sent.token)
 	case c.exec != nil:
-		if cred, err = c.exec.get(ctx); err != nil {
-			return nil, nil, err
+		if sent.exec, err = c.exec.get(ctx); err != nil {
+			c.failure.Store(FailureExec)
+			return nil, sent, err
 		}
-		if cred.token != "" {
-			req.Header.Set("Authorization", "Bearer "+cred.token)
+		if sent.exec.token != "" {
+			req.Header.Set("Authorization", "Bearer "+sent.exec.token)
 		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, cred, err
+		c.failure.Store(transportFailure(err))
+		return nil, sent, err
 	}
+	c.failure.Store(FailureNone)
 	c.logWarnings(resp.Header.Values("Warning"))
 	if resp.StatusCode/100 == 2 {
-		return resp, cred, nil
+		return resp, sent, nil
 	}
 	defer resp.Body.Close()
-	return nil, cred, statusFromResponse(resp)
+	return nil, sent, statusFromResponse(resp)
 }
 
 func isUnauthorized(err error) bool {

@@ -122,6 +122,7 @@ func TestNewValidates(t *testing.T) {
 		{"no host", apiserver.Options{Schema: "http", Port: 1}, "bad address"},
 		{"port 0", apiserver.Options{Schema: "http", Host: "h"}, "bad address"},
 		{"port too big", apiserver.Options{Schema: "http", Host: "h", Port: 65536}, "bad address"},
+		{"ipv6 zone", apiserver.Options{Schema: "https", Host: "fe80::1%eth0", Port: 1}, `host "fe80::1%eth0": an IPv6 address with a zone is not supported`},
 		{"missing CA", apiserver.Options{Schema: "https", Host: "h", Port: 1, CAFile: dir + "/nope.crt"}, "reading CA file"},
 		{"CA not PEM", apiserver.Options{Schema: "https", Host: "h", Port: 1, CAFile: notPEM}, "holds no PEM certificate"},
 		{"cert without key", apiserver.Options{Schema: "https", Host: "h", Port: 1, CertFile: "c.crt"}, "cert_file and key_file go together"},
@@ -592,4 +593,78 @@ func TestTokenNeverInErrors(t *testing.T) {
 	assert.Equal(t, 401, statusError(t, errs[0]).Code)
 	assert.Equal(t, 403, statusError(t, errs[1]).Code)
 	assert.Equal(t, 500, statusError(t, errs[2]).Code)
+}
+
+// A writer that replaces the token file in place within one mtime tick
+// leaves its size and mtime as they were: the stat says nothing changed.
+// The apiserver's 401 is what says the token is stale, so a 401 re-reads
+// the file and, when it holds another token, retries once with it.
+// (client-go resets its cached file token on a 401 as well:
+// transport/token_source.go, ResetTokenOlderThan.)
+func TestUnauthorizedRereadsTokenFileWithSameSizeAndMtime(t *testing.T) {
+	var mu sync.Mutex
+	accept := "tok-a"
+	var auths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		auths = append(auths, req.Header.Get("Authorization"))
+		if req.Header.Get("Authorization") != "Bearer "+accept {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"kind":"Status","code":401,"reason":"Unauthorized","message":"Unauthorized"}`)
+			return
+		}
+		_, _ = io.WriteString(w, "{}")
+	}))
+	t.Cleanup(srv.Close)
+	host, port := hostPort(t, srv.Listener.Addr().String())
+	dir := t.TempDir()
+	file := writeFile(t, dir, "token", []byte("tok-a\n"))
+	fi, err := os.Stat(file)
+	require.NoError(t, err)
+	mtime := fi.ModTime()
+	c := newClient(t, apiserver.Options{Schema: "http", Host: host, Port: port, TokenFile: file})
+
+	_, err = get(c, endpointsPath)
+	require.NoError(t, err)
+
+	// The server moves to tok-b; the file is rewritten in place with a
+	// token of the same size, and its mtime set back.
+	mu.Lock()
+	accept = "tok-b"
+	mu.Unlock()
+	require.NoError(t, os.WriteFile(file, []byte("tok-b\n"), 0o600))
+	require.NoError(t, os.Chtimes(file, mtime, mtime))
+	fi2, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Equal(t, fi.Size(), fi2.Size())
+	require.True(t, fi2.ModTime().Equal(mtime), "the stat must look unchanged")
+
+	_, err = get(c, endpointsPath)
+	require.NoError(t, err, "the 401 re-reads the file and retries with the new token")
+	mu.Lock()
+	assert.Equal(t, []string{"Bearer tok-a", "Bearer tok-a", "Bearer tok-b"}, auths)
+	mu.Unlock()
+
+	// A 401 with a file that still holds the refused token is returned
+	// without a second request (retrying the same token is useless).
+	mu.Lock()
+	accept, auths = "tok-c", nil
+	mu.Unlock()
+	_, err = get(c, endpointsPath)
+	var se *apiserver.StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, http.StatusUnauthorized, se.Code)
+	mu.Lock()
+	assert.Equal(t, []string{"Bearer tok-b"}, auths)
+	mu.Unlock()
+
+	// And the next request after that reads the file again too.
+	require.NoError(t, os.WriteFile(file, []byte("tok-c\n"), 0o600))
+	require.NoError(t, os.Chtimes(file, mtime, mtime))
+	_, err = get(c, endpointsPath)
+	require.NoError(t, err)
+	mu.Lock()
+	assert.Equal(t, "Bearer tok-c", auths[len(auths)-1])
+	mu.Unlock()
 }

@@ -12,6 +12,8 @@ import (
 // request and re-read when its size or modification time changes, because
 // projected service-account tokens rotate (kubelet swaps a symlink). Requests
 // are rare (a list or a watch every few minutes), so this costs nothing.
+// A 401 re-reads it regardless (reread): a writer that replaces the file
+// in place within one mtime tick leaves size and mtime unchanged.
 type tokenSource struct {
 	static string
 	file   string
@@ -38,6 +40,12 @@ func (t *tokenSource) get() (string, error) {
 	if t.cached != "" && fi.ModTime().Equal(t.modTime) && fi.Size() == t.size {
 		return t.cached, nil
 	}
+	return t.readLocked(fi)
+}
+
+// readLocked reads the file whose stat is fi and caches its token; on a
+// failure it keeps the last good token.
+func (t *tokenSource) readLocked(fi os.FileInfo) (string, error) {
 	data, err := os.ReadFile(t.file)
 	if err != nil {
 		if t.cached != "" {
@@ -54,4 +62,21 @@ func (t *tokenSource) get() (string, error) {
 	}
 	t.cached, t.modTime, t.size = tok, fi.ModTime(), fi.Size()
 	return tok, nil
+}
+
+// reread reads the token file again after the apiserver refused the token
+// refused, whatever its stat says, and reports whether it now holds
+// another token (worth a retry). A static token is never re-read.
+func (t *tokenSource) reread(refused string) bool {
+	if t.static != "" || t.file == "" {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fi, err := os.Stat(t.file)
+	if err != nil {
+		return false // mid-rotation: the next request tries again
+	}
+	tok, err := t.readLocked(fi)
+	return err == nil && tok != refused
 }

@@ -29,6 +29,8 @@
 //     nginx refuses it.
 //   - A literal token is trimmed of surrounding whitespace (a `token: |`
 //     block ends with a newline).
+//   - An IPv6 address with a zone (fe80::1%eth0) is refused as a host, in
+//     service.host and in a kubeconfig server: no certificate can name it.
 //   - client.ssl_verify, where some APISIX versions put it, means the same
 //     as service.ssl_verify; both written and different is an error naming
 //     both keys.
@@ -43,9 +45,10 @@
 // order of the documented configuration), so the same file always gives the
 // same message.
 //
-// Effective returns what `kdisc check` prints and the dump's "config"
-// holds: the configuration with defaults filled, host and port as written
-// and the token redacted.
+// Effective returns what the dump's "config" holds: the configuration with
+// defaults filled, host and port as written, and tokens and an exec
+// plugin's args and env values redacted. EffectiveLocal is what `kdisc
+// check` prints: the same with exec args shown.
 package config
 
 import (
@@ -99,7 +102,7 @@ type Cluster struct {
 	NodeDetail          bool   // node_detail, default false
 
 	// Resolved, ready to use.
-	Host            string // IPv4, IPv6 (no brackets) or DNS name
+	Host            string // IPv4, IPv6 (no brackets, no zone) or DNS name
 	Port            int
 	Token           string // literal token, surrounding whitespace trimmed; "" when TokenFile is used
 	TokenFile       string

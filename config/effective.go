@@ -50,8 +50,8 @@ type effNS struct {
 	NotMatch []string `json:"not_match,omitempty"`
 }
 
-// Effective returns the configuration as `kdisc check` prints it and the
-// dump's "config" holds, ready for encoding/json: the single cluster's
+// Effective returns the configuration as the dump's "config" holds it
+// (`kdisc check` prints EffectiveLocal), ready for encoding/json: the single cluster's
 // object in single mode, an array of them in multi mode. Defaults are
 // filled; host, port and file paths are shown as written (not expanded; a
 // port written as a YAML integer is a JSON number, as a string a JSON
@@ -62,10 +62,21 @@ type effNS struct {
 // Encode it with HTML escaping off (json.Encoder.SetEscapeHTML(false), as
 // EffectiveJSON does): json.Marshal writes "<redacted>" as
 // "\u003credacted\u003e", the same JSON string but not the same text.
-func (c *Config) Effective() any {
+//
+// Effective is what travels: an exec plugin's args and env values are
+// "<redacted>" too (they often carry profiles, tokens, account ids); the
+// env names stay. EffectiveLocal is for the local terminal.
+func (c *Config) Effective() any { return c.effective(false) }
+
+// EffectiveLocal is what `kdisc check` prints on the terminal of whoever
+// reads the config file anyway: Effective with exec args shown (env values
+// stay redacted).
+func (c *Config) EffectiveLocal() any { return c.effective(true) }
+
+func (c *Config) effective(local bool) any {
 	out := make([]effCluster, len(c.Clusters))
 	for i := range c.Clusters {
-		out[i] = c.Clusters[i].effective()
+		out[i] = c.Clusters[i].effective(local)
 	}
 	if !c.Multi && len(out) == 1 {
 		return out[0]
@@ -73,7 +84,7 @@ func (c *Config) Effective() any {
 	return out
 }
 
-func (c *Cluster) effective() effCluster {
+func (c *Cluster) effective(local bool) effCluster {
 	e := effCluster{
 		ID: c.ID,
 		Service: &effSvc{
@@ -114,6 +125,14 @@ func (c *Cluster) effective() effCluster {
 		e.Service, e.Client = nil, nil
 		e.Kubeconfig, e.Context = k.Path, k.Context
 		src := k.eff
+		if x := src.Exec; x != nil && !local && len(x.Args) > 0 {
+			redacted := *x
+			redacted.Args = make([]string, len(x.Args))
+			for i := range redacted.Args {
+				redacted.Args[i] = Redacted
+			}
+			src.Exec = &redacted
+		}
 		e.Source = &src
 	}
 	if ns := c.NamespaceSelector; c.hasNSField || ns.Equal != "" || ns.NotEqual != "" || ns.Match != nil || ns.NotMatch != nil {
@@ -123,7 +142,7 @@ func (c *Cluster) effective() effCluster {
 }
 
 // EffectiveJSON is Effective encoded on one line without HTML escaping
-// (`kdisc check` prints the same JSON, indented).
+// (`kdisc check` prints EffectiveLocal the same way, indented).
 func (c *Config) EffectiveJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

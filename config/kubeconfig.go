@@ -317,6 +317,9 @@ func (c *Cluster) kubeconfigCluster(k *Kubeconfig, kcl *kcCluster, dir string, f
 	k.Server = kcl.Server
 	u, err := url.Parse(kcl.Server)
 	if err != nil {
+		if zone, ok := unescapedZone(kcl.Server); ok {
+			return fail("server %q: %s", kcl.Server, zoneRule(zone))
+		}
 		return fail("server: not a URL")
 	}
 	if u.User != nil {
@@ -330,6 +333,9 @@ func (c *Cluster) kubeconfigCluster(k *Kubeconfig, kcl *kcCluster, dir string, f
 	}
 	c.Service.Schema = u.Scheme
 	c.Host = u.Hostname()
+	if _, zone, ok := strings.Cut(c.Host, "%"); ok {
+		return fail("server %q: %s", kcl.Server, zoneRule(zone))
+	}
 	if err := checkHost("server", c.Host); err != nil {
 		return fail("server %q: %s", kcl.Server, err.(*Error).Msg)
 	}
@@ -474,6 +480,21 @@ func (c *Cluster) kubeconfigUser(k *Kubeconfig, ku *kcUser, kcl *kcCluster, dir 
 	}
 	k.Exec, k.eff.Exec = e, ee
 	return nil
+}
+
+// unescapedZone finds the zone of "https://[fe80::1%eth0]:6443", which
+// url.Parse refuses (a zone must be written %25eth0 in a URL).
+func unescapedZone(server string) (string, bool) {
+	_, rest, ok := strings.Cut(server, "[")
+	if !ok {
+		return "", false
+	}
+	ip, _, ok := strings.Cut(rest, "]")
+	if !ok {
+		return "", false
+	}
+	_, zone, ok := strings.Cut(ip, "%")
+	return zone, ok
 }
 
 // resolvePath makes a kubeconfig path absolute against the kubeconfig's

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,16 @@ users:
       installHint: ask the platform team
 `
 
+// localJSON is EffectiveLocal as `kdisc check` encodes it, on one line.
+func localJSON(t *testing.T, c *Config) string {
+	t.Helper()
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	require.NoError(t, enc.Encode(c.EffectiveLocal()))
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
 func fullKubeconfig() string {
 	return strings.NewReplacer("CADATA", b64(caPEM), "CERTDATA", b64(certPEM), "KEYDATA", b64(keyPEM)).Replace(kubeconfigBody)
 }
@@ -171,9 +182,17 @@ func TestKubeconfigExec(t *testing.T) {
 	eq(t, k.Token, "")
 	eq(t, k.TokenFile, "")
 
+	// The dump's config (over HTTP) redacts exec args and env values;
+	// `kdisc check` (local) shows the args, never the env values.
 	got := effectiveJSON(t, c)
 	assert.NotContains(t, got, "hunter2")
-	assert.Contains(t, got, `"exec":{"apiVersion":"client.authentication.k8s.io/v1","command":"./bin/get-token","args":["--cluster","prod"],"env":[{"name":"GET_TOKEN_SECRET","value":"<redacted>"}],"interactiveMode":"IfAvailable","provideClusterInfo":true}`)
+	assert.NotContains(t, got, "prod\"]")
+	assert.Contains(t, got, `"exec":{"apiVersion":"client.authentication.k8s.io/v1","command":"./bin/get-token","args":["<redacted>","<redacted>"],"env":[{"name":"GET_TOKEN_SECRET","value":"<redacted>"}],"interactiveMode":"IfAvailable","provideClusterInfo":true}`)
+	local := localJSON(t, c)
+	assert.NotContains(t, local, "hunter2")
+	assert.Contains(t, local, `"exec":{"apiVersion":"client.authentication.k8s.io/v1","command":"./bin/get-token","args":["--cluster","prod"],"env":[{"name":"GET_TOKEN_SECRET","value":"<redacted>"}],"interactiveMode":"IfAvailable","provideClusterInfo":true}`)
+	eq(t, strings.Replace(local, `"args":["--cluster","prod"]`, `"args":["<redacted>","<redacted>"]`, 1), got)
+	assert.Equal(t, []string{"--cluster", "prod"}, k.Kubeconfig.Exec.Args) // redaction copies
 
 	// A command without a slash is looked up in $PATH, as kubectl does.
 	kc2 := kubeconfigFile(t, strings.Replace(fullKubeconfig(), "command: ./bin/get-token", "command: gke-gcloud-auth-plugin", 1))
@@ -310,6 +329,8 @@ func TestKubeconfigInvalid(t *testing.T) {
 		{"server query", edit("server: https://[fd00::1]:6443", "server: https://x/?a=b"), "", path + `KC: cluster "dev": server "https://x/?a=b": must not have a query or fragment`},
 		{"server port", edit("server: https://[fd00::1]:6443", "server: https://x:0"), "", path + `KC: cluster "dev": server "https://x:0": port must be 1..65535`},
 		{"server user", edit("server: https://[fd00::1]:6443", "server: https://me@x"), "", path + `KC: cluster "dev": server: must not hold a user name or password`},
+		{"server ipv6 zone", edit("server: https://[fd00::1]:6443", "server: https://[fe80::1%25eth0]:6443"), "", path + `KC: cluster "dev": server "https://[fe80::1%25eth0]:6443": an IPv6 address with a zone (%eth0) is not supported`},
+		{"server ipv6 zone unescaped", edit("server: https://[fd00::1]:6443", "server: https://[fe80::1%eth0]:6443"), "", path + `KC: cluster "dev": server "https://[fe80::1%eth0]:6443": an IPv6 address with a zone (%eth0) is not supported`},
 		{"proxy-url", edit("    certificate-authority-data:", "    proxy-url: socks5://proxy:1080\n    certificate-authority-data:"), "", path + `KC: cluster "dev": proxy-url is not supported by kdisc`},
 		{"auth-provider", edit("    client-certificate-data:", "    auth-provider: {name: oidc}\n    client-certificate-data:"), "", path + `KC: user "dev-user": auth-provider is not supported by kdisc (use an exec plugin, e.g. kubelogin, or a token)`},
 		{"username", edit("    client-certificate-data:", "    username: admin\n    password: pw\n    client-certificate-data:"), "", path + `KC: user "dev-user": username/password (basic auth) is not supported by kdisc`},

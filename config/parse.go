@@ -521,13 +521,23 @@ func checkHost(path, h string) error {
 	if h == "" {
 		return errorf(path, "must not be empty")
 	}
-	if _, err := netip.ParseAddr(h); err == nil {
+	if ip, err := netip.ParseAddr(h); err == nil {
+		if ip.Zone() != "" {
+			return errorf(path, "%q: %s", h, zoneRule(ip.Zone()))
+		}
 		return nil
 	}
 	if !isDNSName(h) {
 		return errorf(path, "%s, got %q", rule, h)
 	}
 	return nil
+}
+
+// zoneRule is why a zoned IPv6 address (fe80::1%eth0) is refused: the
+// zone would have to travel in the URL as %25eth0, and over https no
+// certificate can name a zoned address, so every request would fail.
+func zoneRule(zone string) string {
+	return "an IPv6 address with a zone (%" + zone + ") is not supported: no apiserver certificate can name it; use an address without a zone or a DNS name"
 }
 
 // isDNSName is lenient on case and '_' (Go's resolver accepts both) but

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,12 +21,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc"
 	"github.com/kdisc/kdisc/config"
+	"github.com/kdisc/kdisc/dump"
 	"github.com/kdisc/kdisc/internal/kubetest"
 )
 
@@ -264,4 +267,55 @@ func encodeJSON(t *testing.T, v any) string {
 	enc.SetEscapeHTML(false)
 	require.NoError(t, enc.Encode(v))
 	return b.String()
+}
+
+// A token file replaced in place within one mtime tick keeps its size and
+// mtime: only the apiserver's 401 says the token changed. kdisc reads the
+// file again on the 401 and retries with the new token; until then the
+// cluster is not ready, classed "unauthorized" (the word the -health
+// listener shows).
+func TestKubeconfigTokenFileRewrittenInPlace(t *testing.T) {
+	c := cluster(t)
+	ns := namespace(t, c.APIServer, "e2e-kc-inplace")
+	_, err := c.ApplyEndpoints(ctx(t), ns, "web", kubetest.Subset([]string{"10.85.0.1"}, httpPort))
+	require.NoError(t, err)
+	good := readFile(t, c.DiscoveryTokenFile)
+	stale := bytes.Map(func(r rune) rune { // the same size, refused
+		if unicode.IsSpace(r) {
+			return r
+		}
+		return 'x'
+	}, good)
+	require.Len(t, stale, len(good))
+	kc := kubeconfig(t,
+		fmt.Sprintf("server: %s\ncertificate-authority-data: %s\n", c.URL, b64(readFile(t, c.CAFile))),
+		"tokenFile: secrets/token\n",
+		map[string][]byte{"secrets/token": stale})
+	tokenFile := filepath.Join(filepath.Dir(kc), "secrets", "token")
+	before, err := os.Stat(tokenFile)
+	require.NoError(t, err)
+
+	cfg, err := config.FromKubeconfig(kc, "")
+	require.NoError(t, err)
+	cx, cancel := context.WithCancel(context.Background())
+	d, err := kdisc.Start(cx, cfg, kdisc.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); d.Close() })
+	eventually(t, 30*time.Second, "the stale token refused (401)", func() (bool, string) {
+		nr := d.NotReady()
+		return len(nr) == 1 && nr[0].Class == dump.ClassUnauthorized, fmt.Sprint(nr)
+	})
+
+	require.NoError(t, os.WriteFile(tokenFile, good, 0o600))
+	require.NoError(t, os.Chtimes(tokenFile, before.ModTime(), before.ModTime()))
+	after, err := os.Stat(tokenFile)
+	require.NoError(t, err)
+	require.Equal(t, before.Size(), after.Size())
+	require.True(t, after.ModTime().Equal(before.ModTime()), "the stat must look unchanged")
+
+	// The next retry (backoff at most 30 s) gets a 401, re-reads, and lists.
+	eventually(t, 45*time.Second, "kdisc ready with the rewritten token", func() (bool, string) {
+		return d.Ready(), fmt.Sprint(d.NotReady())
+	})
+	waitHosts(t, d, ns+"/web:http", "10.85.0.1:80/50")
 }

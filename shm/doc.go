@@ -70,10 +70,14 @@
 // return a Go string or slice that points into it: addresses are copied
 // into netip.Addr values, DNS names into interned Go strings.
 //
-// When the free gap is too small, or the index must grow, the writer
-// rebuilds the shard (inside the odd window): live records packed, index
-// rehashed. When even compaction cannot make room, Put fails with a
-// *FullError and the old value stays.
+// When the free gap is too small, or the index must grow, or the shard's
+// dead bytes would pass half its live ones (or a page), the writer rebuilds
+// the shard (inside the odd window): live records packed, index rehashed.
+// The last rule keeps the records of a shard within about 1.5 times their
+// size from its end, so that churn does not sweep new values down the
+// whole gap and make every page of the table resident. When even
+// compaction cannot make room, Put fails with a *FullError and the old
+// value stays.
 //
 // A writer that dies inside the odd window leaves the shard odd. A reader
 // that finds a shard odd for more than a few spins asks whether any
@@ -86,8 +90,12 @@
 //
 // Every change (Put, Delete) also appends the key's hash to the change
 // ring and then bumps the change count: Changes lets a reader in any
-// process learn which services changed since it last looked, and when it
-// fell too far behind to know.
+// process learn which services changed since it last looked (up to the
+// ring's size less one: the slot after the last may already hold the next
+// change), and when it fell too far behind to know. A Put of the bytes
+// already stored is no change: it writes nothing and logs nothing.
+// Every file and writer run has its own random generation (never 0, never
+// repeated), so a reader tells a new file or run from the old one.
 //
 // Readers never unmap: Close replaces a mapping by read-only zero pages, so
 // a lookup racing Close reads an empty table (NotReady) instead of faulting.
@@ -104,7 +112,28 @@
 // retired. Readers see the retired flag (one atomic load per call) and
 // re-open the path; every 500 ms they also check, off the lookup path,
 // whether the path names another file (removed and made anew, or made
-// after they opened with AllowMissing). They keep old mappings until Close.
+// after they opened with AllowMissing). A running writer whose file is
+// removed (a tmp cleaner, an operator) notices within a heartbeat (250 ms)
+// and makes the file anew with its content, retiring the removed one.
+//
+// # Memory
+//
+// A mapping costs the pages it touches, not shared_size: those holding
+// records and index, about 1.5 to 1.8 times the bytes in use (whole
+// pages; measured in bench/memory.md). A shard that once held more keeps
+// those pages in the file's page cache, and the kernel may map them into
+// a reader around its page faults, so a reader's share follows the most
+// each shard held. After
+// a compaction the writer drops the pages of the shard's free gap (madvise
+// MADV_DONTNEED: the file keeps their bytes); file mappings read nothing
+// ahead (MADV_RANDOM). A reader holds the pages it has read of the current
+// table, and of a table it moved away from (replaced, resized, removed and
+// made anew) for replacedGrace (5 s), after which that mapping becomes
+// zero pages and its memory is released. A table whose file was removed
+// and not made anew stays mapped, so that the reader keeps serving the
+// last known nodes. On tmpfs the file itself holds shared_size (reserved
+// up front), charged to the memory cgroup of the writer whether or not a
+// process maps it.
 //
 // Whoever can replace the table can redirect every proxy, so writer and
 // readers both refuse a table or directory that is a symlink, writable by

@@ -101,7 +101,8 @@ type table struct {
 	refs atomic.Int64 // owners (a writer, readers); blanked at zero
 	// A reader's table keeps its file open, to ask whether a writer holds
 	// the file's lock (f), and to tell the file from another at the same
-	// path (fi). nil for anonymous memory and for the writer's own table.
+	// path (fi). f is nil for anonymous memory and for the writer's own
+	// table; fi is nil for anonymous memory.
 	f      *os.File
 	fi     os.FileInfo
 	writer bool // the writer's own mapping (and its in-process readers')

@@ -33,6 +33,9 @@ func mapFile(f *os.File, size int64, writable bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: mmap %s: %w", f.Name(), err)
 	}
+	// No read-ahead: a lookup reads a few words, and pages read ahead of
+	// it (on a disk-backed file) would be resident for nothing.
+	_ = syscall.Madvise(mem, syscall.MADV_RANDOM)
 	return mem, nil
 }
 
@@ -57,6 +60,17 @@ func blank(mem []byte) error {
 	return nil
 }
 
+// pageBytes is the size of a memory page.
+var pageBytes = uint64(os.Getpagesize())
+
+// dontNeed drops mem's pages from this process's page tables (its
+// resident memory). The mapping is shared, so the bytes stay in the file
+// and come back on the next access; an error changes nothing and is
+// ignored.
+func dontNeed(mem []byte) {
+	_ = syscall.Madvise(mem, syscall.MADV_DONTNEED)
+}
+
 // Open file description (OFD) locks: like flock, the lock belongs to the
 // open file and goes when the file is closed or the process dies, so a
 // crashed writer never leaves a stale lock. Unlike flock, another process
@@ -70,16 +84,31 @@ const (
 // errLocked means another open file description holds the lock.
 var errLocked = errors.New("locked")
 
+// fcntlLock runs the fcntl lock command cmd on f. It borrows the
+// descriptor through f's RawConn, which holds it open for the call: a
+// reader's liveness check may race Close of the file (the reader's
+// release), and a bare f.Fd() would then read a field Close writes, or a
+// number the process has since given to another file. A closed f is an
+// error.
 func fcntlLock(f *os.File, cmd int, lk *syscall.Flock_t) error {
-	for {
-		_, _, e := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), uintptr(cmd), uintptr(unsafe.Pointer(lk)))
-		if e != syscall.EINTR {
-			if e != 0 {
-				return e
-			}
-			return nil
-		}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
 	}
+	var e syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if _, _, e = syscall.Syscall(syscall.SYS_FCNTL, fd, uintptr(cmd), uintptr(unsafe.Pointer(lk))); e != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // lockFile takes the writer's lock: an exclusive OFD lock on the whole

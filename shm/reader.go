@@ -23,9 +23,12 @@ import (
 // size, a new layout) it marks the old one retired, and the next call
 // notices (one atomic load) and re-opens the path; a file removed and made
 // anew, or a table that did not exist yet, is found by a check every
-// followEvery, off the lookup path. Old mappings stay until Close, because
-// goroutines may still be reading them: a Reader costs at most one mapping
-// per replacement it lived through.
+// followEvery, off the lookup path. A replaced mapping stays mapped for
+// replacedGrace, for lookups that may still be reading it, then is replaced
+// by read-only zero pages (its memory is released; a lookup still there
+// reads an empty table and answers NotReady). So a Reader holds the pages
+// it touched of the current table, and of a replaced one for a few
+// seconds.
 type Reader struct {
 	path    string
 	trust   trust
@@ -36,11 +39,22 @@ type Reader struct {
 	lastTry atomic.Int64  // unix nanos of the last re-open attempt
 
 	mu     sync.Mutex // re-open and Close
-	old    []*table
+	old    []replaced
 	closed bool
 	stop   chan struct{} // ends the follow loop; nil without one
 	done   chan struct{}
 }
+
+// replaced is a mapping a Reader moved away from, and when.
+type replaced struct {
+	t     *table
+	since time.Time
+}
+
+// replacedGrace is how long a replaced mapping stays readable: far longer
+// than any lookup (a lookup gives up within busyAfter), so that releasing
+// it afterwards costs none a value. A var for tests.
+var replacedGrace = 5 * time.Second
 
 // How often a Reader checks, off the lookup path, whether its path now
 // names another table; and how long a writer's heartbeat may be silent
@@ -110,6 +124,10 @@ func Open(path string, opts ...OpenOption) (*Reader, error) {
 func newReader(path string, t *table) *Reader {
 	r := &Reader{path: path}
 	r.cur.Store(t)
+	if path != "" {
+		r.stop, r.done = make(chan struct{}), make(chan struct{})
+		go r.followLoop()
+	}
 	return r
 }
 
@@ -187,6 +205,7 @@ func (r *Reader) follow() *table {
 	if r.closed || r.path == "" {
 		return cur
 	}
+	r.dropReplaced()
 	if cur != nil && cur.load(hRetired) == 0 {
 		fi, err := os.Stat(r.path)
 		if err != nil || (cur.fi != nil && os.SameFile(fi, cur.fi)) {
@@ -202,10 +221,25 @@ func (r *Reader) follow() *table {
 		return cur
 	}
 	if cur != nil {
-		r.old = append(r.old, cur)
+		r.old = append(r.old, replaced{cur, time.Now()})
 	}
 	r.cur.Store(nt)
 	return nt
+}
+
+// dropReplaced releases the mappings replaced more than replacedGrace ago
+// (r.mu held).
+func (r *Reader) dropReplaced() {
+	kept := r.old[:0]
+	for _, o := range r.old {
+		if time.Since(o.since) < replacedGrace {
+			kept = append(kept, o)
+		} else {
+			o.t.release()
+		}
+	}
+	clear(r.old[len(kept):])
+	r.old = kept
 }
 
 // Ready reports whether the writer finished its first full list and is
@@ -256,8 +290,12 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	if t == nil {
 		return 0, since == 0
 	}
+	// The writer stores change n's hash in slot n % changeSlots before it
+	// counts it: while the count is n, slot n % changeSlots may already
+	// hold change n, not change n - changeSlots. So at most changeSlots-1
+	// changes back are known.
 	now = t.load(hChanges)
-	if since > now || now-since > changeSlots {
+	if since > now || now-since >= changeSlots {
 		return now, false
 	}
 	for i := since; i < now; i++ {
@@ -267,7 +305,7 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	}
 	// The writer may have lapped the ring while we read: then some hash
 	// read above is newer than its change, and older ones were lost.
-	if t.load(hChanges)-since > changeSlots {
+	if t.load(hChanges)-since >= changeSlots {
 		return t.load(hChanges), false
 	}
 	return now, true
@@ -338,8 +376,8 @@ func (r *Reader) Close() error {
 	if t := r.cur.Swap(nil); t != nil {
 		err = t.release()
 	}
-	for _, t := range r.old {
-		if e := t.release(); err == nil {
+	for _, o := range r.old {
+		if e := o.t.release(); err == nil {
 			err = e
 		}
 	}

@@ -516,3 +516,63 @@ func TestDetail(t *testing.T) {
 	assert.True(t, w.DeleteDetail("a/other"))
 	assert.False(t, w.DeleteDetail("a/other"))
 }
+
+// A value stored again byte for byte is no change: the shard (its
+// sequence), the change log and the occupancy stay as they are.
+func TestPutSameValueChangesNothing(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	ports := svcNodes(3, 1)
+	require.NoError(t, w.Put("a/web", ports))
+	require.NoError(t, w.PutDetail("a/web", []byte("detail")))
+	so := w.t.shardOf(hashKey("a/web"))
+	dso := w.t.shardOf(hashKey(detailKey("a/web")))
+	seq, dseq := w.t.load(so+sSeq), w.t.load(dso+sSeq)
+	changes, _ := r.Changes(0, nil)
+	stats := w.Stats()
+
+	require.NoError(t, w.Put("a/web", svcNodes(3, 1)))
+	require.NoError(t, w.PutDetail("a/web", []byte("detail")))
+	assert.Equal(t, seq, w.t.load(so+sSeq), "the shard was not written")
+	assert.Equal(t, dseq, w.t.load(dso+sSeq), "the detail's shard was not written")
+	now, complete := r.Changes(changes, nil)
+	assert.True(t, complete)
+	assert.Equal(t, changes, now, "no change logged")
+	assert.Equal(t, stats, w.Stats())
+
+	require.NoError(t, w.Put("a/web", svcNodes(3, 2))) // a real change still counts
+	now, _ = r.Changes(changes, nil)
+	assert.Equal(t, changes+1, now)
+}
+
+// Changes used to accept a gap of exactly the ring's size as complete,
+// though the writer stores change n's hash in slot n % size before it
+// bumps the count: the oldest slot read may already hold the next change.
+func TestChangesNeverCompleteOverALappedSlot(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	want := map[uint64]bool{}
+	for i := range changeSlots {
+		k := fmt.Sprintf("a/svc-%d", i)
+		require.NoError(t, w.Put(k, svcNodes(1, i)))
+		want[hashKey(k)] = true
+	}
+	// The writer is in the middle of the next change: its hash is in the
+	// ring (over change 0's), the count not bumped yet.
+	next := hashKey("a/next")
+	w.t.store(hChangeRing+changeSlots%changeSlots*8, next)
+
+	got := map[uint64]bool{}
+	now, complete := r.Changes(0, func(h uint64) { got[h] = true })
+	assert.Equal(t, uint64(changeSlots), now)
+	if complete {
+		for h := range want {
+			assert.True(t, got[h], "a complete list misses a change")
+		}
+	}
+	// One change fewer than the ring holds is complete.
+	got = map[uint64]bool{}
+	now, complete = r.Changes(1, func(h uint64) { got[h] = true })
+	assert.True(t, complete)
+	assert.Len(t, got, changeSlots-1)
+	assert.False(t, got[next])
+	_ = now
+}

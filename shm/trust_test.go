@@ -381,11 +381,13 @@ func TestSizeChangeKeepsEntries(t *testing.T) {
 	w2, err := Create(path, 256<<10)
 	require.NoError(t, err)
 	defer w2.Close()
-	got, ok := w2.Reader().Get("a/web")
+	r2 := w2.Reader()
+	defer r2.Close()
+	got, ok := r2.Get("a/web")
 	assert.True(t, ok, "the new table has the old content")
 	assert.Equal(t, want, got)
 	poll(t, 5*time.Second, "the reader to follow the new file", func() bool {
-		return r.Generation() == w2.Reader().Generation()
+		return r.Generation() == r2.Generation()
 	})
 	got, ok = r.Get("a/web")
 	assert.True(t, ok, "readers never see an empty table")
@@ -431,4 +433,29 @@ func TestReaderBeforeWriter(t *testing.T) {
 		_, ans := r.Find(nil, "a/web:http")
 		return ans == Found
 	})
+}
+
+// A lookup asking whether the writer lives (writerDead, on a shard left
+// odd) while Close releases the mapping: it read t.f's descriptor while
+// release closed t.f, a data race (and the number may name another file
+// by then). Run with -race.
+func TestWriterDeadRacesClose(t *testing.T) {
+	path := tablePath(t)
+	w := webTable(t, path, "10.0.0.1")
+	defer w.Close()
+	r, err := Open(path)
+	require.NoError(t, err)
+	tb := r.cur.Load()
+	require.False(t, r.writerDead(tb), "the writer lives")
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			r.writerDead(tb)
+		}
+	}()
+	require.NoError(t, r.Close())
+	stop.Store(true)
+	<-done
 }

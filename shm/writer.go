@@ -1,9 +1,11 @@
 package shm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,7 +63,7 @@ func Create(path string, size int64) (*Writer, error) {
 			return nil, err
 		}
 		t := newTable(mem, g)
-		t.init(1)
+		t.init(newGeneration(0))
 		return newWriter(t, nil, ""), nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -82,15 +84,32 @@ func Create(path string, size int64) (*Writer, error) {
 func newWriter(t *table, f *os.File, path string) *Writer {
 	w := &Writer{t: t, f: f, path: path, stop: make(chan struct{})}
 	t.writer = true
+	if f != nil {
+		t.fi, _ = f.Stat() // for the writer's in-process readers (Writer.Reader) to tell it from another file
+	}
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
-		e, u := t.check(headerBytes + i*t.shardBytes)
-		w.entries += int(e)
+		so := headerBytes + i*t.shardBytes
+		_, u := t.check(so)
+		w.entries += int(t.services(so))
 		w.used += int64(u)
 	}
 	t.store(hHeartbeat, uint64(time.Now().UnixNano()))
 	go w.heartbeat()
 	return w
+}
+
+// services counts the service records of the writer's own shard at so
+// (its entries less the details, which are not services).
+func (t *table) services(so uint64) (n uint64) {
+	for j := range t.load(so + sCap) {
+		if e := t.load(t.slot(so, j)); e != 0 {
+			if r, ok := t.recordAt(so, e); ok && !isBlob(r) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // heartbeat renews the header's heartbeat until Close, so that readers
@@ -107,10 +126,62 @@ func (w *Writer) heartbeat() {
 			w.mu.Lock()
 			if !w.closed {
 				w.t.store(hHeartbeat, uint64(now.UnixNano()))
+				if w.f != nil && w.removed() {
+					_ = w.recreateLocked() // failed: again on the next tick
+				}
 			}
 			w.mu.Unlock()
 		}
 	}
+}
+
+// removed reports whether the table's path names no file any more (a tmp
+// cleaner, an operator). A path naming another file is left alone: that
+// file belongs to whoever made it.
+func (w *Writer) removed() bool {
+	_, err := os.Lstat(w.path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// recreateLocked makes the table file anew at w.path, with the current
+// content, after it was removed: readers started later can attach again,
+// and readers of the removed file follow (it is retired). The new file is
+// another generation, so OnChange reports every service once.
+func (w *Writer) recreateLocked() error {
+	if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
+		return err
+	}
+	if err := (trust{}).checkDir(filepath.Dir(w.path)); err != nil {
+		return err
+	}
+	old := w.t
+	nf, t, err := buildTemp(w.path, old.geometry, newGeneration(old.load(hGeneration)))
+	if err != nil {
+		return err
+	}
+	nw := &Writer{t: t, f: nf, path: w.path} // its state only: w's heartbeat goes on
+	t.writer = true
+	t.fi, _ = nf.Stat()
+	t.store(hWriterPID, uint64(os.Getpid()))
+	t.store(hHeartbeat, old.load(hHeartbeat))
+	copyTable(old, nw)
+	t.store(hFullErrors, w.fullErrors)
+	t.store(hReady, old.load(hReady))
+	err = os.Link(nf.Name(), w.path)
+	os.Remove(nf.Name())
+	if err != nil {
+		t.release()
+		nf.Close()
+		return err
+	}
+	oldf := w.f
+	w.t, w.f = t, nf
+	w.entries, w.used = nw.entries, nw.used
+	old.store(hRetired, 1)
+	old.store(hReady, 0)
+	old.release()
+	oldf.Close()
+	return nil
 }
 
 func createFile(path string, g geometry) (*Writer, error) {
@@ -173,10 +244,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 		old.store(hReady, 0)
 		old.store(hRetired, 0)
 		old.store(hFullErrors, 0)
-		old.store(hGeneration, oldGen+1)
+		old.store(hGeneration, newGeneration(oldGen))
 		return newWriter(old, f, path), nil
 	}
-	nf, t, err := buildTemp(path, g, oldGen+1)
+	nf, t, err := buildTemp(path, g, newGeneration(oldGen))
 	if err != nil {
 		f.Close()
 		if old != nil {
@@ -241,7 +312,7 @@ func copyTable(from *table, w *Writer) {
 // (link fails if the path exists): two writers starting at once cannot both
 // win, the loser retries and finds the winner's lock.
 func createNew(path string, g geometry) (*Writer, error) {
-	nf, t, err := buildTemp(path, g, 1)
+	nf, t, err := buildTemp(path, g, newGeneration(0))
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +358,19 @@ func buildTemp(path string, g geometry, gen uint64) (*os.File, *table, error) {
 	t := newTable(mem, g)
 	t.init(gen)
 	return nf, t, nil
+}
+
+// newGeneration picks the generation of a new writer run or file: random,
+// never 0 and never old (the one it replaces). Readers tell files and runs
+// apart by it (Reader.Generation, the dead-writer cache), so it must not
+// repeat across files: a table removed and made anew once started at 1
+// again, and looked like its predecessor.
+func newGeneration(old uint64) uint64 {
+	for {
+		if g := rand.Uint64(); g != 0 && g != old {
+			return g
+		}
+	}
 }
 
 func samePath(f *os.File, path string) (bool, error) {
@@ -352,6 +436,9 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	slot, old, found := t.find(so, tag, key)
+	if found && t.holds(old, rec) {
+		return nil // the same bytes: no change to write, log or notify
+	}
 	n, slots := t.load(so+sCount), t.load(so+sCap)
 	oldSize := uint64(0)
 	if found {
@@ -367,7 +454,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	need := uint64(len(rec)) + 8*(want-slots)
 	room := t.free(so) + t.load(so+sDead) + oldSize
 	switch {
-	case want == slots && need <= t.free(so):
+	case want == slots && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
 		t.place(so, slot, tag, rec, found, false)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
@@ -386,6 +473,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
 		t.place(so, slot, tag, rec, false, true)
 		t.endWrite(so)
+		t.releaseFree(so)
 	default:
 		w.fullErrors++
 		t.store(hFullErrors, w.fullErrors)
@@ -401,6 +489,44 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	w.used += int64(need) - int64(oldSize)
 	t.logChange(h)
 	return nil
+}
+
+// sweeps reports whether placing a record of n bytes in the free gap of
+// the shard at so, over one of old bytes (0 for none), would leave more
+// dead bytes than its live ones allow: half of them, or a page. Then the
+// writer compacts the shard instead. Each new value goes lower in the gap,
+// so without this bound a shard's churn would touch, and make resident in
+// every process that maps the table, every page of the shard, however
+// little of it holds data.
+func (t *table) sweeps(so, old, n uint64) bool {
+	low, dead := t.load(so+sDataLow), t.load(so+sDead)
+	live := t.shardBytes - low - dead - old + n
+	return dead+old > max(live/2, pageBytes)
+}
+
+// releaseFree drops the writer's pages that lie wholly in the free gap of
+// the shard at so (after a compaction): they hold no data, and the file
+// keeps them reserved. A reader of an older sequence that still reads
+// there faults the same bytes back in, from the file.
+func (t *table) releaseFree(so uint64) {
+	lo := (so + shardHeaderBytes + 8*t.load(so+sCap) + pageBytes - 1) &^ (pageBytes - 1)
+	hi := (so + t.load(so+sDataLow)) &^ (pageBytes - 1)
+	if lo < hi {
+		dontNeed(t.mem[lo:hi])
+	}
+}
+
+// holds reports whether the stored record r is rec, byte for byte.
+func (t *table) holds(r record, rec []byte) bool {
+	if r.size() != uint64(len(rec)) {
+		return false
+	}
+	for i := 0; i < len(rec); i += 8 {
+		if t.load(r.off+uint64(i)) != binary.LittleEndian.Uint64(rec[i:]) {
+			return false
+		}
+	}
+	return true
 }
 
 // logChange records that the key of hash h changed: the ring slot first,

@@ -13,6 +13,10 @@ import (
 	"github.com/kdisc/kdisc/internal/kdisctest"
 )
 
+// argSecret is an exec plugin argument: args often carry secrets
+// (profiles, account ids), so only `kdisc check` (local) shows them.
+const argSecret = "arg-s3cret-profile"
+
 // writeKubeconfig writes a kubeconfig with contexts "fake" (token, the
 // current one) and "plugin" (an exec plugin that counts its runs in the
 // returned file).
@@ -37,11 +41,12 @@ users:
     exec:
       apiVersion: client.authentication.k8s.io/v1beta1
       command: %s
+      args: [--profile, %s]
       env:
       - {name: KDISC_EXEC_COUNT, value: %s}
       - {name: KDISC_EXEC_API, value: client.authentication.k8s.io/v1beta1}
       - {name: KDISC_EXEC_TOKENS, value: %s}
-`, server, token, script, runs, token), 0o600))
+`, server, token, script, argSecret, runs, token), 0o600))
 	return path, runs
 }
 
@@ -66,6 +71,9 @@ func TestCheckKubeconfig(t *testing.T) {
 	require.Equal(t, exitOK, r.Code, r.Stderr)
 	assert.Contains(t, r.Stdout, `"context": "plugin"`)
 	assert.Contains(t, r.Stdout, `"value": "<redacted>"`)
+	assert.NotContains(t, r.Stdout, runs, "exec env values are redacted, in check too")
+	assert.Contains(t, r.Stdout, `"name": "KDISC_EXEC_COUNT"`, "their names stay")
+	assert.Contains(t, r.Stdout, argSecret, "check is local: it shows exec args")
 	assert.NoFileExists(t, runs, "check never runs an exec plugin")
 
 	r = kdiscRun(t, "check", "-kubeconfig", kc, "-context", "nope")
@@ -109,6 +117,9 @@ func TestRunKubeconfig(t *testing.T) {
 	assert.Equal(t, exitOK, r.Code, r.Stderr)
 	assert.Contains(t, r.Stdout, `"config":{"kubeconfig":"`+kc+`","context":"plugin","source":{`)
 	assert.NotContains(t, r.Stdout, token)
+	assert.NotContains(t, r.Stdout, argSecret, "the dump travels over HTTP: exec args are redacted")
+	assert.NotContains(t, r.Stdout, runs, "exec env values are redacted")
+	assert.Contains(t, r.Stdout, `"args":["<redacted>","<redacted>"]`)
 	code, body := s.Get("/v1/discovery/kubernetes/dump")
 	assert.Equal(t, 200, code)
 	assert.Equal(t, r.Stdout, body)

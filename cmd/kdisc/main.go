@@ -143,7 +143,7 @@ func check(cfg *config.Config, stdout io.Writer) int {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(cfg.Effective())
+	_ = enc.Encode(cfg.EffectiveLocal()) // local: exec args shown
 	return exitOK
 }
 

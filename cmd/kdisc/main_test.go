@@ -205,6 +205,7 @@ func TestCheckInvalid(t *testing.T) {
 		{"ssl-verify-disagree.yaml", "discovery.kubernetes.client.ssl_verify: disagrees with discovery.kubernetes.service.ssl_verify"},
 		{"no-discovery.yaml", "discovery.kubernetes: is required"},
 		{"not-yaml.yaml", "invalid YAML"},
+		{"ipv6-zone.yaml", `discovery.kubernetes[0].service.host: "fe80::1%eth0": an IPv6 address with a zone (%eth0) is not supported`},
 	}
 	files, err := filepath.Glob("../../testdata/cli/*.yaml")
 	require.NoError(t, err)
