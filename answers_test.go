@@ -98,7 +98,9 @@ func TestNodeDetail(t *testing.T) {
 	dir := t.TempDir()
 	cfg := singleConfig(t, api, "    watch_endpoint_slices: true\n    node_detail: true\n")
 	d := start(t, cfg, kdisc.WithShmDir(dir))
+	// The detail is stored after the nodes; readiness after both.
 	waitHosts(t, d, "default/web:http", "10.9.0.1:80/50")
+	waitReady(t, d)
 	want := []kdisc.NodeDetail{{Host: "10.9.0.1", Port: 80, NodeName: "n1", Zone: "a", TargetRef: &kdisc.TargetRef{Kind: "Pod", Name: "web-1", UID: "u1"}}}
 
 	nodes, ok := d.Detail("default/web")

@@ -447,9 +447,16 @@ func TestWriteMetrics(t *testing.T) {
 	a.PutEndpoints(endpoints("default", "web", "http", 80, "10.1.0.2"))
 	waitHosts(t, d, "first/default/web:http", "10.1.0.2:80/10")
 
-	var buf bytes.Buffer
-	d.WriteMetrics(&buf)
-	out := buf.String()
+	// An event is counted, and its latency observed, after its table
+	// write: wait for them.
+	var out string
+	eventually(t, "the event counted", func() bool {
+		var buf bytes.Buffer
+		d.WriteMetrics(&buf)
+		out = buf.String()
+		return strings.Contains(out, `kdisc_events_total{cluster="first",type="MODIFIED"} 1`+"\n") &&
+			strings.Contains(out, `kdisc_event_apply_seconds_count{cluster="first"} 1`+"\n")
+	})
 	for _, name := range names {
 		assert.Contains(t, out, "# TYPE "+name+" ", name)
 		for _, id := range []string{"first", "second"} {
@@ -733,8 +740,12 @@ func TestOnChange(t *testing.T) {
 		changed("default/web", "default/new", "default/new")
 		stop()
 		api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
-		_, ok := d.Nodes(nil, "default/web:http")
-		require.True(t, ok)
+		// Wait until the change is in the table (both readers see it):
+		// then "nothing after stop" holds for a change that happened, and
+		// the next subscriber, which starts from the table's change log as
+		// it is, does not hear this one (it did when the event landed late).
+		waitHosts(t, d, "default/web:http", "10.0.0.1:80/50")
+		waitHosts(t, a, "default/web:http", "10.0.0.1:80/50")
 		mu.Lock()
 		assert.Len(t, got, 3, "%s: nothing after stop", name)
 		mu.Unlock()

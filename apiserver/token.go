@@ -64,9 +64,10 @@ func (t *tokenSource) readLocked(fi os.FileInfo) (string, error) {
 	return tok, nil
 }
 
-// reread reads the token file again after the apiserver refused the token
-// refused, whatever its stat says, and reports whether it now holds
-// another token (worth a retry). A static token is never re-read.
+// reread reads the token file again, whatever its stat says, after the
+// apiserver refused the token refused (the one the request carried), and
+// reports whether the file now holds another one (worth a retry). A
+// static token is never re-read.
 func (t *tokenSource) reread(refused string) bool {
 	if t.static != "" || t.file == "" {
 		return false

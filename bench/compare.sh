@@ -28,10 +28,10 @@ shmroot=/dev/shm
 log() { printf '%s\n' "$*" >&2; }
 
 log "== building into $OUT/bin"
-# Both clients are built as kdisc ships (the deploy manifests' distroless
-# static image): CGO_ENABLED=0, a static binary that maps no libc.
+# Both clients are built as kdisc ships (deploy/build.sh, the binary of the
+# image): CGO_ENABLED=0, a static binary that maps no libc.
 export CGO_ENABLED=0
-(cd "$root" && go build -o "$OUT/bin/kdisc" ./cmd/kdisc \
+(cd "$root" && deploy/build.sh "$OUT/bin/kdisc" \
 	&& go build -o "$OUT/bin/replay" ./internal/replay/cmd/replay \
 	&& go build -o "$OUT/bin/benchrun" ./internal/replay/cmd/benchrun)
 (cd "$root/bench/clientgo" && go build -o "$OUT/bin/informer" ./cmd/informer)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/goccy/go-yaml"
+
 	"github.com/kdisc/kdisc/apiserver"
 )
 
@@ -53,82 +55,84 @@ type Kubeconfig struct {
 }
 
 // kcFile is the part of a kubeconfig (clientcmd v1 Config) kdisc reads,
-// filled by decodeKubeconfig (yamlvalue.go), which names the keys.
+// decoded by goccy/go-yaml: unknown keys are ignored, null is the zero
+// value, and a value of the wrong shape is an error naming its position
+// and field.
 type kcFile struct {
-	CurrentContext string
-	Clusters       []kcNamedCluster
-	Contexts       []kcNamedContext
-	Users          []kcNamedUser
+	CurrentContext string           `yaml:"current-context"`
+	Clusters       []kcNamedCluster `yaml:"clusters"`
+	Contexts       []kcNamedContext `yaml:"contexts"`
+	Users          []kcNamedUser    `yaml:"users"`
 }
 
 type kcNamedCluster struct {
-	Name    string
-	Cluster *kcCluster
+	Name    string     `yaml:"name"`
+	Cluster *kcCluster `yaml:"cluster"`
 }
 
 type kcNamedContext struct {
-	Name    string
-	Context *kcContext
+	Name    string     `yaml:"name"`
+	Context *kcContext `yaml:"context"`
 }
 
 type kcNamedUser struct {
-	Name string
-	User *kcUser
+	Name string  `yaml:"name"`
+	User *kcUser `yaml:"user"`
 }
 
 type kcContext struct {
-	Cluster   string
-	User      string
-	Namespace string
+	Cluster   string `yaml:"cluster"`
+	User      string `yaml:"user"`
+	Namespace string `yaml:"namespace"`
 }
 
 type kcCluster struct {
-	Server                   string
-	TLSServerName            string
-	InsecureSkipTLSVerify    bool
-	CertificateAuthority     string
-	CertificateAuthorityData string
-	ProxyURL                 string
-	Extensions               []kcExtension
+	Server                   string        `yaml:"server"`
+	TLSServerName            string        `yaml:"tls-server-name"`
+	InsecureSkipTLSVerify    bool          `yaml:"insecure-skip-tls-verify"`
+	CertificateAuthority     string        `yaml:"certificate-authority"`
+	CertificateAuthorityData string        `yaml:"certificate-authority-data"`
+	ProxyURL                 string        `yaml:"proxy-url"`
+	Extensions               []kcExtension `yaml:"extensions"`
 }
 
 type kcExtension struct {
-	Name      string
-	Extension any
+	Name      string `yaml:"name"`
+	Extension any    `yaml:"extension"`
 }
 
 type kcUser struct {
-	Token                 string
-	TokenFile             string
-	ClientCertificate     string
-	ClientCertificateData string
-	ClientKey             string
-	ClientKeyData         string
-	Exec                  *kcExec
+	Token                 string  `yaml:"token"`
+	TokenFile             string  `yaml:"tokenFile"`
+	ClientCertificate     string  `yaml:"client-certificate"`
+	ClientCertificateData string  `yaml:"client-certificate-data"`
+	ClientKey             string  `yaml:"client-key"`
+	ClientKeyData         string  `yaml:"client-key-data"`
+	Exec                  *kcExec `yaml:"exec"`
 
 	// Refused: they change how kdisc connects, and kdisc does not do them.
-	AuthProvider any
-	Username     string
-	Password     string
-	As           string
-	AsUID        string
-	AsGroups     []string
-	AsUserExtra  map[string]any
+	AuthProvider any            `yaml:"auth-provider"`
+	Username     string         `yaml:"username"`
+	Password     string         `yaml:"password"`
+	As           string         `yaml:"as"`
+	AsUID        string         `yaml:"as-uid"`
+	AsGroups     []string       `yaml:"as-groups"`
+	AsUserExtra  map[string]any `yaml:"as-user-extra"`
 }
 
 type kcExec struct {
-	APIVersion         string
-	Command            string
-	Args               []string
-	Env                []kcEnv
-	InstallHint        string
-	ProvideClusterInfo bool
-	InteractiveMode    string
+	APIVersion         string   `yaml:"apiVersion"`
+	Command            string   `yaml:"command"`
+	Args               []string `yaml:"args"`
+	Env                []kcEnv  `yaml:"env"`
+	InstallHint        string   `yaml:"installHint"`
+	ProvideClusterInfo bool     `yaml:"provideClusterInfo"`
+	InteractiveMode    string   `yaml:"interactiveMode"`
 }
 
 type kcEnv struct {
-	Name  string
-	Value string
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
 }
 
 // parseConnection reads service and client, or kubeconfig and context.
@@ -206,18 +210,17 @@ func (c *Cluster) loadKubeconfig(kcKey, ctxKey, written, ctxWritten string) erro
 	fail := func(format string, args ...any) error {
 		return errorf(kcKey, "%s: %s", k.File, fmt.Sprintf(format, args...))
 	}
-	doc, err := unmarshalYAML(data)
-	if err != nil {
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		// Position and reason only: the lines around may hold a secret.
-		return fail("invalid YAML: %s", formatYAMLError(err))
+		return fail("invalid YAML: %s", yaml.FormatError(err, false, false))
 	}
-	docMap, ok := doc.(map[string]any)
-	if !ok {
+	if _, ok := doc.(map[string]any); !ok {
 		return fail("invalid kubeconfig: must be a map with clusters, contexts and users")
 	}
-	f, err := decodeKubeconfig(docMap)
-	if err != nil {
-		return fail("invalid kubeconfig: %v", err)
+	var f kcFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		return fail("invalid kubeconfig: %s", yaml.FormatError(err, false, false))
 	}
 
 	// The context.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/goccy/go-yaml"
+
 	"github.com/kdisc/kdisc/selector"
 )
 
@@ -20,11 +22,11 @@ const root = "discovery.kubernetes"
 // os.LookupEnv. A key whose value is null (`host:` with nothing after it)
 // counts as absent.
 func Parse(data []byte) (*Config, error) {
-	doc, err := unmarshalYAML(data)
-	if err != nil {
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		// Position and reason only: the source lines around a syntax
 		// error may hold a token.
-		return nil, fmt.Errorf("config: invalid YAML: %s", formatYAMLError(err))
+		return nil, fmt.Errorf("config: invalid YAML: %s", yaml.FormatError(err, false, false))
 	}
 	top, ok := doc.(map[string]any)
 	if doc != nil && !ok {

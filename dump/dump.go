@@ -5,8 +5,8 @@
 package dump
 
 import (
+	"cmp"
 	"slices"
-	"sort"
 
 	jsoniter "github.com/json-iterator/go"
 
@@ -52,9 +52,7 @@ func Table(id string, r *shm.Reader) Cluster {
 		}
 		return true
 	})
-	// sort.Slice, not slices.SortFunc: one shared sort instead of a
-	// generic instantiation per element type (~20 KB of binary each).
-	sort.Slice(c.Endpoints, func(i, j int) bool { return c.Endpoints[i].Name < c.Endpoints[j].Name })
+	slices.SortFunc(c.Endpoints, func(a, b Entry) int { return cmp.Compare(a.Name, b.Name) })
 	return c
 }
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -45,9 +45,8 @@ func WriteTable(w io.Writer, d Dump) error {
 			}
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool { // not slices.SortFunc: see Table
-		a, b := rows[i], rows[j]
-		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port)) < 0
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port))
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tPORT\tNODES\tHOSTS")

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -404,9 +405,14 @@ func TestOneEndpointPerAddressE2E(t *testing.T) {
 	apply("b-new", "b", ready)
 	for _, svc := range []string{"a", "b"} {
 		waitHosts(t, d, ns+"/"+svc+":http", "10.97.0.1:8080/50")
-		detail, ok := d.Detail(ns + "/" + svc)
-		require.True(t, ok)
-		require.Len(t, detail, 1, svc)
+		// The detail is stored after the nodes (listwatch's put): wait
+		// for it too, then check it is the new pod's.
+		var detail []kdisc.NodeDetail
+		eventually(t, 30*time.Second, svc+": one node's detail", func() (bool, string) {
+			var ok bool
+			detail, ok = d.Detail(ns + "/" + svc)
+			return ok && len(detail) == 1, fmt.Sprint(detail)
+		})
 		assert.Equal(t, "node-2", detail[0].NodeName, svc)
 		require.NotNil(t, detail[0].TargetRef, svc)
 		assert.Equal(t, "web-new", detail[0].TargetRef.Name, svc)
@@ -449,8 +455,13 @@ func TestTruncatedEndpointsE2E(t *testing.T) {
 		})
 	}
 	gauge("1")
+	// The log reaches the test through a pipe, which may lag behind what
+	// /metrics already says: wait for the warning.
+	eventually(t, 20*time.Second, "the truncation warning", func() (bool, string) {
+		logs := d.Logs()
+		return strings.Contains(logs, "Endpoints truncated"), logs
+	})
 	logs := d.Logs()
-	assert.Equal(t, 1, strings.Count(logs, "Endpoints truncated"), logs)
 	assert.Contains(t, logs, "service="+ns+"/big")
 	assert.Contains(t, logs, "watch_endpoint_slices: true")
 
@@ -459,5 +470,7 @@ func TestTruncatedEndpointsE2E(t *testing.T) {
 	gauge("1")
 	apply(nil, "10.98.0.1", "10.98.0.3") // the annotation goes
 	gauge("0")
+	// Stopped, kdisc has written all its log, and the pipe is drained.
+	require.NoError(t, d.Stop())
 	assert.Equal(t, 1, strings.Count(d.Logs(), "Endpoints truncated"), "once per service")
 }

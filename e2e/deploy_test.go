@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc/config"
+	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/internal/kubetest"
 )
 
@@ -290,25 +291,70 @@ func TestDeployManifestsShape(t *testing.T) {
 	}
 }
 
+// decodeYAMLDocs decodes every document of a multi-document YAML text.
+func decodeYAMLDocs(t *testing.T, b []byte) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			return out
+		} else {
+			require.NoError(t, err)
+		}
+		out = append(out, doc)
+	}
+}
+
 // deploy/rbac.yaml is what every test cluster runs with: the documents of
 // testdata/kube/rbac.yaml without its test-only binding.
 func TestDeployRBACIsTheTestedOne(t *testing.T) {
 	decode := func(path string) []map[string]any {
 		b, err := os.ReadFile(path)
 		require.NoError(t, err)
-		var out []map[string]any
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		for {
-			var doc map[string]any
-			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-				return out
-			} else {
-				require.NoError(t, err)
-			}
-			out = append(out, doc)
-		}
+		return decodeYAMLDocs(t, b)
 	}
 	deployed, tested := decode("../deploy/rbac.yaml"), decode("../testdata/kube/rbac.yaml")
 	require.Len(t, deployed, 4)
 	assert.Equal(t, tested[:4], deployed)
+}
+
+// The role the README ships is deploy/rbac.yaml's (its ServiceAccount,
+// ClusterRole and binding, the Namespace left out).
+func TestReadmeRBACIsTheDeployedOne(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n## RBAC\n")
+	require.True(t, ok, "README.md has an RBAC section")
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	require.True(t, ok, "the RBAC section holds a yaml block")
+	block, _, _ = strings.Cut(block, "```")
+	deployed, err := os.ReadFile("../deploy/rbac.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, decodeYAMLDocs(t, deployed)[1:], decodeYAMLDocs(t, []byte(block)))
+}
+
+// The manifests name the image deploy/image.sh builds by default:
+// localhost/kdisc:VERSION, VERSION what `kdisc version` says.
+func TestDeployManifestsNameTheBuiltImage(t *testing.T) {
+	r := kdisctest.Run(t, nil, "version")
+	require.Equal(t, 0, r.Code, r.Stderr)
+	fields := strings.Fields(r.Stdout)
+	require.Len(t, fields, 4, r.Stdout)
+	want := "localhost/kdisc:" + strings.TrimPrefix(fields[1], "v")
+	n := 0
+	for _, d := range readManifests(t) {
+		if k := d.obj["kind"].(string); k != "Deployment" && k != "DaemonSet" {
+			continue
+		}
+		pod := dig(d.obj, "spec", "template", "spec").(map[string]any)
+		for _, list := range []any{pod["containers"], pod["initContainers"]} {
+			if c := named(list, "kdisc"); c != nil {
+				assert.Equal(t, want, c["image"], d.file)
+				n++
+			}
+		}
+	}
+	assert.Equal(t, 2, n, "the sidecar and the DaemonSet")
 }

@@ -61,6 +61,13 @@ type faultCase struct {
 	// noSync: nothing can reach kdisc during the fault, so
 	// kdisc_last_sync_age_seconds must grow with it.
 	noSync bool
+	// window: how long the fault persists (default faultWindow).
+	window time.Duration
+	// quiet: no churn before the fault, so that nothing (no event, no
+	// bookmark) reaches kdisc between its list and the fault.
+	quiet bool
+	// after checks kdisc's log once it converged (optional).
+	after func(t *testing.T, f *faultRun)
 }
 
 // faultRun is one case's world.
@@ -95,6 +102,38 @@ func TestFaultMatrix(t *testing.T) {
 			heal: func(t *testing.T, f *faultRun) time.Time {
 				require.NoError(t, f.c.StartAPIServer(ctx(t)))
 				return time.Now()
+			},
+			refused: true, noSync: true,
+		},
+		{
+			// Issue 15: a quiet kdisc (nothing since its list) whose
+			// apiserver is away long enough for the backoff to pass 10 s
+			// meets 410 Gone on its first watch after the restart (etcd
+			// moved on meanwhile). That 410 proves the apiserver is back:
+			// kdisc must list again at once, not wait the doubled
+			// transport backoff (19.6 s seen), which broke the 30 s bound.
+			name:   "apiserver-down-long",
+			fault:  "kube-apiserver SIGKILLed for 25 s (backoff past 10 s), etcd revision moved on meanwhile, restarted: its first watch gets 410 Gone",
+			window: 25 * time.Second,
+			quiet:  true,
+			inject: func(t *testing.T, f *faultRun) time.Time {
+				t.Cleanup(func() { _ = f.c.StartAPIServer(context.Background()) })
+				f.c.KillAPIServer()
+				began := time.Now()
+				// Past kdisc's resourceVersion: the restarted watch cache
+				// starts after it, so kdisc's watch resumes into 410 Gone.
+				_, err := f.c.BumpRevision(ctx(t))
+				require.NoError(t, err)
+				return began
+			},
+			heal: func(t *testing.T, f *faultRun) time.Time {
+				require.NoError(t, f.c.StartAPIServer(ctx(t)))
+				return time.Now()
+			},
+			after: func(t *testing.T, f *faultRun) {
+				logs := f.d.Logs()
+				assert.Contains(t, logs, "410 Gone", "the first watch after the restart met 410 Gone")
+				assert.NotContains(t, logs, "class=expired", "the 410 is answered by listing at once, not after a backoff")
 			},
 			refused: true, noSync: true,
 		},
@@ -256,11 +295,18 @@ func runFaultCase(t *testing.T, c *kubetest.Cluster, fc faultCase) {
 	m := mustScrape(t, d)
 	assertGauge(t, m, "kdisc_watch_healthy", 1, "healthy before the fault")
 
-	ch := startChurn(c.APIServer, ns, churnN, 100*time.Millisecond)
-	defer ch.Stop()
-	eventually(t, 20*time.Second, "the churn to write", func() (bool, string) {
-		return ch.writes.Load() >= 5, fmt.Sprintf("%d writes, %d failed", ch.writes.Load(), ch.fails.Load())
-	})
+	var ch *churn
+	if !fc.quiet {
+		ch = startChurn(c.APIServer, ns, churnN, 100*time.Millisecond)
+		defer ch.Stop()
+		eventually(t, 20*time.Second, "the churn to write", func() (bool, string) {
+			return ch.writes.Load() >= 5, fmt.Sprintf("%d writes, %d failed", ch.writes.Load(), ch.fails.Load())
+		})
+	}
+	window := fc.window
+	if window == 0 {
+		window = faultWindow
+	}
 
 	// The fault, for a measured window.
 	before := mustScrape(t, d)
@@ -268,7 +314,7 @@ func runFaultCase(t *testing.T, c *kubetest.Cluster, fc faultCase) {
 	began := fc.inject(t, f)
 	readyChecks, readyBad, anchorBad := 0, 0, 0
 	var lastBad string
-	for time.Since(began) < faultWindow {
+	for time.Since(began) < window {
 		readyChecks++
 		if code, b := d.Get("/readyz"); code != http.StatusOK {
 			readyBad++
@@ -325,7 +371,9 @@ func runFaultCase(t *testing.T, c *kubetest.Cluster, fc faultCase) {
 	// Heal; then changes the disconnected kdisc has not seen.
 	lists0, _ := metric(mustScrape(t, d), "kdisc_lists_total", map[string]string{"cluster": ""})
 	reach := fc.heal(t, f)
-	ch.Stop()
+	if ch != nil {
+		ch.Stop()
+	}
 	mustWrite(t, "delete svc-00", func(ctx context.Context) error { return c.DeleteEndpoints(ctx, ns, churnName(0)) })
 	mustWrite(t, "change svc-01", func(ctx context.Context) error {
 		_, err := c.ApplyEndpoints(ctx, ns, churnName(1), kubetest.Subset([]string{"10.79.0.1"}, httpPort))
@@ -337,14 +385,19 @@ func runFaultCase(t *testing.T, c *kubetest.Cluster, fc faultCase) {
 	})
 	took, list, diff := converge(t, d, c.APIServer, ns, false, reach, convergeWait)
 	bound := maxBackoff + list + time.Second // +1 s: polling and the dump itself
-	t.Logf("%s: churn wrote %d (%d failed, %d deletes); converged %v after the apiserver was reachable again (bound %v)",
-		fc.name, ch.writes.Load(), ch.fails.Load(), ch.deletes.Load(), took.Round(time.Millisecond), bound.Round(time.Millisecond))
+	if ch != nil {
+		t.Logf("%s: churn wrote %d (%d failed, %d deletes)", fc.name, ch.writes.Load(), ch.fails.Load(), ch.deletes.Load())
+	}
+	t.Logf("%s: converged %v after the apiserver was reachable again (bound %v)", fc.name, took.Round(time.Millisecond), bound.Round(time.Millisecond))
 	if diff != "" {
 		t.Errorf("not converged %v after the apiserver was reachable again: %s", took.Round(time.Millisecond), diff)
 		row.converged = fmt.Sprintf("**not within %v**", took.Round(time.Second))
 	} else {
 		assert.LessOrEqual(t, took, bound, "converged within 30 s plus one LIST of the apiserver being reachable again")
 		row.converged = fmt.Sprintf("%.1f s (bound %.1f s)", took.Seconds(), bound.Seconds())
+	}
+	if fc.after != nil {
+		fc.after(t, f)
 	}
 
 	// Healthy again, and saying so. A quiet healthy watch's sync age grows

@@ -59,7 +59,10 @@ func TestStreamingListOnRealServer(t *testing.T) {
 			assertCounter(t, m, "kdisc_list_errors_total", one, 0)
 			_, listed := metric(m, "kdisc_apiserver_requests_total", map[string]string{"cluster": "", "verb": "list"})
 			assert.False(t, listed, "no LIST request at all")
-			assert.Contains(t, d.Logs(), "mode=streaming")
+			// The list is logged after readiness is set: wait for the line.
+			eventually(t, 10*time.Second, "the list logged as streaming", func() (bool, string) {
+				return strings.Contains(d.Logs(), "mode=streaming"), "no mode=streaming in the log"
+			})
 
 			// A change after the initial events comes on the same stream.
 			last := bigName(watchListServices - 1)

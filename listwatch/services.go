@@ -151,7 +151,7 @@ func parseIPv4Sloppy(s string) (netip.Addr, error) {
 
 func portsEqual(a, b []shm.Port) bool {
 	return slices.EqualFunc(a, b, func(x, y shm.Port) bool {
-		return x.Name == y.Name && slices.Equal(x.Nodes, y.Nodes)
+		return x.Name == y.Name && x.Number == y.Number && slices.Equal(x.Nodes, y.Nodes)
 	})
 }
 
@@ -188,7 +188,8 @@ type endpointsServices struct {
 func keyOf(v []byte, n int) string { return borrow(v[:n]) }
 
 // entry is one node of one port while a value is built; a port listed
-// without addresses has an entry with no node (declared).
+// without addresses has an entry with no node (declared), whose node holds
+// only the port's number.
 type entry struct {
 	port     string
 	node     shm.Node
@@ -209,7 +210,7 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 				return err
 			}
 			k := s.names.portKey(p)
-			s.entries = append(s.entries, entry{port: k, declared: true})
+			s.entries = append(s.entries, entry{port: k, declared: true, node: shm.Node{Port: uint16(p.number)}})
 			for i, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
@@ -374,13 +375,16 @@ var octetRank = func() (rank [256]uint8) {
 }()
 
 // packPorts appends ports packed: per port, its name's length, its name
-// and its node count (uvarints); per node, its family (4 or 6), address,
-// port and weight.
+// and its node count (uvarints), and its number when it has no node; per
+// node, its family (4 or 6), address, port and weight.
 func packPorts(b []byte, ports []shm.Port) []byte {
 	for _, p := range ports {
 		b = binary.AppendUvarint(b, uint64(len(p.Name)))
 		b = append(b, p.Name...)
 		b = binary.AppendUvarint(b, uint64(len(p.Nodes)))
+		if len(p.Nodes) == 0 {
+			b = binary.LittleEndian.AppendUint16(b, p.Number)
+		}
 		for _, n := range p.Nodes {
 			if n.Addr.Is4() {
 				a := n.Addr.As4()
@@ -409,6 +413,10 @@ func unpackPorts(b []byte, ports []shm.Port, nodes []shm.Node, names *interner) 
 		b = b[w+int(l):]
 		n, w := binary.Uvarint(b)
 		b = b[w:]
+		if n == 0 {
+			ports[len(ports)-1].Number = binary.LittleEndian.Uint16(b)
+			b = b[2:]
+		}
 		for range n {
 			var node shm.Node
 			if b[0] == 4 {
@@ -535,6 +543,7 @@ type slice struct {
 	id      string
 	service *service
 	ports   []string     // every port with a number, by portKey (interned)
+	nums    []uint16     // their numbers
 	nodes   []packedNode // every address that may be served, paired with each port
 	names   []string     // FQDN addresses, by packedNode.name
 	infos   []*nodeInfo  // with node detail: per node
@@ -588,7 +597,7 @@ func (sl *slice) candidate(i int, weight uint32) portNode {
 
 // sameAs reports whether sl contributes what next does.
 func (sl *slice) sameAs(next *slice) bool {
-	return slices.Equal(sl.ports, next.ports) && slices.Equal(sl.nodes, next.nodes) && slices.Equal(sl.names, next.names) &&
+	return slices.Equal(sl.ports, next.ports) && slices.Equal(sl.nums, next.nums) && slices.Equal(sl.nodes, next.nodes) && slices.Equal(sl.names, next.names) &&
 		slices.EqualFunc(sl.infos, next.infos, func(a, b *nodeInfo) bool { return a == b || a != nil && b != nil && *a == *b })
 }
 
@@ -662,6 +671,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 	}
 	// In place: no other state shares a slice's memory (see carry).
 	prev.ports = append(prev.ports[:0], s.next.ports...)
+	prev.nums = append(prev.nums[:0], s.next.nums...)
 	prev.nodes = append(prev.nodes[:0], s.next.nodes...)
 	prev.names = append(prev.names[:0], s.next.names...)
 	prev.infos = append(prev.infos[:0], s.next.infos...)
@@ -675,7 +685,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 // contribution reads what slice o contributes into next, reusing its
 // memory.
 func (s *sliceServices) contribution(o *object, next *slice) error {
-	next.ports, next.nodes, next.names, next.infos = next.ports[:0], next.nodes[:0], next.names[:0], next.infos[:0]
+	next.ports, next.nums, next.nodes, next.names, next.infos = next.ports[:0], next.nums[:0], next.nodes[:0], next.names[:0], next.infos[:0]
 	var nums [8]int32 // the numbers of next.ports
 	numbers := nums[:0]
 	for _, p := range o.ports {
@@ -686,6 +696,7 @@ func (s *sliceServices) contribution(o *object, next *slice) error {
 			return err
 		}
 		next.ports = append(next.ports, s.names.portKey(p))
+		next.nums = append(next.nums, uint16(p.number))
 		numbers = append(numbers, p.number)
 	}
 	if len(next.ports) > math.MaxUint8+1 {
@@ -795,7 +806,7 @@ func (s *sliceServices) carry(from services, o *object) {
 	}
 	s.forget(s.slices[id], func(string) {})
 	// A copy: set rewrites a slice's memory in place.
-	c := &slice{id: id, service: s.join(prev.service.key), ports: slices.Clone(prev.ports), nodes: slices.Clone(prev.nodes),
+	c := &slice{id: id, service: s.join(prev.service.key), ports: slices.Clone(prev.ports), nums: slices.Clone(prev.nums), nodes: slices.Clone(prev.nodes),
 		names: slices.Clone(prev.names), infos: slices.Clone(prev.infos)}
 	c.service.members = append(c.service.members, c)
 	s.slices[id] = c
@@ -814,6 +825,17 @@ func (s *sliceServices) detail(key string) []byte {
 		return nil
 	}
 	return detailJSON(s.entries)
+}
+
+// declaredEntry is the declared entry of port name of svc, with the
+// port's number (its first slice's), kept if the port gets no node.
+func declaredEntry(svc *service, name string) entry {
+	for _, sl := range svc.members {
+		if k := slices.Index(sl.ports, name); k >= 0 {
+			return entry{port: name, declared: true, node: shm.Node{Port: sl.nums[k]}}
+		}
+	}
+	return entry{port: name, declared: true}
 }
 
 // build merges the slices of service key into s.entries, sorted: per port,
@@ -875,7 +897,7 @@ func (s *sliceServices) build(key string) bool {
 			j++
 		}
 		for ; d < len(s.declared) && s.declared[d] <= s.cands[i].port; d++ {
-			s.entries = append(s.entries, entry{port: s.declared[d], declared: true})
+			s.entries = append(s.entries, declaredEntry(svc, s.declared[d]))
 		}
 		for _, pn := range s.serve(s.cands[i:j]) {
 			s.entries = append(s.entries, entry{port: pn.port, node: pn.node, info: pn.info})
@@ -883,7 +905,7 @@ func (s *sliceServices) build(key string) bool {
 		i = j
 	}
 	for ; d < len(s.declared); d++ {
-		s.entries = append(s.entries, entry{port: s.declared[d], declared: true})
+		s.entries = append(s.entries, declaredEntry(svc, s.declared[d]))
 	}
 	return true
 }
@@ -990,7 +1012,9 @@ func portsOf(es []entry, ports []shm.Port, nodes []shm.Node) ([]shm.Port, []shm.
 	first := firsts[:0] // where each port's nodes start in nodes
 	for i, e := range es {
 		if i == 0 || e.port != es[i-1].port {
-			ports = append(ports, shm.Port{Name: e.port})
+			// Declared entries sort first: the port's number, kept if it
+			// gets no node (a query by number then answers empty).
+			ports = append(ports, shm.Port{Name: e.port, Number: e.node.Port})
 			first = append(first, len(nodes))
 		}
 		// Declared entries sort first; a node listed twice is served once.
@@ -999,6 +1023,11 @@ func portsOf(es []entry, ports []shm.Port, nodes []shm.Node) ([]shm.Port, []shm.
 		}
 	}
 	setNodes(ports[start:], first, nodes)
+	for i := range ports[start:] {
+		if len(ports[start+i].Nodes) > 0 {
+			ports[start+i].Number = 0 // each node has its number
+		}
+	}
 	return ports, nodes
 }
 

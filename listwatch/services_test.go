@@ -40,7 +40,7 @@ func TestEndpointsServices(t *testing.T) {
 	require.NoError(t, s.set(&notReady, changed))
 	ports, ok := s.value("default/db")
 	assert.True(t, ok, "a port without a ready address: the service stays")
-	assert.Equal(t, []shm.Port{{Name: "sql"}}, ports, "the port is listed without nodes")
+	assert.Equal(t, []shm.Port{{Name: "sql", Number: 3306}}, ports, "the port is listed without nodes, with its number (issue 12.2)")
 	assert.Len(t, *keys, 2)
 
 	empty := object{namespace: "default", name: "db"}
@@ -92,7 +92,7 @@ func TestSliceServicesMerge(t *testing.T) {
 	require.NoError(t, s.set(&a, changed))
 	ports, ok := s.value("shop/web")
 	assert.True(t, ok, "no ready endpoint: the service stays")
-	assert.Equal(t, []shm.Port{{Name: "http"}}, ports, "its port is listed without nodes")
+	assert.Equal(t, []shm.Port{{Name: "http", Number: 80}}, ports, "its port is listed without nodes, with its number (issue 12.2)")
 	a.ports = nil
 	require.NoError(t, s.set(&a, changed))
 	ports, ok = s.value("shop/web")

@@ -126,9 +126,10 @@ type Watcher struct {
 	// streaming: the next list is a streaming list; false once the
 	// apiserver refused one (or Options.NoStreamingList).
 	streaming atomic.Bool
-	// unstored holds services a full table refused; they are tried again
-	// whenever a delete frees space.
-	unstored map[string]struct{}
+	// unstored holds services a full table refused (false), or whose
+	// node detail it refused after storing their nodes (true); they are
+	// tried again, only what was refused, whenever a delete frees space.
+	unstored map[string]bool
 	// warnedTruncated: the services whose truncated Endpoints was logged,
 	// once per service for the Watcher's life.
 	warnedTruncated map[string]struct{}
@@ -173,7 +174,7 @@ func New(o Options) *Watcher {
 	if o.Clock == nil {
 		o.Clock = RealClock{}
 	}
-	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]struct{}{}, warnedTruncated: map[string]struct{}{}}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]bool{}, warnedTruncated: map[string]struct{}{}}
 	w.writeKey = w.write // once: a method value made per event would be an allocation per event
 	w.stats.initHistograms()
 	// namespace_selector.equal lists and watches that namespace on its
@@ -254,10 +255,15 @@ func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
 	w.log.Info("connecting", "resource", w.kind, "url", w.url())
 	rv := ""
-	justListed := false
+	// Since the last list: nothing arrived (no object, no bookmark), and
+	// whether a watch failed in between. A 410 on the first watch after a
+	// list with neither is a server that disagrees with itself: listing at
+	// once would make a list → 410 → list hot loop, so it backs off.
+	justListed, failedSinceList := false, false
+	pagesOnce := false // the last streaming list outlasted its timeout: list in pages
 	for ctx.Err() == nil {
 		var initial *initialList // a streaming list: the watch below lists first
-		if rv == "" && w.streaming.Load() {
+		if rv == "" && w.streaming.Load() && !pagesOnce {
 			initial = w.newInitialList()
 		} else if rv == "" {
 			var err error
@@ -271,7 +277,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				}
 				continue
 			}
-			justListed = true
+			justListed, failedSinceList, pagesOnce = true, false, false
 			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
 		}
 		start := w.clock.Now()
@@ -288,6 +294,12 @@ func (w *Watcher) Run(ctx context.Context) {
 				w.log.Info("streaming list refused: listing in pages from now on", "resource", w.kind, "error", err)
 				continue
 			}
+			var slow *errInitialEventsTimedOut
+			if errors.As(err, &slow) {
+				pagesOnce = true
+				w.log.Warn("streaming list outlasted its timeout: listing in pages this time", "resource", w.kind, "error", err)
+				continue
+			}
 			w.stats.ListErrors.Add(1)
 			if !w.fail(ctx, &bo, "list", err) {
 				return
@@ -295,7 +307,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			continue
 		}
 		if initial != nil {
-			justListed = true
+			justListed, failedSinceList = true, false
 		}
 		if progressed {
 			// Only an object or a bookmark is progress: a watch that
@@ -317,15 +329,28 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		if class == ClassExpired && !justListed {
 			// The usual 410: kdisc was away longer than the server keeps
-			// history. List again at once. (A watch that expires right
-			// after its list backs off, or two servers that disagree
-			// would make a hot loop.)
+			// history. List again at once.
 			w.log.Info("410 Gone: listing again", "resource", w.kind, "error", err)
+			continue
+		}
+		if class == ClassExpired && failedSinceList {
+			// The first answer after an outage: the apiserver is back
+			// (a 410 proves it) and the failures before it have been
+			// waited for. List again at once, jittered so that a fleet
+			// does not relist in lockstep; the backoff is not reset
+			// (only progress does), so a server that keeps failing
+			// still meets a growing wait.
+			d := rand.N(w.o.MinBackoff)
+			w.log.Info("410 Gone after a failed watch: listing again", "resource", w.kind, "delay", d.Round(time.Millisecond), "error", err)
+			if !w.sleep(ctx, d) {
+				return
+			}
 			continue
 		}
 		if class != ClassVeryShortWatch && class != ClassExpired {
 			w.stats.WatchErrors.Add(1) // ended by an error, not by a clean end
 		}
+		failedSinceList = true
 		if !w.fail(ctx, &bo, "watch", err) {
 			return
 		}
@@ -473,7 +498,7 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 // (carry) with what the relist found of its other objects.
 func (w *Watcher) replace(next services, keep map[string]struct{}) {
 	prev, refused := w.services, w.unstored
-	w.services, w.unstored = next, map[string]struct{}{}
+	w.services, w.unstored = next, map[string]bool{}
 	w.stats.Truncated.Store(int64(next.truncated()))
 	next.each(func(key string) {
 		// A relist mostly finds what the watch already wrote: rewrite
@@ -517,21 +542,40 @@ func (w *Watcher) write(key string) {
 		w.delete(key)
 		return
 	}
-	err := w.put(key, ports)
-	if err == nil {
-		delete(w.unstored, key)
-		return
-	}
+	err := w.o.Store.Put(key, ports)
 	var full *shm.FullError
-	if !errors.As(err, &full) {
+	switch {
+	case err == nil:
+		delete(w.unstored, key)
+		w.putDetail(key)
+	case !errors.As(err, &full):
 		w.stats.skippedRefused.Add(1)
 		w.stats.Skipped.Add(1)
 		w.log.Error("table refused the service; the old value stays", "service", key, "error", err)
-		return
+	default:
+		w.stats.TableFull.Add(1)
+		w.unstored[key] = false
+		w.log.Error("table full; the old value stays", "service", key, "error", err)
 	}
-	w.stats.TableFull.Add(1)
-	w.unstored[key] = struct{}{}
-	w.log.Error("table full; the old value stays", "service", key, "error", err)
+}
+
+// putDetail stores key's node detail (with node detail on) after its
+// nodes were stored. A full table refusing it is no refused service: the
+// nodes are served; the detail is tried again when space frees up.
+func (w *Watcher) putDetail(key string) bool {
+	if !w.o.NodeDetail {
+		return true
+	}
+	err := w.o.Store.PutDetail(key, w.services.detail(key))
+	if err == nil {
+		return true
+	}
+	var full *shm.FullError
+	if errors.As(err, &full) {
+		w.unstored[key] = true
+	}
+	w.log.Error("node detail not stored (the nodes were)", "service", key, "error", err)
+	return false
 }
 
 // delete removes key and, since that frees space, stores what a full
@@ -544,24 +588,22 @@ func (w *Watcher) delete(key string) {
 	if !w.o.Store.Delete(key) {
 		return
 	}
-	for k := range w.unstored {
+	for k, detailOnly := range w.unstored {
 		ports, ok := w.services.value(k)
-		if !ok {
+		switch {
+		case !ok:
 			delete(w.unstored, k)
-		} else if w.put(k, ports) == nil {
+		case detailOnly: // the nodes are stored: do not write (and notify) them again
+			if w.putDetail(k) {
+				delete(w.unstored, k)
+				w.log.Info("stored the node detail the full table had refused", "service", k)
+			}
+		case w.o.Store.Put(k, ports) == nil:
 			delete(w.unstored, k)
 			w.log.Info("stored a service the full table had refused", "service", k)
+			w.putDetail(k)
 		}
 	}
-}
-
-// put stores key's ports and, with node detail, its detail.
-func (w *Watcher) put(key string, ports []shm.Port) error {
-	err := w.o.Store.Put(key, ports)
-	if err == nil && w.o.NodeDetail {
-		err = w.o.Store.PutDetail(key, w.services.detail(key))
-	}
-	return err
 }
 
 // equalNamespace is the namespace of namespace_selector.equal, "" when
@@ -698,6 +740,9 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 		err := stream.Next(&ev)
 		if err == io.EOF && initial != nil && !initial.done {
 			err = errInitialEventsCut
+			if w.clock.Now().Sub(began) >= timeout {
+				err = &errInitialEventsTimedOut{timeout}
+			}
 		}
 		if err == io.EOF {
 			return progressed, nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,10 +195,11 @@ func TestWatchAppliesEvents(t *testing.T) {
 	h.waitHosts("default/web:http")
 	api.PutEndpoints(endpoints("shop", "cart", 8080)) // scaled to zero
 	h.waitHosts("shop/cart:http")
+	// An event is counted after its table write: wait for the counts.
 	st := h.w.Stats()
-	assert.Equal(t, uint64(1), st.Added.Load())
-	assert.Equal(t, uint64(2), st.Modified.Load())
-	assert.Equal(t, uint64(1), st.Deleted.Load())
+	eventually(t, "1 added, 2 modified, 1 deleted", func() bool {
+		return st.Added.Load() == 1 && st.Modified.Load() == 2 && st.Deleted.Load() == 1
+	})
 	assert.NotZero(t, st.LastEvent.Load())
 	assert.Equal(t, 1, lists(api.Requests()), "events never cause a list")
 }
@@ -334,7 +336,9 @@ func TestIdleWatchIsDropped(t *testing.T) {
 	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.1"))
 	api.Fail(fakeapi.IsWatch(""), fakeapi.Stall(), 1)
 	o := fastOptions()
-	o.MinWatchTimeout, o.IdleGrace = time.Second, 100*time.Millisecond
+	// Every later watch ends at the server's timeout (1 s) and must not
+	// race the idle drop: a grace of 2 s, not 100 ms, on a loaded machine.
+	o.MinWatchTimeout, o.IdleGrace = time.Second, 2*time.Second
 	h := start(t, api, o)
 	h.waitHosts("default/web:http", "10.0.0.1:80")
 	api.WaitRequests(fakeapi.IsWatch(""), 2) // the stalled one was given up
@@ -375,6 +379,7 @@ func TestTokenFileRotation(t *testing.T) {
 	require.NoError(t, os.WriteFile(tokenFile, []byte("one\n"), 0o600))
 	h := start(t, api, fastOptions(), apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port(), TokenFile: tokenFile})
 	eventually(t, "ready", h.w.Ready)
+	api.WaitWatchers(1) // the watch opens after the list is applied: CloseWatches below must find it
 
 	// Rotate: the server now wants "two", the file says so.
 	api.SetToken("two")
@@ -509,15 +514,19 @@ func TestRelistKeepsServiceOfMalformedObject(t *testing.T) {
 	api.WaitWatchers(1)
 
 	// Disconnected; meanwhile the object turns malformed and history is
-	// compacted, so kdisc must list again.
-	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
+	// compacted, so kdisc must list again. The relist's fault is armed
+	// before the watch may succeed (ClearFaults first would let the relist
+	// slip in between).
+	var down atomic.Bool
+	down.Store(true)
+	api.Fail(func(r fakeapi.Request) bool { return r.Watch && down.Load() }, fakeapi.InternalError(), -1)
 	api.CloseWatches()
 	api.WaitRequests(func(r fakeapi.Request) bool { return r.Watch && r.Fault != "" }, 1)
 	api.DeleteEndpoints("default", "malformed")
 	api.PutEndpoints(endpoints("default", "web", 80, "10.0.0.3"))
 	api.Compact()
-	api.ClearFaults()
 	api.Fail(fakeapi.IsList(""), fakeapi.Malformed(), 1)
+	down.Store(false)
 
 	h.waitHosts("default/web:http", "10.0.0.3:80")
 	assert.Equal(t, uint64(1), h.w.Stats().Relists.Load())
@@ -608,6 +617,7 @@ func TestRelistWritesOnlyChanges(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	eventually(t, "ready", w.Ready)
 	api.WaitWatchers(1)
+	firstSync := w.Status().LastSync
 
 	api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
 	api.CloseWatches()
@@ -615,10 +625,14 @@ func TestRelistWritesOnlyChanges(t *testing.T) {
 	api.PutEndpoints(endpoints("default", "moved", 80, "10.0.0.3"))
 	api.Compact()
 	api.ClearFaults()
-	eventually(t, "relist", func() bool { return w.Stats().Relists.Load() == 1 && w.Stats().Lists.Load() == 2 })
-
+	// A list is counted before its table writes, and "same" is written
+	// (or not) in map order beside "moved": wait for the relist to be
+	// applied whole (readers see "moved" changed, and the list's sync is
+	// recorded after every write).
+	eventually(t, "relist applied", func() bool {
+		return w.Stats().Relists.Load() == 1 && store.count("default/moved") == 2 && w.Status().LastSync.After(firstSync)
+	})
 	assert.Equal(t, 1, store.count("default/same"), "unchanged: written by the first list only")
-	assert.Equal(t, 2, store.count("default/moved"))
 }
 
 // namespace_selector.equal lists and watches the one namespace on its
@@ -668,4 +682,55 @@ func TestNamespaceEqualListsEveryPageOnTheNamespacedPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refusingDetailStore is a table whose PutDetail of one key always finds
+// the table full.
+type refusingDetailStore struct {
+	countingStore
+	refuse string
+}
+
+func (s *refusingDetailStore) PutDetail(key string, detail []byte) error {
+	if key == s.refuse {
+		return &shm.FullError{Key: key, Need: len(detail), Size: 1 << 20}
+	}
+	return s.Writer.PutDetail(key, detail)
+}
+
+// Issue 14, defect 1 (node detail): a detail the table refuses after it
+// stored the service's nodes is no refused service (not counted in
+// TableFull), and the deletes that follow retry the detail only: they do
+// not write the unchanged nodes again (and notify OnChange) each time.
+// Before the fix: TableFull 1, and one more Put of default/big per delete.
+func TestRefusedDetailIsNotARefusedService(t *testing.T) {
+	api := fakeapi.New(t)
+	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
+	require.NoError(t, err)
+	table, err := shm.Create("", 1<<20)
+	require.NoError(t, err)
+	defer table.Close()
+	store := &refusingDetailStore{countingStore: countingStore{Writer: table, puts: map[string]int{}}, refuse: "default/big"}
+	o := fastOptions()
+	o.Client, o.Store, o.NodeDetail = c, store, true
+	w := New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r := table.Reader()
+	eventually(t, "ready", w.Ready)
+	api.WaitWatchers(1)
+
+	api.PutEndpoints(endpoints("default", "big", 80, "10.1.0.1", "10.1.0.2"))
+	eventually(t, "default/big stored", func() bool { _, ok := r.Lookup(nil, "default/big:http"); return ok })
+	for i := range 3 {
+		name := "other-" + strconv.Itoa(i)
+		api.PutEndpoints(endpoints("default", name, 80, "10.2.0.1"))
+		eventually(t, name+" stored", func() bool { _, ok := r.Lookup(nil, "default/"+name+":http"); return ok })
+		api.DeleteEndpoints("default", name)
+		eventually(t, name+" deleted", func() bool { _, ok := r.Lookup(nil, "default/"+name+":http"); return !ok })
+	}
+	assert.Equal(t, uint64(0), w.Stats().TableFull.Load(), "the nodes were stored: no service refused")
+	assert.Equal(t, 1, store.count("default/big"), "the unchanged nodes are not written again on every delete")
 }

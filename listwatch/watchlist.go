@@ -106,6 +106,18 @@ func (e *errUnsupportedWatchList) Unwrap() error { return e.err }
 // its initial-events-end bookmark: a failed list, retried.
 var errInitialEventsCut = errors.New("stream ended before the initial-events-end bookmark")
 
+// errInitialEventsTimedOut is a streaming list that the apiserver ended at
+// the watch's timeoutSeconds, before its initial-events-end bookmark: the
+// timeout bounds the initial events too, so a list that slow would never
+// complete as a streaming list. The watcher lists in pages instead, at
+// once, that time (as client-go's reflector falls back to a LIST when a
+// watch-list fails; the next relist tries a streaming list again).
+type errInitialEventsTimedOut struct{ timeout time.Duration }
+
+func (e *errInitialEventsTimedOut) Error() string {
+	return fmt.Sprintf("the apiserver ended the stream at its timeoutSeconds (%s), before the initial-events-end bookmark", e.timeout)
+}
+
 // refusesWatchList reports whether err, the streaming list request's
 // failure, means the apiserver does not serve streaming lists: a 4xx
 // answer, other than the ones that mean something else (401 and 403: an

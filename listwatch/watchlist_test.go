@@ -145,9 +145,11 @@ func TestGoneRelistsWithStreamingList(t *testing.T) {
 	assert.True(t, l.w.Ready())
 
 	l.lw.add(watchList(nil, ev("ADDED", epJSON("default", "keep", "16", "10.0.0.5")), initialEnd("20")))
-	l.clock.runUntil(t, "relisted", func() bool { return l.w.Stats().Lists.Load() == 2 })
-	assert.Equal(t, []string{"10.0.0.5:80"}, l.hosts("default/keep:http"))
-	assert.Nil(t, l.hosts("default/gone:http"), "stale service removed at initial-events-end")
+	// A list is counted before the table is rewritten: wait for the table.
+	l.clock.runUntil(t, "relisted", func() bool {
+		return l.w.Stats().Lists.Load() == 2 && l.hosts("default/gone:http") == nil
+	})
+	assert.Equal(t, []string{"10.0.0.5:80"}, l.hosts("default/keep:http"), "written before the stale service is removed")
 	calls := l.lw.getCalls()
 	assert.Equal(t, []string{verbWatchList, VerbWatch, verbWatchList, verbWatchList}, verbs(calls))
 	assert.Equal(t, "", calls[2].watch.ResourceVersion)
@@ -219,8 +221,10 @@ func TestStreamingListRefusedFallsBackToPages(t *testing.T) {
 				listOK("20", epJSON("default", "web", "19", "10.0.0.2")),
 				watchEvents(nil),
 			)
-			l.clock.runUntil(t, "relisted", func() bool { return l.w.Stats().Lists.Load() == 2 })
-			assert.Equal(t, []string{"10.0.0.2:80"}, l.hosts("default/web:http"))
+			// A list is counted before the table is rewritten: wait for the table.
+			l.clock.runUntil(t, "relisted", func() bool {
+				return l.w.Stats().Lists.Load() == 2 && equal(l.hosts("default/web:http"), []string{"10.0.0.2:80"})
+			})
 			calls := l.lw.getCalls()
 			assert.Equal(t, calls[0].at, calls[1].at, "the paginated LIST follows the refusal at once")
 			assert.Equal(t, 1, l.lw.count(verbWatchList), "the refusal is remembered")
@@ -354,8 +358,9 @@ func TestStreamingListFakeAPIRefused(t *testing.T) {
 		o := fastOptions()
 		o.NoStreamingList = false
 		h := start(t, api, o)
+		// The table is written before readiness is set: wait for both.
 		h.waitHosts("default/keep:http", "10.0.0.1:80")
-		assert.True(t, h.w.Ready())
+		eventually(t, "ready", h.w.Ready)
 		api.WaitWatchers(1)
 		// 410: the relist is paginated too.
 		api.Fail(fakeapi.IsWatch(""), fakeapi.InternalError(), -1)
@@ -440,4 +445,34 @@ func TestStreamingListIdleTimeout(t *testing.T) {
 	api.PutEndpoints(endpoints("default", "late", 80, "10.0.0.2"))
 	h.waitHosts("default/late:http", "10.0.0.2:80")
 	assert.Len(t, api.Requests(), 2, "the same stream")
+}
+
+// A streaming list slower than its watch's timeoutSeconds (which bounds
+// the initial events too) is ended by the apiserver before its end
+// bookmark, every time: kdisc lists in pages instead, at once, and is
+// ready. It retried the streaming list forever before (issue 15).
+func TestSlowStreamingListFallsBackToPages(t *testing.T) {
+	api := fakeapi.New(t, fakeapi.WithSlowInitialEvents(100*time.Millisecond))
+	for i := range 30 {
+		api.PutEndpoints(endpoints("default", "svc"+strconv.Itoa(i), 80, "10.0.0."+strconv.Itoa(i+1)))
+	}
+	o := fastOptions()
+	o.NoStreamingList = false
+	o.MinWatchTimeout = time.Second // timeoutSeconds=1; the initial events take 3 s
+	h := start(t, api, o)
+	eventually(t, "ready", h.w.Ready)
+	for i := range 30 {
+		assert.Equal(t, []string{"10.0.0." + strconv.Itoa(i+1) + ":80"}, h.hosts("default/svc"+strconv.Itoa(i)+":http"))
+	}
+	reqs := api.Requests()
+	require.GreaterOrEqual(t, len(reqs), 2)
+	assert.Equal(t, "true", reqs[0].Param("sendInitialEvents"))
+	assert.Equal(t, "1", reqs[0].Param("timeoutSeconds"))
+	assert.False(t, reqs[1].Watch, "then a LIST")
+	assert.Equal(t, 1, lists(reqs), "one page")
+	s := h.w.Stats()
+	assert.Equal(t, uint64(1), s.PaginatedLists.Load())
+	assert.Zero(t, s.StreamingLists.Load())
+	assert.Zero(t, s.ListErrors.Load(), "the apiserver did nothing wrong")
+	assert.True(t, h.w.StreamingList(), "a later relist tries the streaming list again")
 }

@@ -232,3 +232,27 @@ func BenchmarkPutChurn(b *testing.B) {
 	}
 	b.ReportMetric(float64(w.Stats().Compactions-start)/float64(b.N), "compactions/op")
 }
+
+// BenchmarkLookupBig looks up one big service (5,000 IPv6 nodes, 80 KB:
+// a head and pieces, layout v5) again and again: after the first lookup
+// the value put back together is cached by its id, so each lookup reads
+// the head and copies the nodes out.
+func BenchmarkLookupBig(b *testing.B) {
+	w, err := Create("", 4<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := w.Reader()
+	b.Cleanup(func() { r.Close(); w.Close() })
+	if err := w.Put("default/big", []Port{{Name: "http", Nodes: bigNodes(5000, 1, true)}}); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]Node, 0, 5000)
+	b.ReportAllocs()
+	for b.Loop() {
+		var ok bool
+		if buf, ok = r.Lookup(buf[:0], "default/big:http"); !ok || len(buf) != 5000 {
+			b.Fatal("missing")
+		}
+	}
+}

@@ -82,11 +82,13 @@ const (
 	crashBatch     = 64                     // lookups between two readings of the run-queue delay
 )
 
-// crashSizes: one shard each, nearly full with the stress values, so puts
-// compact often: at 34 KiB about a third of the writer's time is spent
+// crashSizes: at 34 KiB one shard, nearly full with the stress values, so
+// puts compact often: about a third of the writer's time is spent
 // compacting, inside the seqlock window, where a kill hurts most (at
-// 42 KiB, a tenth).
-var crashSizes = [2]int64{34 << 10, 36 << 10}
+// 42 KiB, a tenth). At 136 KiB two shards, where the four keys with big
+// values (stressNodes) are often stored as a head and pieces in both
+// shards (layout v5): kills land between a piece and its head too.
+var crashSizes = [2]int64{34 << 10, 136 << 10}
 
 func crashSize(writer int) int64 { return crashSizes[writer/3%2] }
 
@@ -101,7 +103,8 @@ type intentFile struct{ mem []byte }
 const (
 	intentDone     = stressKeys     // done[k] = word intentDone+k
 	intentDeleting = 2 * stressKeys // one word
-	intentWords    = 2*stressKeys + 1
+	intentBig      = 2*stressKeys + 1
+	intentWords    = 2*stressKeys + 2
 )
 
 func openIntent(path string, write bool) (*intentFile, error) {
@@ -214,6 +217,9 @@ func crashWriter() {
 		intent.store(k, v) // before the Put: a reader may see v as soon as Put publishes it
 		err := w.Put(stressKey(k), value)
 		intent.store(intentDone+k, v)
+		if rec, _ := appendRecord(nil, stressKey(k), value); err == nil && uint64(len(rec)) > w.t.inlineMax() {
+			intent.store(intentBig, intent.load(intentBig)+1) // big values stored, across writers
+		}
 		var full *FullError
 		if errors.As(err, &full) {
 			return nil // the old value stays: fine
@@ -683,7 +689,8 @@ func TestCrashUnderChurn(t *testing.T) {
 		assert.True(t, recovered, "reader %d does not find every never-deleted key from the last writer within 10 s of its start: saw %v, want at least %v",
 			i, r.report().Stable, want)
 	}
-	t.Logf("readers found every never-deleted key again %v after the last restart; %d lookups so far", time.Since(last).Round(time.Millisecond), total())
+	t.Logf("readers found every never-deleted key again %v after the last restart; %d lookups so far; %d big values stored", time.Since(last).Round(time.Millisecond), total(), intent.load(intentBig))
+	assert.Positive(t, intent.load(intentBig), "the writers stored big values (heads and pieces)")
 
 	// Enough lookups: the readers keep going until they made crashLookups
 	// between them, the last writer churning gently (under -race the

@@ -370,6 +370,9 @@ func (t *table) ports(r record) ([]Port, bool) {
 			binary.LittleEndian.PutUint64(name[i:], t.load(h.name+uint64(i)))
 		}
 		pt := Port{Name: string(name[:h.nameLen()])}
+		if h.nNodes() == 0 {
+			pt.Number = h.port()
+		}
 		if n := h.nNodes(); n > 0 {
 			pt.Nodes = make([]Node, n)
 			if !t.decodeNodes(&h, pt.Nodes, nil) {

@@ -16,7 +16,7 @@
 //	buf, ok := r.Lookup(buf[:0], "default/web:http") // no allocation
 //	buf, answer := r.Find(buf[:0], "default/web:http") // Found, Unknown, Empty or NotReady
 //
-// # Memory layout
+// # Memory layout (version 5)
 //
 // Every multi-byte field is a little-endian uint64 word at an 8-byte
 // aligned offset, read and written only with sync/atomic.
@@ -35,7 +35,8 @@
 //	        or 0; linear probing from slot tag*slots>>32, at most 3/4 full
 //	record: keyLen u16, valLen u32, nPorts u16 | key (word-padded) |
 //	        per port: two header words (name length, body format, port,
-//	        body length, node count, weight) | name | body (word-padded)
+//	        body length, node count, weight) | name | body (word-padded);
+//	        a port with no node keeps its number in the header's port
 //	body:   IPv4 addresses, 4 B each, or IPv6, 16 B each, when every node
 //	        is one family with the header's port and weight; otherwise
 //	        per node: flags | IPv4, IPv6 or DNS name | port | weight
@@ -46,6 +47,38 @@
 // about 80 bytes and an index slot and a third, so 1 MiB holds over ten
 // thousand such services.
 //
+// # Big values
+//
+// A record of up to a quarter of a shard is stored whole in its key's
+// shard. A bigger one (a service of thousands of nodes, or its detail) is
+// cut into pieces of at most a quarter of a shard, each stored in the shard
+// with the most room at the time (compacted if need be), and the key's
+// shard holds a head that lists them:
+//
+//	head:  a record of the key with nPorts 65534; value: id u64 |
+//	       total u32 (bytes of the whole record), n u32 (pieces) |
+//	       n u32 shard numbers (piece i's), word-padded
+//	piece: a record of key "\x01" + id (8 bytes) + i (4 bytes), nPorts
+//	       65533, holding the next valLen bytes of the whole record
+//
+// The whole record is encoded exactly as a small one, so a reader that put
+// the pieces back together decodes it with the same bounds-checked code.
+// Pieces are never rewritten: a new value gets a new id (the writer run's
+// generation << 40 | a counter), its pieces are stored, its head replaces
+// the old head, then the old pieces are removed. A reader reads the head
+// (one shard, consistently), then each piece (each shard, consistently);
+// a missing piece means the value changed meanwhile, and it reads the head
+// again. Whole values are cached per Reader by id, so asking for one big
+// service again reads its head only.
+//
+// Size limits: a value (the record of a service's nodes, or of its
+// detail) may take up to a quarter of the table (shared_size/4), and is
+// stored whenever the shards have that much room after compaction (a
+// value being replaced needs room for the old and the new at once);
+// otherwise Put returns a *FullError, whose NeedSize names the shared_size
+// a value over the quarter needs. Keys are at most MaxKeyLen bytes, port
+// and DNS names MaxNameLen, ports per service 65532.
+//
 // A detail record (Writer.PutDetail: each node's nodeName, zone and
 // targetRef, when kdisc is asked to keep them) has the service's key behind
 // a NUL byte, the port count 65535, and opaque bytes for a value; only
@@ -55,9 +88,38 @@
 // (scaled to zero); a port with no node, one with no address to serve.
 // Both answer Empty, so a proxy can tell them from an unknown service.
 //
-// A Lookup reads all of this in place with atomic word loads: one or two
-// index slots, the record header and key, one port header per port before
-// the wanted one, then the nodes themselves, two IPv4 addresses a word.
+// A query "ns/name:TOKEN" answers the port named TOKEN, whatever its
+// nodes. Only when no port has that name and TOKEN is a decimal number
+// (1 to 65535, no leading zero) is the answer the union of the ports
+// numbered TOKEN: the nodes of that port number (deduplicated, sorted), or
+// Empty when the ports of that number have no node.
+//
+// A Lookup of a small value reads it in place with atomic word loads: one
+// or two index slots, the record header and key, one port header per port
+// before the wanted one, then the nodes themselves, two IPv4 addresses a
+// word. A big value is put back together first (see above).
+//
+// # What a reader holds
+//
+// A reader maps the whole file read-only (shared_size of address space);
+// the pages it touches become resident, shared with every other process
+// that maps the file (they are the tmpfs file's pages). Besides, each
+// Reader keeps the interned DNS names it handed out (at most 65,536) and
+// up to 4 big values put back together (each its whole record: a 100,000
+// node IPv4 service is 400 KB).
+//
+// # Versions and upgrades
+//
+// Version 5 only adds to version 4 (big values, the number of a port with
+// no node), so a v5 reader reads a v4 table (a query by number of a v4
+// port with no node answers Unknown, as v4 did). A v5 writer never writes
+// into a v4 file, whose v4 readers would not know the new records: it
+// builds a v5 file, copies the v4 entries into it, renames it over the
+// path and retires the v4 one. A v4 reader then keeps serving the retired
+// file's last values and cannot open the new one ("has table layout
+// version 5, this build reads version 4"). So upgrade the readers
+// (proxies, kdisc nodes) before the writer (kdisc run: the DaemonSet or
+// sidecar). A reader refuses a newer layout than its own, saying so.
 //
 // # Concurrency
 //
@@ -108,8 +170,8 @@
 // reuses a table of the same layout and size in place, so readers keep
 // serving the last known nodes across a writer restart; otherwise it
 // builds a new file beside it, copies the old table's entries into it
-// (same layout, new size), renames it over the path and marks the old one
-// retired. Readers see the retired flag (one atomic load per call) and
+// (a new size, or a v4 table migrated), renames it over the path and
+// marks the old one retired. Readers see the retired flag (one atomic load per call) and
 // re-open the path; every 500 ms they also check, off the lookup path,
 // whether the path names another file (removed and made anew, or made
 // after they opened with AllowMissing). A running writer whose file is

@@ -71,8 +71,8 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 	if len(key) > MaxKeyLen {
 		return b, fmt.Errorf("shm: key %.40q... is %d bytes, longer than %d", key, len(key), MaxKeyLen)
 	}
-	if len(ports) >= blobPorts {
-		return b, fmt.Errorf("shm: %s: %d ports, more than %d", key, len(ports), blobPorts-1)
+	if len(ports) > maxPorts {
+		return b, fmt.Errorf("shm: %s: %d ports, more than %d", key, len(ports), maxPorts)
 	}
 	start := len(b)
 	b = append(b, make([]byte, recHeaderBytes)...)
@@ -93,8 +93,7 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 		if err != nil {
 			return b[:start], fmt.Errorf("shm: %s port %q: %w", key, p.Name, err)
 		}
-		var port uint16
-		var weight uint32
+		port, weight := p.Number, uint32(0) // a port with no node keeps its number
 		if len(p.Nodes) > 0 {
 			port, weight = p.Nodes[0].Port, p.Nodes[0].Weight
 		}
@@ -120,7 +119,15 @@ func appendRecord(b []byte, key string, ports []Port) ([]byte, error) {
 // its port count is blobPorts, and its value is the byte length in one word,
 // then the bytes, zero-padded to a word. Its key is the service's key
 // behind a NUL byte (detailKey), which no service key has.
-const blobPorts = math.MaxUint16
+//
+// Two more port counts mark the records of a big value (big.go): bigPorts
+// a head, piecePorts a piece. A service has at most maxPorts ports.
+const (
+	piecePorts = math.MaxUint16 - 2
+	bigPorts   = math.MaxUint16 - 1
+	blobPorts  = math.MaxUint16
+	maxPorts   = piecePorts - 1
+)
 
 func detailKey(key string) string { return "\x00" + key }
 func isDetailKey(key string) bool { return len(key) > 0 && key[0] == 0 }

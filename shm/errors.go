@@ -8,16 +8,17 @@ type FullError struct {
 	Key  string // the service that could not be stored
 	Need int    // bytes the value needs in its shard (record and index entry)
 	Size int64  // the table's size (shared_size)
-	// Max is set when the value alone is larger than a shard can ever
-	// hold: more free space elsewhere would not help, a larger table would.
-	Max int
+	// NeedSize is set when the value alone is larger than a quarter of
+	// the table, the most one value may take: more free space would not
+	// help, a shared_size of at least NeedSize bytes would.
+	NeedSize int64
 }
 
 func (e *FullError) Error() string {
-	if e.Max > 0 {
-		return fmt.Sprintf("shm: cannot store %s: its value needs %d bytes, more than one shard of the table holds (%d); the table (shared_size %d bytes) is too small", e.Key, e.Need, e.Max, e.Size)
+	if e.NeedSize > 0 {
+		return fmt.Sprintf("shm: cannot store %s: its value is %d bytes, more than a quarter of the table (shared_size %d bytes); it needs a shared_size of at least %d bytes", e.Key, e.Need, e.Size, e.NeedSize)
 	}
-	return fmt.Sprintf("shm: cannot store %s (%d bytes): the table (shared_size %d bytes) is full", e.Key, e.Need, e.Size)
+	return fmt.Sprintf("shm: cannot store %s (%d bytes): the table (shared_size %d bytes) is full; it needs room freed by deletes, or a shared_size of at least %d bytes", e.Key, e.Need, e.Size, (e.Size+int64(e.Need)+1<<20-1)&^(1<<20-1))
 }
 
 // Stats describes a table, as its writer sees it.

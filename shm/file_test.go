@@ -240,11 +240,11 @@ func TestFileOtherLayoutVersionRetired(t *testing.T) {
 	w, err := Create(path, 64<<10)
 	require.NoError(t, err)
 	require.NoError(t, w.Put("default/old", svcNodes(1, 1)))
-	w.t.store(hVersion, layoutVersion-1)
+	w.t.store(hVersion, oldestRead-1)
 	require.NoError(t, w.Close())
 
 	_, err = Open(path)
-	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, this build reads version %d", path, layoutVersion-1, layoutVersion))
+	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d to %d: a new kdisc run replaces it when it starts", path, oldestRead-1, oldestRead, layoutVersion))
 
 	f, err := os.Open(path)
 	require.NoError(t, err)
@@ -551,4 +551,51 @@ func TestChurnKeepsTheMappingSparse(t *testing.T) {
 	t.Logf("%d kB in use of %d kB; resident: writer %d kB, reader %d kB; %d compactions", used, st.TotalBytes>>10, writer, reader, st.Compactions)
 	assert.LessOrEqual(t, writer, 2*used, "the writer's resident pages")
 	assert.LessOrEqual(t, reader, 2*used, "the reader's resident pages")
+}
+
+// Upgrades (issue 14): a v5 reader reads a v4 table, so proxies can be
+// upgraded before the writer; a v5 writer migrates a v4 table into a new
+// file (its entries copied, the old one retired), never writing v5
+// records into a file v4 readers may still map; and a reader refuses a
+// newer layout with a message that says what to upgrade.
+func TestV4TableReadThenMigrated(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	// What a v4 writer stores: v4 records are v5 records without big
+	// values and without the number of a port with no node.
+	require.NoError(t, w.Put("default/web", []Port{{Name: "http", Nodes: svcNodes(3, 1)[0].Nodes}, {Name: "admin"}}))
+	w.SetReady(true)
+	w.t.store(hVersion, 4)
+
+	r, err := Open(path)
+	require.NoError(t, err, "a v5 reader reads a v4 table")
+	nodes, ans := r.Find(nil, "default/web:http")
+	require.Equal(t, Found, ans)
+	assert.Equal(t, svcNodes(3, 1)[0].Nodes, nodes)
+	_, ans = r.Find(nil, "default/web:8080")
+	assert.Equal(t, Found, ans)
+	_, ans = r.Find(nil, "default/web:admin")
+	assert.Equal(t, Empty, ans)
+	require.NoError(t, w.Close())
+
+	w, err = Create(path, 64<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	w.SetReady(true)
+	assert.Equal(t, uint64(layoutVersion), w.t.load(hVersion), "a new file of this layout")
+	got, ok := w.Reader().Get("default/web")
+	require.True(t, ok, "the v4 entries are migrated")
+	assert.Equal(t, svcNodes(3, 1)[0].Nodes, got[0].Nodes)
+	require.Eventually(t, func() bool { return r.Generation() == w.t.load(hGeneration) }, 5*time.Second, time.Millisecond,
+		"the reader follows the retired v4 file to the new one")
+	nodes, ans = r.Find(nil, "default/web:http")
+	require.Equal(t, Found, ans)
+	assert.Equal(t, svcNodes(3, 1)[0].Nodes, nodes)
+	require.NoError(t, r.Close())
+
+	w.t.store(hVersion, layoutVersion+1)
+	_, err = Open(path)
+	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d to %d: upgrade the readers (proxies) before the writer (kdisc run)", path, layoutVersion+1, oldestRead, layoutVersion))
+	w.t.store(hVersion, layoutVersion)
 }

@@ -20,6 +20,7 @@ func FuzzReaderGarbage(f *testing.F) {
 		{{Name: "dns", Nodes: []Node{fqdn("a.example.com", 53, 1), ip("fd00::1", 53, 2)}}, {Name: "http"}},
 		{{Name: "v6", Nodes: []Node{ip("fd00::1", 443, 50)}}},
 		nil,
+		{{Name: "http", Nodes: bigNodes(800, 1, false)}, {Name: "9000", Number: 9000}}, // a big value: a head and pieces
 	} {
 		if err := w.Put("ns/svc-"+string(rune('a'+i)), ports); err != nil {
 			f.Fatal(err)
@@ -31,6 +32,9 @@ func FuzzReaderGarbage(f *testing.F) {
 		for j := range 8 {
 			shard[i+j] = byte(v >> (8 * j))
 		}
+	}
+	if rec, _ := appendRecord(nil, "ns/svc-e", []Port{{Name: "http", Nodes: bigNodes(800, 1, false)}}); uint64(len(rec)) <= w.t.inlineMax() {
+		f.Fatal("ns/svc-e is not a big value")
 	}
 	w.Close()
 	f.Add(shard)
@@ -65,12 +69,21 @@ func fuzzReaderBody(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 	buf := make([]Node, 0, 16)
-	for _, q := range []string{"ns/svc-a:http", "ns/svc-b:dns", "ns/svc-b:http", "ns/svc-c:v6", "ns/svc-d:x", "x"} {
+	for _, q := range []string{"ns/svc-a:http", "ns/svc-b:dns", "ns/svc-b:http", "ns/svc-b:53", "ns/svc-c:v6", "ns/svc-d:x", "ns/svc-e:http", "ns/svc-e:9000", "ns/svc-e:8080", "x"} {
 		buf, _ = r.Find(buf[:0], q)
 	}
 	_, _ = r.Get("ns/svc-a")
+	_, _ = r.Get("ns/svc-e")
+	_, _ = r.Detail(nil, "ns/svc-e")
+	r.KeysWithHash(KeyHash("ns/svc-e"), func(string) {})
 	r.Range(func(string, []Port) bool { return true })
 	r.Close()
+	w.Close()
+	// A writer restarting on the damaged table checks it (check, sweepBig)
+	// without panicking, and keeps only what is consistent.
+	if w, err = Create(path, MinSize); err != nil {
+		t.Fatal(err)
+	}
 	w.Close()
 	os.Remove(path)
 }

@@ -9,10 +9,14 @@ import (
 
 // Layout constants. Changing any byte position below means bumping
 // layoutVersion: a writer then replaces (and retires) an older file instead
-// of reusing it, and a reader refuses it.
+// of reusing it (copying its entries when it can read it), and a reader
+// refuses a version it cannot read.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 4                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header
+	layoutVersion = 5                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5: big values (heads and pieces), a port with no node keeps its number
+	// oldestRead is the oldest layout this build reads: v5 only adds to
+	// v4 (records v4 never wrote), so proxies can be upgraded first.
+	oldestRead = 4
 
 	headerBytes      = 4096 // the file header (one page), then the shards
 	shardHeaderBytes = 64   // one cache line: a shard's seqlock never shares a line with another shard's
@@ -69,6 +73,7 @@ type geometry struct {
 	size       uint64
 	shards     uint64
 	shardBytes uint64
+	version    uint64 // the layout version of the file (layoutVersion for a new one)
 }
 
 // geometryFor picks about one shard per 64 KiB (at most 1024 shards): small
@@ -82,7 +87,7 @@ func geometryFor(size int64) (geometry, error) {
 	n := uint64(size) / targetShardBytes
 	n = max(1, min(n, maxShards))
 	sb := (uint64(size) - headerBytes) / n &^ 63
-	return geometry{size: uint64(size), shards: n, shardBytes: sb}, nil
+	return geometry{size: uint64(size), shards: n, shardBytes: sb, version: layoutVersion}, nil
 }
 
 // table is one mapping of a table file (or anonymous memory). Every access
@@ -179,8 +184,12 @@ func checkHeader(mem []byte, path string) (geometry, error) {
 	if w(hMagic) != magic {
 		return geometry{}, fmt.Errorf("shm: %s is not a kdisc table (bad magic)", path)
 	}
-	if v := w(hVersion); v != layoutVersion {
-		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, this build reads version %d", path, v, layoutVersion)
+	v := w(hVersion)
+	switch {
+	case v > layoutVersion:
+		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d to %d: upgrade the readers (proxies) before the writer (kdisc run)", path, v, oldestRead, layoutVersion)
+	case v < oldestRead:
+		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d to %d: a new kdisc run replaces it when it starts", path, v, oldestRead, layoutVersion)
 	}
 	if s := w(hSize); s != uint64(len(mem)) {
 		return geometry{}, fmt.Errorf("shm: %s: header says %d bytes, the file has %d", path, s, len(mem))
@@ -192,5 +201,6 @@ func checkHeader(mem []byte, path string) (geometry, error) {
 	if w(hShards) != g.shards || w(hShardBytes) != g.shardBytes {
 		return geometry{}, fmt.Errorf("shm: %s: corrupt table header (geometry %d x %d bytes)", path, w(hShards), w(hShardBytes))
 	}
+	g.version = v // a writer reuses only its own version in place (see createFile)
 	return g, nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,6 +22,7 @@ func TestTableMatchesMap(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		sequences = 300
 	}
+	bigs := 0 // big values stored (layout v5's heads and pieces)
 	for seq := range sequences {
 		seed := uint64(seq)
 		rnd := rand.New(rand.NewPCG(seed, 42))
@@ -39,6 +41,9 @@ func TestTableMatchesMap(t *testing.T) {
 				switch {
 				case err == nil:
 					model[key] = ports
+					if rec, _ := appendRecord(nil, key, ports); uint64(len(rec)) > w.t.inlineMax() {
+						bigs++
+					}
 				case errors.As(err, &full):
 					require.Equal(t, key, full.Key, where())
 				default:
@@ -77,6 +82,8 @@ func TestTableMatchesMap(t *testing.T) {
 		require.NoError(t, r.Close())
 		require.NoError(t, w.Close())
 	}
+	t.Logf("%d big values stored", bigs)
+	assert.Positive(t, bigs)
 }
 
 // randomPorts makes a value as listwatch would store it: ports sorted by
@@ -91,8 +98,11 @@ func randomPorts(rnd *rand.Rand) []Port {
 	for _, name := range names[:n] {
 		p := Port{Name: name}
 		count := rnd.IntN(6)
-		if rnd.IntN(25) == 0 {
+		switch rnd.IntN(50) {
+		case 0, 1:
 			count = 100 + rnd.IntN(400) // fills a small table
+		case 2:
+			count = 400 + rnd.IntN(800) // often a big value (heads and pieces), or too big
 		}
 		port := uint16(1 + rnd.IntN(65535))
 		for i := range count {
@@ -114,7 +124,7 @@ func randomPorts(rnd *rand.Rand) []Port {
 		slices.SortFunc(p.Nodes, Compare)
 		p.Nodes = slices.CompactFunc(p.Nodes, func(a, b Node) bool { return Compare(a, b) == 0 })
 		if len(p.Nodes) == 0 {
-			p.Nodes = nil
+			p.Nodes, p.Number = nil, port // a port with no node keeps its number
 		}
 		ports = append(ports, p)
 	}

@@ -96,7 +96,13 @@ func Compare(a, b Node) int {
 // Port is one named port of a service and its nodes. Name is the port's
 // name in the Endpoints or EndpointSlice object, or the port number in
 // decimal when the port is unnamed.
+//
+// Number is the port's number, kept only for a port with no node, so that
+// a query by number finds the port and answers Empty rather than Unknown;
+// a port with nodes has each node's number, and Number is not stored (Get
+// returns 0 for it).
 type Port struct {
-	Name  string
-	Nodes []Node
+	Name   string
+	Number uint16
+	Nodes  []Node
 }

@@ -36,6 +36,7 @@ type Reader struct {
 	names   names
 	deadGen atomic.Uint64 // generation+1 of the current table once its writer was found dead
 	retries atomic.Uint64 // passes over a shard that had to be read again (Retries)
+	bigs    wholeCache    // the last big values read, put back together
 	lastTry atomic.Int64  // unix nanos of the last re-open attempt
 
 	mu     sync.Mutex // re-open and Close
@@ -340,7 +341,7 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 			if s, e, left = probe(t.at(so), c, tag, s, n); e == 0 {
 				return // the end of the run, or round a torn index
 			}
-			if rec, ok := t.recordAt(so, e); ok && !isBlob(rec) {
+			if rec, ok := t.recordAt(so, e); ok && t.isService(rec) {
 				keys = append(keys, t.key(rec))
 			}
 			s, n = next(s, c), left-1
@@ -488,11 +489,11 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 // whose key has n bytes and whose port name is pw: the record has the
 // key's length, at least one port, and lies inside the shard of sb bytes
 // (its value, starting at p, ends at end). No port (Empty), a blob (a
-// detail, not a service), or a number that may name several ports (see
-// lookupNumber) is for the slow path.
+// detail, not a service), a big value's head or piece, or a number that
+// may name no port (see lookupNumber) is for the slow path.
 func keyRecord(rh, n, p, sb, pw uint64) (end uint64, ok bool) {
 	nPorts, end := rh>>48, p+(rh>>16&0xffffffff)
-	return end, rh&0xffff == n && nPorts-1 < blobPorts-1 && (nPorts == 1 || uint8(pw)-'0' > 9) && end <= sb
+	return end, rh&0xffff == n && nPorts-1 < maxPorts && (nPorts == 1 || uint8(pw)-'0' > 9) && end <= sb
 }
 
 // fixed4 checks a port header w0, w1 at p and its name word: the name is
@@ -576,6 +577,13 @@ func (r *Reader) findSlow(t *table, so, tag uint64, service string, i int, dst [
 		if seq&1 == 0 {
 			out, res := r.lookup(t, so, seq, tag, service, i, dst)
 			if t.load(so+sSeq) == seq {
+				if res == resBig {
+					if out, res = r.lookupBig(t, so, tag, service, i, dst); res == resGaveUp {
+						// A piece's shard stays odd (a dead or stuck
+						// writer), or the value kept changing.
+						return out[:base], NotReady
+					}
+				}
 				switch res {
 				case resFound:
 					return out, Found
@@ -601,6 +609,9 @@ const (
 	resEmpty                 // the key is there, with no node for the port
 	resCorrupt               // undecodable: torn, or a corrupt table
 	resMoved                 // the sequence moved while reading: retry
+	resBig                   // the key holds a big value (big.go): read it with lookupBig
+	resAgain                 // the key no longer holds a big value: read it again
+	resGaveUp                // a big value could not be read consistently (Reader.big)
 )
 
 // lookup is one optimistic pass over the shard at sequence seq for key
@@ -614,18 +625,41 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 	if res != resFound {
 		return dst, res
 	}
+	if rec.nPorts == bigPorts {
+		return dst, resBig
+	}
+	return r.answer(t, so, seq, rec, port, dst)
+}
+
+// lookupBig is lookup for a key that holds a big value: the value put
+// back together (Reader.big), then answered as any other. The result is
+// final (the big value is read consistently), except resMoved.
+func (r *Reader) lookupBig(t *table, so, tag uint64, service string, i int, dst []Node) ([]Node, result) {
+	pt, rec, res := r.big(t, so, tag, service[:i])
+	switch res {
+	case resFound:
+		return r.answer(pt, 0, 0, rec, service[i+1:], dst) // a private table: its shard 0 at sequence 0
+	case resAgain:
+		return dst, resMoved // no longer big: read it again
+	}
+	return dst, res
+}
+
+// answer finds port in the record rec of the shard at so (read at
+// sequence seq) and appends its nodes to dst. A port named port is the
+// answer, whatever its nodes; failing that, a decimal port is the union of
+// the ports numbered so (lookupNumber).
+func (r *Reader) answer(t *table, so, seq uint64, rec record, port string, dst []Node) ([]Node, result) {
 	switch rec.nPorts {
 	case 0: // no port at all (scaled to zero): empty for every port
 		return dst, resEmpty
-	case blobPorts:
+	case blobPorts, piecePorts, bigPorts:
 		return dst, resNone
 	}
 	// The value is [p, end), relative to so below.
 	p, end := rec.value()
 	p, end, nPorts := p-so, end-so, rec.nPorts
-	if num, ok := portNumber(port); ok {
-		return r.lookupNumber(t, so, seq, p, end, nPorts, port, num, dst)
-	}
+	first := p
 	// Walk the port headers for the port.
 	for ; nPorts > 0; nPorts-- {
 		if end-p < portHeaderBytes { // p <= end holds: checked below
@@ -652,6 +686,9 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 		}
 		return r.appendNodes(t, so, seq, &h, dst)
 	}
+	if num, ok := portNumber(port); ok {
+		return r.lookupNumber(t, so, seq, first, end, rec.nPorts, num, dst)
+	}
 	return dst, resNone
 }
 
@@ -677,12 +714,13 @@ func (r *Reader) appendNodes(t *table, so, seq uint64, h *portHdr, dst []Node) (
 	return dst, resFound
 }
 
-// lookupNumber answers a query by port number ("ns/name:8080"): the union
-// of the port named "8080", if any (port names may be all digits), and the
-// nodes of every port whose number is 8080, so that users who give the
-// number rather than the name find the port. Nodes are deduplicated (a
-// port number named twice, e.g. for TCP and UDP) and sorted as usual.
-func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port string, num uint16, dst []Node) ([]Node, result) {
+// lookupNumber answers a query by port number ("ns/name:8080") that no
+// port is named: the union of the nodes of every port numbered num, so
+// that users who give the number rather than the name find the port. Nodes
+// are deduplicated (a port number named twice, e.g. for TCP and UDP) and
+// sorted as usual. A port with no node is numbered by its header (layout
+// v5 keeps the number), so it answers Empty by number as by name.
+func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, num uint16, dst []Node) ([]Node, result) {
 	base, matched, empty := len(dst), 0, false
 	for ; nPorts > 0; nPorts-- {
 		h, ok := t.portAt(so+p, so+end)
@@ -690,12 +728,11 @@ func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port str
 			return dst[:base], resCorrupt
 		}
 		p = h.next - so
-		byName := h.nameLen() == uint64(len(port)) && t.equalShort(h.name, port)
 		if h.nNodes() == 0 {
-			empty = empty || byName
+			empty = empty || h.port() == num
 			continue
 		}
-		if !byName && h.format() != fmtMixed && h.port() != num {
+		if h.format() != fmtMixed && h.port() != num {
 			continue // fixed-width bodies: every node has the header's port
 		}
 		start := len(dst)
@@ -703,16 +740,14 @@ func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, port str
 		if dst, res = r.appendNodes(t, so, seq, &h, dst); res != resFound {
 			return dst[:base], res
 		}
-		if !byName { // a mixed body: keep the nodes numbered num
-			kept := start
-			for _, n := range dst[start:] {
-				if n.Port == num {
-					dst[kept] = n
-					kept++
-				}
+		kept := start // a mixed body: keep the nodes numbered num
+		for _, n := range dst[start:] {
+			if n.Port == num {
+				dst[kept] = n
+				kept++
 			}
-			dst = dst[:kept]
 		}
+		dst = dst[:kept]
 		if len(dst) > start {
 			matched++
 		}
@@ -755,17 +790,32 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	var ports []Port
-	var ok bool
+	var ok, big bool
 	if !r.stable(t, so, func() {
 		_, rec, res := t.lookupKey(so, tag, key)
-		ports, ok = nil, res == resFound
-		if ok {
+		ports, ok, big = nil, res == resFound, rec.nPorts == bigPorts
+		if ok && !big {
 			ports, ok = t.ports(rec)
 		}
 	}) {
 		return nil, false
 	}
+	if ok && big {
+		return r.bigPorts(t, so, tag, key)
+	}
 	return ports, ok
+}
+
+// bigPorts decodes key's big value whole.
+func (r *Reader) bigPorts(t *table, so, tag uint64, key string) ([]Port, bool) {
+	pt, rec, res := r.big(t, so, tag, key)
+	switch res {
+	case resFound:
+		return pt.ports(rec)
+	case resAgain: // made small meanwhile
+		return r.Get(key)
+	}
+	return nil, false
 }
 
 // Detail appends the detail stored beside key's value (Writer.PutDetail)
@@ -778,14 +828,26 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 	dk := detailKey(key)
 	h := hashKey(dk)
 	so, tag := t.shardOf(h), tagOf(h)
-	out, ok := dst, false
+	out, ok, big := dst, false, false
 	if !r.stable(t, so, func() {
-		out, ok = dst, false
+		out, ok, big = dst, false, false
 		if _, rec, res := t.lookupKey(so, tag, dk); res == resFound && isBlob(rec) {
 			out, ok = t.blob(rec, dst)
+		} else if res == resFound {
+			big = rec.nPorts == bigPorts
 		}
 	}) {
 		return dst, false
+	}
+	if big {
+		pt, rec, res := r.big(t, so, tag, dk)
+		if res == resAgain { // made small meanwhile
+			return r.Detail(dst, key)
+		}
+		if res != resFound || !isBlob(rec) {
+			return dst, false
+		}
+		return pt.blob(rec, dst)
 	}
 	return out, ok
 }
@@ -800,6 +862,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 	type entry struct {
 		key   string
 		ports []Port
+		big   bool // a big value's head: read whole after the shard
 	}
 	for i := range t.shards {
 		so := headerBytes + i*t.shardBytes
@@ -816,13 +879,15 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 				}
 				var rec record
 				rec, ok = t.recordAt(so, e)
-				if ok && isBlob(rec) {
-					continue // a detail, not a service
+				if ok && !t.isService(rec) {
+					continue // a detail or a piece, not a service
 				}
 				if ok {
 					var e entry
 					e.key = t.key(rec)
-					e.ports, ok = t.ports(rec)
+					if e.big = rec.nPorts == bigPorts; !e.big {
+						e.ports, ok = t.ports(rec)
+					}
 					entries = append(entries, e)
 				}
 			}
@@ -830,6 +895,12 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 			entries = entries[:0] // given up, or corrupt: skip the shard
 		}
 		for _, e := range entries {
+			if e.big {
+				var ok bool
+				if e.ports, ok = r.bigPorts(t, so, tagOf(hashKey(e.key)), e.key); !ok {
+					continue // deleted meanwhile, or corrupt
+				}
+			}
 			if !fn(e.key, e.ports) {
 				return
 			}

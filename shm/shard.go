@@ -121,23 +121,23 @@ func (t *table) free(so uint64) uint64 {
 	return t.load(so+sDataLow) - shardHeaderBytes - 8*t.load(so+sCap)
 }
 
-// place writes rec into the free gap and publishes it at slot: replacing
-// the entry there, or filling the empty slot. The caller has checked that
-// it fits. With locked, the caller already holds the shard's sequence odd
-// (after rebuild) and ends the write itself.
-func (t *table) place(so, slot, tag uint64, rec []byte, replace, locked bool) {
-	off := t.load(so+sDataLow) - uint64(len(rec))
-	t.writeBytes(so+off, rec) // in the free gap: unreachable until published
-	if !locked {
-		t.beginWrite(so)
-	}
+// stage writes rec into the shard's free gap, where no index entry
+// reaches it yet, and returns its offset in the shard. The caller checked
+// that it fits.
+func (t *table) stage(so uint64, rec []byte) (off uint64) {
+	off = t.load(so+sDataLow) - uint64(len(rec))
+	t.writeBytes(so+off, rec)
+	return off
+}
+
+// publish points slot at the record staged at off, inside the caller's
+// write window (the shard's sequence odd): it replaces the entry there, or
+// fills the empty slot (added) and counts one more entry.
+func (t *table) publish(so, slot, tag, off uint64, added bool) {
 	t.store(so+sDataLow, off)
 	t.store(t.slot(so, slot), tag<<32|off/8)
-	if !replace {
+	if added {
 		t.store(so+sCount, t.load(so+sCount)+1)
-	}
-	if !locked {
-		t.endWrite(so)
 	}
 }
 
@@ -223,7 +223,9 @@ func (t *table) rebuild(so, skip, slots uint64, buf []byte, idx []uint64) ([]byt
 }
 
 // check validates a shard of a reused file (its writer may have died in
-// the middle of a change) and returns its live entries and bytes. A shard
+// the middle of a change) and returns its live services and bytes. A big
+// value's pieces live in any shard; Writer.sweepBig then checks that each
+// head has all its pieces and each piece a head. A shard
 // that is not exactly consistent is emptied: losing its entries until the
 // next list is better than serving a torn value.
 func (t *table) check(so uint64) (entries, used uint64) {
@@ -231,7 +233,7 @@ func (t *table) check(so uint64) (entries, used uint64) {
 	n, c := t.load(so+sCount), t.load(so+sCap)
 	low := t.load(so + sDataLow)
 	ok = ok && c <= t.idxCap() && low <= t.shardBytes && low%8 == 0 && shardHeaderBytes+8*c <= low && n < max(c, 1)
-	var live, seen uint64
+	var live, seen, services uint64
 	for i := uint64(0); ok && i < c; i++ {
 		e := t.load(t.slot(so, i))
 		if e == 0 {
@@ -239,16 +241,25 @@ func (t *table) check(so uint64) (entries, used uint64) {
 		}
 		r, rok := t.recordAt(so, e)
 		ok = rok && r.off >= so+low
-		if ok && isBlob(r) {
+		switch {
+		case !ok:
+		case isBlob(r):
 			_, ok = t.blob(r, nil)
-		} else if ok {
+		case r.nPorts == piecePorts:
+			ok = r.keyLen == pieceKeyLen && t.load(r.off+recHeaderBytes)&0xff == 1
+		case r.nPorts == bigPorts:
+			_, ok = t.head(r)
+		default:
 			_, ok = t.ports(r)
 		}
 		if ok {
 			k := t.key(r)
 			h := hashKey(k)
 			found, _, fok := t.find(so, tagOf(h), k)
-			ok = t.shardOf(h) == so && tagOf(h) == e>>32 && fok && found == i
+			ok = (t.shardOf(h) == so || r.nPorts == piecePorts) && tagOf(h) == e>>32 && fok && found == i
+		}
+		if ok && t.isService(r) {
+			services++
 		}
 		seen++
 		live += r.size()
@@ -264,5 +275,5 @@ func (t *table) check(so uint64) (entries, used uint64) {
 		return 0, 0
 	}
 	t.store(so+sDead, t.shardBytes-low-live)
-	return n, live + 8*c
+	return services, live + 8*c
 }

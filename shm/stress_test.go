@@ -36,7 +36,12 @@ func stressKey(k int) string { return "stress/svc-" + strconv.Itoa(k) }
 
 func stressPorts(v uint32) int { return 1 + int(v%3) }
 
-func stressNodes(v uint32, j int) int { return 1 + int(v/7+uint32(j)*5)%29 }
+func stressNodes(v uint32, j int) int {
+	if v%stressKeys%16 == 13 { // keys 13, 29, 45, 61: often a big value (layout v5's heads and pieces)
+		return 300 + int(v/7+uint32(j)*5)%300
+	}
+	return 1 + int(v/7+uint32(j)*5)%29
+}
 
 // stressNode is node i of port j at version v; name is scratch space for
 // the DNS name. Every node of a version has the same port and weight, so a
@@ -202,8 +207,9 @@ func stressRead(r *Reader, stop func() bool, c *readCounts) error {
 }
 
 // stressWrite churns the table: new versions of random keys (values of
-// varying size, forcing compactions) and deletes.
-func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, deletes int) {
+// varying size, forcing compactions) and deletes. bigs counts the values
+// stored as big values (heads and pieces).
+func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, deletes, bigs int) {
 	next := make([]uint32, stressKeys)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for ops := 0; !done(ops); ops++ {
@@ -220,9 +226,12 @@ func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, delete
 		if !errors.As(err, &full) { // a full table keeps the old value: fine
 			require.NoError(t, err)
 		}
+		if rec, _ := appendRecord(nil, stressKey(k), stressValue(v)); err == nil && uint64(len(rec)) > w.t.inlineMax() {
+			bigs++
+		}
 		puts++
 	}
-	return puts, deletes
+	return puts, deletes, bigs
 }
 
 func TestStressInProcess(t *testing.T) {
@@ -242,7 +251,7 @@ func TestStressInProcess(t *testing.T) {
 		wg.Go(func() { errs[g] = stressRead(r, stopped.Load, &counts[g]) })
 	}
 	start := time.Now()
-	puts, _ := stressWrite(t, w, func(ops int) bool {
+	puts, _, bigs := stressWrite(t, w, func(ops int) bool {
 		if ops >= 2_000_000 || time.Since(start) > 10*time.Second {
 			return true
 		}
@@ -251,11 +260,12 @@ func TestStressInProcess(t *testing.T) {
 	})
 	stopped.Store(true)
 	wg.Wait()
+	assert.Positive(t, bigs, "big values were stored while read")
 	for g := range counts {
 		require.NoError(t, errs[g])
 		assert.Greater(t, counts[g].distinct.Load(), int64(50))
-		t.Logf("reader %d: %d reads, %d found, %d versions, %d gave up; writer: %d puts, %d compactions",
-			g, counts[g].reads.Load(), counts[g].found.Load(), counts[g].distinct.Load(), counts[g].gaveUp.Load(), puts, w.Stats().Compactions)
+		t.Logf("reader %d: %d reads, %d found, %d versions, %d gave up; writer: %d puts (%d big), %d compactions",
+			g, counts[g].reads.Load(), counts[g].found.Load(), counts[g].distinct.Load(), counts[g].gaveUp.Load(), puts, bigs, w.Stats().Compactions)
 	}
 }
 
@@ -354,10 +364,11 @@ func startHelper(t *testing.T, path string) *helper {
 // readers never return a torn value.
 func TestStressCrossProcess(t *testing.T) {
 	path := tablePath(t)
-	// One 42 KiB shard, most of it live data (the initial values fill
-	// ~98% of it): puts compact the shard often (and sometimes find it
-	// full), rewriting bytes being read.
-	w, err := Create(path, 46<<10) // header + one shard the stress values crowd
+	// Two 66 KiB shards, half of them live data: puts compact a shard
+	// often (and sometimes find it full), rewriting bytes being read. Four
+	// keys' values are often bigger than a quarter of the shard: stored as
+	// heads and pieces (layout v5).
+	w, err := Create(path, 136<<10) // header + two shards the stress values crowd
 	require.NoError(t, err)
 	defer w.Close()
 	for k := range stressKeys {
@@ -381,7 +392,7 @@ func TestStressCrossProcess(t *testing.T) {
 	// versions (the machine may be busy); give up after 20 s or 5M ops.
 	const minFound, minDistinct = 5000, 200
 	start := time.Now()
-	puts, deletes := stressWrite(t, w, func(ops int) bool {
+	puts, deletes, bigs := stressWrite(t, w, func(ops int) bool {
 		if ops%256 != 0 {
 			return false
 		}
@@ -400,7 +411,8 @@ func TestStressCrossProcess(t *testing.T) {
 	})
 	churn := time.Since(start)
 	st := w.Stats()
-	t.Logf("writer: %d puts, %d deletes, %d compactions, %d full in %v", puts, deletes, st.Compactions, st.FullErrors, churn)
+	t.Logf("writer: %d puts (%d big), %d deletes, %d compactions, %d full in %v", puts, bigs, deletes, st.Compactions, st.FullErrors, churn)
+	assert.Positive(t, bigs, "big values were stored while read")
 	assert.Greater(t, st.Compactions, uint64(puts/50))
 
 	for i, h := range helpers {

@@ -449,7 +449,7 @@ func TestFindByPortNumber(t *testing.T) {
 		{"a/web:443", nil, Unknown},
 		{"a/web:08080", nil, Unknown},
 		{"a/dns:53", []Node{ip("10.0.0.1", 53, 1), ip("10.0.0.2", 53, 1), ip("10.0.0.3", 53, 1)}, Found},
-		{"a/odd:8080", []Node{ip("10.0.0.1", 8080, 1), ip("10.0.0.9", 9999, 1), fqdn("x.example", 8080, 1)}, Found},
+		{"a/odd:8080", []Node{ip("10.0.0.9", 9999, 1)}, Found}, // the port named 8080 wins (issue 12.1)
 		{"a/odd:8081", []Node{ip("10.0.0.5", 8081, 1)}, Found},
 		{"a/odd:9000", nil, Empty},
 		{"a/odd:", nil, Unknown},
@@ -575,4 +575,28 @@ func TestChangesNeverCompleteOverALappedSlot(t *testing.T) {
 	assert.Len(t, got, changeSlots-1)
 	assert.False(t, got[next])
 	_ = now
+}
+
+// The same for a big value (a head and pieces): putting its bytes again
+// writes no new pieces and logs no change.
+func TestPutSameBigValueChangesNothing(t *testing.T) {
+	w, r := newAnon(t, 1<<20)
+	ports := []Port{{Name: "http", Nodes: bigNodes(5000, 1, true)}}
+	require.NoError(t, w.Put("a/big", ports))
+	h := hashKey("a/big")
+	_, rec, _ := w.t.find(w.t.shardOf(h), tagOf(h), "a/big")
+	before, ok := w.t.head(rec)
+	require.True(t, ok, "a/big is a big value")
+	changes, _ := r.Changes(0, nil)
+
+	require.NoError(t, w.Put("a/big", []Port{{Name: "http", Nodes: bigNodes(5000, 1, true)}}))
+	_, rec, _ = w.t.find(w.t.shardOf(h), tagOf(h), "a/big")
+	after, _ := w.t.head(rec)
+	assert.Equal(t, before.id, after.id, "no new pieces")
+	now, _ := r.Changes(changes, nil)
+	assert.Equal(t, changes, now, "no change logged")
+
+	require.NoError(t, w.Put("a/big", []Port{{Name: "http", Nodes: bigNodes(5001, 1, true)}}))
+	now, _ = r.Changes(changes, nil)
+	assert.Equal(t, changes+1, now, "a real change still counts")
 }

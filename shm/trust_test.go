@@ -459,3 +459,81 @@ func TestWriterDeadRacesClose(t *testing.T) {
 	stop.Store(true)
 	<-done
 }
+
+// A writer killed while a shard holding a piece of a big value was odd:
+// the big value's lookup answers NotReady at once, as for a small value
+// (TestDeadWriterMidUpdateAnswersAtOnce), not after waiting on the head's
+// shard, which is even.
+func TestDeadWriterMidBigUpdateAnswersAtOnce(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 256<<10)
+	require.NoError(t, err)
+	require.NoError(t, w.Put("a/big", []Port{{Name: "http", Nodes: bigNodes(12_000, 1, false)}}))
+	w.SetReady(true)
+	var pieceShards []uint64
+	h := hashKey("a/big")
+	_, rec, _ := w.t.find(w.t.shardOf(h), tagOf(h), "a/big")
+	hd, ok := w.t.head(rec)
+	require.True(t, ok, "a/big is a big value")
+	for _, s := range hd.shards {
+		if so := headerBytes + uint64(s)*w.t.shardBytes; so != w.t.shardOf(h) {
+			pieceShards = append(pieceShards, so)
+		}
+	}
+	require.NotEmpty(t, pieceShards, "a piece outside the head's shard")
+	r, err := Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, w.Close())
+	poke(t, path, func(tb *table) {
+		tb.store(hReady, 1)
+		tb.store(hHeartbeat, uint64(time.Now().Add(time.Hour).UnixNano())) // readiness from the header; the lock tells the truth
+		tb.store(pieceShards[0]+sSeq, tb.load(pieceShards[0]+sSeq)|1)
+	})
+	for range 3 {
+		start := time.Now()
+		nodes, ans := r.Find(nil, "a/big:http")
+		took := time.Since(start)
+		assert.Less(t, took, 50*time.Millisecond, "a dead writer is not waited for")
+		assert.Empty(t, nodes)
+		assert.Equal(t, NotReady, ans)
+	}
+}
+
+// Readers closed while other goroutines look up a big value (its pieces
+// read from the mapping being blanked) never fault.
+func TestCloseDuringBigLookupsIsSafe(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 256<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	require.NoError(t, w.Put("a/big", []Port{{Name: "http", Nodes: bigNodes(12_000, 1, false)}}))
+	for range 10 {
+		r, err := Open(path)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		var started atomic.Int32
+		stop := make(chan struct{})
+		for range 2 {
+			wg.Go(func() {
+				buf := make([]Node, 0, 12_000)
+				started.Add(1)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					buf, _ = r.Lookup(buf[:0], "a/big:http")
+					_, _ = r.Get("a/big")
+				}
+			})
+		}
+		poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == 2 })
+		require.NoError(t, r.Close())
+		_, ok := r.Lookup(nil, "a/big:http")
+		assert.False(t, ok, "a closed reader finds nothing")
+		close(stop)
+		wg.Wait()
+	}
+}

@@ -23,11 +23,14 @@ type Writer struct {
 	f    *os.File // the table file, holding our flock; nil when anonymous
 	path string
 
-	rec  []byte   // encode scratch
-	pack []byte   // rebuild scratch: records
-	idx  []uint64 // rebuild scratch: index
+	rec   []byte   // encode scratch
+	head  []byte   // a big value's head record
+	piece []byte   // a big value's piece record
+	pack  []byte   // rebuild scratch: records
+	idx   []uint64 // rebuild scratch: index
 
 	entries     int
+	ids         uint64 // big values stored in this run (newID)
 	used        int64
 	fullErrors  uint64
 	compactions uint64
@@ -89,27 +92,14 @@ func newWriter(t *table, f *os.File, path string) *Writer {
 	}
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
-		so := headerBytes + i*t.shardBytes
-		_, u := t.check(so)
-		w.entries += int(t.services(so))
+		e, u := t.check(headerBytes + i*t.shardBytes) // e: services only
+		w.entries += int(e)
 		w.used += int64(u)
 	}
+	w.sweepBig()
 	t.store(hHeartbeat, uint64(time.Now().UnixNano()))
 	go w.heartbeat()
 	return w
-}
-
-// services counts the service records of the writer's own shard at so
-// (its entries less the details, which are not services).
-func (t *table) services(so uint64) (n uint64) {
-	for j := range t.load(so + sCap) {
-		if e := t.load(t.slot(so, j)); e != 0 {
-			if r, ok := t.recordAt(so, e); ok && !isBlob(r) {
-				n++
-			}
-		}
-	}
-	return n
 }
 
 // heartbeat renews the header's heartbeat until Close, so that readers
@@ -235,7 +225,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 		}
 	}
 	if old != nil && old.geometry == g {
-		// Same layout and size: keep the entries, start a new generation.
+		// Same layout version and size: keep the entries, start a new
+		// generation. An older version this build reads (v4) is copied
+		// into a new file below, never written in place: its readers
+		// would not know v5's records.
 		if err := reserve(f, int64(g.size)); err != nil { // an older, sparse file
 			old.release()
 			f.Close()
@@ -257,9 +250,10 @@ func createFile(path string, g geometry) (*Writer, error) {
 	}
 	w := newWriter(t, nf, path)
 	if old != nil && old.shards > 0 {
-		// A new size: readers move to the new file as soon as it is at
-		// the path, so it starts with the old content; the first list
-		// then corrects it. (Another layout version cannot be read.)
+		// A new size or an older layout (v4, migrated): readers move to
+		// the new file as soon as it is at the path, so it starts with
+		// the old content; the first list then corrects it. (A layout
+		// version this build cannot read is not copied.)
 		copyTable(old, w)
 	}
 	if err := os.Rename(nf.Name(), path); err != nil {
@@ -297,10 +291,20 @@ func copyTable(from *table, w *Writer) {
 			if !ok {
 				continue
 			}
+			if rec.nPorts == piecePorts {
+				continue // copied with its head
+			}
 			key := from.key(rec)
-			if detail, ok := from.blob(rec, nil); ok && isBlob(rec) {
+			t := from
+			if rec.nPorts == bigPorts {
+				h, _ := from.head(rec)
+				if t, rec, ok, _ = from.whole(h, key, readDirect); !ok {
+					continue
+				}
+			}
+			if detail, ok := t.blob(rec, nil); ok && isBlob(rec) {
 				_ = w.PutDetail(key[1:], detail)
-			} else if ports, ok := from.ports(rec); ok {
+			} else if ports, ok := t.ports(rec); ok {
 				_ = w.Put(key, ports)
 			}
 		}
@@ -430,15 +434,72 @@ func (w *Writer) DeleteDetail(key string) bool {
 	return !w.closed && w.deleteLocked(detailKey(key))
 }
 
-// putLocked stores the encoded record rec of key.
+// putLocked stores the encoded record rec of key: whole in the key's
+// shard when it is small (at most inlineMax bytes), else as a big value
+// (pieces spread over the shards, and a head in the key's shard).
 func (w *Writer) putLocked(key string, rec []byte) error {
 	t := w.t
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
-	slot, old, found := t.find(so, tag, key)
-	if found && t.holds(old, rec) {
+	_, old, found := t.find(so, tag, key)
+	if found && t.holdsValue(old, key, rec) {
 		return nil // the same bytes: no change to write, log or notify
 	}
+	size := len(rec)
+	var oldHead head
+	if found && old.nPorts == bigPorts {
+		oldHead, _ = t.head(old)
+	}
+	var newHead head
+	if uint64(len(rec)) > t.inlineMax() {
+		if uint64(size) > t.size/4 {
+			return w.full(key, size, true)
+		}
+		var err error
+		if newHead, err = w.putPieces(rec, so, key); err != nil {
+			return w.full(key, size, false)
+		}
+		rec = appendHead(w.head[:0], key, newHead)
+		w.head = rec
+	}
+	if err := w.storeIn(so, tag, key, rec); err != nil {
+		w.deletePieces(newHead)
+		return w.full(key, size, false)
+	}
+	w.deletePieces(oldHead)
+	if !found && isServiceKey(key) {
+		w.entries++
+	}
+	t.logChange(h)
+	return nil
+}
+
+// full counts and returns the *FullError for a record of n bytes of key;
+// tooBig when it is more than a quarter of the table.
+func (w *Writer) full(key string, n int, tooBig bool) error {
+	w.fullErrors++
+	w.t.store(hFullErrors, w.fullErrors)
+	e := &FullError{Key: key, Need: n, Size: int64(w.t.size)}
+	if isDetailKey(key) {
+		e.Key = key[1:] + " (node detail)"
+	}
+	if tooBig {
+		// A quarter of the size, rounded up to a MiB.
+		e.NeedSize = int64((4*uint64(n) + 1<<20 - 1) &^ (1<<20 - 1))
+	}
+	return e
+}
+
+// errNoRoom: a shard has no room for a record, even after compaction.
+var errNoRoom = errors.New("shm: no room in the shard")
+
+// storeIn stores rec, the record of key (whose hash has tag), in the shard
+// at so, replacing key's record there if any: in the free gap when it
+// fits, else after compacting the shard. Readers see the old record or
+// the new one.
+func (w *Writer) storeIn(so, tag uint64, key string, rec []byte) error {
+	t := w.t
+	slot, old, found := t.find(so, tag, key)
 	n, slots := t.load(so+sCount), t.load(so+sCap)
 	oldSize := uint64(0)
 	if found {
@@ -455,7 +516,10 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 	room := t.free(so) + t.load(so+sDead) + oldSize
 	switch {
 	case want == slots && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
-		t.place(so, slot, tag, rec, found, false)
+		off := t.stage(so, rec)
+		t.beginWrite(so)
+		t.publish(so, slot, tag, off, !found)
+		t.endWrite(so)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
 		}
@@ -468,26 +532,16 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 		if found {
 			skip = slot
 		}
-		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx)
+		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx) // leaves the shard odd
 		w.compactions++
 		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
-		t.place(so, slot, tag, rec, false, true)
+		t.publish(so, slot, tag, t.stage(so, rec), true)
 		t.endWrite(so)
 		t.releaseFree(so)
 	default:
-		w.fullErrors++
-		t.store(hFullErrors, w.fullErrors)
-		e := &FullError{Key: key, Need: int(need), Size: int64(t.size)}
-		if most := t.shardBytes - shardHeaderBytes - 8*minSlots; uint64(len(rec)) > most {
-			e.Max = int(most)
-		}
-		return e
-	}
-	if !found && !isDetailKey(key) {
-		w.entries++
+		return errNoRoom
 	}
 	w.used += int64(need) - int64(oldSize)
-	t.logChange(h)
 	return nil
 }
 
@@ -517,6 +571,20 @@ func (t *table) releaseFree(so uint64) {
 }
 
 // holds reports whether the stored record r is rec, byte for byte.
+// holdsValue reports whether key's stored record r (small, or the head of
+// a big value) holds exactly the encoded value rec.
+func (t *table) holdsValue(r record, key string, rec []byte) bool {
+	if r.nPorts != bigPorts {
+		return t.holds(r, rec)
+	}
+	h, ok := t.head(r)
+	if !ok || h.total != uint64(len(rec)) {
+		return false
+	}
+	pt, pr, ok, _ := t.whole(h, key, readDirect)
+	return ok && pt.holds(pr, rec)
+}
+
 func (t *table) holds(r record, rec []byte) bool {
 	if r.size() != uint64(len(rec)) {
 		return false
@@ -551,18 +619,33 @@ func (w *Writer) Delete(key string) bool {
 func (w *Writer) deleteLocked(key string) bool {
 	h := hashKey(key)
 	so := w.t.shardOf(h)
-	slot, r, found := w.t.find(so, tagOf(h), key)
-	if !found {
+	if _, found := w.removeIn(so, tagOf(h), key); !found {
 		return false
+	}
+	if isServiceKey(key) {
+		w.entries--
+	}
+	w.t.logChange(h)
+	return true
+}
+
+// removeIn removes key's record from the shard at so, and a big value's
+// pieces after its head: readers that still read the old pieces find one
+// missing and read the key again.
+func (w *Writer) removeIn(so, tag uint64, key string) (record, bool) {
+	slot, r, found := w.t.find(so, tag, key)
+	if !found {
+		return r, false
+	}
+	var hd head
+	if r.nPorts == bigPorts {
+		hd, _ = w.t.head(r)
 	}
 	slots := w.t.load(so + sCap)
 	w.t.remove(so, slot, r)
-	if !isDetailKey(key) {
-		w.entries--
-	}
 	w.used -= int64(r.size() + 8*(slots-w.t.load(so+sCap)))
-	w.t.logChange(h)
-	return true
+	w.deletePieces(hd)
+	return r, true
 }
 
 // Keys calls fn with every stored key until fn returns false. Keys are
@@ -578,7 +661,7 @@ func (w *Writer) Keys(fn func(key string) bool) {
 		keys := make([]string, 0, t.load(so+sCount))
 		for j := range t.load(so + sCap) {
 			if e := t.load(t.slot(so, j)); e != 0 {
-				if r, _ := t.recordAt(so, e); !isBlob(r) {
+				if r, _ := t.recordAt(so, e); t.isService(r) {
 					keys = append(keys, t.key(r))
 				}
 			}

@@ -58,7 +58,7 @@ const service = "team-0/service-0:http" // replay's service 0
 func main() {
 	rates := flag.String("rates", "1000,10000", "comma-separated event rates (events/s)")
 	duration := flag.Duration("duration", 5*time.Second, "how long events are sent at each rate")
-	bin := flag.String("kdisc", "", "kdisc binary (default: go build ./cmd/kdisc from this checkout)")
+	bin := flag.String("kdisc", "", "kdisc binary (default: deploy/build.sh of this checkout)")
 	poll := flag.Duration("poll", 0, "reader: sleep between lookups (0: spin, yielding with runtime.Gosched)")
 	procs := flag.Int("procs", 1, "GOMAXPROCS of this process (the reader and the replay server); kdisc keeps its own")
 	flag.Parse()
@@ -79,8 +79,7 @@ func run(rates string, duration time.Duration, bin string, poll time.Duration) e
 	defer os.RemoveAll(tmp)
 	if bin == "" {
 		bin = filepath.Join(tmp, "kdisc")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/kdisc")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
+		build := exec.Command("deploy/build.sh", bin) // static, as shipped, with its version
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("building kdisc: %w", err)

@@ -49,7 +49,7 @@ func main() {
 	flag.IntVar(&o.services, "services", 10000, "Endpoints services")
 	flag.IntVar(&o.readers, "readers", 2, "reader processes")
 	flag.StringVar(&o.csv, "csv", "soak.csv", "CSV file of the samples")
-	flag.StringVar(&o.kdisc, "kdisc", "", "kdisc binary (default: go build ./cmd/kdisc into the work dir)")
+	flag.StringVar(&o.kdisc, "kdisc", "", "kdisc binary (default: deploy/build.sh into the work dir)")
 	flag.StringVar(&o.dir, "dir", "", "work dir: config, table, kdisc log (default: a new temp dir)")
 	flag.StringVar(&o.sharedSize, "shared-size", "4m", "shared_size of the table")
 	flag.Uint64Var(&o.seed, "seed", uint64(time.Now().UnixNano()), "seed of the event generator")
@@ -80,9 +80,9 @@ func soak(tb testing.TB, o options) int {
 		o.duration, o.rate, o.services, o.readers, o.sample, o.seed, o.dir)
 	if o.kdisc == "" {
 		o.kdisc = filepath.Join(o.dir, "kdisc")
-		out, err := exec.Command("go", "build", "-o", o.kdisc, "github.com/kdisc/kdisc/cmd/kdisc").CombinedOutput()
+		out, err := exec.Command("deploy/build.sh", o.kdisc).CombinedOutput() // as shipped, with its version
 		if err != nil {
-			return fail(fmt.Errorf("go build ./cmd/kdisc: %v\n%s", err, out))
+			return fail(fmt.Errorf("deploy/build.sh: %v\n%s", err, out))
 		}
 	}
 

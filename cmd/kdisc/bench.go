@@ -126,11 +126,17 @@ func bench(o *benchOptions, cfg *config.Config, shmDir string, stdout, stderr io
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "kdisc bench: %v\n", err)
+			return exitError
+		}
 	} else {
 		writeBenchText(stdout, data, o, results)
 	}
 	for _, r := range results {
+		if r.ops == 0 {
+			fmt.Fprintf(stderr, "kdisc bench: warning: %s completed no lookup in %v (a starved machine? a longer -duration)\n", r.name, r.elapsed.Round(time.Millisecond))
+		}
 		if r.notFound > 0 {
 			fmt.Fprintf(stderr, "kdisc bench: warning: %s: %d of %d lookups found nothing (the table changed during the run?)\n", r.name, r.notFound, r.ops)
 		}
@@ -350,7 +356,10 @@ func runBench(name string, lookup lookupFunc, keys []string, seqs [][]int32, o *
 			var n, miss uint64
 			i := 0
 			<-start
-			for !stop.Load() {
+			// At least one batch: a goroutine the scheduler starts only
+			// after the deadline (a loaded machine) still measures, so
+			// the rates are never 0/0 (JSON cannot encode them).
+			for first := true; first || !stop.Load(); first = false {
 				for range batch - 1 {
 					if buf, ok = lookup(buf[:0], keys[seq[i&(seqLen-1)]]); !ok {
 						miss++
@@ -370,13 +379,16 @@ func runBench(name string, lookup lookupFunc, keys []string, seqs [][]int32, o *
 			misses[g].n.Store(miss)
 		}()
 	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	// The run's clock starts here, after the GC: a deadline set before it
+	// could pass during a slow GC on a busy machine, leaving no time to
+	// look anything up.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	deadline := time.NewTimer(o.duration)
 	defer deadline.Stop()
-	runtime.GC()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
 	begin := time.Now()
 	close(start)
 	p.begin(name)
@@ -481,20 +493,25 @@ type benchJSON struct {
 
 func (r *benchResult) opsPerSec() float64 { return float64(r.ops) / r.elapsed.Seconds() }
 
+// json is the result in the contract's shape. A candidate that completed
+// no lookup has 0 for its per-lookup figures (JSON has no NaN or Inf).
 func (r *benchResult) json() benchJSON {
 	ops := r.opsPerSec()
-	return benchJSON{
-		OpsPerSec:   float64(int64(ops)),
-		NsPerOp:     float64(int64(1e9/ops*100)) / 100,
-		P50:         r.hist.quantile(0.50),
-		P90:         r.hist.quantile(0.90),
-		P99:         r.hist.quantile(0.99),
-		P999:        r.hist.quantile(0.999),
-		Max:         r.hist.max,
-		AllocsPerOp: float64(r.mallocs) / float64(r.ops),
-		Lookups:     r.ops,
-		NotFound:    r.notFound,
+	j := benchJSON{
+		OpsPerSec: float64(int64(ops)),
+		P50:       r.hist.quantile(0.50),
+		P90:       r.hist.quantile(0.90),
+		P99:       r.hist.quantile(0.99),
+		P999:      r.hist.quantile(0.999),
+		Max:       r.hist.max,
+		Lookups:   r.ops,
+		NotFound:  r.notFound,
 	}
+	if r.ops > 0 {
+		j.NsPerOp = float64(int64(1e9/ops*100)) / 100
+		j.AllocsPerOp = float64(r.mallocs) / float64(r.ops)
+	}
+	return j
 }
 
 func writeBenchText(w io.Writer, data *benchData, o *benchOptions, results []benchResult) {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,7 +33,10 @@ func checkBenchOut(t *testing.T, what string, o benchOut) {
 		"p99_ns": o.P99, "p999_ns": o.P999, "max_ns": o.Max, "allocs_per_op": o.AllocsPerOp} {
 		require.NotNil(t, v, "%s: key %s missing", what, name)
 	}
-	assert.Greater(t, *o.OpsPerSec, 1000.0, what)
+	// A rate, not a bound: how fast depends on the machine and its load
+	// (bench/ records the rates); a loaded CI gave a goroutine no CPU for
+	// the whole 200 ms.
+	assert.Positive(t, *o.OpsPerSec, what)
 	assert.InEpsilon(t, 1e9 / *o.OpsPerSec, *o.NsPerOp, 0.01, what)
 	assert.True(t, *o.P50 <= *o.P90 && *o.P90 <= *o.P99 && *o.P99 <= *o.P999 && *o.P999 <= *o.Max,
 		"%s: percentiles in order: %d %d %d %d %d", what, *o.P50, *o.P90, *o.P99, *o.P999, *o.Max)
@@ -134,4 +138,15 @@ func TestHistogram(t *testing.T) {
 			assert.Equal(t, v, bucketValue(b))
 		}
 	}
+}
+
+// A candidate that completed no lookup (a run shorter than the goroutines'
+// first batch, on a starved machine) still prints valid JSON: it printed
+// nothing and exited 0 before (allocs_per_op 0/0 is NaN, which
+// encoding/json refuses, and the error was dropped).
+func TestBenchJSONOfACandidateWithoutLookups(t *testing.T) {
+	r := benchResult{name: "kdisc", elapsed: 200 * time.Millisecond}
+	b, err := json.Marshal(r.json())
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"lookups":0`)
 }

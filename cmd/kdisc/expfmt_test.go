@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -372,12 +371,15 @@ func TestMetricsExposition(t *testing.T) {
 	for i := range 5 {
 		a.PutEndpoints(endpoints("default", "web", "http", 80, fmt.Sprintf("10.1.0.%d", i+2)))
 	}
-	eventually(t, "5 events applied", func() bool {
-		_, body := s.Get("/metrics")
-		return strings.Contains(body, `kdisc_event_apply_seconds_count{cluster="first"} 5`+"\n")
+	// Readiness is set before a list's duration is observed, and an
+	// event's latency after its table write: wait for both counts.
+	var code int
+	var body string
+	eventually(t, "5 events applied and second's list observed", func() bool {
+		code, body = s.Get("/metrics")
+		return strings.Contains(body, `kdisc_event_apply_seconds_count{cluster="first"} 5`+"\n") &&
+			strings.Contains(body, `kdisc_list_duration_seconds_count{cluster="second"} 1`+"\n")
 	})
-	time.Sleep(10 * time.Millisecond)
-	code, body := s.Get("/metrics")
 	require.Equal(t, 200, code)
 	fams, err := parseExposition(body)
 	require.NoError(t, err, body)

@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -89,46 +87,4 @@ func checkOutput(format string) error {
 		return fmt.Errorf("-o: %q: want json or table", format)
 	}
 	return nil
-}
-
-// revision is the VCS revision when the build info has none (go build
-// stamps it only in a plain git checkout, not in a git worktree, nor with
-// -buildvcs=false): go build -ldflags "-X main.revision=$(git rev-parse HEAD)".
-var revision string
-
-// printVersion is `kdisc version`: module version, Go version and VCS
-// revision (-dirty when built with local changes), on one line.
-func printVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "kdisc version: takes no arguments\n%s", usage)
-		return exitError
-	}
-	bi, _ := debug.ReadBuildInfo()
-	fmt.Fprintln(stdout, versionLine(bi, runtime.Version(), revision))
-	return exitOK
-}
-
-// versionLine is "kdisc MODULE-VERSION GO-VERSION REVISION" from the build
-// info (nil: none), rev standing in for a missing vcs.revision.
-func versionLine(bi *debug.BuildInfo, goVersion, rev string) string {
-	version, dirty := "(devel)", false
-	if bi != nil {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-	}
-	if rev == "" {
-		rev = "unknown"
-	} else if dirty {
-		rev += "-dirty"
-	}
-	return fmt.Sprintf("kdisc %s %s %s", version, goVersion, rev)
 }

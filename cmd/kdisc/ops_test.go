@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,16 +22,20 @@ import (
 	"github.com/kdisc/kdisc/internal/kdisctest"
 )
 
+// TestVersion: one line, kdisc MODULE-VERSION GO-VERSION REVISION, the
+// module version the one written in version.go.
 func TestVersion(t *testing.T) {
 	r := kdiscRun(t, "version")
 	require.Equal(t, exitOK, r.Code, r.Stderr)
 	assert.Empty(t, r.Stderr)
-	// One line: kdisc MODULE-VERSION GO-VERSION REVISION.
 	m := regexp.MustCompile(`^kdisc (\S+) (go\S+) (\S+)\n$`).FindStringSubmatch(r.Stdout)
 	require.NotNil(t, m, "%q", r.Stdout)
+	assert.Equal(t, "v"+version, m[1])
+	assert.Regexp(t, `^v[0-9]+\.[0-9]+\.[0-9]+$`, m[1], "a semantic version")
 	assert.Equal(t, runtime.Version(), m[2], "built by the toolchain running the test")
-	// The revision is stamped by go build in a git checkout (not in a
-	// worktree, nor with -buildvcs=false, as here maybe): unknown then.
+	// The tests build without -X main.revision: the revision is stamped by
+	// go build in a plain git checkout, unknown in a worktree or with
+	// -buildvcs=false (deploy/build.sh passes it; .ci/image.sh checks).
 	assert.Regexp(t, `^([0-9a-f]{40}(-dirty)?|unknown)$`, m[3])
 	r = kdiscRun(t, "version", "extra")
 	assert.Equal(t, exitError, r.Code)
@@ -40,15 +43,21 @@ func TestVersion(t *testing.T) {
 }
 
 func TestVersionLine(t *testing.T) {
+	v := "kdisc v" + version + " go1.26.8 "
 	bi := &debug.BuildInfo{Main: debug.Module{Path: "github.com/kdisc/kdisc", Version: "v1.2.3"}, Settings: []debug.BuildSetting{
 		{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "e36fc036a9408e6c5acb1454c7daf2a2439b14ef"}, {Key: "vcs.modified", Value: "true"},
 	}}
-	assert.Equal(t, "kdisc v1.2.3 go1.26.8 e36fc036a9408e6c5acb1454c7daf2a2439b14ef-dirty", versionLine(bi, "go1.26.8", ""))
+	assert.Equal(t, v+"e36fc036a9408e6c5acb1454c7daf2a2439b14ef-dirty", versionLine(bi, "go1.26.8", ""))
 	bi.Settings = bi.Settings[:2]
-	assert.Equal(t, "kdisc v1.2.3 go1.26.8 e36fc036a9408e6c5acb1454c7daf2a2439b14ef", versionLine(bi, "go1.26.8", "ignored"))
-	bi.Settings, bi.Main.Version = nil, ""
-	assert.Equal(t, "kdisc (devel) go1.26.8 abc123", versionLine(bi, "go1.26.8", "abc123"), "-X main.revision")
-	assert.Equal(t, "kdisc (devel) go1.26.8 unknown", versionLine(nil, "go1.26.8", ""))
+	assert.Equal(t, v+"e36fc036a9408e6c5acb1454c7daf2a2439b14ef", versionLine(bi, "go1.26.8", "ignored"), "Go's stamp wins")
+	bi.Settings, bi.Main.Version = nil, "(devel)"
+	assert.Equal(t, v+"abc123", versionLine(bi, "go1.26.8", "abc123"), "-X main.revision")
+	assert.Equal(t, v+"unknown", versionLine(bi, "go1.26.8", ""))
+	assert.Equal(t, v+"unknown", versionLine(nil, "go1.26.8", ""))
+	bi.Main.Version = "v0.0.0-20261207011938-9741238c3ea1"
+	assert.Equal(t, v+"9741238c3ea1", versionLine(bi, "go1.26.8", ""), "go install ...@commit")
+	bi.Main.Version = "v0.1.1-0.20261207011938-9741238c3ea1+dirty"
+	assert.Equal(t, v+"9741238c3ea1", versionLine(bi, "go1.26.8", ""))
 }
 
 func TestDumpTable(t *testing.T) {
@@ -182,15 +191,6 @@ func TestNodesWatch(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback address with a free port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -206,10 +206,10 @@ func TestHealthListener(t *testing.T) {
 	api := newAPI(t)
 	api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.1"))
 	cfg := writeConfig(t, nil, api)
-	health := freeAddr(t)
 	s := kdisctest.NewDaemon(t, cfg, t.TempDir())
-	s.Env, s.Args = testEnv, []string{"-health", health}
+	s.Env, s.Health = testEnv, true
 	s.Start()
+	health := s.HealthAddr()
 	waitReady(t, s)
 
 	code, body := get(t, "http://"+health+"/healthz")

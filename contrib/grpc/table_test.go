@@ -240,3 +240,73 @@ func addrs(t *testing.T, s *resolver.State) []string {
 	}
 	return out
 }
+
+// stalls records the time the machine withheld from this process: a
+// goroutine asks to run every millisecond, and a run that comes over
+// stallAfter late means no code of this process ran for that long (a
+// loaded CI machine, a GC pause under -race). Shorter delays are not
+// counted: the test's own goroutines cause them (Go preempts a busy
+// goroutine every 10 ms), and the resolver must cope with those. A
+// latency the tests assert is the resolver's own once the stalls are
+// taken out of it.
+type stalls struct {
+	mu   sync.Mutex
+	gaps [][2]time.Time // each: from when a run was due to when it came
+}
+
+const stallAfter = 20 * time.Millisecond
+
+// meterStalls starts recording stalls until the test ends.
+func meterStalls(t *testing.T) *stalls {
+	s := &stalls{}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			now := time.Now()
+			if due := last.Add(time.Millisecond); now.Sub(due) > stallAfter {
+				s.mu.Lock()
+				s.gaps = append(s.gaps, [2]time.Time{due, now})
+				s.mu.Unlock()
+			}
+			last = now
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped })
+	return s
+}
+
+// within is how much of from..to was stalled.
+func (s *stalls) within(from, to time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum time.Duration
+	for _, g := range s.gaps {
+		if a, b := maxTime(g[0], from), minTime(g[1], to); b.After(a) {
+			sum += b.Sub(a)
+		}
+	}
+	return sum
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

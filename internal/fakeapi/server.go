@@ -112,6 +112,7 @@ type config struct {
 	waitTimeout   time.Duration
 	expiredAsHTTP bool
 	watchListCode int // 0: streaming lists are served; else refused with this code
+	initialEvery  time.Duration
 }
 
 // Option configures New.
@@ -152,6 +153,12 @@ func WithoutWatchList() Option { return WithWatchListRefused(http.StatusUnproces
 // WithoutWatchList, 400 BadRequest (what a proxy in front of an apiserver
 // may answer), or any other code with its HTTP status text.
 func WithWatchListRefused(code int) Option { return func(c *config) { c.watchListCode = code } }
+
+// WithSlowInitialEvents sends a streaming list's initial events (and its
+// end bookmark) one at a time, every d: a big cluster, a slow server or a
+// slow client. The watch's timeoutSeconds ends the stream meanwhile, as
+// the real server's does.
+func WithSlowInitialEvents(d time.Duration) Option { return func(c *config) { c.initialEvery = d } }
 
 // New starts a fake apiserver, closed by t.Cleanup.
 func New(t testing.TB, opts ...Option) *Server {

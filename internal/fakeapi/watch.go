@@ -228,6 +228,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 			return
 		}
 	}
+	paced := sendInitial && s.cfg.initialEvery > 0 // WithSlowInitialEvents
 	for {
 		var frames [][]byte
 		for _, it := range wt.drain() {
@@ -235,6 +236,23 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 				frames = append(frames, b)
 			}
 		}
+		for ; paced && len(frames) > 0; frames = frames[1:] {
+			if err := sw.write(frames[0]); err != nil {
+				return
+			}
+			select {
+			case <-time.After(s.cfg.initialEvery):
+			case <-wt.stop:
+				return
+			case <-timeout:
+				return
+			case <-r.Context().Done():
+				return
+			case <-s.done:
+				return
+			}
+		}
+		paced = false
 		if fault.kind == faultDrop && len(frames) > 0 {
 			_ = sw.half(frames[0])
 			s.hangUp(w)

@@ -113,12 +113,16 @@ type Daemon struct {
 	ShmDir string   // -shm-dir
 	Env    []string // added to the test's environment
 	Wrap   []string // command prefix, e.g. a mount-namespace wrapper
-	Args   []string // more flags of kdisc run, e.g. -health ADDR
+	Args   []string // more flags of kdisc run
+	// Health adds -health on a loopback port of its own (HealthAddr),
+	// picked again with the control port when either is taken.
+	Health bool
 
 	t       testing.TB
 	logs    LogBuffer
 	cleanup bool
 	control string // host:port of the control API
+	health  string // host:port of -health, with Health
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	err     error // of Wait, once exited is closed
@@ -131,7 +135,7 @@ func NewDaemon(t testing.TB, config, shmDir string) *Daemon {
 
 // Start runs the daemon and returns once /healthz answers 200; it fails
 // the test if that takes over 20 s or the process exits first. It picks
-// another port if kdisc found the chosen one taken.
+// other ports if kdisc found a chosen one taken.
 func (d *Daemon) Start() {
 	d.t.Helper()
 	require.Nil(d.t, d.cmd, "kdisctest: Start on a running daemon")
@@ -159,9 +163,16 @@ func (d *Daemon) Start() {
 
 func (d *Daemon) start(bin string) {
 	d.t.Helper()
+	// Both ports are held until both are picked, so they differ.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(d.t, err)
 	d.control = l.Addr().String()
+	if d.Health {
+		h, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(d.t, err)
+		d.health = h.Addr().String()
+		h.Close()
+	}
 	l.Close()
 	source := []string{"-config", d.Config}
 	if d.Source != nil {
@@ -169,6 +180,9 @@ func (d *Daemon) start(bin string) {
 	}
 	args := append(append(append([]string{}, d.Wrap...), bin, "run"), source...)
 	args = append(args, "-control", d.control, "-shm-dir", d.ShmDir)
+	if d.Health {
+		args = append(args, "-health", d.health)
+	}
 	args = append(args, d.Args...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append(os.Environ(), raceEnv), d.Env...)
@@ -266,3 +280,6 @@ func (d *Daemon) WaitReady(timeout time.Duration) string {
 
 // Logs is the daemon's stdout and stderr so far, of every start.
 func (d *Daemon) Logs() string { return d.logs.String() }
+
+// HealthAddr is the host:port of -health (with Health), once started.
+func (d *Daemon) HealthAddr() string { return d.health }

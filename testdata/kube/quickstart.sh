@@ -16,6 +16,6 @@ mkdir -p "$bin"
 if [[ "${1:-}" != "scale" ]]; then
 	bash testdata/kube/build.sh >/dev/null
 fi
-CGO_ENABLED=0 go build -o "$bin/kdisc" ./cmd/kdisc # static, as shipped
+deploy/build.sh "$bin/kdisc" # static, as shipped, with its version
 go build -o "$bin/quickstart" ./internal/kubetest/cmd/quickstart
 exec "$bin/quickstart" -kdisc "$bin/kdisc" "$@"
