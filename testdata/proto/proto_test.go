@@ -192,9 +192,20 @@ func envelope(msg []byte) []byte {
 // generated Unmarshal accepts as an Endpoints or an EndpointSlice, kdisc's
 // protobuf decoder gives the same table as kdisc's JSON decoder given that
 // object as encoding/json writes it: what the generated code read is what
-// kdisc reads. (The one place kdisc is stricter, by the protobuf spec: a
-// field number above 2^29-1, which the generated code truncates; such an
-// object is skipped and logged.)
+// kdisc reads. Three places where kdisc is stricter, by the protobuf
+// spec, than the generated (gogo) code, and skips and logs the object:
+//   - a field number above 2^29-1, which the generated code truncates to
+//     an int32;
+//   - a map entry's key or value (labels, annotations) with a wire type
+//     other than length-delimited, which the generated code reads as
+//     length-delimited anyway (found by this target: testdata/fuzz/
+//     FuzzDecoderAgreesWithGenerated/241143abb5f7c946);
+//   - a map entry's key or value longer than the entry, which the
+//     generated code reads on into the bytes after the entry, bounded only
+//     by the enclosing message (found by this target: 4899fb6239c359dc).
+//     kdisc bounds every length by its own message.
+//
+// The apiserver writes none of these.
 func FuzzDecoderAgreesWithGenerated(f *testing.F) {
 	for _, o := range sampleObjects() {
 		switch o := o.(type) {
@@ -219,14 +230,14 @@ func FuzzDecoderAgreesWithGenerated(f *testing.F) {
 		}
 		js, err := json.Marshal(obj)
 		if err != nil {
-			t.Fatal(err)
+			return // JSON cannot say this object (managedFields' fieldsV1 that is not JSON)
 		}
 		if bytes.Contains(js, []byte("\ufffd")) || bytes.Contains(js, []byte(`\ufffd`)) {
 			return // invalid UTF-8, which encoding/json replaces: JSON cannot say these strings
 		}
 		wantTable, wantSkipped, _ := table(t, js, slices)
-		if gotSkipped == 1 && wantSkipped == 0 && strings.Contains(log, "invalid field number") {
-			return
+		if gotSkipped == 1 && wantSkipped == 0 && (strings.Contains(log, "invalid field number") || strings.Contains(log, "has wire type") || strings.Contains(log, "protobuf: truncated")) {
+			return // where kdisc follows the spec and the generated code does not (see above)
 		}
 		if gotTable != wantTable || gotSkipped != wantSkipped {
 			t.Fatalf("protobuf: skipped %d\n%s\nJSON of the generated object: skipped %d\n%s\nJSON %s\nlog %s", gotSkipped, gotTable, wantSkipped, wantTable, js, log)
