@@ -3,6 +3,7 @@ package shm
 import (
 	"encoding/binary"
 	"math"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 )
@@ -256,8 +257,11 @@ func (c *wholeCache) get(t *table, id uint64, key string) *wholeEntry {
 	return nil
 }
 
+// put keeps a copy of key: the caller's query must not escape, or every
+// lookup's key (often built on the caller's stack) would cost an
+// allocation.
 func (c *wholeCache) put(t *table, id uint64, key string, pt *table, r record) {
-	c[id%uint64(len(c))].Store(&wholeEntry{t: t, id: id, key: key, pt: pt, r: r})
+	c[id%uint64(len(c))].Store(&wholeEntry{t: t, id: id, key: strings.Clone(key), pt: pt, r: r})
 }
 
 // big reads key's big value at its head in the shard at so (tag is the
