@@ -36,8 +36,16 @@ func watchStream(n, services int) []byte {
 // applies them to a table: what kdisc does per event. Compare with the
 // ~17k events/s notes.md measured for a client-go informer on one core.
 func BenchmarkWatchApply(b *testing.B) {
-	const events, services = 10_000, 1_000
-	stream := watchStream(events, services)
+	benchWatchApply(b, watchStream(10_000, 1_000), func(r io.Reader) eventSource { return newEventReader(r) })
+}
+
+// eventSource is a wire format's event reader.
+type eventSource interface{ next(*event) error }
+
+// benchWatchApply decodes the events of stream (10,000 of them) with the
+// reader open makes and applies them to a table.
+func benchWatchApply(b *testing.B, stream []byte, open func(io.Reader) eventSource) {
+	const events = 10_000
 	table, err := shm.Create("", 4<<20)
 	if err != nil {
 		b.Fatal(err)
@@ -48,7 +56,7 @@ func BenchmarkWatchApply(b *testing.B) {
 	b.ReportAllocs()
 	cpu := startCPU(b)
 	for b.Loop() {
-		er := newEventReader(bytes.NewReader(stream))
+		er := open(bytes.NewReader(stream))
 		var ev event
 		rv := ""
 		for {
@@ -107,37 +115,5 @@ func watchStreamProto(n, services int) []byte {
 // BenchmarkWatchApplyProtobuf is BenchmarkWatchApply with the same events
 // in protobuf.
 func BenchmarkWatchApplyProtobuf(b *testing.B) {
-	const events, services = 10_000, 1_000
-	stream := watchStreamProto(events, services)
-	table, err := shm.Create("", 4<<20)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer table.Close()
-	w := New(Options{Store: table, Weight: 50, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	b.SetBytes(int64(len(stream)))
-	b.ReportAllocs()
-	cpu := startCPU(b)
-	for b.Loop() {
-		er := newProtoEventReader(bytes.NewReader(stream))
-		var ev event
-		rv := ""
-		for {
-			err := er.next(&ev)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := w.apply(&ev, &rv); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
-	cpu.report(b, events) // per event
-	if w.Stats().Skipped.Load() != 0 {
-		b.Fatal("events skipped")
-	}
+	benchWatchApply(b, watchStreamProto(10_000, 1_000), func(r io.Reader) eventSource { return newProtoEventReader(r) })
 }
