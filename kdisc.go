@@ -181,6 +181,7 @@ func startCluster(cc *config.Cluster, o options) (*cluster, error) {
 		Client:         client,
 		Store:          w, // a full table's error names shared_size
 		EndpointSlices: cc.WatchEndpointSlices,
+		JSON:           cc.ContentType == config.ContentTypeJSON,
 		Namespaces:     cc.Namespaces,
 		LabelSelector:  cc.Labels.String(),
 		Weight:         uint32(cc.DefaultWeight),

@@ -270,7 +270,29 @@ func (c *Client) URL(path string, q url.Values) string {
 // mtime tick), and the request is retried when the file now holds another
 // token.
 func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
-	resp, sent, err := c.get(ctx, path, q)
+	return c.GetAccepting(ctx, path, q, MediaJSON)
+}
+
+// Media types the apiserver speaks, and the Accept header that asks for
+// protobuf with JSON as the fallback, as kube-proxy and the kubelet send it.
+const (
+	MediaJSON            = "application/json"
+	MediaProtobuf        = "application/vnd.kubernetes.protobuf"
+	AcceptProtobufOrJSON = MediaProtobuf + ", " + MediaJSON
+)
+
+// IsProtobuf reports whether a Content-Type names the Kubernetes protobuf
+// media type (parameters aside).
+func IsProtobuf(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), MediaProtobuf)
+}
+
+// GetAccepting is Get with the given Accept header. The caller checks the
+// answer's Content-Type; an error answer is read as a Status in JSON or
+// protobuf, whichever its Content-Type names.
+func (c *Client) GetAccepting(ctx context.Context, path string, q url.Values, accept string) (*http.Response, error) {
+	resp, sent, err := c.get(ctx, path, q, accept)
 	if !isUnauthorized(err) {
 		return resp, err
 	}
@@ -283,13 +305,13 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values) (*http.Resp
 			c.http.CloseIdleConnections() // they carry the refused certificate
 		}
 		c.log.Info("apiserver refused the exec plugin's credential (401): running the plugin again")
-		resp, sent, err = c.get(ctx, path, q)
+		resp, sent, err = c.get(ctx, path, q, accept)
 		if sent.exec != nil && isUnauthorized(err) {
 			c.exec.invalidate(sent.exec) // refused too: the next request runs the plugin again
 		}
 	case sent.token != "" && c.token.reread(sent.token):
 		c.log.Info("apiserver refused the token (401) and the token file holds another one: retrying with it", "token_file", c.token.file)
-		resp, _, err = c.get(ctx, path, q)
+		resp, _, err = c.get(ctx, path, q, accept)
 	}
 	return resp, err
 }
@@ -301,13 +323,13 @@ type sentCred struct {
 }
 
 // get sends one request and says which credential it carried.
-func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Response, sentCred, error) {
+func (c *Client) get(ctx context.Context, path string, q url.Values, accept string) (*http.Response, sentCred, error) {
 	var sent sentCred
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(path, q), nil)
 	if err != nil {
 		return nil, sent, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "kdisc")
 	switch {
 	case c.token != nil:

@@ -6,9 +6,12 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
+
+	"github.com/kdisc/kdisc/internal/protowire"
 )
 
 // StatusError is a failure the API server reported: a non-2xx answer, or an
@@ -64,10 +67,21 @@ func statusFromResponse(resp *http.Response) *StatusError {
 			e.RetryAfter = max(time.Until(t), 0) // a date already passed asks for no delay
 		}
 	}
-	it := jsoniter.Parse(jsoniter.ConfigDefault, io.LimitReader(resp.Body, maxStatusBody), 1024)
-	ReadStatus(it, e)
-	if it.Error != nil && it.Error != io.EOF {
-		e.Reason, e.Message = "", "" // not a Status body: say only the HTTP status
+	if IsProtobuf(resp.Header.Get("Content-Type")) {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxStatusBody))
+		msg, err := protowire.Unwrap(body)
+		if err == nil {
+			_, err = ReadStatusProto(msg, e)
+		}
+		if err != nil {
+			e.Reason, e.Message, e.Causes = "", "", nil // not a Status body: say only the HTTP status
+		}
+	} else {
+		it := jsoniter.Parse(jsoniter.ConfigDefault, io.LimitReader(resp.Body, maxStatusBody), 1024)
+		ReadStatus(it, e)
+		if it.Error != nil && it.Error != io.EOF {
+			e.Reason, e.Message = "", "" // not a Status body: say only the HTTP status
+		}
 	}
 	// Drain a little so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
@@ -124,6 +138,55 @@ func readDetails(it *jsoniter.Iterator, e *StatusError) {
 			}
 		default:
 			it.Skip()
+		}
+	}
+}
+
+// ReadStatusProto reads a protobuf meta/v1 Status message (out of its
+// envelope) into e, as ReadStatus reads a JSON one, and returns its code,
+// 0 when absent.
+func ReadStatusProto(msg []byte, e *StatusError) (int, error) {
+	var d protowire.Decoder
+	d.Reset(msg)
+	code := 0
+	for d.Next(d.Len()) {
+		switch d.Field() {
+		case 3:
+			e.Message = strings.Clone(d.String())
+		case 4:
+			e.Reason = strings.Clone(d.String())
+		case 5:
+			readDetailsProto(&d, e)
+		case 6:
+			code = int(d.Int32())
+		default:
+			d.Skip()
+		}
+	}
+	return code, d.Err()
+}
+
+// readDetailsProto reads StatusDetails: causes (4, each a StatusCause
+// whose reason is 1) and retryAfterSeconds (5).
+func readDetailsProto(d *protowire.Decoder, e *StatusError) {
+	end := d.Message()
+	for d.Next(end) {
+		switch d.Field() {
+		case 4:
+			cend := d.Message()
+			for d.Next(cend) {
+				if d.Field() != 1 {
+					d.Skip()
+				} else if r := d.String(); r != "" { // JSON omits an empty reason
+					e.Causes = append(e.Causes, strings.Clone(r))
+				}
+			}
+		case 5:
+			if n := int(d.Int32()); n > 0 && e.RetryAfter == 0 {
+				e.RetryAfter = seconds(n)
+			}
+		default:
+			d.Skip()
 		}
 	}
 }

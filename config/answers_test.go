@@ -60,8 +60,8 @@ func TestAnswerKeys(t *testing.T) {
 	}
 	s := effectiveJSON(t, cfg)
 	for _, want := range []string{
-		`"watch_endpoint_slices":true,"terminating_fallback":false,"zone":"${NODE_ZONE}","node_detail":true}`,
-		`"watch_endpoint_slices":false,"terminating_fallback":true,"zone":"b","node_detail":false}`,
+		`"watch_endpoint_slices":true,"content_type":"protobuf","terminating_fallback":false,"zone":"${NODE_ZONE}","node_detail":true}`,
+		`"watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"zone":"b","node_detail":false}`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("effective %s\nwants %s", s, want)
@@ -120,8 +120,8 @@ func TestNodeKey(t *testing.T) {
 	}
 	s := effectiveJSON(t, cfg)
 	for _, want := range []string{
-		`"watch_endpoint_slices":true,"terminating_fallback":true,"node":"${NODE_NAME}","node_detail":false}`,
-		`"watch_endpoint_slices":false,"terminating_fallback":true,"zone":"b","node":"n2","node_detail":false}`,
+		`"watch_endpoint_slices":true,"content_type":"protobuf","terminating_fallback":true,"node":"${NODE_NAME}","node_detail":false}`,
+		`"watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"zone":"b","node":"n2","node_detail":false}`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("effective %s\nwants %s", s, want)

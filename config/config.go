@@ -69,6 +69,12 @@ const (
 	DefaultTokenFile  = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultWeight     = 50
 	DefaultSharedSize = "1m"
+
+	// content_type: protobuf asks the apiserver for
+	// application/vnd.kubernetes.protobuf and accepts JSON; json asks for
+	// JSON only.
+	ContentTypeProtobuf = "protobuf"
+	ContentTypeJSON     = "json"
 )
 
 // Config is the parsed discovery.kubernetes section.
@@ -89,6 +95,7 @@ type Cluster struct {
 	LabelSelector       string
 	SharedSize          string // as written, e.g. "1m"
 	WatchEndpointSlices bool
+	ContentType         string // content_type: ContentTypeProtobuf (default) or ContentTypeJSON
 	TerminatingFallback bool   // terminating_fallback, default true (EndpointSlices only)
 	Zone                string // zone as written, "" when absent (EndpointSlices only)
 	Node                string // node as written, "" when absent (EndpointSlices only; hints.forNodes)

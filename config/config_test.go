@@ -48,7 +48,7 @@ func TestFixtures(t *testing.T) {
 	}{
 		{
 			file:      "single-reference.yaml",
-			effective: `{"service":{"schema":"https","host":"${KUBERNETES_SERVICE_HOST}","port":"${KUBERNETES_SERVICE_PORT}"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"namespace_selector":{"equal":"default"},"label_selector":"first=\"a\",second=\"b\"","shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`,
+			effective: `{"service":{"schema":"https","host":"${KUBERNETES_SERVICE_HOST}","port":"${KUBERNETES_SERVICE_PORT}"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"namespace_selector":{"equal":"default"},"label_selector":"first=\"a\",second=\"b\"","shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`,
 			check: func(t *testing.T, c *Config) {
 				k := c.Clusters[0]
 				eq(t, k.BaseURL(), "https://10.96.0.1:443")
@@ -60,11 +60,11 @@ func TestFixtures(t *testing.T) {
 		},
 		{
 			file:      "contract-single.yaml",
-			effective: `{"service":{"schema":"https","host":"${KUBERNETES_SERVICE_HOST}","port":"${KUBERNETES_SERVICE_PORT}"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"namespace_selector":{"equal":"default"},"label_selector":"first=\"a\",second=\"b\"","shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`,
+			effective: `{"service":{"schema":"https","host":"${KUBERNETES_SERVICE_HOST}","port":"${KUBERNETES_SERVICE_PORT}"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"namespace_selector":{"equal":"default"},"label_selector":"first=\"a\",second=\"b\"","shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`,
 		},
 		{
 			file:      "multi-reference.yaml",
-			effective: `[{"id":"release","service":{"schema":"https","host":"1.cluster.com","port":"6443"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"namespace_selector":{"equal":"default"},"label_selector":"first=\"a\",second=\"b\"","shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}]`,
+			effective: `[{"id":"release","service":{"schema":"https","host":"1.cluster.com","port":"6443"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"namespace_selector":{"equal":"default"},"label_selector":"first=\"a\",second=\"b\"","shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}]`,
 			check: func(t *testing.T, c *Config) {
 				eq(t, c.Multi, true)
 				k := c.Clusters[0]
@@ -75,7 +75,7 @@ func TestFixtures(t *testing.T) {
 		},
 		{
 			file:      "minimal.yaml",
-			effective: `{"service":{"schema":"https","host":"${KUBERNETES_SERVICE_HOST}","port":"${KUBERNETES_SERVICE_PORT}"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`,
+			effective: `{"service":{"schema":"https","host":"${KUBERNETES_SERVICE_HOST}","port":"${KUBERNETES_SERVICE_PORT}"},"client":{"token_file":"/var/run/secrets/kubernetes.io/serviceaccount/token"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`,
 			check: func(t *testing.T, c *Config) {
 				k := c.Clusters[0]
 				eq(t, c.Multi, false)
@@ -91,7 +91,7 @@ func TestFixtures(t *testing.T) {
 		},
 		{
 			file:      "outside-pod.yaml",
-			effective: `{"service":{"schema":"https","host":"10.96.0.1","port":6443},"client":{"token":"<redacted>"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`,
+			effective: `{"service":{"schema":"https","host":"10.96.0.1","port":6443},"client":{"token":"<redacted>"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`,
 			check: func(t *testing.T, c *Config) {
 				eq(t, c.Clusters[0].Token, "tok-123")
 				eq(t, c.Clusters[0].TokenFile, "")
@@ -100,9 +100,9 @@ func TestFixtures(t *testing.T) {
 		{
 			file: "multi-full.yaml",
 			effective: `[` +
-				`{"id":"first","service":{"schema":"https","host":"172.18.164.170","port":"6443"},"client":{"token":"<redacted>"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false},` +
-				`{"id":"second","service":{"schema":"http","host":"fd00::10","port":8080},"client":{"token_file":"/etc/kdisc/second.token"},"default_weight":0,"namespace_selector":{"match":["default","^my-[a-z]+$"]},"shared_size":"4M","watch_endpoint_slices":true,"terminating_fallback":true,"node_detail":false},` +
-				`{"id":"3","service":{"schema":"https","host":"api.${KDISC_TEST_DOMAIN}","port":"${KDISC_TEST_PORT}","ca_file":"/etc/kdisc/ca.crt","ssl_verify":false},"client":{"token_file":"/etc/kdisc/third.token","cert_file":"/etc/kdisc/client.crt","key_file":"/etc/kdisc/client.key"},"default_weight":50,"namespace_selector":{"not_match":["kube-.*"]},"label_selector":"app.kubernetes.io/part-of in (shop, web), tier!=cache, !canary","shared_size":"64k","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}` +
+				`{"id":"first","service":{"schema":"https","host":"172.18.164.170","port":"6443"},"client":{"token":"<redacted>"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false},` +
+				`{"id":"second","service":{"schema":"http","host":"fd00::10","port":8080},"client":{"token_file":"/etc/kdisc/second.token"},"default_weight":0,"namespace_selector":{"match":["default","^my-[a-z]+$"]},"shared_size":"4M","watch_endpoint_slices":true,"content_type":"protobuf","terminating_fallback":true,"node_detail":false},` +
+				`{"id":"3","service":{"schema":"https","host":"api.${KDISC_TEST_DOMAIN}","port":"${KDISC_TEST_PORT}","ca_file":"/etc/kdisc/ca.crt","ssl_verify":false},"client":{"token_file":"/etc/kdisc/third.token","cert_file":"/etc/kdisc/client.crt","key_file":"/etc/kdisc/client.key"},"default_weight":50,"namespace_selector":{"not_match":["kube-.*"]},"label_selector":"app.kubernetes.io/part-of in (shop, web), tier!=cache, !canary","shared_size":"64k","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}` +
 				`]`,
 			check: func(t *testing.T, c *Config) {
 				first, second, third := c.Clusters[0], c.Clusters[1], c.Clusters[2]
@@ -128,14 +128,14 @@ func TestFixtures(t *testing.T) {
 			// client.ssl_verify is shown where it was written, and the
 			// result under service.ssl_verify (the key APISIX documents).
 			file:      "client-ssl-verify.yaml",
-			effective: `{"service":{"schema":"https","host":"10.96.0.1","port":6443,"ssl_verify":false},"client":{"token_file":"/etc/kdisc/token","ssl_verify":false},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`,
+			effective: `{"service":{"schema":"https","host":"10.96.0.1","port":6443,"ssl_verify":false},"client":{"token_file":"/etc/kdisc/token","ssl_verify":false},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`,
 			check: func(t *testing.T, c *Config) {
 				eq(t, c.Clusters[0].SSLVerify, false)
 			},
 		},
 		{
 			file:      "apisix-config.yaml",
-			effective: `{"service":{"schema":"https","host":"kubernetes.default.svc","port":"443"},"client":{"token_file":"${{KDISC_TEST_TOKEN_DIR}}/token"},"default_weight":50,"namespace_selector":{"not_equal":"kube-system"},"shared_size":"2m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`,
+			effective: `{"service":{"schema":"https","host":"kubernetes.default.svc","port":"443"},"client":{"token_file":"${{KDISC_TEST_TOKEN_DIR}}/token"},"default_weight":50,"namespace_selector":{"not_equal":"kube-system"},"shared_size":"2m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`,
 			check: func(t *testing.T, c *Config) {
 				eq(t, c.Clusters[0].TokenFile, "/run/kdisc/token")
 				eq(t, c.Clusters[0].Namespaces.FieldSelector(), "metadata.namespace!=kube-system")
@@ -321,7 +321,7 @@ func TestInvalid(t *testing.T) {
 		{"duplicate key", k + "    default_weight: 1\n    default_weight: 2\n", "config: invalid YAML:"},
 
 		// unknown keys
-		{"typo top", k + "    servce: {}\n", "discovery.kubernetes.servce: unknown key (allowed: service, client, kubeconfig, context, default_weight, namespace_selector, label_selector, shared_size, watch_endpoint_slices, terminating_fallback, zone, node, node_detail)"},
+		{"typo top", k + "    servce: {}\n", "discovery.kubernetes.servce: unknown key (allowed: service, client, kubeconfig, context, default_weight, namespace_selector, label_selector, shared_size, watch_endpoint_slices, content_type, terminating_fallback, zone, node, node_detail)"},
 		{"id in single mode", k + "    id: a\n", "discovery.kubernetes.id: unknown key"},
 		{"typo service", k + "    service: {hots: x}\n", "discovery.kubernetes.service.hots: unknown key (allowed: schema, host, port, ca_file, ssl_verify)"},
 		{"typo client", k + "    client: {tokenfile: x}\n", "discovery.kubernetes.client.tokenfile: unknown key (allowed: token, token_file, cert_file, key_file, ssl_verify)"},

@@ -23,6 +23,7 @@ type effCluster struct {
 	LabelSelector       string     `json:"label_selector,omitempty"`
 	SharedSize          string     `json:"shared_size"`
 	WatchEndpointSlices bool       `json:"watch_endpoint_slices"`
+	ContentType         string     `json:"content_type"`
 	effAnswers
 }
 
@@ -103,6 +104,7 @@ func (c *Cluster) effective(local bool) effCluster {
 		LabelSelector:       c.LabelSelector,
 		SharedSize:          c.SharedSize,
 		WatchEndpointSlices: c.WatchEndpointSlices,
+		ContentType:         c.ContentType,
 		effAnswers:          c.effectiveAnswers(),
 	}
 	// service.ssl_verify shows the result when either key was written

@@ -131,7 +131,7 @@ func TestKubeconfigCurrentContext(t *testing.T) {
 	eq(t, k.DefaultWeight, 50)
 
 	got := effectiveJSON(t, c)
-	want := `{"kubeconfig":"` + kc + `","source":{"file":"` + kc + `","context":"dev","cluster":"dev","user":"dev-user","server":"https://[fd00::1]:6443","certificate-authority-data":"<redacted>","client-certificate-data":"<redacted>","client-key-data":"<redacted>"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`
+	want := `{"kubeconfig":"` + kc + `","source":{"file":"` + kc + `","context":"dev","cluster":"dev","user":"dev-user","server":"https://[fd00::1]:6443","certificate-authority-data":"<redacted>","client-certificate-data":"<redacted>","client-key-data":"<redacted>"},"default_weight":50,"shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`
 	eq(t, got, want)
 }
 
@@ -155,7 +155,7 @@ func TestKubeconfigContextKey(t *testing.T) {
 
 	got := effectiveJSON(t, c)
 	assert.NotContains(t, got, "s3cr3t")
-	want := `{"kubeconfig":"${KDISC_TEST_KUBECONFIG}","context":"${KDISC_TEST_CONTEXT}","source":{"file":"` + kc + `","context":"prod","cluster":"prod-eu","user":"prod-admin","server":"https://gw.example.com/k8s/clusters/c-1/","certificate-authority":"` + k.CAFile + `","tls-server-name":"kubernetes.internal","token":"<redacted>","client-certificate":"/etc/certs/client.crt","client-key":"` + k.KeyFile + `","notes":["the context's namespace (shop) is ignored: kdisc watches the namespaces of namespace_selector"]},"default_weight":7,"shared_size":"1m","watch_endpoint_slices":false,"terminating_fallback":true,"node_detail":false}`
+	want := `{"kubeconfig":"${KDISC_TEST_KUBECONFIG}","context":"${KDISC_TEST_CONTEXT}","source":{"file":"` + kc + `","context":"prod","cluster":"prod-eu","user":"prod-admin","server":"https://gw.example.com/k8s/clusters/c-1/","certificate-authority":"` + k.CAFile + `","tls-server-name":"kubernetes.internal","token":"<redacted>","client-certificate":"/etc/certs/client.crt","client-key":"` + k.KeyFile + `","notes":["the context's namespace (shop) is ignored: kdisc watches the namespaces of namespace_selector"]},"default_weight":7,"shared_size":"1m","watch_endpoint_slices":false,"content_type":"protobuf","terminating_fallback":true,"node_detail":false}`
 	eq(t, got, want)
 }
 

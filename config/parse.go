@@ -81,7 +81,7 @@ func Parse(data []byte) (*Config, error) {
 }
 
 var (
-	clusterKeys = []string{"service", "client", "kubeconfig", "context", "default_weight", "namespace_selector", "label_selector", "shared_size", "watch_endpoint_slices"}
+	clusterKeys = []string{"service", "client", "kubeconfig", "context", "default_weight", "namespace_selector", "label_selector", "shared_size", "watch_endpoint_slices", "content_type"}
 	serviceKeys = []string{"schema", "host", "port", "ca_file", "ssl_verify"}
 	clientKeys  = []string{"token", "token_file", "cert_file", "key_file", "ssl_verify"}
 	nsKeys      = []string{"equal", "not_equal", "match", "not_match"}
@@ -113,7 +113,7 @@ func parseCluster(path string, m map[string]any, multi bool) (Cluster, error) {
 	}
 	steps := []func(string, map[string]any, bool) error{
 		c.parseConnection, c.parseWeight, c.parseNamespaces,
-		c.parseLabels, c.parseSharedSize, c.parseWatchSlices, c.parseAnswers,
+		c.parseLabels, c.parseSharedSize, c.parseWatchSlices, c.parseContentType, c.parseAnswers,
 	}
 	for _, step := range steps {
 		if err := step(path, m, multi); err != nil {
@@ -401,6 +401,22 @@ func (c *Cluster) parseWatchSlices(path string, m map[string]any, _ bool) error 
 		return errorf(path+".watch_endpoint_slices", "must be true or false")
 	}
 	c.WatchEndpointSlices = b
+	return nil
+}
+
+// parseContentType reads content_type: the wire format asked of the
+// apiserver, protobuf (the default, as kube-proxy) or json.
+func (c *Cluster) parseContentType(path string, m map[string]any, _ bool) error {
+	c.ContentType = ContentTypeProtobuf
+	v, ok := m["content_type"]
+	if !ok {
+		return nil
+	}
+	s, ok := v.(string)
+	if !ok || (s != ContentTypeProtobuf && s != ContentTypeJSON) {
+		return errorf(path+".content_type", "must be protobuf or json")
+	}
+	c.ContentType = s
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -89,6 +91,53 @@ type httpListerWatcher struct {
 	// without a byte.
 	listIdle time.Duration
 	count    func(verb, code string)
+	accept   string // the Accept header (Wire format)
+}
+
+// get sends one request with the negotiated Accept header and reports
+// whether its answer is protobuf (else JSON): any other Content-Type of a
+// 2xx answer is an error naming it. Media-type parameters are ignored
+// except stream=watch, which a LIST answer must not have.
+func (h *httpListerWatcher) get(ctx context.Context, q url.Values, watch bool) (*http.Response, bool, error) {
+	resp, err := h.client.GetAccepting(ctx, h.path, q, h.accept)
+	if err != nil {
+		return nil, false, err
+	}
+	proto, err := answerFormat(resp.Header.Get("Content-Type"), watch)
+	if err != nil {
+		resp.Body.Close()
+		return nil, false, err
+	}
+	return resp, proto, nil
+}
+
+// answerFormat reads a 2xx answer's Content-Type: protobuf or JSON.
+// None at all is read as JSON, as before content negotiation.
+func answerFormat(contentType string, watch bool) (proto bool, err error) {
+	if contentType == "" {
+		return false, nil
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false, &ContentTypeError{ContentType: contentType}
+	}
+	if params["stream"] != "" && (!watch || params["stream"] != "watch") {
+		return false, &ContentTypeError{ContentType: contentType}
+	}
+	switch mt {
+	case apiserver.MediaProtobuf:
+		return true, nil
+	case apiserver.MediaJSON:
+		return false, nil
+	}
+	return false, &ContentTypeError{ContentType: contentType}
+}
+
+// ContentTypeError: a 2xx answer in a format kdisc does not read.
+type ContentTypeError struct{ ContentType string }
+
+func (e *ContentTypeError) Error() string {
+	return fmt.Sprintf("unsupported Content-Type %q (kdisc reads %s and %s)", e.ContentType, apiserver.MediaProtobuf, apiserver.MediaJSON)
 }
 
 func (h *httpListerWatcher) params() url.Values {
@@ -131,7 +180,7 @@ func (h *httpListerWatcher) List(ctx context.Context, o ListOptions, item func(r
 	// come count as silence too.
 	idle := newIdleCancel(h.clock, h.listIdle, cancel)
 	defer idle.stop()
-	resp, err := h.client.Get(ctx, h.path, q)
+	resp, proto, err := h.get(ctx, q, false)
 	if err != nil {
 		err = idle.explain(err)
 		h.countResult(VerbList, err)
@@ -140,7 +189,11 @@ func (h *httpListerWatcher) List(ctx context.Context, o ListOptions, item func(r
 	h.countResult(VerbList, nil)
 	defer resp.Body.Close()
 	body := &idleReader{r: resp.Body, idle: idle}
-	page, err := readList(body, item)
+	read := readList
+	if proto {
+		read = readProtoList
+	}
+	page, err := read(body, item)
 	if err != nil {
 		return ListMeta{}, idle.explain(err)
 	}
@@ -163,19 +216,19 @@ func (h *httpListerWatcher) Watch(ctx context.Context, o WatchOptions) (EventStr
 		q.Set("timeoutSeconds", strconv.Itoa(o.TimeoutSeconds))
 	}
 	if !o.SendInitialEvents {
-		resp, err := h.client.Get(ctx, h.path, q)
+		resp, proto, err := h.get(ctx, q, true)
 		h.countResult(VerbWatch, err)
 		if err != nil {
 			return nil, err
 		}
-		return &httpStream{body: resp.Body, er: newEventReader(resp.Body)}, nil
+		return &httpStream{body: resp.Body, er: newEvents(resp.Body, proto)}, nil
 	}
 	// The streaming list: until its initial-events-end bookmark it is a
 	// LIST, given up after ListIdleTimeout without a byte (the timer runs
 	// from before the request, as for a page).
 	ctx, cancel := context.WithCancel(ctx)
 	idle := newIdleCancel(h.clock, h.listIdle, cancel)
-	resp, err := h.client.Get(ctx, h.path, q)
+	resp, proto, err := h.get(ctx, q, true)
 	if err != nil {
 		idle.stop()
 		cancel()
@@ -184,12 +237,22 @@ func (h *httpListerWatcher) Watch(ctx context.Context, o WatchOptions) (EventStr
 		return nil, err
 	}
 	h.countResult(VerbWatch, nil)
-	return &httpStream{body: resp.Body, er: newEventReader(&idleReader{r: resp.Body, idle: idle}), idle: idle, cancel: cancel}, nil
+	return &httpStream{body: resp.Body, er: newEvents(&idleReader{r: resp.Body, idle: idle}, proto), idle: idle, cancel: cancel}, nil
+}
+
+// events reads the events of one watch stream, JSON or protobuf.
+type events interface{ next(ev *event) error }
+
+func newEvents(r io.Reader, proto bool) events {
+	if proto {
+		return newProtoEventReader(r)
+	}
+	return newEventReader(r)
 }
 
 type httpStream struct {
 	body io.ReadCloser
-	er   *eventReader
+	er   events
 	ev   event
 	// A streaming list's idle timer (nil otherwise), stopped at the
 	// initial-events-end bookmark; cancel ends the request.

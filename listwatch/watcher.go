@@ -41,9 +41,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	jsoniter "github.com/json-iterator/go"
-
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/protowire"
 	"github.com/kdisc/kdisc/selector"
 	"github.com/kdisc/kdisc/shm"
 )
@@ -91,6 +90,11 @@ type Options struct {
 	// and targetRef (Store.PutDetail).
 	NodeDetail bool
 
+	// JSON asks the apiserver for JSON only (content_type: json). By
+	// default every LIST and WATCH asks for protobuf, accepting JSON, and
+	// reads whichever the answer's Content-Type names.
+	JSON bool
+
 	PageSize int // LIST limit, default 500
 	// NoStreamingList lists in pages only, never with a streaming list
 	// (sendInitialEvents); without it the streaming list is tried first
@@ -130,11 +134,12 @@ type Watcher struct {
 	// once per service for the Watcher's life.
 	warnedTruncated map[string]struct{}
 
-	writeKey  func(key string) // w.write
-	misframed bool             // fold met errMisframed: the watch must end (apply, initialEvent)
-	obj       object           // decode scratch, reused; its strings borrow the bytes decoded
-	scan      scanner          // decode scratch, reused
-	ev        event            // watch event scratch, reused
+	writeKey  func(key string)  // w.write
+	misframed bool              // fold met errMisframed: the watch must end (apply, initialEvent)
+	obj       object            // decode scratch, reused; its strings borrow the bytes decoded
+	scan      scanner           // decode scratch, reused
+	proto     protowire.Decoder // decode scratch, reused
+	ev        event             // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -189,7 +194,11 @@ func New(o Options) *Watcher {
 	}
 	w.lw = o.ListerWatcher
 	if w.lw == nil {
-		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout, count: w.stats.countRequest}
+		accept := apiserver.AcceptProtobufOrJSON
+		if o.JSON {
+			accept = apiserver.MediaJSON
+		}
+		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout, count: w.stats.countRequest, accept: accept}
 	}
 	w.services = w.newServices()
 	w.streaming.Store(!o.NoStreamingList)
@@ -646,6 +655,9 @@ func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv stri
 // decode reads one raw object into the watcher's scratch object, whose
 // strings borrow raw's bytes.
 func (w *Watcher) decode(raw []byte) (*object, error) {
+	if protowire.IsEnvelope(raw) {
+		return &w.obj, decodeProtoObject(&w.proto, raw, &w.obj, w.o.EndpointSlices, w.o.NodeDetail)
+	}
 	err := decodeObjectDetail(&w.scan, raw, &w.obj, w.o.NodeDetail)
 	// A watch event's object as eventReader.shortcut hands it over may be
 	// followed by the event's other members (the apiserver writes the
@@ -805,7 +817,7 @@ func (w *Watcher) apply(ev *event, rv *string) error {
 		w.stats.Bookmarks.Add(1)
 	case "ERROR":
 		se := &apiserver.StatusError{}
-		se.Code = apiserver.ReadStatus(jsoniter.ParseBytes(jsoniter.ConfigDefault, ev.object), se)
+		se.Code = readEventStatus(ev.object, se)
 		if se.Code == 0 {
 			se.Code = http.StatusInternalServerError
 		}

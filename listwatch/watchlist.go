@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/protowire"
 )
 
 // The streaming list (KEP-3157, "watch-list"): instead of LIST pages, one
@@ -34,6 +35,9 @@ const initialEventsEndAnnotation = "k8s.io/initial-events-end"
 // readBookmark decodes a BOOKMARK event's object: its resourceVersion
 // and whether it ends the initial events of a streaming list.
 func readBookmark(raw []byte) (rv string, end bool, err error) {
+	if protowire.IsEnvelope(raw) {
+		return readProtoBookmark(raw)
+	}
 	var s scanner
 	s.reset(raw)
 	for ok := s.open('{'); ok; ok = s.more('}') {

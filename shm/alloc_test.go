@@ -34,3 +34,24 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	assert.Equal(t, nodes, again)
 	assert.Equal(t, "c.example.com", again[1].Name)
 }
+
+// A query built by the caller (often on its stack: a short concatenation)
+// must not escape into the reader: the big-value cache once kept the
+// query's key, so every lookup with a built key allocated it on the heap
+// (seen in e2e TestEndpointSlicesGoAPI).
+func TestLookupKeyDoesNotEscape(t *testing.T) {
+	w, r := newAnon(t, 1<<20)
+	require.NoError(t, w.Put("default/web", []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 50)}}}))
+	require.NoError(t, w.Put("default/big", []Port{{Name: "http", Nodes: bigNodes(5000, 1, false)}}))
+	buf := make([]Node, 0, 5000)
+	for _, svc := range []string{"default/web", "default/big"} {
+		_, _ = r.Lookup(buf[:0], svc+":http") // warm-up: the big value put back together
+		allocs := testing.AllocsPerRun(1000, func() {
+			var ok bool
+			if buf, ok = r.Lookup(buf[:0], svc+":http"); !ok {
+				t.Fatalf("%s not found", svc)
+			}
+		})
+		assert.Zero(t, allocs, svc)
+	}
+}

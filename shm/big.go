@@ -3,6 +3,7 @@ package shm
 import (
 	"encoding/binary"
 	"math"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 )
@@ -256,8 +257,11 @@ func (c *wholeCache) get(t *table, id uint64, key string) *wholeEntry {
 	return nil
 }
 
+// put keeps a copy of key: the caller's query must not escape, or every
+// lookup's key (often built on the caller's stack) would cost an
+// allocation.
 func (c *wholeCache) put(t *table, id uint64, key string, pt *table, r record) {
-	c[id%uint64(len(c))].Store(&wholeEntry{t: t, id: id, key: key, pt: pt, r: r})
+	c[id%uint64(len(c))].Store(&wholeEntry{t: t, id: id, key: strings.Clone(key), pt: pt, r: r})
 }
 
 // big reads key's big value at its head in the shard at so (tag is the
@@ -265,12 +269,19 @@ func (c *wholeCache) put(t *table, id uint64, key string, pt *table, r record) {
 // the key is gone; resAgain when it is not big any more (the caller reads
 // it again); resCorrupt; or resGaveUp when a shard stays odd or the value
 // keeps changing (NotReady).
-func (r *Reader) big(t *table, so, tag uint64, key string) (*table, record, result) {
+//
+// b is the budget of the whole answer, shared by every shard read here
+// (nil: a budget of its own), so that a value of many pieces blocks no
+// longer than a small one.
+func (r *Reader) big(t *table, so, tag uint64, key string, b *backoff) (*table, record, result) {
+	if b == nil {
+		b = &backoff{r: r, t: t}
+	}
 	for range 16 {
 		var h head
 		var res result
 		var hit *wholeEntry
-		if !r.stable(t, so, func() {
+		if !r.stableWith(b, t, so, func() {
 			_, rec, rs := t.lookupKey(so, tag, key)
 			h, res, hit = head{}, rs, nil
 			if rs != resFound {
@@ -297,7 +308,7 @@ func (r *Reader) big(t *table, so, tag uint64, key string) (*table, record, resu
 		if res != resFound {
 			return nil, record{}, res
 		}
-		pt, rec, ok, missing := t.whole(h, key, func(so uint64, fn func()) bool { return r.stable(t, so, fn) })
+		pt, rec, ok, missing := t.whole(h, key, func(so uint64, fn func()) bool { return r.stableWith(b, t, so, fn) })
 		switch {
 		case ok:
 			r.bigs.put(t, h.id, key, pt, rec)

@@ -578,7 +578,7 @@ func (r *Reader) findSlow(t *table, so, tag uint64, service string, i int, dst [
 			out, res := r.lookup(t, so, seq, tag, service, i, dst)
 			if t.load(so+sSeq) == seq {
 				if res == resBig {
-					if out, res = r.lookupBig(t, so, tag, service, i, dst); res == resGaveUp {
+					if out, res = r.lookupBig(t, so, tag, service, i, dst, &b); res == resGaveUp {
 						// A piece's shard stays odd (a dead or stuck
 						// writer), or the value kept changing.
 						return out[:base], NotReady
@@ -634,8 +634,8 @@ func (r *Reader) lookup(t *table, so, seq, tag uint64, service string, i int, ds
 // lookupBig is lookup for a key that holds a big value: the value put
 // back together (Reader.big), then answered as any other. The result is
 // final (the big value is read consistently), except resMoved.
-func (r *Reader) lookupBig(t *table, so, tag uint64, service string, i int, dst []Node) ([]Node, result) {
-	pt, rec, res := r.big(t, so, tag, service[:i])
+func (r *Reader) lookupBig(t *table, so, tag uint64, service string, i int, dst []Node, b *backoff) ([]Node, result) {
+	pt, rec, res := r.big(t, so, tag, service[:i], b)
 	switch res {
 	case resFound:
 		return r.answer(pt, 0, 0, rec, service[i+1:], dst) // a private table: its shard 0 at sequence 0
@@ -808,7 +808,7 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 
 // bigPorts decodes key's big value whole.
 func (r *Reader) bigPorts(t *table, so, tag uint64, key string) ([]Port, bool) {
-	pt, rec, res := r.big(t, so, tag, key)
+	pt, rec, res := r.big(t, so, tag, key, nil)
 	switch res {
 	case resFound:
 		return pt.ports(rec)
@@ -840,7 +840,7 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 		return dst, false
 	}
 	if big {
-		pt, rec, res := r.big(t, so, tag, dk)
+		pt, rec, res := r.big(t, so, tag, dk, nil)
 		if res == resAgain { // made small meanwhile
 			return r.Detail(dst, key)
 		}
@@ -914,6 +914,14 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 // its result in variables of the caller's and must start afresh each time.
 func (r *Reader) stable(t *table, so uint64, read func()) bool {
 	b := backoff{r: r, t: t}
+	return r.stableWith(&b, t, so, read)
+}
+
+// stableWith is stable under the budget of b, which a caller reading
+// several shards for one answer (a big value's head and pieces) shares
+// between them, so that the answer as a whole never blocks for longer
+// than one read may.
+func (r *Reader) stableWith(b *backoff, t *table, so uint64, read func()) bool {
 	for {
 		seq := t.load(so + sSeq)
 		if seq&1 == 0 {

@@ -157,6 +157,7 @@ func TestCheckRedactsToken(t *testing.T) {
   "default_weight": 50,
   "shared_size": "1m",
   "watch_endpoint_slices": false,
+  "content_type": "protobuf",
   "terminating_fallback": true,
   "node_detail": false
 }

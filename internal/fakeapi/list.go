@@ -156,6 +156,21 @@ func (p *listPage) body(res *resource) []byte {
 	return b.Bytes()
 }
 
+// protoBody is body in protobuf: the envelope around the List message.
+// The malformed item of faultMalformed is replaced by its protobuf form.
+func (p *listPage) protoBody(res *resource, malformed bool, ns string) []byte {
+	items := make([][]byte, len(p.items))
+	for i, it := range p.items {
+		if malformed && bytes.Contains(it, []byte(`"name":"malformed"`)) {
+			rv, _ := strconv.ParseUint(p.meta.ResourceVersion, 10, 64)
+			items[i] = malformedProto(res, ns, rv)
+			continue
+		}
+		items[i] = protoMessage(res, it)
+	}
+	return EnvelopeProto(res.apiVersion, res.kind+"List", MarshalListProto(p.meta.ResourceVersion, p.meta.Continue, items))
+}
+
 // serveList answers LIST, with the faults that need the handler.
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req Request, res *resource, f *filter, fault Fault) {
 	page, st := s.store.list(res, r.URL.Query(), f)
@@ -172,13 +187,17 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req Request, 
 		}
 		page.items = append(page.items[:i], append([][]byte{bad}, page.items[i:]...)...)
 	}
+	body := page.body(res)
 	w.Header().Set("Content-Type", "application/json")
+	if isProto(w) {
+		body = page.protoBody(res, fault.kind == faultMalformed, req.Namespace)
+		w.Header().Set("Content-Type", mediaProtobuf)
+	}
 	w.WriteHeader(http.StatusOK)
 	sw := newSplitWriter(w, s.seed, uint64(req.Seq))
 	if fault.kind == faultStall && !s.stall(w, r, fault) {
 		return
 	}
-	body := page.body(res)
 	if fault.kind == faultDrop {
 		_ = sw.half(body)
 		s.hangUp(w)

@@ -93,6 +93,7 @@ type Request struct {
 	Path          string     // URL path, e.g. "/api/v1/namespaces/default/endpoints"
 	Query         url.Values // parsed query
 	Authorization string     // the Authorization header as sent
+	Accept        string     // the Accept header as sent: protobuf is served when it names it
 	Resource      string     // EndpointsResource, EndpointSlicesResource, or "" for other paths
 	Namespace     string     // namespace in the path, "" when cluster-wide
 	Name          string     // object name for a GET of one object
@@ -483,8 +484,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := Request{
 		Time: time.Now(), Method: r.Method, Path: r.URL.Path, Query: q,
-		Authorization: r.Header.Get("Authorization"),
-		Namespace:     ns, Name: name, Watch: watch && isAPI && name == "",
+		Authorization: r.Header.Get("Authorization"), Accept: r.Header.Get("Accept"),
+		Namespace: ns, Name: name, Watch: watch && isAPI && name == "",
 	}
 	if isAPI {
 		req.Resource = res.name
@@ -512,6 +513,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 
+	if acceptsProtobuf(r) {
+		w = &protoResponse{w}
+	}
 	h := w.Header()
 	h.Set("Audit-Id", fakeUID("audit", strconv.Itoa(req.Seq)))
 	h.Set("Cache-Control", "no-cache, private")

@@ -51,12 +51,18 @@ func writeStatus(w http.ResponseWriter, st *Status) {
 	b, _ := json.Marshal(st)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	if isProto(w) {
+		b = protoStatus(st)
+		h.Set("Content-Type", mediaProtobuf)
+	}
 	if st.Details != nil && st.Details.RetryAfterSeconds > 0 {
 		h.Set("Retry-After", strconv.Itoa(st.Details.RetryAfterSeconds))
 	}
 	w.WriteHeader(st.Code)
 	_, _ = w.Write(b)
-	_, _ = w.Write([]byte("\n"))
+	if !isProto(w) {
+		_, _ = w.Write([]byte("\n"))
+	}
 }
 
 func badRequest(msg string) *Status {

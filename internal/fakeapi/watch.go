@@ -17,6 +17,7 @@ type watcher struct {
 	res       *resource
 	filter    *filter
 	bookmarks bool
+	proto     bool // frames in protobuf (";stream=watch")
 	startRV   uint64
 
 	mu    sync.Mutex
@@ -64,6 +65,9 @@ func (w *watcher) end() { w.once.Do(func() { close(w.stop) }) }
 // DELETED.
 func (w *watcher) frame(it watchItem) []byte {
 	if it.ev == nil {
+		if w.proto {
+			return protoBookmarkFrame(w.res, it.bookmarkRV, it.initialDone)
+		}
 		return bookmarkFrame(w.res, it.bookmarkRV, it.initialDone)
 	}
 	ev := it.ev
@@ -89,6 +93,9 @@ func (w *watcher) frame(it watchItem) []byte {
 			return nil
 		}
 	}
+	if w.proto {
+		return protoEventFrame(w.res, typ, protoMessage(w.res, ev.obj.full))
+	}
 	return eventFrame(typ, ev.obj.full)
 }
 
@@ -113,6 +120,22 @@ func bookmarkFrame(res *resource, rv uint64, initialDone bool) []byte {
 	}
 	b, _ := json.Marshal(obj)
 	return eventFrame("BOOKMARK", b)
+}
+
+func protoBookmarkFrame(res *resource, rv uint64, initialDone bool) []byte {
+	obj := res.newObject()
+	obj.meta().ResourceVersion = formatRV(rv)
+	if initialDone {
+		obj.meta().Annotations = map[string]string{"k8s.io/initial-events-end": "true"}
+	}
+	return protoEventFrame(res, "BOOKMARK", protoMessageOf(obj))
+}
+
+func (w *watcher) errorFrame(st *Status) []byte {
+	if w.proto {
+		return FrameProto(WatchEventProto("ERROR", protoStatus(st)))
+	}
+	return errorFrame(st)
 }
 
 func errorFrame(st *Status) []byte {
@@ -162,6 +185,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 	// client sees a 410 status or a 200 with an ERROR event is the
 	// switch WithWatchExpiredAsHTTPError.
 	wt := newWatcher(res, f, bookmarks)
+	wt.proto = isProto(w)
 	st := s.store.addWatcher(wt, from, initial)
 	if st.tooNew {
 		writeStatus(w, tooLargeStatus(from, st.current))
@@ -179,6 +203,9 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 	}
 
 	w.Header().Set("Content-Type", "application/json")
+	if wt.proto {
+		w.Header().Set("Content-Type", mediaProtobufWatch)
+	}
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
 	sw := newSplitWriter(w, s.seed, uint64(req.Seq))
@@ -189,11 +216,15 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req Request,
 		return
 	}
 	if st.tooOld {
-		_ = sw.write(errorFrame(tooOldStatus(from, st.compacted)))
+		_ = sw.write(wt.errorFrame(tooOldStatus(from, st.compacted)))
 		return
 	}
 	if fault.kind == faultMalformed {
-		if err := sw.write(eventFrame("ADDED", malformedItem(res, req.Namespace, wt.startRV, true))); err != nil {
+		frame := eventFrame("ADDED", malformedItem(res, req.Namespace, wt.startRV, true))
+		if wt.proto {
+			frame = protoEventFrame(res, "ADDED", malformedProto(res, req.Namespace, wt.startRV))
+		}
+		if err := sw.write(frame); err != nil {
 			return
 		}
 	}
