@@ -57,7 +57,7 @@ func isServiceKey(key string) bool { return len(key) > 0 && key[0] > 1 }
 // isService reports whether r is a service's record or head (not a
 // detail, nor a piece).
 func (t *table) isService(r record) bool {
-	return r.nPorts != blobPorts && r.nPorts != piecePorts && t.load(r.off+recHeaderBytes)&0xff > 1
+	return r.cell || r.nPorts != blobPorts && r.nPorts != piecePorts && t.load(r.off+recHeaderBytes)&0xff > 1
 }
 
 // pieceKey is the key of piece i of the big value id.
@@ -148,7 +148,7 @@ func (w *Writer) putPieces(rec []byte, home uint64, key string) (head, error) {
 		b = padWord(append(b, key...))
 		b = append(b, rec[pos:pos+size]...)
 		w.piece = b
-		if err := w.storeIn(so, tagOf(hashKey(key)), key, b); err != nil {
+		if err := w.storeIn(so, tagOf(hashKey(key)), key, b, nil); err != nil {
 			w.deletePieces(h)
 			return head{}, err
 		}
@@ -170,7 +170,7 @@ func (w *Writer) roomiest(home, keep uint64) (so, room uint64) {
 		if s == home {
 			r -= min(r, keep)
 		}
-		if g := 8 * (slotsFor(n+1) - c); slotsFor(n+1) > c && g < r {
+		if g := t.slotSize * (slotsFor(n+1) - c); slotsFor(n+1) > c && g < r {
 			r -= g
 		} else if slotsFor(n+1) > c {
 			r = 0
@@ -340,7 +340,7 @@ func (w *Writer) sweepBig() {
 		so := headerBytes + i*t.shardBytes
 		for j := range t.load(so + sCap) {
 			if e := t.load(t.slot(so, j)); e != 0 {
-				if r, ok := t.recordAt(so, e); ok && (r.nPorts == bigPorts || r.nPorts == piecePorts) {
+				if r, ok := t.entryAt(so, j, e); ok && !r.cell && (r.nPorts == bigPorts || r.nPorts == piecePorts) {
 					all = append(all, found{so, t.key(r), r.nPorts == bigPorts})
 				}
 			}

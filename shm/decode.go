@@ -17,16 +17,23 @@ import (
 //   - The caller then re-validates the shard's sequence number, which
 //     tells a torn read (retry) from a corrupt table (not found).
 
-// record is a located record: the key at off+8, the value after it.
+// record is a located record: the key at off+8, the value after it. Or,
+// when cell is set, a service held inline in the index cell at off
+// (inline.go): one port, read through cellAt.
 type record struct {
-	off    uint64 // absolute byte offset of the record
+	off    uint64 // absolute byte offset of the record (or the cell)
 	keyLen uint64
 	valLen uint64
 	nPorts uint64
+	cell   bool
 }
 
-// size is the record's footprint in the shard.
+// size is the record's footprint in the shard's data area (none for a
+// cell).
 func (r record) size() uint64 {
+	if r.cell {
+		return 0
+	}
 	return (recHeaderBytes + keyPad(r.keyLen) + r.valLen + 7) &^ 7
 }
 
@@ -53,6 +60,10 @@ func (t *table) recordAt(so, entry uint64) (record, bool) {
 
 // keyIs reports whether the record's key is key.
 func (t *table) keyIs(r record, key string) bool {
+	if r.cell {
+		c, ok := t.cellAt(r.off)
+		return ok && c.keyIs(key)
+	}
 	return r.keyLen == uint64(len(key)) && t.equal(r.off+recHeaderBytes, key)
 }
 
@@ -106,6 +117,10 @@ func tailWord(s string) uint64 {
 
 // key copies the record's key out.
 func (t *table) key(r record) string {
+	if r.cell {
+		c, _ := t.cellAt(r.off)
+		return c.key()
+	}
 	b := make([]byte, keyPad(r.keyLen))
 	for i := 0; i < len(b); i += 8 {
 		binary.LittleEndian.PutUint64(b[i:], t.load(r.off+recHeaderBytes+uint64(i)))
@@ -349,6 +364,13 @@ func (t *table) blob(r record, dst []byte) ([]byte, bool) {
 
 // ports decodes a whole value, allocating (Get, Range, the writer's check).
 func (t *table) ports(r record) ([]Port, bool) {
+	if r.cell {
+		c, ok := t.cellAt(r.off)
+		if !ok {
+			return nil, false
+		}
+		return c.ports(), true
+	}
 	if isBlob(r) {
 		return nil, false
 	}

@@ -244,7 +244,7 @@ func TestFileOtherLayoutVersionRetired(t *testing.T) {
 	require.NoError(t, w.Close())
 
 	_, err = Open(path)
-	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d to %d: a new kdisc run replaces it when it starts", path, oldestRead-1, oldestRead, layoutVersion))
+	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, oldestRead-1, oldestRead, layoutVersion))
 
 	f, err := os.Open(path)
 	require.NoError(t, err)
@@ -560,19 +560,25 @@ func TestChurnKeepsTheMappingSparse(t *testing.T) {
 // newer layout with a message that says what to upgrade.
 func TestV4TableReadThenMigrated(t *testing.T) {
 	path := tablePath(t)
-	w, err := Create(path, 64<<10)
-	require.NoError(t, err)
-	// What a v4 writer stores: v4 records are v5 records without big
-	// values and without the number of a port with no node.
+	w := createV4(t, path, 64<<10)
+	// What a v4 writer stores: 8-byte index slots, records only (v4
+	// records are v6 records without big values and without the number
+	// of a port with no node), here a service that v6 would hold inline.
 	require.NoError(t, w.Put("default/web", []Port{{Name: "http", Nodes: svcNodes(3, 1)[0].Nodes}, {Name: "admin"}}))
+	require.NoError(t, w.Put("default/one", svcNodes(3, 2)))
 	w.SetReady(true)
-	w.t.store(hVersion, 4)
+	require.Equal(t, uint64(4), w.t.load(hVersion))
+	_, rec, _ := w.t.find(w.t.shardOf(hashKey("default/one")), tagOf(hashKey("default/one")), "default/one")
+	require.False(t, rec.cell, "a v4 table holds no inline cell")
 
 	r, err := Open(path)
 	require.NoError(t, err, "a v5 reader reads a v4 table")
 	nodes, ans := r.Find(nil, "default/web:http")
 	require.Equal(t, Found, ans)
 	assert.Equal(t, svcNodes(3, 1)[0].Nodes, nodes)
+	nodes, ans = r.Find(make([]Node, 0, 8), "default/one:http") // the fast path refuses a v4 table; the slow path reads it
+	require.Equal(t, Found, ans)
+	assert.Equal(t, svcNodes(3, 2)[0].Nodes, nodes)
 	_, ans = r.Find(nil, "default/web:8080")
 	assert.Equal(t, Found, ans)
 	_, ans = r.Find(nil, "default/web:admin")
@@ -587,6 +593,11 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	got, ok := w.Reader().Get("default/web")
 	require.True(t, ok, "the v4 entries are migrated")
 	assert.Equal(t, svcNodes(3, 1)[0].Nodes, got[0].Nodes)
+	_, rec, _ = w.t.find(w.t.shardOf(hashKey("default/one")), tagOf(hashKey("default/one")), "default/one")
+	require.True(t, rec.cell, "migrated into an inline cell")
+	got, ok = w.Reader().Get("default/one")
+	require.True(t, ok)
+	assert.Equal(t, svcNodes(3, 2), got)
 	require.Eventually(t, func() bool { return r.Generation() == w.t.load(hGeneration) }, 5*time.Second, time.Millisecond,
 		"the reader follows the retired v4 file to the new one")
 	nodes, ans = r.Find(nil, "default/web:http")
@@ -596,6 +607,52 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 
 	w.t.store(hVersion, layoutVersion+1)
 	_, err = Open(path)
-	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d to %d: upgrade the readers (proxies) before the writer (kdisc run)", path, layoutVersion+1, oldestRead, layoutVersion))
+	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d and %d: upgrade the readers (proxies) before the writer (kdisc run)", path, layoutVersion+1, oldestRead, layoutVersion))
 	w.t.store(hVersion, layoutVersion)
+}
+
+// createV4 makes the table a v4 writer made at path: 8-byte index slots,
+// every value a record (the writer's code is the same for both slot
+// sizes, and never holds a service inline in a v4 table).
+func createV4(t *testing.T, path string, size int64) *Writer {
+	t.Helper()
+	g, err := geometryFor(size)
+	require.NoError(t, err)
+	g.version = 4
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	nf, tb, err := buildTemp(path, g, newGeneration(0))
+	require.NoError(t, err)
+	w := newWriter(tb, nf, path)
+	require.NoError(t, os.Rename(nf.Name(), path))
+	return w
+}
+
+// A table a pre-release build wrote as version 5 (8-byte index slots that
+// v6 would misread as cells) is refused by readers, never misread, and a
+// writer replaces it (retired, not copied: this build cannot read it).
+func TestPreReleaseV5TableRefused(t *testing.T) {
+	path := tablePath(t)
+	w := createV4(t, path, 64<<10)
+	require.NoError(t, w.Put("default/web", svcNodes(3, 1)))
+	w.t.store(hVersion, preRelease)
+	require.NoError(t, w.Close())
+
+	_, err := Open(path)
+	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version 5, written by a pre-release kdisc; this build reads versions 4 and 6: a new kdisc run replaces it when it starts", path))
+
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	mem, err := mapFile(f, 64<<10, false)
+	require.NoError(t, err)
+	f.Close()
+	defer unmap(mem)
+	old := newTable(mem, geometry{size: 64 << 10})
+
+	w, err = Create(path, 64<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	assert.Equal(t, uint64(1), old.load(hRetired), "the v5 file is retired")
+	assert.Equal(t, uint64(layoutVersion), w.t.load(hVersion))
+	_, ok := w.Reader().Get("default/web")
+	assert.False(t, ok, "nothing is copied from a layout this build cannot read")
 }

@@ -13,14 +13,20 @@ import (
 // refuses a version it cannot read.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 5                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5: big values (heads and pieces), a port with no node keeps its number
-	// oldestRead is the oldest layout this build reads: v5 only adds to
-	// v4 (records v4 never wrote), so proxies can be upgraded first.
+	layoutVersion = 6                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5 (pre-release, never read): big values (heads and pieces), a port with no node keeps its number; 6: v5 with 64-byte index cells that hold a small service inline
+	// oldestRead is the oldest layout this build reads: v6 reads v4
+	// tables (8-byte index slots, no inline cells, no big values), so
+	// proxies can be upgraded first.
 	oldestRead = 4
+	// preRelease is a layout no release wrote (v5 before its index cells
+	// became 64 bytes): refused, never misread.
+	preRelease = 5
 
 	headerBytes      = 4096 // the file header (one page), then the shards
 	shardHeaderBytes = 64   // one cache line: a shard's seqlock never shares a line with another shard's
 	targetShardBytes = 64 << 10
+	cellBytes        = 64 // an index slot from layout 6 on: one cache line
+	v4SlotBytes      = 8  // an index slot in a v4 table
 	maxShards        = 1024
 
 	// MinSize and MaxSize bound the size of a table (shared_size).
@@ -76,6 +82,15 @@ type geometry struct {
 	version    uint64 // the layout version of the file (layoutVersion for a new one)
 }
 
+// slotBytes is the size of an index slot: a 64-byte cell from layout 6
+// on, a word in v4.
+func (g geometry) slotBytes() uint64 {
+	if g.version >= 6 {
+		return cellBytes
+	}
+	return v4SlotBytes
+}
+
 // geometryFor picks about one shard per 64 KiB (at most 1024 shards): small
 // enough that compacting a shard is quick and keeps few readers waiting,
 // large enough that hash imbalance between shards wastes little space and a
@@ -111,10 +126,18 @@ type table struct {
 	f      *os.File
 	fi     os.FileInfo
 	writer bool // the writer's own mapping (and its in-process readers')
+	// slot is the size of an index slot (geometry.slotBytes); fastSlots
+	// bounds the slot count Find's fast path accepts: idxCap for a table
+	// of 64-byte cells, 0 (never) for a v4 table, read on the slow path.
+	slotSize, fastSlots uint64
 }
 
 func newTable(mem []byte, g geometry) *table {
 	t := &table{mem: mem, base: unsafe.Pointer(unsafe.SliceData(mem)), geometry: g}
+	t.slotSize = g.slotBytes()
+	if t.slotSize == cellBytes && g.shardBytes > shardHeaderBytes {
+		t.fastSlots = t.idxCap()
+	}
 	t.refs.Store(1)
 	return t
 }
@@ -146,7 +169,7 @@ func tagOf(h uint64) uint64 { return h & 0xffffffff }
 func home(tag, slots uint64) uint64 { return tag * slots >> 32 }
 
 // idxCap is the most index slots a shard can hold (all of it index).
-func (t *table) idxCap() uint64 { return (t.shardBytes - shardHeaderBytes) / 8 }
+func (t *table) idxCap() uint64 { return (t.shardBytes - shardHeaderBytes) / t.slotSize }
 
 // init writes a fresh header and empty shards.
 func (t *table) init(gen uint64) {
@@ -158,7 +181,7 @@ func (t *table) init(gen uint64) {
 		t.store(so+sDead, 0)
 		t.store(so+sCap, 0)
 	}
-	t.store(hVersion, layoutVersion)
+	t.store(hVersion, t.version)
 	t.store(hGeneration, gen)
 	t.store(hSize, t.size)
 	t.store(hShards, t.shards)
@@ -187,9 +210,11 @@ func checkHeader(mem []byte, path string) (geometry, error) {
 	v := w(hVersion)
 	switch {
 	case v > layoutVersion:
-		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d to %d: upgrade the readers (proxies) before the writer (kdisc run)", path, v, oldestRead, layoutVersion)
+		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d and %d: upgrade the readers (proxies) before the writer (kdisc run)", path, v, oldestRead, layoutVersion)
+	case v == preRelease:
+		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by a pre-release kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, v, oldestRead, layoutVersion)
 	case v < oldestRead:
-		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d to %d: a new kdisc run replaces it when it starts", path, v, oldestRead, layoutVersion)
+		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, v, oldestRead, layoutVersion)
 	}
 	if s := w(hSize); s != uint64(len(mem)) {
 		return geometry{}, fmt.Errorf("shm: %s: header says %d bytes, the file has %d", path, s, len(mem))

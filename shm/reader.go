@@ -338,10 +338,10 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 		}
 		for s, n := home(tag, c), c; ; {
 			var e, left uint64
-			if s, e, left = probe(t.at(so), c, tag, s, n); e == 0 {
+			if s, e, left = probe(t.at(so), t.slotSize, c, tag, s, n); e == 0 {
 				return // the end of the run, or round a torn index
 			}
-			if rec, ok := t.recordAt(so, e); ok && t.isService(rec) {
+			if rec, ok := t.entryAt(so, s, e); ok && t.isService(rec) {
 				keys = append(keys, t.key(rec))
 			}
 			s, n = next(s, c), left-1
@@ -454,11 +454,27 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	h := hashKey(unsafe.String(q, i))                      // service[:i], 1 <= i < len(service): no bounds check
 	so, tag := t.shardOf(h), tagOf(h)
 	sp, sb := t.at(so), t.shardBytes
-	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < (sb-shardHeaderBytes)/8 {
-		_, e, left := probe(sp, c, tag, home(tag, c), c)
+	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < t.fastSlots {
+		s, e, left := probe(sp, cellBytes, c, tag, home(tag, c), c)
 		if e == 0 {
 			if left != 0 && ld(sp, sSeq) == seq { // no such key
 				return dst, r.nothing(t, Unknown)
+			}
+		} else if e&inlineBit != 0 {
+			// The service is in the cell (inline.go), one cache line:
+			// its lengths, port and weight, nodes and the text
+			// key ":" name, which is the query itself.
+			cl, L := shardHeaderBytes+s*cellBytes, uint64(len(service))
+			nn, w1 := e>>16&0xff, ld(sp, cl+8)
+			if L <= cellTextBytes && e&0xffff == nameLen<<8|n && nn-1 < cellMaxNodes && nn <= uint64(cap(dst)-len(dst)) &&
+				keyAt(sp, cl+cellTextOff, q, L, lastKeyWord(q, L)) {
+				base := len(dst)
+				dst = dst[:base+int(nn)]
+				fill4(dst[base:], sp, cl+cellNodesOff, uint16(w1), uint32(w1>>32))
+				if ld(sp, sSeq) == seq {
+					return dst, Found
+				}
+				dst = dst[:base]
 			}
 		} else if off := (e & 0xffffffff) * 8; off >= shardHeaderBytes && off+recHeaderBytes+keyPad(n)+portHeaderBytes+8 <= sb {
 			// If this is the key, its first port header is at p and its
@@ -650,6 +666,9 @@ func (r *Reader) lookupBig(t *table, so, tag uint64, service string, i int, dst 
 // answer, whatever its nodes; failing that, a decimal port is the union of
 // the ports numbered so (lookupNumber).
 func (r *Reader) answer(t *table, so, seq uint64, rec record, port string, dst []Node) ([]Node, result) {
+	if rec.cell {
+		return r.answerCell(t, so, seq, rec, port, dst)
+	}
 	switch rec.nPorts {
 	case 0: // no port at all (scaled to zero): empty for every port
 		return dst, resEmpty
@@ -690,6 +709,34 @@ func (r *Reader) answer(t *table, so, seq uint64, rec record, port string, dst [
 		return r.lookupNumber(t, so, seq, first, end, rec.nPorts, num, dst)
 	}
 	return dst, resNone
+}
+
+// answerCell is answer for a service held inline in its index cell: its
+// one port, by name or else by number.
+func (r *Reader) answerCell(t *table, so, seq uint64, rec record, port string, dst []Node) ([]Node, result) {
+	c, ok := t.cellAt(rec.off)
+	if !ok {
+		return dst, resCorrupt
+	}
+	if !c.nameIs(port) {
+		if num, ok := portNumber(port); !ok || num != c.port() {
+			return dst, resNone
+		}
+	}
+	nn := c.nNodes()
+	if nn == 0 {
+		return dst, resEmpty
+	}
+	base := len(dst)
+	if cap(dst)-base < nn {
+		if t.load(so+sSeq) != seq {
+			return dst, resMoved // do not grow dst for a value already gone
+		}
+		dst = slices.Grow(dst, nn)
+	}
+	dst = dst[:base+nn]
+	c.fill(dst[base:])
+	return dst, resFound
 }
 
 // appendNodes appends the nodes of the port h (nodesOK, at least one).
@@ -878,7 +925,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 					continue
 				}
 				var rec record
-				rec, ok = t.recordAt(so, e)
+				rec, ok = t.entryAt(so, j, e)
 				if ok && !t.isService(rec) {
 					continue // a detail or a piece, not a service
 				}

@@ -12,11 +12,12 @@ import (
 //
 // The index is an open-addressing hash table: a key's probe starts at slot
 // home(tag, cap) and moves right (wrapping at cap) until it finds the key
-// or an empty slot. A slot is tag<<32 | record offset in words from the
-// shard start, or 0 when empty (no record starts at offset 0). At most 3/4
-// of the slots are used, so a probe is one or two loads on one cache line.
-// A deletion shifts later entries of its run back, so there are no
-// tombstones.
+// or an empty slot. A slot is a 64-byte cell (inline.go; a word in a v4
+// table) whose first word is tag<<32 | record offset in words from the
+// shard start, or tag<<32 | 1<<31 | lengths for a service held in the cell
+// itself, or 0 when empty (no record starts at offset 0). At most 3/4 of
+// the slots are used. A deletion shifts later entries of its run back (a
+// whole cell each), so there are no tombstones.
 //
 // Records grow down from the end; a record replaced or deleted becomes dead
 // space. When the free gap runs out, or the index must grow, the writer
@@ -39,18 +40,50 @@ func slotsFor(n uint64) uint64 {
 	return max(minSlots, ((n*4+2)/3+7)&^7)
 }
 
-func (t *table) slot(so, i uint64) uint64 { return so + shardHeaderBytes + i*8 }
+func (t *table) slot(so, i uint64) uint64 { return so + shardHeaderBytes + i*t.slotSize }
 
-// probe is the one walk of a shard's index (c > 0 slots, the shard at
-// sp): from slot s, n
+// entryAt is the record of entry e, the first word of slot s of the shard
+// at so: a record in the data area (recordAt), or the cell itself for a
+// service held inline, which only a table of 64-byte cells has. The
+// caller checked s < the slot count <= idxCap. ok is false on any
+// inconsistency.
+func (t *table) entryAt(so, s, e uint64) (record, bool) {
+	if e&inlineBit == 0 {
+		return t.recordAt(so, e)
+	}
+	if t.slotSize != cellBytes || !cellOK(e) {
+		return record{}, false
+	}
+	return record{off: t.slot(so, s), keyLen: e & 0xff, nPorts: 1, cell: true}, true
+}
+
+// moveSlot copies slot from to slot to, a whole cell (writer, inside the
+// write window).
+func (t *table) moveSlot(so, from, to uint64) {
+	f, d := t.slot(so, from), t.slot(so, to)
+	for i := uint64(0); i < t.slotSize; i += 8 {
+		t.store(d+i, t.load(f+i))
+	}
+}
+
+// clearSlot empties slot, a whole cell.
+func (t *table) clearSlot(so, slot uint64) {
+	d := t.slot(so, slot)
+	for i := uint64(0); i < t.slotSize; i += 8 {
+		t.store(d+i, 0)
+	}
+}
+
+// probe is the one walk of a shard's index (c > 0 slots of size bytes,
+// the shard at sp): from slot s, n
 // slots at most, it returns the first slot whose entry has tag, or the
 // empty slot that ends the probe run (e == 0). left counts the slots not
 // yet looked at, the returned one included; left == 0 means it went round
 // without either, which only a torn or corrupt index (no empty slot) does.
 // After a tag collision the walk goes on from next(s, c) with left-1.
-func probe(sp unsafe.Pointer, c, tag, s, n uint64) (slot, e, left uint64) {
+func probe(sp unsafe.Pointer, size, c, tag, s, n uint64) (slot, e, left uint64) {
 	for ; n > 0; n-- {
-		if e = ld(sp, shardHeaderBytes+s*8); e == 0 || e>>32 == tag {
+		if e = ld(sp, shardHeaderBytes+s*size); e == 0 || e>>32 == tag {
 			return s, e, n
 		}
 		s = next(s, c)
@@ -82,14 +115,14 @@ func (t *table) lookupKey(so, tag uint64, key string) (slot uint64, r record, re
 	s, n := home(tag, c), c
 	for {
 		var e, left uint64
-		s, e, left = probe(t.at(so), c, tag, s, n)
+		s, e, left = probe(t.at(so), t.slotSize, c, tag, s, n)
 		switch {
 		case left == 0:
 			return 0, record{}, resCorrupt
 		case e == 0:
 			return s, record{}, resNone
 		}
-		r, ok := t.recordAt(so, e)
+		r, ok := t.entryAt(so, s, e)
 		if !ok {
 			return 0, record{}, resCorrupt
 		}
@@ -118,7 +151,7 @@ func (t *table) writeBytes(off uint64, b []byte) {
 
 // free is the gap between the index and the records.
 func (t *table) free(so uint64) uint64 {
-	return t.load(so+sDataLow) - shardHeaderBytes - 8*t.load(so+sCap)
+	return t.load(so+sDataLow) - shardHeaderBytes - t.slotSize*t.load(so+sCap)
 }
 
 // stage writes rec into the shard's free gap, where no index entry
@@ -135,6 +168,7 @@ func (t *table) stage(so uint64, rec []byte) (off uint64) {
 // fills the empty slot (added) and counts one more entry.
 func (t *table) publish(so, slot, tag, off uint64, added bool) {
 	t.store(so+sDataLow, off)
+	t.clearSlot(so, slot) // the cell may have held a service inline
 	t.store(t.slot(so, slot), tag<<32|off/8)
 	if added {
 		t.store(so+sCount, t.load(so+sCount)+1)
@@ -163,11 +197,11 @@ func (t *table) remove(so, slot uint64, r record) {
 		// The entry at j may fill the hole unless its home lies
 		// cyclically in (hole, j]: then its probe never passes the hole.
 		if h := home(e>>32, c); (j-h+c)%c >= (j-hole+c)%c {
-			t.store(t.slot(so, hole), e)
+			t.moveSlot(so, j, hole)
 			hole = j
 		}
 	}
-	t.store(t.slot(so, hole), 0)
+	t.clearSlot(so, hole)
 	t.store(so+sCount, n-1)
 	t.store(so+sDead, t.load(so+sDead)+r.size())
 	t.endWrite(so)
@@ -184,28 +218,35 @@ func (t *table) rebuild(so, skip, slots uint64, buf []byte, idx []uint64) ([]byt
 	var total, n uint64
 	for i := range c {
 		if e := t.load(t.slot(so, i)); e != 0 && i != skip {
-			r, _ := t.recordAt(so, e) // the writer's own data: valid
+			r, _ := t.entryAt(so, i, e) // the writer's own data: valid
 			total += r.size()
 			n++
 		}
 	}
 	low := t.shardBytes - total
 	buf = buf[:0]
-	idx = slices.Grow(idx[:0], int(slots))[:slots]
+	wps := t.slotSize / 8 // words per slot
+	idx = slices.Grow(idx[:0], int(slots*wps))[:slots*wps]
 	clear(idx)
 	for i := range c {
 		e := t.load(t.slot(so, i))
 		if e == 0 || i == skip {
 			continue
 		}
-		r, _ := t.recordAt(so, e)
+		r, _ := t.entryAt(so, i, e)
 		j := home(e>>32, slots)
-		for idx[j] != 0 {
+		for idx[j*wps] != 0 {
 			if j++; j == slots {
 				j = 0
 			}
 		}
-		idx[j] = e&^0xffffffff | (low+uint64(len(buf)))/8
+		if r.cell { // the whole cell moves
+			for k := range wps {
+				idx[j*wps+k] = t.load(r.off + 8*k)
+			}
+			continue
+		}
+		idx[j*wps] = e&^0xffffffff | (low+uint64(len(buf)))/8
 		for p := r.off; p < r.off+r.size(); p += 8 {
 			buf = binary.LittleEndian.AppendUint64(buf, t.load(p))
 		}
@@ -213,7 +254,7 @@ func (t *table) rebuild(so, skip, slots uint64, buf []byte, idx []uint64) ([]byt
 	t.beginWrite(so)
 	t.writeBytes(so+low, buf)
 	for j, e := range idx {
-		t.store(t.slot(so, uint64(j)), e)
+		t.store(so+shardHeaderBytes+8*uint64(j), e)
 	}
 	t.store(so+sCap, slots)
 	t.store(so+sCount, n)
@@ -232,17 +273,19 @@ func (t *table) check(so uint64) (entries, used uint64) {
 	ok := t.load(so+sSeq)%2 == 0
 	n, c := t.load(so+sCount), t.load(so+sCap)
 	low := t.load(so + sDataLow)
-	ok = ok && c <= t.idxCap() && low <= t.shardBytes && low%8 == 0 && shardHeaderBytes+8*c <= low && n < max(c, 1)
+	ok = ok && c <= t.idxCap() && low <= t.shardBytes && low%8 == 0 && shardHeaderBytes+t.slotSize*c <= low && n < max(c, 1)
 	var live, seen, services uint64
 	for i := uint64(0); ok && i < c; i++ {
 		e := t.load(t.slot(so, i))
 		if e == 0 {
 			continue
 		}
-		r, rok := t.recordAt(so, e)
-		ok = rok && r.off >= so+low
+		r, rok := t.entryAt(so, i, e)
+		ok = rok && (r.cell || r.off >= so+low)
 		switch {
 		case !ok:
+		case r.cell:
+			_, ok = t.cellAt(r.off)
 		case isBlob(r):
 			_, ok = t.blob(r, nil)
 		case r.nPorts == piecePorts:
@@ -275,5 +318,5 @@ func (t *table) check(so uint64) (entries, used uint64) {
 		return 0, 0
 	}
 	t.store(so+sDead, t.shardBytes-low-live)
-	return services, live + 8*c
+	return services, live + t.slotSize*c
 }

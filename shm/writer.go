@@ -287,7 +287,7 @@ func copyTable(from *table, w *Writer) {
 			if e == 0 {
 				continue
 			}
-			rec, ok := from.recordAt(so, e)
+			rec, ok := from.entryAt(so, j, e)
 			if !ok {
 				continue
 			}
@@ -406,7 +406,10 @@ func (w *Writer) Put(key string, ports []Port) error {
 		return err
 	}
 	w.rec = rec
-	return w.putLocked(key, rec)
+	if c, ok := encodeCell(key, ports); ok && w.t.slotSize == cellBytes {
+		return w.putLocked(key, rec, &c)
+	}
+	return w.putLocked(key, rec, nil)
 }
 
 // PutDetail stores detail, opaque bytes, beside key's value (kdisc keeps
@@ -424,7 +427,7 @@ func (w *Writer) PutDetail(key string, detail []byte) error {
 		return err
 	}
 	w.rec = rec
-	return w.putLocked(detailKey(key), rec)
+	return w.putLocked(detailKey(key), rec, nil)
 }
 
 // DeleteDetail removes key's detail and reports whether it was there.
@@ -434,15 +437,16 @@ func (w *Writer) DeleteDetail(key string) bool {
 	return !w.closed && w.deleteLocked(detailKey(key))
 }
 
-// putLocked stores the encoded record rec of key: whole in the key's
+// putLocked stores the encoded record rec of key: in its index cell when
+// cell is not nil (the value fits one, inline.go), else whole in the key's
 // shard when it is small (at most inlineMax bytes), else as a big value
 // (pieces spread over the shards, and a head in the key's shard).
-func (w *Writer) putLocked(key string, rec []byte) error {
+func (w *Writer) putLocked(key string, rec []byte, cell *cellWords) error {
 	t := w.t
 	h := hashKey(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	_, old, found := t.find(so, tag, key)
-	if found && t.holdsValue(old, key, rec) {
+	if found && t.holdsValue(old, key, rec, cell) {
 		return nil // the same bytes: no change to write, log or notify
 	}
 	size := len(rec)
@@ -451,7 +455,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 		oldHead, _ = t.head(old)
 	}
 	var newHead head
-	if uint64(len(rec)) > t.inlineMax() {
+	if cell == nil && uint64(len(rec)) > t.inlineMax() {
 		if uint64(size) > t.size/4 {
 			return w.full(key, size, true)
 		}
@@ -462,7 +466,7 @@ func (w *Writer) putLocked(key string, rec []byte) error {
 		rec = appendHead(w.head[:0], key, newHead)
 		w.head = rec
 	}
-	if err := w.storeIn(so, tag, key, rec); err != nil {
+	if err := w.storeIn(so, tag, key, rec, cell); err != nil {
 		w.deletePieces(newHead)
 		return w.full(key, size, false)
 	}
@@ -495,15 +499,18 @@ var errNoRoom = errors.New("shm: no room in the shard")
 
 // storeIn stores rec, the record of key (whose hash has tag), in the shard
 // at so, replacing key's record there if any: in the free gap when it
-// fits, else after compacting the shard. Readers see the old record or
-// the new one.
-func (w *Writer) storeIn(so, tag uint64, key string, rec []byte) error {
+// fits, else after compacting the shard; or, when cell is not nil, the
+// cell in key's index slot. Readers see the old value or the new one.
+func (w *Writer) storeIn(so, tag uint64, key string, rec []byte, cell *cellWords) error {
 	t := w.t
 	slot, old, found := t.find(so, tag, key)
 	n, slots := t.load(so+sCount), t.load(so+sCap)
 	oldSize := uint64(0)
 	if found {
 		oldSize = old.size()
+	}
+	if cell != nil {
+		rec = nil // the value takes no room in the data area
 	}
 	// A new key may need a bigger index: then the shard is rebuilt, and
 	// given some headroom if it has room for it, so that the next few
@@ -512,21 +519,29 @@ func (w *Writer) storeIn(so, tag uint64, key string, rec []byte) error {
 	if !found && slotsFor(n+1) > slots {
 		want = slotsFor(n + 1)
 	}
-	need := uint64(len(rec)) + 8*(want-slots)
+	need := uint64(len(rec)) + t.slotSize*(want-slots)
 	room := t.free(so) + t.load(so+sDead) + oldSize
 	switch {
 	case want == slots && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
-		off := t.stage(so, rec)
-		t.beginWrite(so)
-		t.publish(so, slot, tag, off, !found)
+		if cell != nil {
+			t.beginWrite(so)
+			t.putCell(so, slot, tag, cell)
+			if !found {
+				t.store(so+sCount, t.load(so+sCount)+1)
+			}
+		} else {
+			off := t.stage(so, rec)
+			t.beginWrite(so)
+			t.publish(so, slot, tag, off, !found)
+		}
 		t.endWrite(so)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
 		}
 	case need <= room:
-		if roomy := slotsFor(n + 1 + n/2); want > slots && uint64(len(rec))+8*(roomy-slots) <= room {
+		if roomy := min(slotsFor(n+1+n/2), t.idxCap()); want > slots && roomy > want && uint64(len(rec))+t.slotSize*(roomy-slots) <= room {
 			want = roomy
-			need = uint64(len(rec)) + 8*(want-slots)
+			need = uint64(len(rec)) + t.slotSize*(want-slots)
 		}
 		skip := ^uint64(0)
 		if found {
@@ -535,7 +550,12 @@ func (w *Writer) storeIn(so, tag uint64, key string, rec []byte) error {
 		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx) // leaves the shard odd
 		w.compactions++
 		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
-		t.publish(so, slot, tag, t.stage(so, rec), true)
+		if cell != nil {
+			t.putCell(so, slot, tag, cell)
+			t.store(so+sCount, t.load(so+sCount)+1)
+		} else {
+			t.publish(so, slot, tag, t.stage(so, rec), true)
+		}
 		t.endWrite(so)
 		t.releaseFree(so)
 	default:
@@ -563,17 +583,20 @@ func (t *table) sweeps(so, old, n uint64) bool {
 // keeps them reserved. A reader of an older sequence that still reads
 // there faults the same bytes back in, from the file.
 func (t *table) releaseFree(so uint64) {
-	lo := (so + shardHeaderBytes + 8*t.load(so+sCap) + pageBytes - 1) &^ (pageBytes - 1)
+	lo := (so + shardHeaderBytes + t.slotSize*t.load(so+sCap) + pageBytes - 1) &^ (pageBytes - 1)
 	hi := (so + t.load(so+sDataLow)) &^ (pageBytes - 1)
 	if lo < hi {
 		dontNeed(t.mem[lo:hi])
 	}
 }
 
-// holds reports whether the stored record r is rec, byte for byte.
-// holdsValue reports whether key's stored record r (small, or the head of
-// a big value) holds exactly the encoded value rec.
-func (t *table) holdsValue(r record, key string, rec []byte) bool {
+// holdsValue reports whether key's stored record r (a cell, small, or the
+// head of a big value) holds exactly the encoded value rec, or the cell
+// when cell is not nil.
+func (t *table) holdsValue(r record, key string, rec []byte, cell *cellWords) bool {
+	if r.cell || cell != nil {
+		return r.cell && cell != nil && t.holdsCell(r.off, cell)
+	}
 	if r.nPorts != bigPorts {
 		return t.holds(r, rec)
 	}
@@ -585,6 +608,7 @@ func (t *table) holdsValue(r record, key string, rec []byte) bool {
 	return ok && pt.holds(pr, rec)
 }
 
+// holds reports whether the stored record r is rec, byte for byte.
 func (t *table) holds(r record, rec []byte) bool {
 	if r.size() != uint64(len(rec)) {
 		return false
@@ -643,7 +667,7 @@ func (w *Writer) removeIn(so, tag uint64, key string) (record, bool) {
 	}
 	slots := w.t.load(so + sCap)
 	w.t.remove(so, slot, r)
-	w.used -= int64(r.size() + 8*(slots-w.t.load(so+sCap)))
+	w.used -= int64(r.size() + w.t.slotSize*(slots-w.t.load(so+sCap)))
 	w.deletePieces(hd)
 	return r, true
 }
@@ -661,7 +685,7 @@ func (w *Writer) Keys(fn func(key string) bool) {
 		keys := make([]string, 0, t.load(so+sCount))
 		for j := range t.load(so + sCap) {
 			if e := t.load(t.slot(so, j)); e != 0 {
-				if r, _ := t.recordAt(so, e); t.isService(r) {
+				if r, _ := t.entryAt(so, j, e); t.isService(r) {
 					keys = append(keys, t.key(r))
 				}
 			}
