@@ -104,7 +104,8 @@ const (
 	intentDone     = stressKeys     // done[k] = word intentDone+k
 	intentDeleting = 2 * stressKeys // one word
 	intentBig      = 2*stressKeys + 1
-	intentWords    = 2*stressKeys + 2
+	intentInline   = 2*stressKeys + 2
+	intentWords    = 2*stressKeys + 3
 )
 
 func openIntent(path string, write bool) (*intentFile, error) {
@@ -219,6 +220,9 @@ func crashWriter() {
 		intent.store(intentDone+k, v)
 		if rec, _ := appendRecord(nil, stressKey(k), value); err == nil && uint64(len(rec)) > w.t.inlineMax() {
 			intent.store(intentBig, intent.load(intentBig)+1) // big values stored, across writers
+		}
+		if _, inline := encodeCell(stressKey(k), value); err == nil && inline {
+			intent.store(intentInline, intent.load(intentInline)+1) // values stored in their index cell
 		}
 		var full *FullError
 		if errors.As(err, &full) {
@@ -689,8 +693,9 @@ func TestCrashUnderChurn(t *testing.T) {
 		assert.True(t, recovered, "reader %d does not find every never-deleted key from the last writer within 10 s of its start: saw %v, want at least %v",
 			i, r.report().Stable, want)
 	}
-	t.Logf("readers found every never-deleted key again %v after the last restart; %d lookups so far; %d big values stored", time.Since(last).Round(time.Millisecond), total(), intent.load(intentBig))
+	t.Logf("readers found every never-deleted key again %v after the last restart; %d lookups so far; %d big values stored, %d inline", time.Since(last).Round(time.Millisecond), total(), intent.load(intentBig), intent.load(intentInline))
 	assert.Positive(t, intent.load(intentBig), "the writers stored big values (heads and pieces)")
+	assert.Positive(t, intent.load(intentInline), "the writers stored values in index cells")
 
 	// Enough lookups: the readers keep going until they made crashLookups
 	// between them, the last writer churning gently (under -race the

@@ -20,7 +20,9 @@ func FuzzReaderGarbage(f *testing.F) {
 		{{Name: "dns", Nodes: []Node{fqdn("a.example.com", 53, 1), ip("fd00::1", 53, 2)}}, {Name: "http"}},
 		{{Name: "v6", Nodes: []Node{ip("fd00::1", 443, 50)}}},
 		nil,
-		{{Name: "http", Nodes: bigNodes(800, 1, false)}, {Name: "9000", Number: 9000}}, // a big value: a head and pieces
+		{{Name: "http", Nodes: bigNodes(800, 1, false)}, {Name: "9000", Number: 9000}},                                                  // a big value: a head and pieces
+		{{Name: "http", Nodes: []Node{ip("10.0.0.1", 80, 50), ip("10.0.0.2", 80, 50), ip("10.0.0.3", 80, 50), ip("10.0.0.4", 80, 50)}}}, // a full inline cell
+		{{Name: "8443", Number: 8443}}, // an inline cell with no node
 	} {
 		if err := w.Put("ns/svc-"+string(rune('a'+i)), ports); err != nil {
 			f.Fatal(err)
@@ -69,10 +71,11 @@ func fuzzReaderBody(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 	buf := make([]Node, 0, 16)
-	for _, q := range []string{"ns/svc-a:http", "ns/svc-b:dns", "ns/svc-b:http", "ns/svc-b:53", "ns/svc-c:v6", "ns/svc-d:x", "ns/svc-e:http", "ns/svc-e:9000", "ns/svc-e:8080", "x"} {
+	for _, q := range []string{"ns/svc-a:http", "ns/svc-b:dns", "ns/svc-b:http", "ns/svc-b:53", "ns/svc-c:v6", "ns/svc-d:x", "ns/svc-e:http", "ns/svc-e:9000", "ns/svc-e:8080", "ns/svc-f:http", "ns/svc-f:80", "ns/svc-g:8443", "ns/svc-g:9", "x"} {
 		buf, _ = r.Find(buf[:0], q)
 	}
 	_, _ = r.Get("ns/svc-a")
+	_, _ = r.Get("ns/svc-f")
 	_, _ = r.Get("ns/svc-e")
 	_, _ = r.Detail(nil, "ns/svc-e")
 	r.KeysWithHash(KeyHash("ns/svc-e"), func(string) {})

@@ -22,7 +22,8 @@ func TestTableMatchesMap(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		sequences = 300
 	}
-	bigs := 0 // big values stored (layout v5's heads and pieces)
+	bigs := 0    // big values stored (heads and pieces)
+	inlines := 0 // values stored in their index cell (layout 6)
 	for seq := range sequences {
 		seed := uint64(seq)
 		rnd := rand.New(rand.NewPCG(seed, 42))
@@ -43,6 +44,9 @@ func TestTableMatchesMap(t *testing.T) {
 					model[key] = ports
 					if rec, _ := appendRecord(nil, key, ports); uint64(len(rec)) > w.t.inlineMax() {
 						bigs++
+					}
+					if _, ok := encodeCell(key, ports); ok {
+						inlines++
 					}
 				case errors.As(err, &full):
 					require.Equal(t, key, full.Key, where())
@@ -82,13 +86,17 @@ func TestTableMatchesMap(t *testing.T) {
 		require.NoError(t, r.Close())
 		require.NoError(t, w.Close())
 	}
-	t.Logf("%d big values stored", bigs)
+	t.Logf("%d big values stored, %d inline", bigs, inlines)
 	assert.Positive(t, bigs)
+	assert.Positive(t, inlines)
 }
 
 // randomPorts makes a value as listwatch would store it: ports sorted by
 // name, nodes sorted and distinct, sometimes large, sometimes empty.
 func randomPorts(rnd *rand.Rand) []Port {
+	if rnd.IntN(3) == 0 {
+		return smallPorts(rnd)
+	}
 	n := rnd.IntN(4)
 	if rnd.IntN(8) == 0 {
 		n = 0 // a service with no port at all
@@ -129,4 +137,25 @@ func randomPorts(rnd *rand.Rand) []Port {
 		ports = append(ports, p)
 	}
 	return ports
+}
+
+// smallPorts makes a value around the edges of an inline cell (layout 6):
+// one port of 0 to 5 IPv4 nodes sharing its number and weight, or
+// sometimes one node apart.
+func smallPorts(rnd *rand.Rand) []Port {
+	names := []string{"9p", "dns", "http", "https-metrics", "p", "a-port-name-of-21-byte"}
+	p := Port{Name: names[rnd.IntN(len(names))]}
+	port, weight := uint16(1+rnd.IntN(65535)), uint32(rnd.IntN(3))
+	for i := range rnd.IntN(6) {
+		p.Nodes = append(p.Nodes, Node{Addr: netip.AddrFrom4([4]byte{10, byte(rnd.IntN(2)), byte(i), byte(rnd.IntN(256))}), Port: port, Weight: weight})
+	}
+	if len(p.Nodes) > 0 && rnd.IntN(8) == 0 {
+		p.Nodes[0].Weight++
+	}
+	slices.SortFunc(p.Nodes, Compare)
+	p.Nodes = slices.CompactFunc(p.Nodes, func(a, b Node) bool { return Compare(a, b) == 0 })
+	if len(p.Nodes) == 0 {
+		p.Nodes, p.Number = nil, port
+	}
+	return []Port{p}
 }

@@ -37,8 +37,11 @@ func stressKey(k int) string { return "stress/svc-" + strconv.Itoa(k) }
 func stressPorts(v uint32) int { return 1 + int(v%3) }
 
 func stressNodes(v uint32, j int) int {
-	if v%stressKeys%16 == 13 { // keys 13, 29, 45, 61: often a big value (layout v5's heads and pieces)
+	if v%stressKeys%16 == 13 { // keys 13, 29, 45, 61: often a big value (heads and pieces)
 		return 300 + int(v/7+uint32(j)*5)%300
+	}
+	if v/stressKeys%6 == 4 && stressPorts(v) == 1 { // IPv4, one port: 1 to 4 nodes fit an inline cell (layout 6), 5 do not
+		return 1 + int(v/7)%5
 	}
 	return 1 + int(v/7+uint32(j)*5)%29
 }
@@ -208,8 +211,9 @@ func stressRead(r *Reader, stop func() bool, c *readCounts) error {
 
 // stressWrite churns the table: new versions of random keys (values of
 // varying size, forcing compactions) and deletes. bigs counts the values
-// stored as big values (heads and pieces).
-func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, deletes, bigs int) {
+// stored as big values (heads and pieces), inlines those stored in their
+// index cell.
+func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, deletes, bigs, inlines int) {
 	next := make([]uint32, stressKeys)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for ops := 0; !done(ops); ops++ {
@@ -229,9 +233,12 @@ func stressWrite(t *testing.T, w *Writer, done func(ops int) bool) (puts, delete
 		if rec, _ := appendRecord(nil, stressKey(k), stressValue(v)); err == nil && uint64(len(rec)) > w.t.inlineMax() {
 			bigs++
 		}
+		if _, ok := encodeCell(stressKey(k), stressValue(v)); err == nil && ok {
+			inlines++
+		}
 		puts++
 	}
-	return puts, deletes, bigs
+	return puts, deletes, bigs, inlines
 }
 
 func TestStressInProcess(t *testing.T) {
@@ -251,7 +258,7 @@ func TestStressInProcess(t *testing.T) {
 		wg.Go(func() { errs[g] = stressRead(r, stopped.Load, &counts[g]) })
 	}
 	start := time.Now()
-	puts, _, bigs := stressWrite(t, w, func(ops int) bool {
+	puts, _, bigs, inlines := stressWrite(t, w, func(ops int) bool {
 		if ops >= 2_000_000 || time.Since(start) > 10*time.Second {
 			return true
 		}
@@ -261,11 +268,12 @@ func TestStressInProcess(t *testing.T) {
 	stopped.Store(true)
 	wg.Wait()
 	assert.Positive(t, bigs, "big values were stored while read")
+	assert.Positive(t, inlines, "values were stored in index cells while read")
 	for g := range counts {
 		require.NoError(t, errs[g])
 		assert.Greater(t, counts[g].distinct.Load(), int64(50))
-		t.Logf("reader %d: %d reads, %d found, %d versions, %d gave up; writer: %d puts (%d big), %d compactions",
-			g, counts[g].reads.Load(), counts[g].found.Load(), counts[g].distinct.Load(), counts[g].gaveUp.Load(), puts, bigs, w.Stats().Compactions)
+		t.Logf("reader %d: %d reads, %d found, %d versions, %d gave up; writer: %d puts (%d big, %d inline), %d compactions",
+			g, counts[g].reads.Load(), counts[g].found.Load(), counts[g].distinct.Load(), counts[g].gaveUp.Load(), puts, bigs, inlines, w.Stats().Compactions)
 	}
 }
 
@@ -392,7 +400,7 @@ func TestStressCrossProcess(t *testing.T) {
 	// versions (the machine may be busy); give up after 20 s or 5M ops.
 	const minFound, minDistinct = 5000, 200
 	start := time.Now()
-	puts, deletes, bigs := stressWrite(t, w, func(ops int) bool {
+	puts, deletes, bigs, inlines := stressWrite(t, w, func(ops int) bool {
 		if ops%256 != 0 {
 			return false
 		}
@@ -411,8 +419,9 @@ func TestStressCrossProcess(t *testing.T) {
 	})
 	churn := time.Since(start)
 	st := w.Stats()
-	t.Logf("writer: %d puts (%d big), %d deletes, %d compactions, %d full in %v", puts, bigs, deletes, st.Compactions, st.FullErrors, churn)
+	t.Logf("writer: %d puts (%d big, %d inline), %d deletes, %d compactions, %d full in %v", puts, bigs, inlines, deletes, st.Compactions, st.FullErrors, churn)
 	assert.Positive(t, bigs, "big values were stored while read")
+	assert.Positive(t, inlines, "values were stored in index cells while read")
 	assert.Greater(t, st.Compactions, uint64(puts/50))
 
 	for i, h := range helpers {

@@ -312,6 +312,46 @@ func TestDensity(t *testing.T) {
 	assert.True(t, ok)
 }
 
+// TestDensityByShape logs what 1 MiB holds of three service shapes, as in
+// TestDensity: 3 IPv4 nodes on port "http" with keys short enough for an
+// index cell (the benchmarks' services), the same with long keys (a
+// record each), and 2 ports of 3 IPv4 nodes (always a record).
+func TestDensityByShape(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		key   func(i int) string
+		ports func(nodes []Node) []Port
+		min   int
+	}{
+		{"3 IPv4, short key", func(i int) string { return fmt.Sprintf("default/service-name-%d", i) },
+			func(nodes []Node) []Port { return []Port{{Name: "http", Nodes: nodes}} }, 6000},
+		{"3 IPv4, long key", func(i int) string { return fmt.Sprintf("team-a-production/service-name-%d", i) },
+			func(nodes []Node) []Port { return []Port{{Name: "http", Nodes: nodes}} }, 3000},
+		{"2 ports of 3 IPv4", func(i int) string { return fmt.Sprintf("default/service-name-%d", i) },
+			func(nodes []Node) []Port { return []Port{{Name: "http", Nodes: nodes}, {Name: "https", Nodes: nodes}} }, 2500},
+	} {
+		w, _ := newAnon(t, 1<<20)
+		n := 0
+		for i := 0; ; i++ {
+			a := uint64(i) * 0x9e3779b97f4a7c15
+			nodes := []Node{
+				ip(fmt.Sprintf("10.%d.%d.1", a>>8&255, a>>16&255), 8080, 50),
+				ip(fmt.Sprintf("10.%d.%d.2", a>>8&255, a>>16&255), 8080, 50),
+				ip(fmt.Sprintf("10.%d.%d.3", a>>8&255, a>>16&255), 8080, 50),
+			}
+			if err := w.Put(c.key(i), c.ports(nodes)); err != nil {
+				var full *FullError
+				require.ErrorAs(t, err, &full)
+				break
+			}
+			n++
+		}
+		st := w.Stats()
+		t.Logf("%s: 1 MiB holds %d services (%.1f bytes/service used)", c.name, n, float64(st.UsedBytes)/float64(n))
+		assert.GreaterOrEqual(t, n, c.min, c.name)
+	}
+}
+
 func TestLargeTable(t *testing.T) {
 	w, r := newAnon(t, 3<<30) // sparse: only touched pages cost memory
 	assert.Equal(t, uint64(maxShards), w.t.shards)
