@@ -148,7 +148,7 @@ func (w *Writer) putPieces(rec []byte, home uint64, key string) (head, error) {
 		b = padWord(append(b, key...))
 		b = append(b, rec[pos:pos+size]...)
 		w.piece = b
-		if err := w.storeIn(so, tagOf(hashKey(key)), key, b, nil); err != nil {
+		if err := w.storeIn(so, tagOf(w.t.hash(key)), key, b, nil); err != nil {
 			w.deletePieces(h)
 			return head{}, err
 		}
@@ -187,7 +187,7 @@ func (w *Writer) deletePieces(h head) {
 	var kb [pieceKeyLen]byte
 	for i, s := range h.shards {
 		key := pieceKey(&kb, h.id, i)
-		w.removeIn(headerBytes+uint64(s)*w.t.shardBytes, tagOf(hashKey(key)), key)
+		w.removeIn(headerBytes+uint64(s)*w.t.shardBytes, tagOf(w.t.hash(key)), key)
 	}
 }
 
@@ -209,7 +209,7 @@ func (t *table) whole(h head, key string, read func(so uint64, fn func()) bool) 
 		var found bool
 		if !read(so, func() {
 			n, found = 0, false
-			_, pr, res := t.lookupKey(so, tagOf(hashKey(key)), key)
+			_, pr, res := t.lookupKey(so, tagOf(t.hash(key)), key)
 			if res != resFound || pr.nPorts != piecePorts || pr.keyLen != pieceKeyLen || pr.valLen%8 != 0 || pr.valLen > uint64(len(mem))-pos {
 				return
 			}
@@ -352,13 +352,13 @@ func (w *Writer) sweepBig() {
 		if !f.head {
 			continue
 		}
-		_, r, _ := t.find(f.so, tagOf(hashKey(f.key)), f.key)
+		_, r, _ := t.find(f.so, tagOf(t.hash(f.key)), f.key)
 		h, ok := t.head(r)
 		if ok {
 			_, _, ok, _ = t.whole(h, f.key, readDirect)
 		}
 		if !ok {
-			w.removeIn(f.so, tagOf(hashKey(f.key)), f.key)
+			w.removeIn(f.so, tagOf(t.hash(f.key)), f.key)
 			if isServiceKey(f.key) {
 				w.entries--
 			}
@@ -370,7 +370,7 @@ func (w *Writer) sweepBig() {
 	}
 	for _, f := range all {
 		if !f.head && !listed[f.key] {
-			w.removeIn(f.so, tagOf(hashKey(f.key)), f.key)
+			w.removeIn(f.so, tagOf(t.hash(f.key)), f.key)
 		}
 	}
 }

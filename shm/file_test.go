@@ -568,7 +568,7 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	require.NoError(t, w.Put("default/one", svcNodes(3, 2)))
 	w.SetReady(true)
 	require.Equal(t, uint64(4), w.t.load(hVersion))
-	_, rec, _ := w.t.find(w.t.shardOf(hashKey("default/one")), tagOf(hashKey("default/one")), "default/one")
+	_, rec, _ := w.t.find(w.t.shardOf(w.t.hash("default/one")), tagOf(w.t.hash("default/one")), "default/one")
 	require.False(t, rec.cell, "a v4 table holds no inline cell")
 
 	r, err := Open(path)
@@ -579,6 +579,20 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	nodes, ans = r.Find(make([]Node, 0, 8), "default/one:http") // the fast path refuses a v4 table; the slow path reads it
 	require.Equal(t, Found, ans)
 	assert.Equal(t, svcNodes(3, 2)[0].Nodes, nodes)
+	// A v4 writer logs xxhash values; Changes reports KeyHash (layout 6's
+	// hash) values all the same, and KeysWithHash finds the keys by them.
+	var changed []uint64
+	now, complete := r.Changes(0, func(h uint64) { changed = append(changed, h) })
+	require.True(t, complete)
+	assert.Equal(t, []uint64{KeyHash("default/web"), KeyHash("default/one")}, changed)
+	var names []string
+	r.KeysWithHash(KeyHash("default/one"), func(k string) { names = append(names, k) })
+	assert.Equal(t, []string{"default/one"}, names)
+	require.True(t, w.Delete("default/gone") == false)
+	require.NoError(t, w.Put("default/gone", svcNodes(1, 3)))
+	require.True(t, w.Delete("default/gone"))
+	_, complete = r.Changes(now, func(uint64) {})
+	assert.False(t, complete, "a deleted key cannot be named from a v4 log: the caller re-reads all")
 	_, ans = r.Find(nil, "default/web:8080")
 	assert.Equal(t, Found, ans)
 	_, ans = r.Find(nil, "default/web:admin")

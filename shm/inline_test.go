@@ -15,7 +15,7 @@ import (
 // inlineAt reports whether key is stored in its index cell (and found).
 func inlineAt(t *testing.T, tb *table, key string) bool {
 	t.Helper()
-	h := hashKey(key)
+	h := tb.hash(key)
 	_, rec, found := tb.find(tb.shardOf(h), tagOf(h), key)
 	require.True(t, found, key)
 	return rec.cell
@@ -219,4 +219,35 @@ func TestInlineServiceMovesAsItGrowsAndShrinks(t *testing.T) {
 	_, a := r.Find(nil, key+":http")
 	assert.Equal(t, Unknown, a)
 	assert.Equal(t, entries-1, w.Stats().Entries)
+}
+
+// hashKey is part of the layout (every process must hash alike): pinned
+// values, its short form (16 to 32 bytes, also written out in Find) equal
+// to the general one at every length, and keys spread evenly over shards
+// and tags.
+func TestHashKeyIsPinnedAndSpreads(t *testing.T) {
+	assert.Equal(t, uint64(0xfaafdceb433aed05), hashKey("default/kubernetes"))
+	assert.Equal(t, uint64(0x96ebbe173ff72a30), hashKey(""))
+	assert.Equal(t, uint64(0x8031e397e2761f95), hashKey("a"))
+	assert.Equal(t, uint64(0x9194e5d293846821), hashKey("kube-system/kube-dns"))
+	assert.Equal(t, uint64(0xcdff431ae623eb87), hashKey("monitoring/prometheus-operator-kube-state-metrics"))
+	b := make([]byte, 80)
+	for i := range b {
+		b[i] = byte('a' + i*7%26)
+	}
+	for n := range len(b) {
+		require.Equal(t, hashAny(string(b[:n])), hashKey(string(b[:n])), "length %d", n)
+	}
+	const keys, shards = 200_000, 64
+	var perShard [shards]int
+	tags := map[uint64]bool{}
+	for i := range keys {
+		h := hashKey(fmt.Sprintf("ns-%d/service-%d", i%50, i))
+		perShard[(h>>32)*shards>>32]++
+		tags[tagOf(h)] = true
+	}
+	for s, n := range perShard {
+		assert.InDelta(t, keys/shards, n, keys/shards/10, "shard %d", s)
+	}
+	assert.Greater(t, len(tags), keys-50, "tags collide about as often as random 32-bit values (%d distinct)", len(tags))
 }

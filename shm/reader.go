@@ -299,6 +299,9 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	if since > now || now-since >= changeSlots {
 		return now, false
 	}
+	if t.version < 6 && fn != nil {
+		return r.changesV4(t, since, now, fn)
+	}
 	for i := since; i < now; i++ {
 		if fn != nil {
 			fn(t.load(hChangeRing + i%changeSlots*8))
@@ -308,6 +311,31 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	// read above is newer than its change, and older ones were lost.
 	if t.load(hChanges)-since >= changeSlots {
 		return t.load(hChanges), false
+	}
+	return now, true
+}
+
+// changesV4 is Changes over a v4 table, whose writer logged xxhash
+// values: each is turned into the KeyHash of the key it names there (found
+// through the v4 index). A key no longer there (deleted) cannot be
+// named, and then the list is not complete: the caller re-reads all.
+// (Only while the writer is older than its readers: upgrade both.)
+func (r *Reader) changesV4(t *table, since, now uint64, fn func(uint64)) (uint64, bool) {
+	var hs []uint64
+	for i := since; i < now; i++ {
+		h, named := t.load(hChangeRing+i%changeSlots*8), false
+		r.keysAt(t, h, func(key string) {
+			hs, named = append(hs, hashKey(key)), true
+		})
+		if !named {
+			return now, false
+		}
+	}
+	if t.load(hChanges)-since >= changeSlots {
+		return t.load(hChanges), false
+	}
+	for _, h := range hs {
+		fn(h)
 	}
 	return now, true
 }
@@ -328,6 +356,21 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 	if t == nil {
 		return
 	}
+	if t.version < 6 { // indexed by another hash: look at every key
+		r.Range(func(k string, _ []Port) bool {
+			if hashKey(k) == h {
+				fn(k)
+			}
+			return true
+		})
+		return
+	}
+	r.keysAt(t, h, fn)
+}
+
+// keysAt calls fn with each service key of t whose hash in t's layout
+// (t.hash) is h.
+func (r *Reader) keysAt(t *table, h uint64, fn func(key string)) {
 	so, tag := t.shardOf(h), tagOf(h)
 	var keys []string
 	if !r.stable(t, so, func() {
@@ -350,7 +393,7 @@ func (r *Reader) KeysWithHash(h uint64, fn func(key string)) {
 		return
 	}
 	for _, k := range keys {
-		if hashKey(k) == h {
+		if t.hash(k) == h {
 			fn(k)
 		}
 	}
@@ -434,8 +477,8 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // ports or formats, a torn read, a retry) takes findSlow, which handles
 // every case.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
-	t := r.cur.Load() // r.table(), with the rare cases out of line
-	if t == nil || t.load(hRetired) != 0 {
+	t := r.cur.Load()                                          // r.table(), with the rare cases out of line
+	if t == nil || t.fastSlots == 0 || t.load(hRetired) != 0 { // none, a v4 table (another hash), or retired
 		return r.findRetired(dst, service)
 	}
 	if len(service) < 8 {
@@ -451,7 +494,13 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	// A detail key ("\x00…") is looked up as any other: keyRecord refuses
 	// a blob, and the slow path says Unknown.
 	n, pw, nameLen := uint64(i), w>>(8*(j+1)), uint64(7-j) // key length, port name
-	h := hashKey(unsafe.String(q, i))                      // service[:i], 1 <= i < len(service): no bounds check
+	var h uint64
+	if n-16 <= 16 { // hashKey, written out for the usual key of 16 to 32 bytes
+		seed := hashMix(le64at(q, 0)^hashP1, le64at(q, 8)^hashP0^n)
+		h = hashMix(hashP1^n, hashMix(le64at(q, n-16)^hashP1, le64at(q, n-8)^seed)^hashP2)
+	} else {
+		h = hashKey(unsafe.String(q, i)) // service[:i], 1 <= i < len(service): no bounds check
+	}
 	so, tag := t.shardOf(h), tagOf(h)
 	sp, sb := t.at(so), t.shardBytes
 	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < t.fastSlots {
@@ -558,7 +607,7 @@ func (r *Reader) findQuery(t *table, dst []Node, service string) ([]Node, Answer
 	if i < 0 || isDetailKey(service) {
 		return dst, r.nothing(t, Unknown)
 	}
-	h := hashKey(service[:i])
+	h := t.hash(service[:i])
 	return r.findSlow(t, t.shardOf(h), tagOf(h), service, i, dst)
 }
 
@@ -834,7 +883,7 @@ func (r *Reader) Get(key string) ([]Port, bool) {
 	if t == nil || isDetailKey(key) {
 		return nil, false
 	}
-	h := hashKey(key)
+	h := t.hash(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	var ports []Port
 	var ok, big bool
@@ -873,7 +922,7 @@ func (r *Reader) Detail(dst []byte, key string) ([]byte, bool) {
 		return dst, false
 	}
 	dk := detailKey(key)
-	h := hashKey(dk)
+	h := t.hash(dk)
 	so, tag := t.shardOf(h), tagOf(h)
 	out, ok, big := dst, false, false
 	if !r.stable(t, so, func() {
@@ -944,7 +993,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 		for _, e := range entries {
 			if e.big {
 				var ok bool
-				if e.ports, ok = r.bigPorts(t, so, tagOf(hashKey(e.key)), e.key); !ok {
+				if e.ports, ok = r.bigPorts(t, so, tagOf(t.hash(e.key)), e.key); !ok {
 					continue // deleted meanwhile, or corrupt
 				}
 			}

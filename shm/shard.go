@@ -297,7 +297,7 @@ func (t *table) check(so uint64) (entries, used uint64) {
 		}
 		if ok {
 			k := t.key(r)
-			h := hashKey(k)
+			h := t.hash(k)
 			found, _, fok := t.find(so, tagOf(h), k)
 			ok = (t.shardOf(h) == so || r.nPorts == piecePorts) && tagOf(h) == e>>32 && fok && found == i
 		}

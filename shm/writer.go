@@ -443,7 +443,7 @@ func (w *Writer) DeleteDetail(key string) bool {
 // (pieces spread over the shards, and a head in the key's shard).
 func (w *Writer) putLocked(key string, rec []byte, cell *cellWords) error {
 	t := w.t
-	h := hashKey(key)
+	h := t.hash(key)
 	so, tag := t.shardOf(h), tagOf(h)
 	_, old, found := t.find(so, tag, key)
 	if found && t.holdsValue(old, key, rec, cell) {
@@ -641,7 +641,7 @@ func (w *Writer) Delete(key string) bool {
 }
 
 func (w *Writer) deleteLocked(key string) bool {
-	h := hashKey(key)
+	h := w.t.hash(key)
 	so := w.t.shardOf(h)
 	if _, found := w.removeIn(so, tagOf(h), key); !found {
 		return false
