@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,5 +255,36 @@ func BenchmarkLookupBig(b *testing.B) {
 		if buf, ok = r.Lookup(buf[:0], "default/big:http"); !ok || len(buf) != 5000 {
 			b.Fatal("missing")
 		}
+	}
+}
+
+// BenchmarkLookupRecord is BenchmarkLookup for services whose key is too
+// long for an index cell ("team-a-production/service-name-N:http", 41
+// bytes): each is a record, reached through its cell as through a v4
+// index slot.
+func BenchmarkLookupRecord(b *testing.B) {
+	keys, values := benchData()
+	w, err := Create("", 4<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	long := make([]string, len(keys))
+	for i, k := range keys {
+		long[i] = "team-a-production/" + strings.TrimPrefix(k, "default/")
+		if err := w.Put(strings.TrimSuffix(long[i], ":http"), []Port{{Name: "http", Nodes: values[k]}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := w.Reader()
+	b.Cleanup(func() { r.Close(); w.Close() })
+	buf := make([]Node, 0, 8)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var ok bool
+		if buf, ok = r.Lookup(buf[:0], long[i%len(long)]); !ok {
+			b.Fatal("missing")
+		}
+		i++
 	}
 }

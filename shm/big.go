@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// Big values (layout v5). A record larger than inlineMax (a quarter of a
+// Big values (layout 6; first in the pre-release v5). A record larger than inlineMax (a quarter of a
 // shard) is cut into pieces spread over the shards, wherever there is
 // room, and the key's own shard holds a head that lists them:
 //

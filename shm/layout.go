@@ -13,7 +13,7 @@ import (
 // refuses a version it cannot read.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 6                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5 (pre-release, never read): big values (heads and pieces), a port with no node keeps its number; 6: v5 with 64-byte index cells that hold a small service inline
+	layoutVersion = 6                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5 (pre-release, never read): big values (heads and pieces), a port with no node keeps its number; 6: v5 with 64-byte index cells that hold a small service inline, and a wyhash-style hash
 	// oldestRead is the oldest layout this build reads: v6 reads v4
 	// tables (8-byte index slots, no inline cells, no big values), so
 	// proxies can be upgraded first.

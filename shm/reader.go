@@ -815,7 +815,7 @@ func (r *Reader) appendNodes(t *table, so, seq uint64, h *portHdr, dst []Node) (
 // that users who give the number rather than the name find the port. Nodes
 // are deduplicated (a port number named twice, e.g. for TCP and UDP) and
 // sorted as usual. A port with no node is numbered by its header (layout
-// v5 keeps the number), so it answers Empty by number as by name.
+// layout 6 keeps the number), so it answers Empty by number as by name.
 func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, num uint16, dst []Node) ([]Node, result) {
 	base, matched, empty := len(dst), 0, false
 	for ; nPorts > 0; nPorts-- {

@@ -228,7 +228,7 @@ func createFile(path string, g geometry) (*Writer, error) {
 		// Same layout version and size: keep the entries, start a new
 		// generation. An older version this build reads (v4) is copied
 		// into a new file below, never written in place: its readers
-		// would not know v5's records.
+		// could not read v6's index.
 		if err := reserve(f, int64(g.size)); err != nil { // an older, sparse file
 			old.release()
 			f.Close()
