@@ -56,7 +56,9 @@ func TestReadyNeedsALiveWriter(t *testing.T) {
 	require.NoError(t, err)
 	defer w.Close()
 	w.SetReady(true)
-	assert.True(t, w.Reader().Ready(), "an in-process reader of a live writer")
+	wr := w.Reader()
+	defer wr.Close()
+	assert.True(t, wr.Ready(), "an in-process reader of a live writer")
 	assert.True(t, r.Ready(), "a new writer on the same file")
 }
 

@@ -59,9 +59,9 @@
 // line, found from the hash and the shard's slot count, instead of an
 // index slot and then a record. Every other value is a record in the
 // shard's data area, pointed at by its cell. Measured in 1 MiB
-// (TestDensityByShape): 11,550 services of 3 IPv4 nodes with short keys
-// (91 bytes each: a cell at 3/4 load at most), 5,598 with keys too long
-// for a cell (178 bytes: a record and a cell), 4,233 of 2 ports (235
+// (TestDensityByShape): 11,639 services of 3 IPv4 nodes with short keys
+// (90 bytes each: a cell at 3/4 load at most), 5,361 with keys too long
+// for a cell (182 bytes: a record and a cell), 4,235 of 2 ports (237
 // bytes); in v4, with 8-byte index slots, 10,575, 9,352 and 7,443.
 //
 // # Big values

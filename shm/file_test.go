@@ -604,12 +604,14 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	defer w.Close()
 	w.SetReady(true)
 	assert.Equal(t, uint64(layoutVersion), w.t.load(hVersion), "a new file of this layout")
-	got, ok := w.Reader().Get("default/web")
+	wr := w.Reader() // closed: a reader left open follows its path (and allocates) for the rest of the run
+	defer wr.Close()
+	got, ok := wr.Get("default/web")
 	require.True(t, ok, "the v4 entries are migrated")
 	assert.Equal(t, svcNodes(3, 1)[0].Nodes, got[0].Nodes)
 	_, rec, _ = w.t.find(w.t.shardOf(hashKey("default/one")), tagOf(hashKey("default/one")), "default/one")
 	require.True(t, rec.cell, "migrated into an inline cell")
-	got, ok = w.Reader().Get("default/one")
+	got, ok = wr.Get("default/one")
 	require.True(t, ok)
 	assert.Equal(t, svcNodes(3, 2), got)
 	require.Eventually(t, func() bool { return r.Generation() == w.t.load(hGeneration) }, 5*time.Second, time.Millisecond,
@@ -667,6 +669,8 @@ func TestPreReleaseV5TableRefused(t *testing.T) {
 	defer w.Close()
 	assert.Equal(t, uint64(1), old.load(hRetired), "the v5 file is retired")
 	assert.Equal(t, uint64(layoutVersion), w.t.load(hVersion))
-	_, ok := w.Reader().Get("default/web")
+	wr := w.Reader()
+	defer wr.Close()
+	_, ok := wr.Get("default/web")
 	assert.False(t, ok, "nothing is copied from a layout this build cannot read")
 }
