@@ -118,8 +118,12 @@ func tailWord(s string) uint64 {
 // key copies the record's key out.
 func (t *table) key(r record) string {
 	if r.cell {
-		c, _ := t.cellAt(r.off)
-		return c.key()
+		// Read again: the writer may have changed the cell since entryAt
+		// checked it (the caller's sequence check then drops the key).
+		if c, ok := t.cellAt(r.off); ok {
+			return c.key()
+		}
+		return ""
 	}
 	b := make([]byte, keyPad(r.keyLen))
 	for i := 0; i < len(b); i += 8 {

@@ -251,3 +251,40 @@ func TestHashKeyIsPinnedAndSpreads(t *testing.T) {
 	}
 	assert.Greater(t, len(tags), keys-50, "tags collide about as often as random 32-bit values (%d distinct)", len(tags))
 }
+
+// A reader checks a cell's lengths when it finds the cell (entryAt), and
+// again whenever it reads the cell later (key, keyIs, ports, answer): the
+// writer may have changed it in between, and a length checked once must
+// not be trusted the second time. A cell rewritten with lengths past its
+// end after it was found yields nothing, never a panic.
+func TestCellChangedAfterFoundNeverPanics(t *testing.T) {
+	w, r := newAnon(t, 64<<10)
+	w.SetReady(true)
+	require.NoError(t, w.Put("ns/web", svcNodes(2, 1)))
+	h := hashKey("ns/web")
+	so := w.t.shardOf(h)
+	_, rec, found := w.t.find(so, tagOf(h), "ns/web")
+	require.True(t, found)
+	require.True(t, rec.cell)
+	w0 := w.t.load(rec.off)
+	for _, bad := range []uint64{
+		w0 | 0xff,       // keyLen 255
+		w0 | 0xff<<8,    // nameLen 255
+		w0 | 0xff<<16,   // 255 nodes
+		w0 &^ 0xff,      // keyLen 0
+		w0 | 0x7f<<24,   // stray bits
+		w0 &^ inlineBit, // not a cell any more
+	} {
+		w.t.store(rec.off, bad)
+		assert.NotPanics(t, func() {
+			assert.Equal(t, "", w.t.key(rec))
+			assert.False(t, w.t.keyIs(rec, "ns/web"))
+			_, ok := w.t.ports(rec)
+			assert.False(t, ok)
+			_, res := r.answer(w.t, so, 0, rec, "http", nil)
+			assert.Equal(t, resCorrupt, res)
+		}, "%#x", bad)
+	}
+	w.t.store(rec.off, w0)
+	assert.Equal(t, "ns/web", w.t.key(rec))
+}
