@@ -528,10 +528,7 @@ func sameValue(a, b services, key string) bool {
 	return oka == okb && portsEqual(pa, pb)
 }
 
-func exists(s services, key string) bool {
-	_, ok := s.value(key)
-	return ok
-}
+func exists(s services, key string) bool { return s.has(key) }
 
 // write stores the current value of key, or deletes it when the service
 // no longer exists. A service without an address to serve is stored (it
