@@ -540,11 +540,13 @@ func (w *Watcher) write(key string) {
 		return
 	}
 	err := w.o.Store.Put(key, ports)
-	var full *shm.FullError
-	switch {
-	case err == nil:
+	if err == nil {
 		delete(w.unstored, key)
 		w.putDetail(key)
+		return
+	}
+	var full *shm.FullError // escapes (errors.As): declared where it is needed
+	switch {
 	case !errors.As(err, &full):
 		w.stats.skippedRefused.Add(1)
 		w.stats.Skipped.Add(1)
