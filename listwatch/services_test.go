@@ -216,13 +216,14 @@ func TestParseIPv4CanonicalAgreesWithNetip(t *testing.T) {
 }
 
 // sortEntries (which skips sorting entries already in order) orders
-// entries as a stable sort does, and packEntries packs sorted entries as
+// entries as a stable sort by port, declared first, then compareNodes does, and packEntries packs sorted entries as
 // packPorts packs the ports portsOf makes of them: checked on random
 // entries of several ports, declared and not, IPv4 and IPv6, with nodes
 // listed twice.
 func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	addrs := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.10"),
+		netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.1.0.0"), netip.MustParseAddr("100.1.1.1"),
 		netip.MustParseAddr("9.1.1.1"), netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")}
 	names := []string{"http", "a", "9090", ""}
 	for i := range 20_000 {
@@ -238,7 +239,21 @@ func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
 			es = append(es, e)
 		}
 		want := slices.Clone(es)
-		slices.SortStableFunc(want, func(a, b entry) int { return compareEntries(&a, &b) })
+		slices.SortStableFunc(want, func(a, b entry) int { // by port, declared first, then compareNodes
+			if c := strings.Compare(a.port, b.port); c != 0 {
+				return c
+			}
+			if a.declared || b.declared {
+				if a.declared == b.declared {
+					return 0
+				}
+				if a.declared {
+					return -1
+				}
+				return 1
+			}
+			return compareNodes(a.node, b.node)
+		})
 		sortEntries(es)
 		require.Equal(t, want, es, "case %d", i)
 		ports, _ := portsOf(es, nil, nil)
