@@ -186,6 +186,10 @@ func (d *Decoder) wrongType(t Type) {
 
 // Uint64 reads a varint field.
 func (d *Decoder) Uint64() uint64 {
+	if i := d.i; d.Type() == Varint && i < d.lim && i < len(d.b) && d.b[i] < 0x80 {
+		d.i = i + 1 // one byte: a bool, a small number
+		return uint64(d.b[i])
+	}
 	if !d.want(Varint) {
 		return 0
 	}
