@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/internal/kdisctest"
 	"github.com/kdisc/kdisc/shm"
 )
@@ -134,11 +135,11 @@ func TestDecodeConditionsAndHints(t *testing.T) {
 	assert.Nil(t, e[0].info, "no detail unless asked")
 
 	var d object
-	require.NoError(t, decodeObjectDetail(new(scanner), []byte(conditionsSliceJSON), &d, true))
+	require.NoError(t, decodeObjectDetail(new(jsonscan.Scanner), []byte(conditionsSliceJSON), &d, true))
 	assert.Equal(t, &nodeInfo{nodeName: "n1", zone: "a", kind: "Pod", name: "p1", uid: "u1"}, d.endpoints[0].info)
 	assert.Nil(t, d.endpoints[1].info, "nothing known: no detail")
 
-	require.NoError(t, decodeObjectDetail(new(scanner), []byte(endpointsJSON), &d, true))
+	require.NoError(t, decodeObjectDetail(new(jsonscan.Scanner), []byte(endpointsJSON), &d, true))
 	assert.Equal(t, []*nodeInfo{{nodeName: "n1", kind: "Pod", name: "p1", uid: "u1"}, nil}, d.subsets[0].infos)
 }
 

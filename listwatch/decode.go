@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/kdisc/kdisc/internal/jsonscan"
 )
 
 // The decoders below read only what discovery needs, with the byte-level
@@ -76,42 +78,42 @@ var errMalformed = errors.New("malformed object")
 
 // decodeObject reads one Endpoints or EndpointSlice object from raw.
 func decodeObject(raw []byte, o *object) error {
-	var s scanner
+	var s jsonscan.Scanner
 	return decodeObjectDetail(&s, raw, o, false)
 }
 
 // decodeObjectDetail is decodeObject with a reused scanner that also
 // reads, when detail is true, each address's nodeName, zone and targetRef
 // (node_detail).
-func decodeObjectDetail(s *scanner, raw []byte, o *object, detail bool) error {
-	s.reset(raw)
+func decodeObjectDetail(s *jsonscan.Scanner, raw []byte, o *object, detail bool) error {
+	s.Reset(raw)
 	o.reset()
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "metadata":
 			readMetadata(s, o)
 		case "subsets":
-			for ok := s.open('['); ok; ok = s.more(']') {
+			for ok := s.Open('['); ok; ok = s.More(']') {
 				readSubset(s, o.newSubset(), detail)
 			}
 		case "addressType":
-			o.addressType = s.str()
+			o.addressType = s.Str()
 		case "endpoints":
-			for ok := s.open('['); ok; ok = s.more(']') {
+			for ok := s.Open('['); ok; ok = s.More(']') {
 				readEndpoint(s, o.newEndpoint(), detail)
 			}
 		case "ports":
 			o.ports = readPorts(s, o.ports)
 		default:
-			s.skip()
+			s.Skip()
 		}
 	}
-	if s.err != nil {
-		return s.err
+	if s.Err() != nil {
+		return s.Err()
 	}
 	var err error
-	if s.next() != 0 {
-		err = &trailingError{at: s.i}
+	if s.Next() != 0 {
+		err = &trailingError{at: s.Pos()}
 	}
 	if o.name == "" || o.namespace == "" {
 		return errMalformed
@@ -133,16 +135,15 @@ func (e *trailingError) Error() string {
 // (the event closed early and more follows on its line, data that is not
 // a member, a second type or object) is a line the shortcut misread.
 func eventMembers(b []byte) bool {
-	var s scanner
-	s.reset(b)
-	for s.next() == ',' {
-		s.i++
-		if k := s.key(); k == "type" || k == "object" {
+	var s jsonscan.Scanner
+	s.Reset(b)
+	for s.Consume(',') {
+		if k := s.Key(); k == "type" || k == "object" {
 			return false
 		}
-		s.skip()
+		s.Skip()
 	}
-	return s.err == nil && s.next() == 0
+	return s.Err() == nil && s.Next() == 0
 }
 
 // errMisframed: a watch event's line held more than its event in a way the
@@ -179,54 +180,54 @@ func grow[T any](s []T) []T {
 	return append(s, zero)
 }
 
-func readMetadata(s *scanner, o *object) {
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+func readMetadata(s *jsonscan.Scanner, o *object) {
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "name":
-			o.name = s.str()
+			o.name = s.Str()
 		case "namespace":
-			o.namespace = s.str()
+			o.namespace = s.Str()
 		case "resourceVersion":
-			o.resourceVersion = s.str()
+			o.resourceVersion = s.Str()
 		case "labels":
-			for ok := s.open('{'); ok; ok = s.more('}') {
-				if s.key() == serviceNameLabel {
-					o.serviceName = s.str()
+			for ok := s.Open('{'); ok; ok = s.More('}') {
+				if s.Key() == serviceNameLabel {
+					o.serviceName = s.Str()
 				} else {
-					s.skip()
+					s.Skip()
 				}
 			}
 		case "annotations":
-			for ok := s.open('{'); ok; ok = s.more('}') {
-				if s.key() == overCapacityAnnotation {
-					o.truncated = s.optStr() == "truncated"
+			for ok := s.Open('{'); ok; ok = s.More('}') {
+				if s.Key() == overCapacityAnnotation {
+					o.truncated = s.OptStr() == "truncated"
 				} else {
-					s.skip()
+					s.Skip()
 				}
 			}
 		default:
-			s.skip() // managedFields, ...
+			s.Skip() // managedFields, ...
 		}
 	}
 }
 
-func readSubset(s *scanner, sub *subset, detail bool) {
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+func readSubset(s *jsonscan.Scanner, sub *subset, detail bool) {
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "addresses":
-			for ok := s.open('['); ok; ok = s.more(']') {
+			for ok := s.Open('['); ok; ok = s.More(']') {
 				var info nodeInfo
 				ip, hasIP := "", false
-				for ok := s.open('{'); ok; ok = s.more('}') {
-					switch k := s.key(); {
+				for ok := s.Open('{'); ok; ok = s.More('}') {
+					switch k := s.Key(); {
 					case k == "ip":
-						ip, hasIP = s.str(), true
+						ip, hasIP = s.Str(), true
 					case detail && k == "nodeName":
-						info.nodeName = strings.Clone(s.optStr())
+						info.nodeName = strings.Clone(s.OptStr())
 					case detail && k == "targetRef":
 						readTargetRef(s, &info)
 					default:
-						s.skip()
+						s.Skip()
 					}
 				}
 				if !hasIP {
@@ -240,65 +241,65 @@ func readSubset(s *scanner, sub *subset, detail bool) {
 		case "ports":
 			sub.ports = readPorts(s, sub.ports)
 		default:
-			s.skip()
+			s.Skip()
 		}
 	}
 }
 
-func readEndpoint(s *scanner, e *endpoint, detail bool) {
+func readEndpoint(s *jsonscan.Scanner, e *endpoint, detail bool) {
 	var info nodeInfo
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "addresses":
-			for ok := s.open('['); ok; ok = s.more(']') {
-				e.addresses = append(e.addresses, s.str())
+			for ok := s.Open('['); ok; ok = s.More(']') {
+				e.addresses = append(e.addresses, s.Str())
 			}
 		case "conditions":
 			// null means unknown: read as absent (ready, serving, not
 			// terminating), as the API defines absent.
-			for ok := s.open('{'); ok; ok = s.more('}') {
-				switch s.key() {
+			for ok := s.Open('{'); ok; ok = s.More('}') {
+				switch s.Key() {
 				case "ready":
-					e.ready = s.optBool(e.ready)
+					e.ready = s.OptBool(e.ready)
 				case "serving":
-					e.serving = s.optBool(e.serving)
+					e.serving = s.OptBool(e.serving)
 				case "terminating":
-					e.terminating = s.optBool(e.terminating)
+					e.terminating = s.OptBool(e.terminating)
 				default:
-					s.skip()
+					s.Skip()
 				}
 			}
 		case "hints":
-			for ok := s.open('{'); ok; ok = s.more('}') {
-				switch s.key() {
+			for ok := s.Open('{'); ok; ok = s.More('}') {
+				switch s.Key() {
 				case "forZones":
 					e.zones = readNames(s, e.zones)
 				case "forNodes":
 					e.forNodes = readNames(s, e.forNodes)
 				default:
-					s.skip()
+					s.Skip()
 				}
 			}
 		case "nodeName":
 			if detail {
-				info.nodeName = strings.Clone(s.optStr())
+				info.nodeName = strings.Clone(s.OptStr())
 			} else {
-				s.skip()
+				s.Skip()
 			}
 		case "zone":
 			if detail {
-				info.zone = strings.Clone(s.optStr())
+				info.zone = strings.Clone(s.OptStr())
 			} else {
-				s.skip()
+				s.Skip()
 			}
 		case "targetRef":
 			if detail {
 				readTargetRef(s, &info)
 			} else {
-				s.skip()
+				s.Skip()
 			}
 		default:
-			s.skip()
+			s.Skip()
 		}
 	}
 	if detail {
@@ -308,13 +309,13 @@ func readEndpoint(s *scanner, e *endpoint, detail bool) {
 
 // readNames appends the names of a list of {"name": ...} (hints.forZones,
 // hints.forNodes).
-func readNames(s *scanner, names []string) []string {
-	for ok := s.open('['); ok; ok = s.more(']') {
-		for ok := s.open('{'); ok; ok = s.more('}') {
-			if s.key() == "name" {
-				names = append(names, s.str())
+func readNames(s *jsonscan.Scanner, names []string) []string {
+	for ok := s.Open('['); ok; ok = s.More(']') {
+		for ok := s.Open('{'); ok; ok = s.More('}') {
+			if s.Key() == "name" {
+				names = append(names, s.Str())
 			} else {
-				s.skip()
+				s.Skip()
 			}
 		}
 	}
@@ -330,34 +331,34 @@ func (i nodeInfo) orNil() *nodeInfo {
 }
 
 // readTargetRef reads an ObjectReference's kind, name and uid.
-func readTargetRef(s *scanner, info *nodeInfo) {
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+func readTargetRef(s *jsonscan.Scanner, info *nodeInfo) {
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "kind":
-			info.kind = strings.Clone(s.optStr())
+			info.kind = strings.Clone(s.OptStr())
 		case "name":
-			info.name = strings.Clone(s.optStr())
+			info.name = strings.Clone(s.OptStr())
 		case "uid":
-			info.uid = strings.Clone(s.optStr())
+			info.uid = strings.Clone(s.OptStr())
 		default:
-			s.skip()
+			s.Skip()
 		}
 	}
 }
 
-func readPorts(s *scanner, ps []port) []port {
-	for ok := s.open('['); ok; ok = s.more(']') {
+func readPorts(s *jsonscan.Scanner, ps []port) []port {
+	for ok := s.Open('['); ok; ok = s.More(']') {
 		var p port
-		for ok := s.open('{'); ok; ok = s.more('}') {
-			switch s.key() {
+		for ok := s.Open('{'); ok; ok = s.More('}') {
+			switch s.Key() {
 			case "name":
-				p.name = s.str()
+				p.name = s.Str()
 			case "port":
-				if !s.isNull() {
-					p.number = s.int32()
+				if !s.IsNull() {
+					p.number = s.Int32()
 				}
 			default:
-				s.skip()
+				s.Skip()
 			}
 		}
 		ps = append(ps, p)
@@ -375,37 +376,37 @@ type listPage struct {
 // JSON (valid only during the call).
 func readList(r io.Reader, item func(raw []byte)) (listPage, error) {
 	var page listPage
-	f := newFrameReader(r, 32<<10)
-	err := f.elements('{', '}', func() error { // a member of the list object
-		key, err := f.key()
+	f := jsonscan.NewReader(r, 32<<10)
+	err := f.Elements('{', '}', func() error { // a member of the list object
+		key, err := f.Key()
 		if err != nil {
 			return err
 		}
 		switch key {
 		case "metadata":
-			raw, err := f.value()
+			raw, err := f.Value()
 			if err != nil {
 				return err
 			}
 			return readListMeta(raw, &page)
 		case "items":
-			if c, err := f.peek(); err == nil && c == 'n' { // null
-				_, err := f.value()
+			if c, err := f.Peek(); err == nil && c == 'n' { // null
+				_, err := f.Value()
 				return err
 			}
-			return f.elements('[', ']', func() error {
-				raw, err := f.value()
+			return f.Elements('[', ']', func() error {
+				raw, err := f.Value()
 				if err == nil {
 					item(raw)
 				}
 				return err
 			})
 		}
-		_, err = f.value()
+		_, err = f.Value()
 		return err
 	})
 	if err != nil {
-		return page, unexpectedEOF(err)
+		return page, jsonscan.UnexpectedEOF(err)
 	}
 	if page.resourceVersion == "" {
 		return page, errors.New("list answer has no metadata.resourceVersion")
@@ -414,20 +415,20 @@ func readList(r io.Reader, item func(raw []byte)) (listPage, error) {
 }
 
 func readListMeta(raw []byte, page *listPage) error {
-	var s scanner
-	s.reset(raw)
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+	var s jsonscan.Scanner
+	s.Reset(raw)
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "resourceVersion":
-			page.resourceVersion = strings.Clone(s.str())
+			page.resourceVersion = strings.Clone(s.Str())
 		case "continue":
-			page.continueToken = strings.Clone(s.str())
+			page.continueToken = strings.Clone(s.Str())
 		default:
-			s.skip()
+			s.Skip()
 		}
 	}
-	s.end()
-	return s.err
+	s.End()
+	return s.Err()
 }
 
 // event is one watch event: its type and its object's raw JSON.
@@ -439,12 +440,12 @@ type event struct {
 // eventReader reads the JSON events of a watch stream (one object after
 // another, newline-delimited by the apiserver).
 type eventReader struct {
-	f *frameReader
-	s scanner
+	f *jsonscan.Reader
+	s jsonscan.Scanner
 }
 
 func newEventReader(r io.Reader) *eventReader {
-	return &eventReader{f: newFrameReader(r, 16<<10)}
+	return &eventReader{f: jsonscan.NewReader(r, 16<<10)}
 }
 
 // next reads the next event into ev. ev.object aliases the reader's
@@ -458,28 +459,28 @@ func newEventReader(r io.Reader) *eventReader {
 // stream, say) is framed by counting brackets instead.
 func (er *eventReader) next(ev *event) error {
 	f := er.f
-	c, err := f.peek()
+	c, err := f.Peek()
 	if err != nil {
 		return err // io.EOF at a clean end
 	}
 	if c != '{' {
 		return errors.New("watch stream: unexpected data")
 	}
-	line, err := f.line()
+	line, err := f.Line()
 	if err != nil {
 		return err
 	}
 	if n, ok := er.shortcut(line, ev); ok {
-		f.off += n
+		f.Discard(n)
 		return nil
 	}
 	if n, err := er.decode(line, ev); err == nil {
-		f.off += n
+		f.Discard(n)
 		return nil
-	} else if !errors.Is(err, errUnexpectedEnd) {
+	} else if !errors.Is(err, jsonscan.ErrUnexpectedEnd) {
 		return err
 	}
-	raw, err := f.value()
+	raw, err := f.Value()
 	if err != nil {
 		return err
 	}
@@ -500,18 +501,18 @@ func (er *eventReader) shortcut(line []byte, ev *event) (int, bool) {
 		return 0, false
 	}
 	s := &er.s
-	s.reset(line)
-	if !s.open('{') || s.key() != "type" {
+	s.Reset(line)
+	if !s.Open('{') || s.Key() != "type" {
 		return 0, false
 	}
-	typ := eventType(s.str())
+	typ := eventType(s.Str())
 	if typ != "ADDED" && typ != "MODIFIED" && typ != "DELETED" {
 		return 0, false
 	}
-	if !s.more('}') || s.key() != "object" || s.next() != '{' {
+	if !s.More('}') || s.Key() != "object" || s.Next() != '{' {
 		return 0, false
 	}
-	obj := bytes.TrimRight(line[s.i:len(line)-1], " \t\r\n")
+	obj := bytes.TrimRight(line[s.Pos():len(line)-1], " \t\r\n")
 	if len(obj) < 2 || obj[len(obj)-1] != '}' {
 		return 0, false
 	}
@@ -544,25 +545,25 @@ func oneObject(line []byte) bool {
 // decode reads the event that starts raw, returning the bytes it took.
 func (er *eventReader) decode(raw []byte, ev *event) (int, error) {
 	s := &er.s
-	s.reset(raw)
+	s.Reset(raw)
 	ev.typ, ev.object = "", nil
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		switch s.key() {
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		switch s.Key() {
 		case "type":
-			ev.typ = eventType(s.str())
+			ev.typ = eventType(s.Str())
 		case "object":
-			ev.object = s.raw()
+			ev.object = s.Raw()
 		default:
-			s.skip()
+			s.Skip()
 		}
 	}
-	if s.err != nil {
-		return 0, s.err
+	if s.Err() != nil {
+		return 0, s.Err()
 	}
 	if ev.typ == "" || len(ev.object) == 0 {
 		return 0, errors.New("watch stream: event without type or object")
 	}
-	return s.i, nil
+	return s.Pos(), nil
 }
 
 // eventType returns the event type as a constant string for the types

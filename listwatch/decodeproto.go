@@ -10,6 +10,7 @@ import (
 	jsoniter "github.com/json-iterator/go"
 
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/internal/protowire"
 )
 
@@ -271,10 +272,10 @@ func readProtoTargetRef(d *protowire.Decoder, info *nodeInfo) {
 // (valid only during the call).
 func readProtoList(r io.Reader, item func(raw []byte)) (listPage, error) {
 	var page listPage
-	pr := protowire.NewReader(r, 32<<10, maxFrame)
+	pr := protowire.NewReader(r, 32<<10, jsonscan.MaxFrame)
 	magic, err := pr.Next(len(protowire.Magic))
 	if err != nil {
-		return page, unexpectedEOF(err)
+		return page, jsonscan.UnexpectedEOF(err)
 	}
 	if string(magic) != protowire.Magic {
 		return page, fmt.Errorf("protobuf list: no k8s envelope (starts %q)", magic)
@@ -297,7 +298,7 @@ func readProtoList(r io.Reader, item func(raw []byte)) (listPage, error) {
 			sawList = true
 			n, err := pr.Length(math.MaxInt64)
 			if err != nil {
-				return page, unexpectedEOF(err)
+				return page, jsonscan.UnexpectedEOF(err)
 			}
 			if buf, err = readProtoListFields(pr, pr.Consumed()+n, &page, buf, item); err != nil {
 				return page, err
@@ -305,11 +306,11 @@ func readProtoList(r io.Reader, item func(raw []byte)) (listPage, error) {
 		case field == 3 && typ == protowire.Bytes: // contentEncoding
 			n, err := pr.Length(math.MaxInt64)
 			if err != nil {
-				return page, unexpectedEOF(err)
+				return page, jsonscan.UnexpectedEOF(err)
 			}
 			b, err := pr.Next(int(min(n, math.MaxInt32)))
 			if err != nil {
-				return page, unexpectedEOF(err)
+				return page, jsonscan.UnexpectedEOF(err)
 			}
 			if len(b) > 0 {
 				return page, fmt.Errorf("protobuf list: unsupported content encoding %q", b)
@@ -318,7 +319,7 @@ func readProtoList(r io.Reader, item func(raw []byte)) (listPage, error) {
 			return page, fmt.Errorf("protobuf list: envelope field %d has wire type %d", field, typ)
 		default: // typeMeta, contentType
 			if err := pr.Skip(typ, math.MaxInt64); err != nil {
-				return page, unexpectedEOF(err)
+				return page, jsonscan.UnexpectedEOF(err)
 			}
 		}
 	}
@@ -334,7 +335,7 @@ func readProtoListFields(pr *protowire.Reader, end int64, page *listPage, buf []
 	for pr.Consumed() < end {
 		field, typ, err := pr.Tag()
 		if err != nil {
-			return buf, unexpectedEOF(err)
+			return buf, jsonscan.UnexpectedEOF(err)
 		}
 		left := end - pr.Consumed()
 		if left < 0 {
@@ -347,11 +348,11 @@ func readProtoListFields(pr *protowire.Reader, end int64, page *listPage, buf []
 		case fieldListMetadata:
 			n, err := pr.Length(left)
 			if err != nil {
-				return buf, unexpectedEOF(err)
+				return buf, jsonscan.UnexpectedEOF(err)
 			}
 			b, err := pr.Next(int(n))
 			if err != nil {
-				return buf, unexpectedEOF(err)
+				return buf, jsonscan.UnexpectedEOF(err)
 			}
 			if err := readProtoListMeta(b, page); err != nil {
 				return buf, err
@@ -359,17 +360,17 @@ func readProtoListFields(pr *protowire.Reader, end int64, page *listPage, buf []
 		case fieldListItems:
 			n, err := pr.Length(left)
 			if err != nil {
-				return buf, unexpectedEOF(err)
+				return buf, jsonscan.UnexpectedEOF(err)
 			}
 			b, err := pr.Next(int(n))
 			if err != nil {
-				return buf, unexpectedEOF(err)
+				return buf, jsonscan.UnexpectedEOF(err)
 			}
 			buf = append(protowire.EnvelopeHeader(buf[:0], len(b)), b...)
 			item(buf)
 		default:
 			if err := pr.Skip(typ, left); err != nil {
-				return buf, unexpectedEOF(err)
+				return buf, jsonscan.UnexpectedEOF(err)
 			}
 		}
 	}
@@ -404,7 +405,7 @@ type protoEventReader struct {
 }
 
 func newProtoEventReader(r io.Reader) *protoEventReader {
-	return &protoEventReader{r: protowire.NewReader(r, 16<<10, maxFrame)}
+	return &protoEventReader{r: protowire.NewReader(r, 16<<10, jsonscan.MaxFrame)}
 }
 
 // next reads the next event into ev; ev.object aliases the reader's

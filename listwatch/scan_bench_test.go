@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/kdisc/kdisc/internal/jsonscan"
 )
 
 // BenchmarkEventReader frames and splits watch events, without decoding
@@ -35,7 +37,7 @@ func BenchmarkDecodeObject(b *testing.B) {
 		b.Fatal(err)
 	}
 	raw := bytes.Clone(ev.object)
-	var s scanner
+	var s jsonscan.Scanner
 	var o object
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()

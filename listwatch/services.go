@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/shm"
 )
 
@@ -185,7 +186,7 @@ type endpointsServices struct {
 
 // keyOf is the key of a service's bytes v whose key is n bytes long: a
 // view of them, valid as long as v is (the key's bytes never change).
-func keyOf(v []byte, n int) string { return borrow(v[:n]) }
+func keyOf(v []byte, n int) string { return jsonscan.Borrow(v[:n]) }
 
 // entry is one node of one port while a value is built; a port listed
 // without addresses has an entry with no node (declared), whose node holds
@@ -408,7 +409,7 @@ func unpackPorts(b []byte, ports []shm.Port, nodes []shm.Node, names *interner) 
 	first := firsts[:0]
 	for len(b) > 0 {
 		l, w := binary.Uvarint(b)
-		ports = append(ports, shm.Port{Name: names.intern(borrow(b[w : w+int(l)]))})
+		ports = append(ports, shm.Port{Name: names.intern(jsonscan.Borrow(b[w : w+int(l)]))})
 		first = append(first, len(nodes))
 		b = b[w+int(l):]
 		n, w := binary.Uvarint(b)
@@ -505,7 +506,7 @@ func (in *interner) portKey(p port) string {
 		return in.intern(p.name)
 	}
 	var buf [8]byte
-	return in.intern(borrow(strconv.AppendInt(buf[:0], int64(p.number), 10)))
+	return in.intern(jsonscan.Borrow(strconv.AppendInt(buf[:0], int64(p.number), 10)))
 }
 
 // sliceServices: a service is the union of every EndpointSlice labelled

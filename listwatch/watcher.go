@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/internal/protowire"
 	"github.com/kdisc/kdisc/selector"
 	"github.com/kdisc/kdisc/shm"
@@ -136,8 +137,8 @@ type Watcher struct {
 
 	writeKey  func(key string)  // w.write
 	misframed bool              // fold met errMisframed: the watch must end (apply, initialEvent)
-	obj       object            // decode scratch, reused; its strings borrow the bytes decoded
-	scan      scanner           // decode scratch, reused
+	obj       object            // decode scratch, reused; its strings jsonscan.Borrow the bytes decoded
+	scan      jsonscan.Scanner  // decode scratch, reused
 	proto     protowire.Decoder // decode scratch, reused
 	ev        event             // watch event scratch, reused
 }

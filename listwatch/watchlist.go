@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/internal/protowire"
 )
 
@@ -38,33 +39,33 @@ func readBookmark(raw []byte) (rv string, end bool, err error) {
 	if protowire.IsEnvelope(raw) {
 		return readProtoBookmark(raw)
 	}
-	var s scanner
-	s.reset(raw)
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		if s.key() != "metadata" {
-			s.skip()
+	var s jsonscan.Scanner
+	s.Reset(raw)
+	for ok := s.Open('{'); ok; ok = s.More('}') {
+		if s.Key() != "metadata" {
+			s.Skip()
 			continue
 		}
-		for ok := s.open('{'); ok; ok = s.more('}') {
-			switch s.key() {
+		for ok := s.Open('{'); ok; ok = s.More('}') {
+			switch s.Key() {
 			case "resourceVersion":
-				rv = strings.Clone(s.str()) // kept: the raw bytes are reused
+				rv = strings.Clone(s.Str()) // kept: the raw bytes are reused
 			case "annotations":
-				for ok := s.open('{'); ok; ok = s.more('}') {
-					if s.key() == initialEventsEndAnnotation {
-						end = s.optStr() == "true"
+				for ok := s.Open('{'); ok; ok = s.More('}') {
+					if s.Key() == initialEventsEndAnnotation {
+						end = s.OptStr() == "true"
 					} else {
-						s.skip()
+						s.Skip()
 					}
 				}
 			default:
-				s.skip()
+				s.Skip()
 			}
 		}
 	}
-	s.end()
-	if s.err != nil {
-		return "", false, s.err
+	s.End()
+	if s.Err() != nil {
+		return "", false, s.Err()
 	}
 	return rv, end, nil
 }
