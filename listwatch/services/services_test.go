@@ -1,4 +1,4 @@
-package listwatch
+package services
 
 import (
 	"net/netip"
@@ -20,7 +20,7 @@ func collect() (func(string), *[]string) {
 }
 
 func TestEndpointsServices(t *testing.T) {
-	s := newEndpointsServices(50)
+	s := newEndpointsState(50)
 	changed, keys := collect()
 	o := object{namespace: "default", name: "db", subsets: []subset{
 		{addresses: []string{"10.0.0.2", "10.0.0.10"}, ports: []port{{name: "sql", number: 3306}, {number: 9104}}},
@@ -57,7 +57,7 @@ func TestEndpointsServices(t *testing.T) {
 	assert.False(t, ok, "deleted: gone")
 	assert.Len(t, *keys, 4)
 
-	fresh := newEndpointsServices(50)
+	fresh := newEndpointsState(50)
 	require.NoError(t, fresh.set(&empty, changed))
 	_, ok = fresh.value("default/db")
 	assert.True(t, ok)
@@ -70,7 +70,7 @@ func TestEndpointsServices(t *testing.T) {
 }
 
 func TestSliceServicesMerge(t *testing.T) {
-	s := newSliceServices(50)
+	s := newSliceState(50)
 	changed, keys := collect()
 	a := object{namespace: "shop", name: "web-a", serviceName: "web", addressType: "IPv4",
 		endpoints: []endpoint{{addresses: []string{"10.1.0.2"}, ready: true}, {addresses: []string{"10.1.0.9"}, ready: false}},
@@ -107,7 +107,7 @@ func TestSliceServicesMerge(t *testing.T) {
 }
 
 func TestSliceServicesRelabel(t *testing.T) {
-	s := newSliceServices(50)
+	s := newSliceState(50)
 	changed, keys := collect()
 	o := object{namespace: "ns", name: "x-1", serviceName: "x", addressType: "IPv4",
 		endpoints: []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}, ports: []port{{name: "p", number: 1}}}
@@ -125,7 +125,7 @@ func TestSliceServicesRelabel(t *testing.T) {
 }
 
 // value is the ports of key, nil when the service is not known.
-func value(s services, key string) []shm.Port {
+func value(s state, key string) []shm.Port {
 	ports, _ := s.value(key)
 	return ports
 }
