@@ -76,8 +76,8 @@ func readObject(o Options, typ string, raw []byte, proto bool) (string, error) {
 	st := newRecordStore()
 	o.Store = st
 	w := New(o)
-	rv, err := w.object(&Event{Type: typ, Object: raw, Proto: proto})
-	if err != nil {
+	rv := ""
+	if err := w.apply(&Event{Type: typ, Object: raw, Proto: proto}, &rv); err != nil {
 		return "", err
 	}
 	if w.Stats().Skipped.Load() > 0 {

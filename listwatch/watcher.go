@@ -1,6 +1,17 @@
 // Package listwatch keeps a table in step with the Endpoints or
 // EndpointSlices of one Kubernetes cluster, the way client-go's reflector
-// does, written small and by hand:
+// does, written small and by hand. It is the loop and the wire; what an
+// object means is its sink's business (package listwatch/services), as
+// client-go's Reflector hands objects to a Store:
+//
+//	wire (lister.go, framejson.go, frameproto.go): URLs, content
+//	  negotiation, LIST pages and watch streams cut into Events
+//	  (type, the object's raw bytes, its format)
+//	→ loop (watcher.go, watchlist.go): what to ask for next, and when
+//	→ sink (services.Sink): objects added, updated, deleted; a list
+//	  begun, its items, its end; it writes the table
+//
+// The loop:
 //
 //   - A streaming list first (watchlist.go: a WATCH with
 //     sendInitialEvents=true, ready at its initial-events-end bookmark,
@@ -16,9 +27,10 @@
 //     timeoutSeconds; a watch that ends, drops, or is silent (no event, no
 //     bookmark) for WatchIdleTimeout resumes from the last resourceVersion,
 //     without listing again.
-//   - 410 Gone (HTTP or a watch ERROR event) lists again. After a list every
-//     service it did not return is removed; nothing is emptied in between,
-//     so readers keep the old value of a service until it is replaced.
+//   - 410 Gone (HTTP or a watch ERROR event) lists again. A list replaces
+//     the sink's state at its end, when every service it did not return is
+//     removed; nothing is emptied in between, so readers keep the old value
+//     of a service until it is replaced. The table is written, then ready.
 //   - Failures are classified in one place (errors.go) and back off
 //     exponentially with jitter from 0.5 s to 30 s, honouring Retry-After;
 //     only an object or bookmark event counts as progress. The table keeps
@@ -517,22 +529,33 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 // error), advancing *rv.
 func (w *Watcher) apply(ev *Event, rv *string) error {
 	switch ev.Type {
-	case "ADDED", "MODIFIED", "DELETED":
-		next, err := w.object(ev)
+	case "ADDED":
+		next, err := w.sink.Add(ev.Object, ev.Proto)
 		if err != nil {
-			return err
+			if next, err = w.recut(ev, added, err); err != nil {
+				return err
+			}
 		}
-		if next != "" {
-			*rv = strings.Clone(next) // borrowed from the event
+		advance(rv, next)
+		w.stats.Added.Add(1)
+	case "MODIFIED":
+		next, err := w.sink.Update(ev.Object, ev.Proto)
+		if err != nil {
+			if next, err = w.recut(ev, modified, err); err != nil {
+				return err
+			}
 		}
-		switch ev.Type {
-		case "ADDED":
-			w.stats.Added.Add(1)
-		case "MODIFIED":
-			w.stats.Modified.Add(1)
-		default:
-			w.stats.Deleted.Add(1)
+		advance(rv, next)
+		w.stats.Modified.Add(1)
+	case "DELETED":
+		next, err := w.sink.Delete(ev.Object, ev.Proto)
+		if err != nil {
+			if next, err = w.recut(ev, deleted, err); err != nil {
+				return err
+			}
 		}
+		advance(rv, next)
+		w.stats.Deleted.Add(1)
 	case "BOOKMARK":
 		if next, _, _ := services.ReadBookmark(ev.Object, ev.Proto); next != "" {
 			*rv = next
@@ -551,31 +574,44 @@ func (w *Watcher) apply(ev *Event, rv *string) error {
 	return nil
 }
 
-// object hands an object event (ADDED, MODIFIED or DELETED) to the sink
-// and returns the object's resourceVersion (borrowed). An object the sink
-// found followed by more bytes is cut where it ended when what follows is
-// more of the event (exactObject); else the stream was misread
-// (errMisframed) and nothing is applied.
-func (w *Watcher) object(ev *Event) (rv string, err error) {
-	obj := ev.Object
-	for range 2 { // cut once at most: the cut bytes hold one object
-		switch ev.Type {
-		case "ADDED":
-			rv, err = w.sink.Add(obj, ev.Proto)
-		case "MODIFIED":
-			rv, err = w.sink.Update(obj, ev.Proto)
-		default:
-			rv, err = w.sink.Delete(obj, ev.Proto)
-		}
-		te, ok := err.(*services.TrailingError)
-		if !ok {
-			return rv, err
-		}
-		if obj, err = exactObject(obj, te.At); err != nil {
-			return "", err
-		}
+// What an object event did to its object.
+type change uint8
+
+const (
+	added change = iota
+	modified
+	deleted
+)
+
+// recut hands an object event's object to the sink again when the sink
+// found it followed by more bytes (err, a *TrailingError): cut where it
+// ended, if what follows is more of the event (exactObject); else the
+// stream was misread (errMisframed) and nothing is applied. It returns
+// what the sink returned: the object's resourceVersion (borrowed).
+func (w *Watcher) recut(ev *Event, c change, err error) (string, error) {
+	te, ok := err.(*services.TrailingError)
+	if !ok {
+		return "", err
 	}
-	return "", errMisframed
+	obj, err := exactObject(ev.Object, te.At)
+	if err != nil {
+		return "", err
+	}
+	switch c {
+	case added:
+		return w.sink.Add(obj, ev.Proto)
+	case modified:
+		return w.sink.Update(obj, ev.Proto)
+	}
+	return w.sink.Delete(obj, ev.Proto)
+}
+
+// advance moves *rv to next, an object's resourceVersion (borrowed from
+// its event: kept as a copy), when it has one.
+func advance(rv *string, next string) {
+	if next != "" {
+		*rv = strings.Clone(next)
+	}
 }
 
 // listItem hands one of a streaming list's initial events to the sink,

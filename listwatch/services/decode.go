@@ -8,16 +8,16 @@ import (
 	"github.com/kdisc/kdisc/internal/jsonscan"
 )
 
-// The decoders below read only what discovery needs, with the byte-level
-// scanner of jsonscan.go. A response body is never read whole: a LIST
-// page is streamed, and only one item (or one watch event) at a time is
-// held, in a reused buffer. Holding an item whole before decoding it means
-// a malformed item (say, a number where a string belongs) breaks only that
-// item's decode, not the stream: it is skipped, logged and counted.
+// The JSON decoder reads only what discovery needs of one object, with
+// internal/jsonscan's Scanner: it matches the keys discovery reads and
+// skips everything else by its bytes. The frame reader (listwatch) holds
+// one item or event at a time, so a malformed object (say, a number where
+// a string belongs) breaks only its own decode, not the stream: it is
+// skipped, logged and counted.
 
 // object is what discovery needs of an Endpoints or an EndpointSlice. Its
 // strings are borrowed from the bytes it was decoded from (see
-// jsonscan.go): whatever keeps one beyond the event clones or interns it.
+// internal/jsonscan): whatever keeps one beyond the event clones or interns it.
 // Its slices are reused from one decode to the next.
 type object struct {
 	namespace, name string

@@ -128,12 +128,14 @@ func (s *Sink) newState() state {
 // and counted, not returned.
 func (s *Sink) Add(raw []byte, proto bool) (rv string, err error) {
 	rv, _, err = s.fold(raw, proto, s.state, s.writeKey)
-	s.o.Counters.Truncated.Store(int64(s.state.truncated()))
 	return rv, err
 }
 
 // Update: see Add.
-func (s *Sink) Update(raw []byte, proto bool) (rv string, err error) { return s.Add(raw, proto) }
+func (s *Sink) Update(raw []byte, proto bool) (rv string, err error) {
+	rv, _, err = s.fold(raw, proto, s.state, s.writeKey)
+	return rv, err
+}
 
 // Delete applies a deleted object (a DELETED watch event), as Add.
 func (s *Sink) Delete(raw []byte, proto bool) (rv string, err error) {
@@ -160,7 +162,7 @@ func (s *Sink) BeginList() {
 // ListItem folds one listed object into the list's state. The error is a
 // *TrailingError or nil, as for Add.
 func (s *Sink) ListItem(raw []byte, proto bool) error {
-	_, bad, err := s.fold(raw, proto, s.next, s.noChange)
+	_, bad, err := s.fold(raw, proto, s.next, nil)
 	if bad {
 		// A bad object must not take away what was served: its
 		// service keeps its value, and the state keeps the
@@ -316,7 +318,8 @@ func (s *Sink) delete(key string) {
 // changed hears which services it changed. A malformed object is skipped,
 // logged and counted, and reported as bad; s.obj holds what could be read
 // of it. Bytes that hold more than the object are a *TrailingError:
-// nothing is recorded.
+// nothing is recorded. A nil changed folds into a list (into is not the
+// current state, and changes nothing in the table).
 func (s *Sink) fold(raw []byte, proto bool, into state, changed func(string)) (rv string, bad bool, err error) {
 	o, err := s.decode(raw, proto)
 	if te := trailing(err); te != nil {
@@ -325,8 +328,13 @@ func (s *Sink) fold(raw []byte, proto bool, into state, changed func(string)) (r
 	if err == nil && !s.o.Namespaces.Allows(o.namespace) {
 		return o.resourceVersion, false, nil
 	}
-	if err == nil {
+	if err == nil && changed == nil {
+		err = into.set(o, s.noChange)
+	} else if err == nil {
 		err = into.set(o, changed)
+	}
+	if changed != nil { // the current state: the gauge follows it
+		s.o.Counters.Truncated.Store(int64(into.truncated()))
 	}
 	if err != nil {
 		s.skip(o, err)
