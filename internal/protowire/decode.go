@@ -60,12 +60,11 @@ var (
 //		}
 //	}
 type Decoder struct {
-	b     []byte
-	i     int
-	lim   int // the end of the message whose field is being read
-	field int32
-	typ   Type
-	err   error
+	b   []byte
+	i   int
+	lim int    // the end of the message whose field is being read
+	tag uint32 // of the field being read: its number<<3 | its wire type
+	err error
 }
 
 // Reset starts decoding b.
@@ -90,22 +89,33 @@ func (d *Decoder) fail(err error) {
 // Next reads the tag of the next field of the message that ends at end,
 // and reports whether there is one. Field and Type name it; the caller
 // must then read its value (String, Uint64, Message, ...) or Skip it.
+//
+// A one-byte tag (fields 1 to 15, nearly every tag Kubernetes writes) is
+// read here, small enough to inline; after an error d.i is at the end of
+// the data (fail), so this path never runs then.
 func (d *Decoder) Next(end int) bool {
+	if i := d.i; i < end && i < len(d.b) {
+		if tag := d.b[i]; tag-1<<3 < 0x80-1<<3 { // 1<<3 <= tag < 0x80
+			d.i, d.lim, d.tag = i+1, end, uint32(tag)
+			return true
+		}
+	}
+	return d.nextSlow(end)
+}
+
+// nextSlow is Next at the end of a message, after an error, or for a tag
+// of more than one byte (or field number 0).
+func (d *Decoder) nextSlow(end int) bool {
 	if d.i >= end || d.err != nil {
 		return d.atEnd(end)
 	}
 	d.lim = end
-	tag := uint64(d.b[d.i]) // d.i < end <= len(d.b)
-	if tag < 0x80 {
-		d.i++ // a one-byte tag: fields 1 to 15, the common case
-	} else {
-		tag = d.varintLong()
-	}
+	tag := d.varintLong()
 	if n := tag >> 3; n-1 >= MaxField { // 0 wraps around
 		d.fail(ErrFieldNumber)
 		return false
 	}
-	d.field, d.typ = int32(tag>>3), Type(tag&7)
+	d.tag = uint32(tag)
 	return d.err == nil
 }
 
@@ -119,10 +129,10 @@ func (d *Decoder) atEnd(end int) bool {
 }
 
 // Field is the number of the field Next read.
-func (d *Decoder) Field() int32 { return d.field }
+func (d *Decoder) Field() int32 { return int32(d.tag >> 3) }
 
 // Type is the wire type of the field Next read.
-func (d *Decoder) Type() Type { return d.typ }
+func (d *Decoder) Type() Type { return Type(d.tag & 7) }
 
 // varint reads a varint of at most 10 bytes within the current bound.
 // Bits past 64 are dropped, as the Go protobuf runtimes of Kubernetes do.
@@ -161,7 +171,7 @@ func (d *Decoder) varintLong() uint64 {
 }
 
 func (d *Decoder) want(t Type) bool {
-	if d.err == nil && d.typ == t {
+	if d.err == nil && d.Type() == t {
 		return true
 	}
 	d.wrongType(t)
@@ -170,7 +180,7 @@ func (d *Decoder) want(t Type) bool {
 
 func (d *Decoder) wrongType(t Type) {
 	if d.err == nil {
-		d.fail(fmt.Errorf("protobuf: field %d has wire type %d, want %d", d.field, d.typ, t))
+		d.fail(fmt.Errorf("protobuf: field %d has wire type %d, want %d", d.Field(), d.Type(), t))
 	}
 }
 
@@ -192,9 +202,9 @@ func (d *Decoder) Bool() bool { return d.Uint64() != 0 }
 // value's end.
 func (d *Decoder) length() int {
 	var n uint64
-	if d.i < d.lim && d.b[d.i] < 0x80 {
-		n = uint64(d.b[d.i])
-		d.i++
+	if i := d.i; i < d.lim && i < len(d.b) && d.b[i] < 0x80 {
+		n = uint64(d.b[i])
+		d.i = i + 1
 	} else {
 		n = d.varintLong() // after a failed read, 0 at the end of the data
 	}
@@ -222,6 +232,38 @@ func (d *Decoder) String() string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
+// StringPair reads an entry of a map<string, string> field (key 1,
+// value 2, either absent meaning "") as reading its fields one by one
+// would, the last of each winning. The layout every encoder writes (key
+// then value, short) is read in one step: labels and annotations are a
+// good part of an object's fields.
+func (d *Decoder) StringPair() (key, value string) {
+	if !d.want(Bytes) {
+		return "", ""
+	}
+	end := d.length()
+	if b := d.b[d.i:end]; len(b) >= 4 && b[0] == 1<<3|byte(Bytes) && b[1] < 0x80 {
+		k := int(b[1])
+		if 4+k <= len(b) && b[2+k] == 2<<3|byte(Bytes) && b[3+k] < 0x80 && 4+k+int(b[3+k]) == len(b) {
+			d.i = end
+			return borrow(b[2 : 2+k]), borrow(b[4+k:])
+		}
+	}
+	for d.Next(end) {
+		switch d.Field() {
+		case 1:
+			key = d.String()
+		case 2:
+			value = d.String()
+		default:
+			d.Skip()
+		}
+	}
+	return key, value
+}
+
+func borrow(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 // Message enters an embedded message field and returns its end offset,
 // for Next(end). After its fields the decoder is past it.
 func (d *Decoder) Message() int {
@@ -236,7 +278,7 @@ func (d *Decoder) Skip() {
 	if d.err != nil {
 		return
 	}
-	switch d.typ {
+	switch d.Type() {
 	case Varint:
 		d.varint()
 	case Fixed64:
@@ -248,7 +290,7 @@ func (d *Decoder) Skip() {
 	case StartGroup:
 		d.skipGroup()
 	default:
-		d.fail(fmt.Errorf("protobuf: field %d has wire type %d", d.field, d.typ))
+		d.fail(fmt.Errorf("protobuf: field %d has wire type %d", d.Field(), d.Type()))
 	}
 }
 
@@ -268,7 +310,7 @@ func (d *Decoder) skipGroup() {
 			d.fail(ErrTruncated)
 			return
 		}
-		switch d.typ {
+		switch d.Type() {
 		case StartGroup:
 			depth++
 		case EndGroup:

@@ -261,3 +261,63 @@ func TestReaderFields(t *testing.T) {
 		t.Fatal("a field longer than what is left of its message: no error")
 	}
 }
+
+// StringPair reads what reading a map entry's fields one by one reads
+// (the last key and value winning, others skipped), with the same error,
+// on every entry built from pieces that are and are not its fast layout:
+// short and long strings, fields repeated, missing, reordered, of the
+// wrong wire type, unknown, cut short.
+func TestStringPairAgreesWithFields(t *testing.T) {
+	long := string(bytes.Repeat([]byte{'v'}, 130))
+	pieces := [][]byte{str(1, "k"), str(1, ""), str(1, long), str(2, "v"), str(2, ""), str(2, long), str(3, "x"),
+		cat(tag(1, Varint), []byte{5}), cat(tag(2, Fixed32), []byte{1, 2, 3, 4}), {2 << 3, 0x80, 1}, {1<<3 | 2, 3, 'a'}, {0}}
+	generic := func(d *Decoder) (key, value string) {
+		end := d.Message()
+		for d.Next(end) {
+			switch d.Field() {
+			case 1:
+				key = d.String()
+			case 2:
+				value = d.String()
+			default:
+				d.Skip()
+			}
+		}
+		return key, value
+	}
+	var entries [][]byte
+	for _, a := range pieces {
+		entries = append(entries, a)
+		for _, b := range pieces {
+			entries = append(entries, cat(a, b))
+			for _, c := range pieces[:7] {
+				entries = append(entries, cat(a, b, c))
+			}
+		}
+	}
+	for _, e := range entries {
+		for _, msg := range [][]byte{cat(str(11, string(e)), str(1, "after")), cat(tag(11, Bytes), AppendVarint(nil, uint64(len(e)+1)), e)} {
+			var fast, slow Decoder
+			fast.Reset(msg)
+			slow.Reset(msg)
+			var got, want [3]string
+			for fast.Next(fast.Len()) {
+				if fast.Field() == 11 {
+					got[0], got[1] = fast.StringPair()
+				} else {
+					got[2] = fast.String()
+				}
+			}
+			for slow.Next(slow.Len()) {
+				if slow.Field() == 11 {
+					want[0], want[1] = generic(&slow)
+				} else {
+					want[2] = slow.String()
+				}
+			}
+			if got != want || (fast.Err() == nil) != (slow.Err() == nil) || fast.Offset() != slow.Offset() {
+				t.Fatalf("entry % x: StringPair %q %v, fields one by one %q %v", e, got, fast.Err(), want, slow.Err())
+			}
+		}
+	}
+}

@@ -97,20 +97,7 @@ func readProtoMeta(d *protowire.Decoder, o *object) {
 
 // readMapEntry reads one portEntry of a map<string, string>: key 1, value 2,
 // either absent meaning "".
-func readMapEntry(d *protowire.Decoder) (key, value string) {
-	end := d.Message()
-	for d.Next(end) {
-		switch d.Field() {
-		case 1:
-			key = d.String()
-		case 2:
-			value = d.String()
-		default:
-			d.Skip()
-		}
-	}
-	return key, value
-}
+func readMapEntry(d *protowire.Decoder) (key, value string) { return d.StringPair() }
 
 // readProtoSubset reads a v1 EndpointSubset: addresses (1) and ports (3);
 // notReadyAddresses (2) are not served.
