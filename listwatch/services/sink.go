@@ -131,7 +131,8 @@ func (s *Sink) Add(raw []byte, proto bool) (rv string, err error) {
 	return rv, err
 }
 
-// Update: see Add.
+// Update: see Add. (Its body is Add's, not a call of it: both inline
+// into the loop.)
 func (s *Sink) Update(raw []byte, proto bool) (rv string, err error) {
 	rv, _, err = s.fold(raw, proto, s.state, s.writeKey)
 	return rv, err
@@ -212,10 +213,6 @@ func (s *Sink) EndList() {
 		s.delete(key)
 	}
 }
-
-// Truncated is how many services are served from a truncated Endpoints
-// object now.
-func (s *Sink) Truncated() int { return s.state.truncated() }
 
 // warnTruncated says, once per service, that its Endpoints object lists
 // only part of its addresses.
@@ -328,13 +325,14 @@ func (s *Sink) fold(raw []byte, proto bool, into state, changed func(string)) (r
 	if err == nil && !s.o.Namespaces.Allows(o.namespace) {
 		return o.resourceVersion, false, nil
 	}
-	if err == nil && changed == nil {
+	switch {
+	case err != nil:
+	case changed == nil: // a list's item: the table waits for the list's end
 		err = into.set(o, s.noChange)
-	} else if err == nil {
-		err = into.set(o, changed)
-	}
-	if changed != nil { // the current state: the gauge follows it
-		s.o.Counters.Truncated.Store(int64(into.truncated()))
+	default: // the current state: the gauge follows it
+		if err = into.set(o, changed); err == nil {
+			s.o.Counters.Truncated.Store(int64(into.truncated()))
+		}
 	}
 	if err != nil {
 		s.skip(o, err)
