@@ -54,19 +54,13 @@ import (
 	"github.com/kdisc/kdisc/apiserver"
 	"github.com/kdisc/kdisc/listwatch/services"
 	"github.com/kdisc/kdisc/selector"
-	"github.com/kdisc/kdisc/shm"
 )
 
-// Store is the table a Watcher writes: *shm.Writer.
+// Store is the table a Watcher writes: *shm.Writer. Its content (a
+// services.Table) is written by the Watcher's sink; the Watcher itself
+// says when it is ready and when it last agreed with the apiserver.
 type Store interface {
-	Put(key string, ports []shm.Port) error
-	Delete(key string) bool
-	// PutDetail stores opaque bytes beside key's value, DeleteDetail
-	// removes them: the node detail (Options.NodeDetail), used only when
-	// it is on.
-	PutDetail(key string, detail []byte) error
-	DeleteDetail(key string) bool
-	Keys(fn func(key string) bool)
+	services.Table
 	SetReady(ready bool)
 	// SetSynced records when the table last agreed with the apiserver.
 	SetSynced(at time.Time)
