@@ -30,6 +30,8 @@ type state interface {
 	// zero) its value is empty, and a port without an address to serve
 	// has no nodes.
 	value(key string) ([]shm.Port, bool)
+	// has is value's second result, without building the value.
+	has(key string) bool
 	// detail returns the node detail of a service (node_detail): a JSON
 	// array of its nodes with where they run; nil when node detail is
 	// off or the service does not exist.
@@ -328,6 +330,11 @@ func (s *endpointsState) value(key string) ([]shm.Port, bool) {
 	}
 	s.ports, s.nodes = unpackPorts(v[len(key):], s.ports[:0], s.nodes[:0], s.names)
 	return s.ports, true
+}
+
+func (s *endpointsState) has(key string) bool {
+	_, ok := s.byKey[key]
+	return ok
 }
 
 func (s *endpointsState) detail(key string) []byte { return s.details[key] }
@@ -908,6 +915,11 @@ func (s *sliceState) value(key string) ([]shm.Port, bool) {
 	}
 	s.ports, s.nodes = portsOf(s.entries, s.ports[:0], s.nodes[:0])
 	return s.ports, true
+}
+
+func (s *sliceState) has(key string) bool {
+	_, ok := s.byService[key]
+	return ok
 }
 
 func (s *sliceState) detail(key string) []byte {

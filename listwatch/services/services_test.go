@@ -245,3 +245,37 @@ func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
 		require.Equal(t, packPorts(nil, ports), packEntries(nil, es), "case %d: %+v", i, es)
 	}
 }
+
+// has says what value's second result says, for Endpoints and
+// EndpointSlices, through random sets and removes (slices moving between
+// services, services losing their last slice or every port).
+func TestHasAgreesWithValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	keys := []string{"shop/a", "shop/b", "shop/c", "other/a"}
+	for _, st := range []state{newEndpointsState(1), newSliceState(1)} {
+		for i := range 3000 {
+			key := keys[rng.IntN(len(keys))]
+			ns, name, _ := strings.Cut(key, "/")
+			o := &object{namespace: ns, name: name, addressType: "IPv4"}
+			if _, isSlice := st.(*sliceState); isSlice {
+				o.name = name + "-" + string(rune('0'+rng.IntN(3)))
+				o.serviceName = keys[rng.IntN(len(keys))][len(ns)+1:]
+				if rng.IntN(2) == 0 {
+					o.ports = []port{{name: "http", number: 80}}
+					o.endpoints = []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}
+				}
+			} else if rng.IntN(2) == 0 {
+				o.subsets = []subset{{addresses: []string{"10.0.0.1"}, ports: []port{{name: "http", number: 80}}}}
+			}
+			if rng.IntN(3) == 0 {
+				st.remove(o, func(string) {})
+			} else {
+				require.NoError(t, st.set(o, func(string) {}))
+			}
+			for _, k := range keys {
+				_, ok := st.value(k)
+				require.Equal(t, ok, st.has(k), "step %d, %s", i, k)
+			}
+		}
+	}
+}

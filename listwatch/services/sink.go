@@ -233,10 +233,7 @@ func sameValue(a, b state, key string) bool {
 	return oka == okb && portsEqual(pa, pb)
 }
 
-func exists(s state, key string) bool {
-	_, ok := s.value(key)
-	return ok
-}
+func exists(s state, key string) bool { return s.has(key) }
 
 // write stores the current value of key, or deletes it when the service
 // no longer exists. A service without an address to serve is stored (it
@@ -248,11 +245,13 @@ func (s *Sink) write(key string) {
 		return
 	}
 	err := s.table.Put(key, ports)
-	var full *shm.FullError
-	switch {
-	case err == nil:
+	if err == nil {
 		delete(s.unstored, key)
 		s.putDetail(key)
+		return
+	}
+	var full *shm.FullError // escapes (errors.As): declared where it is needed
+	switch {
 	case !errors.As(err, &full):
 		s.o.Counters.Refused.Add(1)
 		s.o.Counters.Skipped.Add(1)
