@@ -1,4 +1,4 @@
-package listwatch
+package services
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 // size), two ports: the changed slice folded in, then the service's value
 // merged from its slices, as a write does.
 func BenchmarkSliceServiceWrite(b *testing.B) {
-	s := newSliceServices(50)
+	s := newSliceState(50)
 	slices := make([]*object, 3)
 	for i := range slices {
 		o := &object{namespace: "shop", name: fmt.Sprintf("web-%d", i), serviceName: "web", addressType: "IPv4",
