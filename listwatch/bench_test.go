@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/kdisc/kdisc/internal/cputime"
 	"github.com/kdisc/kdisc/internal/fakeapi"
 	"github.com/kdisc/kdisc/shm"
 )
@@ -39,7 +40,7 @@ func benchWatchApplyOpts(b *testing.B, stream []byte, open func(io.Reader) event
 	w := New(Options{Store: table, Weight: 50, EndpointSlices: slices, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
-	cpu := startCPU(b)
+	cpu := cputime.Start(b)
 	for b.Loop() {
 		er := open(bytes.NewReader(stream))
 		var ev Event
@@ -58,7 +59,7 @@ func benchWatchApplyOpts(b *testing.B, stream []byte, open func(io.Reader) event
 		}
 	}
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
-	cpu.report(b, events) // per event
+	cpu.Report(b, events) // per event
 	if w.Stats().Skipped.Load() != 0 {
 		b.Fatal("events skipped")
 	}

@@ -203,7 +203,7 @@ func portsString(ps []shm.Port) string {
 // events (or fail alike), and never panic, whatever the bytes.
 func FuzzReadProtoStreams(f *testing.F) {
 	for _, name := range []string{"endpoints-list.pb", "endpointslices-list.pb", "endpoints-watch.pb", "endpointslices-watch.pb"} {
-		for _, b := range seedFiles(f, "../testdata/kube/captured/"+name) {
+		for _, b := range fakeapi.SeedFiles(f, "../testdata/kube/captured/"+name) {
 			f.Add(b, []byte{3, 17, 0, 200})
 		}
 	}

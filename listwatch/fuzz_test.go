@@ -4,39 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kdisc/kdisc/internal/fakeapi"
 )
 
-// Fuzz targets for the decoders a kdisc process runs over whatever the
-// apiserver (or anything between it and kdisc) sends. They only call the
-// decode functions (readList, newEventReader/next, decodeObject) and are
-// seeded from the real apiserver answers in testdata/kube/captured and the
-// fakeapi fixtures.
-func seedFiles(tb testing.TB, globs ...string) [][]byte {
-	tb.Helper()
-	var out [][]byte
-	for _, glob := range globs {
-		files, err := filepath.Glob(glob)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, file := range files {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, b)
-		}
-	}
-	if len(out) == 0 {
-		tb.Fatalf("no seed files in %v", globs)
-	}
-	return out
-}
+// Fuzz targets for the frame readers a kdisc process runs over whatever
+// the apiserver (or anything between it and kdisc) sends: list pages and
+// watch streams cut into items and events (the object decoder's targets
+// are listwatch/services'). They are seeded from the real apiserver
+// answers in testdata/kube/captured and the fakeapi fixtures.
 
 // chunkReader returns data in chunks whose lengths come from cuts (each
 // byte is a chunk length minus one, reused cyclically; no cuts: one read),
@@ -89,7 +68,7 @@ func readListAll(t *testing.T, r io.Reader, size int) listResult {
 // gets one item further with a short first read), which is harmless: a
 // LIST that fails is discarded whole and retried.
 func FuzzReadList(f *testing.F) {
-	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json", "../testdata/fakeapi/*.json") {
+	for _, b := range fakeapi.SeedFiles(f, "../testdata/kube/captured/*-list.json", "../testdata/fakeapi/*.json") {
 		f.Add(b, []byte(nil))
 		f.Add(b, []byte{0})
 	}
@@ -154,7 +133,7 @@ func equalStream(a, b streamResult) bool {
 }
 
 func watchStreams(tb testing.TB) [][]byte {
-	streams := seedFiles(tb, "../testdata/kube/captured/*.jsonl")
+	streams := fakeapi.SeedFiles(tb, "../testdata/kube/captured/*.jsonl")
 	return append(streams, []byte(`{"type":"ADDED","object":`+endpointsJSON+"}\n"+
 		`{"object":{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"100"}},"type":"BOOKMARK"}`+"\n"+
 		`{"type":"MODIFIED","object":`+sliceJSON+"}\r\n\n"+

@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/kdisc/kdisc/internal/cputime"
 	"github.com/kdisc/kdisc/internal/fakeapi"
 )
 
@@ -14,8 +15,8 @@ func BenchmarkEventReader(b *testing.B) {
 	stream := fakeapi.WatchStreamJSON(10_000, 1_000)
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
-	cpu := startCPU(b)
-	defer cpu.report(b, 1)
+	cpu := cputime.Start(b)
+	defer cpu.Report(b, 1)
 	for b.Loop() {
 		er := newEventReader(bytes.NewReader(stream))
 		var ev Event

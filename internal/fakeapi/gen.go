@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -194,4 +196,30 @@ func WatchStreamProto(n, services int) []byte {
 		b = append(b, FrameProto(WatchEventProto("MODIFIED", obj))...)
 	}
 	return b
+}
+
+// SeedFiles reads every file the globs match (the captured answers of the
+// real apiserver, the fixtures): the seeds of the fuzz targets and the
+// differential tests. No match at all fails tb: a seedless fuzz target
+// would pass while testing nothing.
+func SeedFiles(tb testing.TB, globs ...string) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	for _, glob := range globs {
+		files, err := filepath.Glob(glob)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		tb.Fatalf("no seed files in %v", globs)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/kdisc/kdisc/internal/cputime"
 	"github.com/kdisc/kdisc/internal/fakeapi"
 	"github.com/kdisc/kdisc/internal/jsonscan"
 )
@@ -16,8 +17,8 @@ func BenchmarkDecodeObject(b *testing.B) {
 	var o object
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
-	cpu := startCPU(b)
-	defer cpu.report(b, 1)
+	cpu := cputime.Start(b)
+	defer cpu.Report(b, 1)
 	for b.Loop() {
 		if err := decodeObjectDetail(&s, raw, &o, false); err != nil {
 			b.Fatal(err)

@@ -76,7 +76,7 @@ func FuzzDecodeProtoObject(f *testing.F) {
 	}
 	// The items of the real apiserver's protobuf lists.
 	for _, kind := range []string{"endpoints", "endpointslices"} {
-		for _, b := range seedFiles(f, "../../testdata/kube/captured/"+kind+"-list.pb") {
+		for _, b := range fakeapi.SeedFiles(f, "../../testdata/kube/captured/"+kind+"-list.pb") {
 			for _, raw := range protoListItems(f, b) {
 				f.Add(raw[len(protowire.Magic):], kind == "endpointslices")
 			}

@@ -5,40 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kdisc/kdisc/internal/fakeapi"
 )
 
 // Fuzz targets for the object decoder a kdisc process runs over whatever
 // the apiserver (or anything between it and kdisc) sends. They are seeded
 // from the real apiserver answers in testdata/kube/captured and the
 // fakeapi fixtures (the frame readers' targets are listwatch's).
-
-func seedFiles(tb testing.TB, globs ...string) [][]byte {
-	tb.Helper()
-	var out [][]byte
-	for _, glob := range globs {
-		files, err := filepath.Glob(glob)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, file := range files {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, b)
-		}
-	}
-	if len(out) == 0 {
-		tb.Fatalf("no seed files in %v", globs)
-	}
-	return out
-}
 
 // seedObjects are the objects of the JSON lists and watch streams in
 // testdata (read with encoding/json, byte for byte as they are written
@@ -47,7 +25,7 @@ func seedObjects(tb testing.TB, lists ...string) [][]byte {
 	objs := [][]byte{[]byte(endpointsJSON), []byte(sliceJSON),
 		[]byte(`{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"100"}}`), // a bookmark's
 		[]byte(`{"metadata":{"name":"a\u00e9\"b","namespace":"n"}}`)}
-	for _, b := range seedFiles(tb, lists...) {
+	for _, b := range fakeapi.SeedFiles(tb, lists...) {
 		var l struct{ Items []json.RawMessage }
 		if err := json.Unmarshal(b, &l); err != nil {
 			tb.Fatal(err)
@@ -56,7 +34,7 @@ func seedObjects(tb testing.TB, lists ...string) [][]byte {
 			objs = append(objs, item)
 		}
 	}
-	for _, b := range seedFiles(tb, "../../testdata/kube/captured/*.jsonl") {
+	for _, b := range fakeapi.SeedFiles(tb, "../../testdata/kube/captured/*.jsonl") {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		for {
 			var ev struct{ Object json.RawMessage }

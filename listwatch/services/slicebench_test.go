@@ -3,6 +3,8 @@ package services
 import (
 	"fmt"
 	"testing"
+
+	"github.com/kdisc/kdisc/internal/cputime"
 )
 
 // BenchmarkSliceServiceWrite: one watch event's work on a service of 3
@@ -24,7 +26,7 @@ func BenchmarkSliceServiceWrite(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
-	cpu := startCPU(b)
+	cpu := cputime.Start(b)
 	for i := 0; b.Loop(); i++ {
 		o := slices[i%3]
 		e := &o.endpoints[i%100]
@@ -36,5 +38,5 @@ func BenchmarkSliceServiceWrite(b *testing.B) {
 			b.Fatal("no value")
 		}
 	}
-	cpu.report(b, 1)
+	cpu.Report(b, 1)
 }
