@@ -7,40 +7,20 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/kdisc/kdisc/internal/cputime"
 	"github.com/kdisc/kdisc/internal/fakeapi"
 	"github.com/kdisc/kdisc/shm"
 )
-
-// watchStream is n MODIFIED events of realistic Endpoints objects (3
-// addresses, targetRefs, managedFields): about 900 bytes each, the size
-// notes.md measured for a real cluster.
-func watchStream(n, services int) []byte {
-	var b bytes.Buffer
-	for i := range n {
-		svc := i % services
-		fmt.Fprintf(&b, `{"type":"MODIFIED","object":{"kind":"Endpoints","apiVersion":"v1","metadata":{"name":"service-%d","namespace":"team-%d","uid":"5d3c1a9e-0b7f-4f7e-9a51-%012d","resourceVersion":"%d","creationTimestamp":"2026-11-25T10:00:00Z","labels":{"app":"service-%d","app.kubernetes.io/managed-by":"helm"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"2026-11-25T10:00:00Z"},"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-11-25T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{".":{},"f:endpoints.kubernetes.io/last-change-trigger-time":{}},"f:labels":{".":{},"f:app":{}}},"f:subsets":{}}}]},"subsets":[{"addresses":[`,
-			svc, svc%10, svc, 1000+i, svc)
-		for a := range 3 {
-			if a > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"ip":"10.%d.%d.%d","nodeName":"node-%d","targetRef":{"kind":"Pod","namespace":"team-%d","name":"service-%d-7d9f8-%d","uid":"a1b2c3d4-0000-0000-0000-%012d"}}`,
-				svc/250, svc%250, (i+a)%250, a, svc%10, svc, a, i)
-		}
-		b.WriteString(`],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}]}}` + "\n")
-	}
-	return b.Bytes()
-}
 
 // BenchmarkWatchApply decodes watch events straight off a stream and
 // applies them to a table: what kdisc does per event. Compare with the
 // ~17k events/s notes.md measured for a client-go informer on one core.
 func BenchmarkWatchApply(b *testing.B) {
-	benchWatchApply(b, watchStream(10_000, 1_000), func(r io.Reader) eventSource { return newEventReader(r) })
+	benchWatchApply(b, fakeapi.WatchStreamJSON(10_000, 1_000), func(r io.Reader) eventSource { return newEventReader(r) })
 }
 
 // eventSource is a wire format's event reader.
-type eventSource interface{ next(*event) error }
+type eventSource interface{ next(*Event) error }
 
 // benchWatchApply decodes the events of stream (10,000 of them) with the
 // reader open makes and applies them to a table.
@@ -60,10 +40,10 @@ func benchWatchApplyOpts(b *testing.B, stream []byte, open func(io.Reader) event
 	w := New(Options{Store: table, Weight: 50, EndpointSlices: slices, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
-	cpu := startCPU(b)
+	cpu := cputime.Start(b)
 	for b.Loop() {
 		er := open(bytes.NewReader(stream))
-		var ev event
+		var ev Event
 		rv := ""
 		for {
 			err := er.next(&ev)
@@ -79,49 +59,16 @@ func benchWatchApplyOpts(b *testing.B, stream []byte, open func(io.Reader) event
 		}
 	}
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
-	cpu.report(b, events) // per event
+	cpu.Report(b, events) // per event
 	if w.Stats().Skipped.Load() != 0 {
 		b.Fatal("events skipped")
 	}
 }
 
-// watchStreamProto is watchStream's events in protobuf, as kube-apiserver
-// sends them to a client that asked for it: 4-byte framed WatchEvents
-// whose objects are "k8s\x00" envelopes.
-func watchStreamProto(n, services int) []byte {
-	var b []byte
-	for i := range n {
-		svc := i % services
-		e := &fakeapi.Endpoints{Metadata: fakeapi.ObjectMeta{
-			Name: fmt.Sprintf("service-%d", svc), Namespace: fmt.Sprintf("team-%d", svc%10),
-			UID: fmt.Sprintf("5d3c1a9e-0b7f-4f7e-9a51-%012d", svc), ResourceVersion: fmt.Sprint(1000 + i),
-			CreationTimestamp: "2026-11-25T10:00:00Z",
-			Labels:            map[string]string{"app": fmt.Sprintf("service-%d", svc), "app.kubernetes.io/managed-by": "helm"},
-			Annotations:       map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-11-25T10:00:00Z"},
-			ManagedFields: []fakeapi.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: "Update", APIVersion: "v1",
-				Time: "2026-11-25T10:00:00Z", FieldsType: "FieldsV1",
-				FieldsV1: []byte(`{"f:metadata":{"f:annotations":{".":{},"f:endpoints.kubernetes.io/last-change-trigger-time":{}},"f:labels":{".":{},"f:app":{}}},"f:subsets":{}}`)}},
-		}}
-		sub := fakeapi.EndpointSubset{Ports: []fakeapi.EndpointPort{{Name: "http", Port: 8080, Protocol: "TCP"}}}
-		for a := range 3 {
-			sub.Addresses = append(sub.Addresses, fakeapi.EndpointAddress{
-				IP:       fmt.Sprintf("10.%d.%d.%d", svc/250, svc%250, (i+a)%250),
-				NodeName: fakeapi.Ptr(fmt.Sprintf("node-%d", a)),
-				TargetRef: &fakeapi.ObjectReference{Kind: "Pod", Namespace: fmt.Sprintf("team-%d", svc%10),
-					Name: fmt.Sprintf("service-%d-7d9f8-%d", svc, a), UID: fmt.Sprintf("a1b2c3d4-0000-0000-0000-%012d", i)},
-			})
-		}
-		e.Subsets = []fakeapi.EndpointSubset{sub}
-		obj := fakeapi.EnvelopeProto("v1", "Endpoints", fakeapi.MarshalEndpointsProto(e))
-		b = append(b, fakeapi.FrameProto(fakeapi.WatchEventProto("MODIFIED", obj))...)
-	}
-	return b
-}
-
 // BenchmarkWatchApplyProtobuf is BenchmarkWatchApply with the same events
 // in protobuf.
 func BenchmarkWatchApplyProtobuf(b *testing.B) {
-	benchWatchApply(b, watchStreamProto(10_000, 1_000), func(r io.Reader) eventSource { return newProtoEventReader(r) })
+	benchWatchApply(b, fakeapi.WatchStreamProto(10_000, 1_000), func(r io.Reader) eventSource { return newProtoEventReader(r) })
 }
 
 // watchStreamSlicesProto is n MODIFIED EndpointSlice events in protobuf,
@@ -166,4 +113,45 @@ func watchStreamSlicesProto(n, services int) []byte {
 // of bench/compare.sh waits on): decode, fold, merge and table write.
 func BenchmarkWatchApplySlicesProtobuf(b *testing.B) {
 	benchWatchApplyOpts(b, watchStreamSlicesProto(10_000, 1_000), func(r io.Reader) eventSource { return newProtoEventReader(r) }, true)
+}
+
+// A watch event that changes its service costs one allocation, the
+// resourceVersion kept: the table write allocates nothing (it allocated a
+// *shm.FullError per write, for errors.As, even when the write succeeded).
+func TestChangingEventAllocatesOnce(t *testing.T) {
+	table, err := shm.Create("", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	for _, slices := range []bool{false, true} {
+		w := New(Options{Store: table, Weight: 50, EndpointSlices: slices, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		stream, open := fakeapi.WatchStreamProto(2, 1), func(r io.Reader) eventSource { return newProtoEventReader(r) }
+		if slices {
+			stream = watchStreamSlicesProto(2, 1)
+		}
+		// Two events of one service with different addresses (one
+		// service: the address moves with the event's index), in turn.
+		var evs [2]Event
+		er := open(bytes.NewReader(stream))
+		for i := range evs {
+			if err := er.next(&evs[i]); err != nil {
+				t.Fatal(err)
+			}
+			evs[i].Object = bytes.Clone(evs[i].Object)
+		}
+		rv, i := "", 0
+		allocs := testing.AllocsPerRun(200, func() {
+			if err := w.apply(&evs[i%2], &rv); err != nil {
+				t.Fatal(err)
+			}
+			i++
+		})
+		if w.Stats().Skipped.Load() != 0 || table.Stats().Entries == 0 {
+			t.Fatalf("slices %v: events skipped or nothing written", slices)
+		}
+		if allocs > 1 {
+			t.Errorf("slices %v: %.1f allocations per changing event, want 1", slices, allocs)
+		}
+	}
 }

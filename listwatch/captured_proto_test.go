@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/listwatch/services"
 )
 
 // Captured answers of the real kube-apiserver v1.37.2 in protobuf
@@ -26,25 +27,19 @@ func TestCapturedProtobufAnswers(t *testing.T) {
 			}
 			return b
 		}
-		summarize := func(raw []byte) string {
-			s := applyOne(Options{EndpointSlices: isSlice, NodeDetail: true, Weight: 1}, raw)
-			keys := make([]string, 0, len(s.values))
-			for k := range s.values {
-				keys = append(keys, k)
+		summarize := func(raw []byte, proto bool) string {
+			s, err := readObject(Options{EndpointSlices: isSlice, NodeDetail: true, Weight: 1}, "ADDED", raw, proto)
+			if err != nil {
+				t.Fatal(err)
 			}
-			slices.Sort(keys)
-			var b strings.Builder
-			for _, k := range keys {
-				b.WriteString(k + "=" + portsString(s.values[k]) + " " + s.detail[k] + ";")
-			}
-			return s.err + b.String()
+			return s
 		}
 		var fromJSON, fromProto []string
-		pageJ, err := readList(bytes.NewReader(read(kind+"-list-pb.json")), func(raw []byte) { fromJSON = append(fromJSON, summarize(raw)) })
+		pageJ, err := readList(bytes.NewReader(read(kind+"-list-pb.json")), func(raw []byte) { fromJSON = append(fromJSON, summarize(raw, false)) })
 		if err != nil {
 			t.Fatal(err)
 		}
-		pageP, err := readProtoList(bytes.NewReader(read(kind+"-list.pb")), func(raw []byte) { fromProto = append(fromProto, summarize(raw)) })
+		pageP, err := readProtoList(bytes.NewReader(read(kind+"-list.pb")), func(raw []byte) { fromProto = append(fromProto, summarize(raw, true)) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +49,7 @@ func TestCapturedProtobufAnswers(t *testing.T) {
 		er := newProtoEventReader(bytes.NewReader(read(kind + "-watch.pb")))
 		var types []string
 		for {
-			var ev event
+			var ev Event
 			err := er.next(&ev)
 			if err == io.EOF {
 				break
@@ -62,15 +57,15 @@ func TestCapturedProtobufAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			types = append(types, ev.typ)
-			switch ev.typ {
+			types = append(types, ev.Type)
+			switch ev.Type {
 			case "BOOKMARK":
-				if _, end, err := readBookmark(ev.object); err != nil || !end {
+				if _, end, err := services.ReadBookmark(ev.Object, ev.Proto); err != nil || !end {
 					t.Fatalf("%s: the streaming list's bookmark: end %v %v", kind, end, err)
 				}
 			default:
-				if s := summarize(ev.object); s == "" || strings.HasPrefix(s, "malformed") {
-					t.Fatalf("%s %s event: %q", kind, ev.typ, s)
+				if s := summarize(ev.Object, ev.Proto); s == "" || strings.HasPrefix(s, "malformed") {
+					t.Fatalf("%s %s event: %q", kind, ev.Type, s)
 				}
 			}
 		}

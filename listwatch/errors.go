@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	jsoniter "github.com/json-iterator/go"
+
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/internal/protowire"
 )
 
 // This file is the one place that decides what a failure means, how the
@@ -153,4 +156,24 @@ func describe(c ErrorClass, kind string, err error) string {
 		return fmt.Sprintf("bad request: an operator must fix the configuration: %v", err)
 	}
 	return err.Error()
+}
+
+// readEventStatus reads the Status of a watch ERROR event (JSON or
+// protobuf) into se and returns its code, 0 when absent.
+func readEventStatus(raw []byte, se *apiserver.StatusError) int {
+	if protowire.IsEnvelope(raw) {
+		msg, err := protowire.Unwrap(raw)
+		if err != nil {
+			return 0
+		}
+		code, _ := apiserver.ReadStatusProto(msg, se)
+		return code
+	}
+	return readJSONStatus(raw, se)
+}
+
+// readJSONStatus reads the JSON Status of a watch ERROR event into se and
+// returns its code, 0 when absent.
+func readJSONStatus(raw []byte, se *apiserver.StatusError) int {
+	return apiserver.ReadStatus(jsoniter.ParseBytes(jsoniter.ConfigDefault, raw), se)
 }

@@ -3,43 +3,19 @@ package listwatch
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kdisc/kdisc/internal/fakeapi"
 )
 
-// Fuzz targets for the decoders a kdisc process runs over whatever the
-// apiserver (or anything between it and kdisc) sends. They only call the
-// decode functions (readList, newEventReader/next, decodeObject) and are
-// seeded from the real apiserver answers in testdata/kube/captured and the
-// fakeapi fixtures.
-
-func seedFiles(tb testing.TB, globs ...string) [][]byte {
-	tb.Helper()
-	var out [][]byte
-	for _, glob := range globs {
-		files, err := filepath.Glob(glob)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, file := range files {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, b)
-		}
-	}
-	if len(out) == 0 {
-		tb.Fatalf("no seed files in %v", globs)
-	}
-	return out
-}
+// Fuzz targets for the frame readers a kdisc process runs over whatever
+// the apiserver (or anything between it and kdisc) sends: list pages and
+// watch streams cut into items and events (the object decoder's targets
+// are listwatch/services'). They are seeded from the real apiserver
+// answers in testdata/kube/captured and the fakeapi fixtures.
 
 // chunkReader returns data in chunks whose lengths come from cuts (each
 // byte is a chunk length minus one, reused cyclically; no cuts: one read),
@@ -92,7 +68,7 @@ func readListAll(t *testing.T, r io.Reader, size int) listResult {
 // gets one item further with a short first read), which is harmless: a
 // LIST that fails is discarded whole and retried.
 func FuzzReadList(f *testing.F) {
-	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json", "../testdata/fakeapi/*.json") {
+	for _, b := range fakeapi.SeedFiles(f, "../testdata/kube/captured/*-list.json", "../testdata/fakeapi/*.json") {
 		f.Add(b, []byte(nil))
 		f.Add(b, []byte{0})
 	}
@@ -123,7 +99,7 @@ func equalList(a, b listResult) bool {
 }
 
 type streamResult struct {
-	events []event
+	events []Event
 	eof    bool // ended cleanly between events
 }
 
@@ -131,13 +107,13 @@ func readStream(t *testing.T, r io.Reader, size int) streamResult {
 	er := newEventReader(r)
 	var res streamResult
 	for {
-		var ev event
+		var ev Event
 		err := er.next(&ev)
 		if err != nil {
 			res.eof = err == io.EOF
 			return res
 		}
-		res.events = append(res.events, event{typ: ev.typ, object: bytes.Clone(ev.object)})
+		res.events = append(res.events, Event{Type: ev.Type, Object: bytes.Clone(ev.Object)})
 		if len(res.events) > size {
 			t.Fatalf("%d events from %d bytes", len(res.events), size)
 		}
@@ -149,7 +125,7 @@ func equalStream(a, b streamResult) bool {
 		return false
 	}
 	for i := range a.events {
-		if a.events[i].typ != b.events[i].typ || !bytes.Equal(a.events[i].object, b.events[i].object) {
+		if a.events[i].Type != b.events[i].Type || !bytes.Equal(a.events[i].Object, b.events[i].Object) {
 			return false
 		}
 	}
@@ -157,7 +133,7 @@ func equalStream(a, b streamResult) bool {
 }
 
 func watchStreams(tb testing.TB) [][]byte {
-	streams := seedFiles(tb, "../testdata/kube/captured/*.jsonl")
+	streams := fakeapi.SeedFiles(tb, "../testdata/kube/captured/*.jsonl")
 	return append(streams, []byte(`{"type":"ADDED","object":`+endpointsJSON+"}\n"+
 		`{"object":{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"100"}},"type":"BOOKMARK"}`+"\n"+
 		`{"type":"MODIFIED","object":`+sliceJSON+"}\r\n\n"+
@@ -203,52 +179,6 @@ func TestWatchStreamEverySplit(t *testing.T) {
 	}
 }
 
-// FuzzDecodeObject: decoding one Endpoints or EndpointSlice from arbitrary
-// bytes never panics, and an object it accepts has a name and namespace.
-func FuzzDecodeObject(f *testing.F) {
-	f.Add([]byte(endpointsJSON))
-	f.Add([]byte(sliceJSON))
-	f.Add([]byte(`{"metadata":{"name":"a","namespace":"b"},"subsets":[{"ports":[{"port":"80"}]}]}`))
-	f.Add([]byte(`{"metadata":{"name":"a","namespace":"b"},"endpoints":[{"addresses":["x"],"conditions":{"ready":null}}],"ports":[{"port":null}]}`))
-	// The items of the lists and the objects of the watch events.
-	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json", "../testdata/fakeapi/*.json") {
-		_, _ = readList(bytes.NewReader(b), func(raw []byte) { f.Add(bytes.Clone(raw)) })
-	}
-	for _, s := range watchStreams(f) {
-		er := newEventReader(bytes.NewReader(s))
-		var ev event
-		for er.next(&ev) == nil {
-			f.Add(bytes.Clone(ev.object))
-		}
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var o object
-		err := decodeObject(data, &o)
-		if err == nil && (o.name == "" || o.namespace == "") {
-			t.Fatalf("accepted an object without name or namespace: %+v", o)
-		}
-		if err != nil && errors.Is(err, io.EOF) {
-			t.Fatalf("decodeObject returned io.EOF, which callers read as a clean end: %q", data)
-		}
-	})
-}
-
-// refObject is what decodeObject reads, decoded by encoding/json: the
-// reference FuzzDecodeObjectAgreesWithEncodingJSON holds the byte-level
-// scanner to.
-type refObject struct {
-	Metadata struct {
-		Name            string            `json:"name"`
-		Namespace       string            `json:"namespace"`
-		ResourceVersion string            `json:"resourceVersion"`
-		Labels          map[string]string `json:"labels"`
-		Annotations     struct {
-			OverCapacity string `json:"endpoints.kubernetes.io/over-capacity"`
-		} `json:"annotations"`
-	} `json:"metadata"`
-	AddressType string `json:"addressType"`
-}
-
 // caseVariantKeys reports whether data spells one of keys in another case
 // ("lABels"): encoding/json matches struct fields regardless of case, the
 // apiserver's JSON (and the scanner) does not. Such inputs, like invalid
@@ -263,46 +193,10 @@ func caseVariantKeys(data []byte, keys ...string) bool {
 	return false
 }
 
-// refKeys are the keys refObject reads.
-var refKeys = []string{"metadata", "name", "namespace", "resourceVersion", "labels", "annotations", overCapacityAnnotation, "addressType"}
-
-// FuzzDecodeObjectAgreesWithEncodingJSON: on valid JSON, an object the
-// scanner accepts is one encoding/json accepts too, with the same names
-// (escapes, skipped values and white space read alike).
-func FuzzDecodeObjectAgreesWithEncodingJSON(f *testing.F) {
-	f.Add([]byte(endpointsJSON))
-	f.Add([]byte(sliceJSON))
-	f.Add([]byte(`{"metadata":{"name":"a\"b\\\\","namespace":"\u00e9\ud83d\ude00","x":["\\\"",{"y":"}"}]}}`))
-	f.Add([]byte(`{"kind":"x","metadata":{"annotations":{"a":"{[\"]}"},"name":"n","namespace":"s","labels":{"kubernetes.io/service-name":"w"}},"addressType":"IPv4"}`))
-	f.Add([]byte(`{"metadata":{"name":"n","namespace":"s","annotations":{"endpoints.kubernetes.io/over-capacity":"truncated"}},"subsets":[]}`))
-	for _, b := range seedFiles(f, "../testdata/kube/captured/*-list.json") {
-		_, _ = readList(bytes.NewReader(b), func(raw []byte) { f.Add(bytes.Clone(raw)) })
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if !json.Valid(data) || !utf8.Valid(data) || caseVariantKeys(data, refKeys...) {
-			return
-		}
-		var o object
-		if decodeObject(data, &o) != nil {
-			return
-		}
-		var ref refObject
-		if err := json.Unmarshal(data, &ref); err != nil {
-			t.Fatalf("scanner accepted what encoding/json refuses (%v): %q", err, data)
-		}
-		got := [...]string{o.namespace, o.name, o.resourceVersion, o.serviceName, o.addressType, strconv.FormatBool(o.truncated)}
-		want := [...]string{ref.Metadata.Namespace, ref.Metadata.Name, ref.Metadata.ResourceVersion, ref.Metadata.Labels[serviceNameLabel], ref.AddressType,
-			strconv.FormatBool(ref.Metadata.Annotations.OverCapacity == "truncated")}
-		if got != want {
-			t.Fatalf("scanner read %q, encoding/json %q, from %q", got, want, data)
-		}
-	})
-}
-
 // FuzzWatchStreamAgreesWithEncodingJSON: the events the reader frames
 // (line shortcut included) are those encoding/json's Decoder reads from
 // the same valid stream, event by event, and their objects decode alike
-// (Watcher.decode on what the reader hands over, decodeObject on the exact
+// (readObject on what the reader hands over, and on the exact
 // value encoding/json delimits).
 func FuzzWatchStreamAgreesWithEncodingJSON(f *testing.F) {
 	for _, s := range watchStreams(f) {
@@ -315,13 +209,9 @@ func FuzzWatchStreamAgreesWithEncodingJSON(f *testing.F) {
 		if !utf8.Valid(stream) || caseVariantKeys(stream, "type", "object") {
 			return
 		}
-		w := New(Options{})
-		summary := func(typ string, obj []byte, decode func([]byte) (*object, error)) string {
-			o, err := decode(obj)
-			if err != nil {
-				return typ + " malformed"
-			}
-			return typ + " " + o.namespace + "/" + o.name
+		summary := func(typ string, obj []byte) (string, error) {
+			s, err := readObject(Options{}, "ADDED", obj, false)
+			return typ + " " + s, err
 		}
 		var want []string
 		dec := json.NewDecoder(bytes.NewReader(stream))
@@ -333,21 +223,23 @@ func FuzzWatchStreamAgreesWithEncodingJSON(f *testing.F) {
 			if dec.Decode(&e) != nil || e.Type == "" || len(e.Object) == 0 {
 				break
 			}
-			want = append(want, summary(e.Type, e.Object, func(b []byte) (*object, error) {
-				var o object
-				return &o, decodeObject(b, &o)
-			}))
+			s, err := summary(e.Type, e.Object)
+			if err != nil {
+				t.Fatalf("the exact object %q: %v", e.Object, err)
+			}
+			want = append(want, s)
 		}
 		er := newEventReader(bytes.NewReader(stream))
 		for i := 0; i < len(want); i++ {
-			var e event
+			var e Event
 			if er.next(&e) != nil {
 				return // stricter than encoding/json here: it stops, never misreads
 			}
-			if _, err := w.decode(e.object); err == errMisframed {
+			got, err := summary(e.Type, e.Object)
+			if err == errMisframed {
 				return // the watch ends here (and resumes before this event)
 			}
-			if got := summary(e.typ, e.object, w.decode); got != want[i] {
+			if err != nil || got != want[i] {
 				t.Fatalf("event %d: read %q, encoding/json %q, from %q", i, got, want[i], stream)
 			}
 		}

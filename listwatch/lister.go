@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
+	"github.com/kdisc/kdisc/selector"
 )
 
 // ListerWatcher is what the loop asks of the apiserver, as client-go's
@@ -27,9 +29,10 @@ import (
 // object and a BOOKMARK annotated k8s.io/initial-events-end, then goes on
 // as a watch.
 type ListerWatcher interface {
-	// List reads one page, calling item with each item's raw JSON (valid
-	// only during the call), and returns the page's list metadata.
-	List(ctx context.Context, o ListOptions, item func(raw []byte)) (ListMeta, error)
+	// List reads one page, calling item with each item's raw bytes (valid
+	// only during the call; JSON, or protobuf in a k8s envelope: proto),
+	// and returns the page's list metadata.
+	List(ctx context.Context, o ListOptions, item func(raw []byte, proto bool)) (ListMeta, error)
 	// Watch opens a watch stream. The stream ends when ctx ends.
 	Watch(ctx context.Context, o WatchOptions) (EventStream, error)
 }
@@ -59,10 +62,14 @@ type WatchOptions struct {
 	SendInitialEvents bool
 }
 
-// Event is one watch event: its type and its object's raw JSON.
+// Event is one watch event as the wire carries it: its type and its
+// object's raw bytes, JSON or (Proto) protobuf in its "k8s\x00" envelope
+// (runtime.Unknown). What the object means is the sink's to read
+// (services.Sink); the loop reads only bookmarks and errors.
 type Event struct {
 	Type   string
 	Object []byte
+	Proto  bool
 }
 
 // EventStream is an open watch.
@@ -80,7 +87,9 @@ const (
 	VerbWatch = "watch"
 )
 
-// httpListerWatcher speaks to the apiserver over HTTP.
+// httpListerWatcher speaks to the apiserver over HTTP: it builds the
+// collection's URLs, negotiates the wire format, and frames the answers
+// (framejson.go, frameproto.go).
 type httpListerWatcher struct {
 	client *apiserver.Client
 	path   string     // collection URL path
@@ -166,7 +175,64 @@ func (h *httpListerWatcher) countResult(verb string, err error) {
 	h.count(verb, code)
 }
 
-func (h *httpListerWatcher) List(ctx context.Context, o ListOptions, item func(raw []byte)) (ListMeta, error) {
+// newHTTPListerWatcher is o's collection on o.Client; count hears each
+// request's verb and answer.
+func newHTTPListerWatcher(o Options, count func(verb, code string)) *httpListerWatcher {
+	accept := apiserver.AcceptProtobufOrJSON
+	if o.JSON {
+		accept = apiserver.MediaJSON
+	}
+	return &httpListerWatcher{client: o.Client, path: collectionPath(o), query: selectors(o), clock: o.Clock, listIdle: o.ListIdleTimeout, count: count, accept: accept}
+}
+
+// collectionPath is the URL path of o's collection. namespace_selector.equal
+// lists and watches that namespace on its namespaced path. Never as a
+// cluster-wide fieldSelector metadata.namespace=X with a limit:
+// kube-apiserver (seen in v1.37.2) answers that LIST's continuation with 0
+// items and no continue token, losing every object after the first page.
+// (not_equal's != and label selectors page correctly on the cluster-wide
+// path.)
+func collectionPath(o Options) string {
+	prefix := ""
+	if ns := equalNamespace(o.Namespaces); ns != "" {
+		prefix = "/namespaces/" + ns
+	}
+	if o.EndpointSlices {
+		return "/apis/discovery.k8s.io/v1" + prefix + "/endpointslices"
+	}
+	return "/api/v1" + prefix + "/endpoints"
+}
+
+// equalNamespace is the namespace of namespace_selector.equal, "" when
+// another (or no) selector is set.
+func equalNamespace(ns *selector.Namespace) string {
+	if ns, ok := strings.CutPrefix(ns.FieldSelector(), "metadata.namespace="); ok {
+		return ns
+	}
+	return ""
+}
+
+// selectors is the query that selects o's objects on its collection path.
+func selectors(o Options) url.Values {
+	q := url.Values{}
+	if fs := o.Namespaces.FieldSelector(); fs != "" && equalNamespace(o.Namespaces) == "" {
+		q.Set("fieldSelector", fs)
+	}
+	if o.LabelSelector != "" {
+		q.Set("labelSelector", o.LabelSelector)
+	}
+	return q
+}
+
+// url is the collection URL, for logs.
+func (h *httpListerWatcher) url() string {
+	if h.client == nil {
+		return h.path
+	}
+	return h.client.URL(h.path, h.query)
+}
+
+func (h *httpListerWatcher) List(ctx context.Context, o ListOptions, item func(raw []byte, proto bool)) (ListMeta, error) {
 	q := h.params()
 	if o.Limit > 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
@@ -189,11 +255,12 @@ func (h *httpListerWatcher) List(ctx context.Context, o ListOptions, item func(r
 	h.countResult(VerbList, nil)
 	defer resp.Body.Close()
 	body := &idleReader{r: resp.Body, idle: idle}
-	read := readList
+	var page listPage
 	if proto {
-		read = readProtoList
+		page, err = readProtoList(body, func(raw []byte) { item(raw, true) })
+	} else {
+		page, err = readList(body, func(raw []byte) { item(raw, false) })
 	}
-	page, err := read(body, item)
 	if err != nil {
 		return ListMeta{}, idle.explain(err)
 	}
@@ -241,7 +308,7 @@ func (h *httpListerWatcher) Watch(ctx context.Context, o WatchOptions) (EventStr
 }
 
 // events reads the events of one watch stream, JSON or protobuf.
-type events interface{ next(ev *event) error }
+type events interface{ next(ev *Event) error }
 
 func newEvents(r io.Reader, proto bool) events {
 	if proto {
@@ -253,7 +320,6 @@ func newEvents(r io.Reader, proto bool) events {
 type httpStream struct {
 	body io.ReadCloser
 	er   events
-	ev   event
 	// A streaming list's idle timer (nil otherwise), stopped at the
 	// initial-events-end bookmark; cancel ends the request.
 	idle   *idleCancel
@@ -261,16 +327,14 @@ type httpStream struct {
 }
 
 func (s *httpStream) Next(ev *Event) error {
-	s.ev.typ, s.ev.object = ev.Type, ev.Object
-	err := s.er.next(&s.ev)
-	ev.Type, ev.Object = s.ev.typ, s.ev.object
+	err := s.er.next(ev)
 	if s.idle == nil {
 		return err
 	}
 	if err != nil {
 		return s.idle.explain(err)
 	}
-	if ev.Type == "BOOKMARK" && initialEventsEnd(ev.Object) {
+	if ev.Type == "BOOKMARK" && initialEventsEnd(ev) {
 		// The list is done: from here the watch's own idle timeout
 		// (Watcher.watch) applies.
 		s.idle.stop()

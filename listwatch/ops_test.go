@@ -52,14 +52,14 @@ type pagedLW struct {
 	took           time.Duration
 }
 
-func (p *pagedLW) List(ctx context.Context, o ListOptions, item func(raw []byte)) (ListMeta, error) {
+func (p *pagedLW) List(ctx context.Context, o ListOptions, item func(raw []byte, proto bool)) (ListMeta, error) {
 	page := 0
 	if o.Continue != "" {
 		fmt.Sscan(o.Continue, &page)
 	}
 	for i := range p.perPage {
 		p.clock.Step(p.took / time.Duration(p.perPage))
-		item([]byte(epJSON("default", fmt.Sprintf("s%d-%d", page, i), "5", "10.0.0.1")))
+		item([]byte(epJSON("default", fmt.Sprintf("s%d-%d", page, i), "5", "10.0.0.1")), false)
 	}
 	m := ListMeta{ResourceVersion: "5"}
 	if page+1 < p.pages {

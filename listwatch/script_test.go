@@ -90,7 +90,7 @@ func (s *scriptLW) hold(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (s *scriptLW) List(ctx context.Context, o ListOptions, item func(raw []byte)) (ListMeta, error) {
+func (s *scriptLW) List(ctx context.Context, o ListOptions, item func(raw []byte, proto bool)) (ListMeta, error) {
 	st, ok := s.pop(call{verb: VerbList, list: o})
 	if !ok {
 		return ListMeta{}, s.hold(ctx)
@@ -99,7 +99,7 @@ func (s *scriptLW) List(ctx context.Context, o ListOptions, item func(raw []byte
 		return ListMeta{}, st.err
 	}
 	for _, it := range st.items {
-		item([]byte(it))
+		item([]byte(it), false)
 	}
 	return st.meta, nil
 }

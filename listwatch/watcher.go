@@ -1,6 +1,17 @@
 // Package listwatch keeps a table in step with the Endpoints or
 // EndpointSlices of one Kubernetes cluster, the way client-go's reflector
-// does, written small and by hand:
+// does, written small and by hand. It is the loop and the wire; what an
+// object means is its sink's business (package listwatch/services), as
+// client-go's Reflector hands objects to a Store:
+//
+//	wire (lister.go, framejson.go, frameproto.go): URLs, content
+//	  negotiation, LIST pages and watch streams cut into Events
+//	  (type, the object's raw bytes, its format)
+//	→ loop (watcher.go, watchlist.go): what to ask for next, and when
+//	→ sink (services.Sink): objects added, updated, deleted; a list
+//	  begun, its items, its end; it writes the table
+//
+// The loop:
 //
 //   - A streaming list first (watchlist.go: a WATCH with
 //     sendInitialEvents=true, ready at its initial-events-end bookmark,
@@ -16,9 +27,10 @@
 //     timeoutSeconds; a watch that ends, drops, or is silent (no event, no
 //     bookmark) for WatchIdleTimeout resumes from the last resourceVersion,
 //     without listing again.
-//   - 410 Gone (HTTP or a watch ERROR event) lists again. After a list every
-//     service it did not return is removed; nothing is emptied in between,
-//     so readers keep the old value of a service until it is replaced.
+//   - 410 Gone (HTTP or a watch ERROR event) lists again. A list replaces
+//     the sink's state at its end, when every service it did not return is
+//     removed; nothing is emptied in between, so readers keep the old value
+//     of a service until it is replaced. The table is written, then ready.
 //   - Failures are classified in one place (errors.go) and back off
 //     exponentially with jitter from 0.5 s to 30 s, honouring Retry-After;
 //     only an object or bookmark event counts as progress. The table keeps
@@ -28,7 +40,6 @@
 package listwatch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,27 +47,20 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
-	"github.com/kdisc/kdisc/internal/protowire"
+	"github.com/kdisc/kdisc/listwatch/services"
 	"github.com/kdisc/kdisc/selector"
-	"github.com/kdisc/kdisc/shm"
 )
 
-// Store is the table a Watcher writes: *shm.Writer.
+// Store is the table a Watcher writes: *shm.Writer. Its content (a
+// services.Table) is written by the Watcher's sink; the Watcher itself
+// says when it is ready and when it last agreed with the apiserver.
 type Store interface {
-	Put(key string, ports []shm.Port) error
-	Delete(key string) bool
-	// PutDetail stores opaque bytes beside key's value, DeleteDetail
-	// removes them: the node detail (Options.NodeDetail), used only when
-	// it is on.
-	PutDetail(key string, detail []byte) error
-	DeleteDetail(key string) bool
-	Keys(fn func(key string) bool)
+	services.Table
 	SetReady(ready bool)
 	// SetSynced records when the table last agreed with the apiserver.
 	SetSynced(at time.Time)
@@ -111,35 +115,23 @@ type Options struct {
 	MaxBackoff       time.Duration // default 30s
 }
 
-// Watcher runs the list-watch loop of one cluster.
+// Watcher runs the list-watch loop of one cluster: it lists, watches,
+// backs off and resumes, and hands every object to its sink
+// (services.Sink), which alone knows what objects mean and writes the
+// table.
 type Watcher struct {
-	o         Options
-	log       *slog.Logger
-	lw        ListerWatcher
-	clock     Clock
-	path      string // collection URL path
-	namespace string // the one namespace listed (namespace_selector.equal), "" for all
-	kind      string // for logs: "endpoints" or "endpointslices"
-	services  services
-	stats     Stats
-	status    status
+	o      Options
+	log    *slog.Logger
+	lw     ListerWatcher
+	url    string // the collection, for logs
+	clock  Clock
+	kind   string // for logs: "endpoints" or "endpointslices"
+	sink   *services.Sink
+	stats  Stats
+	status status
 	// streaming: the next list is a streaming list; false once the
 	// apiserver refused one (or Options.NoStreamingList).
 	streaming atomic.Bool
-	// unstored holds services a full table refused (false), or whose
-	// node detail it refused after storing their nodes (true); they are
-	// tried again, only what was refused, whenever a delete frees space.
-	unstored map[string]bool
-	// warnedTruncated: the services whose truncated Endpoints was logged,
-	// once per service for the Watcher's life.
-	warnedTruncated map[string]struct{}
-
-	writeKey  func(key string)  // w.write
-	misframed bool              // fold met errMisframed: the watch must end (apply, initialEvent)
-	obj       object            // decode scratch, reused; its strings borrow the bytes decoded
-	scan      scanner           // decode scratch, reused
-	proto     protowire.Decoder // decode scratch, reused
-	ev        event             // watch event scratch, reused
 }
 
 // New returns a Watcher; Run starts it.
@@ -174,65 +166,25 @@ func New(o Options) *Watcher {
 	if o.Clock == nil {
 		o.Clock = RealClock{}
 	}
-	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, unstored: map[string]bool{}, warnedTruncated: map[string]struct{}{}}
-	w.writeKey = w.write // once: a method value made per event would be an allocation per event
-	w.stats.initHistograms()
-	// namespace_selector.equal lists and watches that namespace on its
-	// namespaced path. Never as a cluster-wide fieldSelector
-	// metadata.namespace=X with a limit: kube-apiserver (seen in v1.37.2)
-	// answers that LIST's continuation with 0 items and no continue token,
-	// losing every object after the first page. (not_equal's != and label
-	// selectors page correctly on the cluster-wide path.)
-	prefix := ""
-	if w.namespace = w.equalNamespace(); w.namespace != "" {
-		prefix = "/namespaces/" + w.namespace
-	}
+	w := &Watcher{o: o, log: o.Logger, clock: o.Clock, kind: "endpoints"}
 	if o.EndpointSlices {
-		w.path, w.kind = "/apis/discovery.k8s.io/v1"+prefix+"/endpointslices", "endpointslices"
-	} else {
-		w.path, w.kind = "/api/v1"+prefix+"/endpoints", "endpoints"
+		w.kind = "endpointslices"
 	}
-	w.lw = o.ListerWatcher
+	w.stats.initHistograms()
+	w.sink = services.New(services.Options{
+		EndpointSlices: o.EndpointSlices, Namespaces: o.Namespaces, Weight: o.Weight,
+		NoTerminatingFallback: o.NoTerminatingFallback, Node: o.Node, Zone: o.Zone, NodeDetail: o.NodeDetail,
+		Logger: o.Logger,
+		Counters: services.Counters{Skipped: &w.stats.Skipped, Refused: &w.stats.skippedRefused,
+			TableFull: &w.stats.TableFull, Truncated: &w.stats.Truncated},
+	}, o.Store)
+	w.lw, w.url = o.ListerWatcher, collectionPath(o)
 	if w.lw == nil {
-		accept := apiserver.AcceptProtobufOrJSON
-		if o.JSON {
-			accept = apiserver.MediaJSON
-		}
-		w.lw = &httpListerWatcher{client: o.Client, path: w.path, query: w.query(), clock: o.Clock, listIdle: o.ListIdleTimeout, count: w.stats.countRequest, accept: accept}
+		h := newHTTPListerWatcher(o, w.stats.countRequest)
+		w.lw, w.url = h, h.url()
 	}
-	w.services = w.newServices()
 	w.streaming.Store(!o.NoStreamingList)
 	return w
-}
-
-// url is the collection URL, for logs.
-func (w *Watcher) url() string {
-	if w.o.Client == nil {
-		return w.path
-	}
-	return w.o.Client.URL(w.path, w.query())
-}
-
-func (w *Watcher) newServices() services {
-	if w.o.EndpointSlices {
-		s := newSliceServices(w.o.Weight)
-		s.fallback, s.node, s.zone, s.withDetail = !w.o.NoTerminatingFallback, w.o.Node, w.o.Zone, w.o.NodeDetail
-		return s
-	}
-	s := newEndpointsServices(w.o.Weight)
-	s.withDetail, s.onTruncated = w.o.NodeDetail, w.warnTruncated
-	return s
-}
-
-// warnTruncated says, once per service, that its Endpoints object lists
-// only part of its addresses.
-func (w *Watcher) warnTruncated(key string) {
-	if _, done := w.warnedTruncated[key]; done {
-		return
-	}
-	w.warnedTruncated[key] = struct{}{}
-	w.log.Warn("Endpoints truncated: the Endpoints controller keeps at most 1000 addresses (endpoints.kubernetes.io/over-capacity: truncated), so the service is served from part of its pods; set watch_endpoint_slices: true to serve them all",
-		"service", key)
 }
 
 // Stats returns the watcher's counters.
@@ -253,7 +205,7 @@ func (w *Watcher) StreamingList() bool { return w.streaming.Load() }
 // Classify (errors.go) decides what each failure means.
 func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
-	w.log.Info("connecting", "resource", w.kind, "url", w.url())
+	w.log.Info("connecting", "resource", w.kind, "url", w.url)
 	rv := ""
 	// Since the last list: nothing arrived (no object, no bookmark), and
 	// whether a watch failed in between. A 410 on the first watch after a
@@ -405,8 +357,8 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 	limit := w.o.PageSize
 	for restarted := false; ; restarted = true {
 		start := w.clock.Now()
-		next, keep := w.newServices(), map[string]struct{}{}
-		n, rv, continuing, err := w.listInto(ctx, next, keep, limit, start)
+		w.sink.BeginList()
+		n, rv, continuing, err := w.listPages(ctx, limit, start)
 		if continuing && Classify(err) == ClassExpired && limit > 0 {
 			if !restarted {
 				w.log.Info("continue token expired: listing again from the start", "resource", w.kind)
@@ -420,16 +372,17 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 			return "", err
 		}
 		w.stats.PaginatedLists.Add(1)
-		w.listed(next, keep, n, rv, start, "paginated")
+		w.listed(n, rv, start, "paginated")
 		return rv, nil
 	}
 }
 
 // listed makes a whole list (n objects at rv, begun at start) the current
-// state: stale services removed, the table synced and ready.
-func (w *Watcher) listed(next services, keep map[string]struct{}, n int, rv string, start time.Time, mode string) {
+// state: the sink writes the table (stale services removed), and only then
+// is it synced and ready.
+func (w *Watcher) listed(n int, rv string, start time.Time, mode string) {
 	w.stats.Lists.Add(1)
-	w.replace(next, keep)
+	w.sink.EndList()
 	w.synced(w.clock.Now())
 	if !w.status.ready.Swap(true) {
 		w.o.Store.SetReady(true)
@@ -439,23 +392,6 @@ func (w *Watcher) listed(next services, keep map[string]struct{}, n int, rv stri
 	w.log.Info("listed", "resource", w.kind, "mode", mode, "objects", n, "took", took.Round(time.Millisecond), "resourceVersion", rv)
 }
 
-// listItem folds one listed object into into; keep hears the services
-// of objects skipped as malformed.
-func (w *Watcher) listItem(raw []byte, into services, keep map[string]struct{}) {
-	if _, bad := w.fold(raw, into, nil); bad {
-		// A bad object must not take away what was served: its
-		// service keeps its value, and the loop keeps the
-		// object's last good version, so a later DELETED event
-		// of it still lands.
-		if key := w.serviceKey(&w.obj); key != "" {
-			keep[key] = struct{}{}
-		}
-		if w.obj.namespace != "" && w.obj.name != "" {
-			into.carry(w.services, &w.obj)
-		}
-	}
-}
-
 // logProgress logs a long list's progress.
 func (w *Watcher) logProgress(objects, pages int, start, now time.Time) {
 	elapsed := now.Sub(start)
@@ -463,22 +399,28 @@ func (w *Watcher) logProgress(objects, pages int, start, now time.Time) {
 		"elapsed", elapsed.Round(100*time.Millisecond), "rate", fmt.Sprintf("%.0f/s", float64(objects)/elapsed.Seconds()))
 }
 
-// listInto reads every page (of limit objects; 0: all at once) into into;
-// keep hears the services of objects skipped as malformed. continuing
-// says whether a failure was on a continuation page. A list that takes
-// long (a big cluster) logs its progress at most once a second from start.
-func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]struct{}, limit int, start time.Time) (objects int, rv string, continuing bool, err error) {
+// listPages reads every page (of limit objects; 0: all at once) into the
+// sink's list. continuing says whether a failure was on a continuation
+// page. A list that takes long (a big cluster) logs its progress at most
+// once a second from start.
+func (w *Watcher) listPages(ctx context.Context, limit int, start time.Time) (objects int, rv string, continuing bool, err error) {
 	lo := ListOptions{Limit: limit}
 	pages, logged := 0, start
 	for {
-		page, err := w.lw.List(ctx, lo, func(raw []byte) {
+		var itemErr error
+		page, err := w.lw.List(ctx, lo, func(raw []byte, proto bool) {
 			objects++
 			if now := w.clock.Now(); now.Sub(logged) >= time.Second {
 				logged = now
 				w.logProgress(objects, pages, start, now)
 			}
-			w.listItem(raw, into, keep)
+			if err := w.sink.ListItem(raw, proto); err != nil && itemErr == nil {
+				itemErr = err // not one object: a LIST page's items are framed exactly
+			}
 		})
+		if err == nil {
+			err = itemErr
+		}
 		if err != nil {
 			return objects, "", lo.Continue != "", fmt.Errorf("list %s: %w", w.kind, err)
 		}
@@ -488,206 +430,6 @@ func (w *Watcher) listInto(ctx context.Context, into services, keep map[string]s
 		}
 		lo.Continue = page.Continue
 	}
-}
-
-// replace makes next the current state and rewrites the table to match:
-// every changed service of next is written, then every other key deleted,
-// except the services of malformed objects (keep): a bad object must not
-// take away what was served. A kept service that next holds is written
-// like any other: next merged the malformed object's last good version
-// (carry) with what the relist found of its other objects.
-func (w *Watcher) replace(next services, keep map[string]struct{}) {
-	prev, refused := w.services, w.unstored
-	w.services, w.unstored = next, map[string]bool{}
-	w.stats.Truncated.Store(int64(next.truncated()))
-	next.each(func(key string) {
-		// A relist mostly finds what the watch already wrote: rewrite
-		// only what changed, or what a full table refused before.
-		if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!w.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
-			return
-		}
-		w.write(key)
-	})
-	var stale []string
-	w.o.Store.Keys(func(key string) bool {
-		if _, skip := keep[key]; !skip && !exists(next, key) {
-			stale = append(stale, key)
-		}
-		return true
-	})
-	for _, key := range stale {
-		w.delete(key)
-	}
-}
-
-// sameValue reports whether key has the same value in a and b (both
-// without it counts as the same).
-func sameValue(a, b services, key string) bool {
-	pa, oka := a.value(key)
-	pb, okb := b.value(key)
-	return oka == okb && portsEqual(pa, pb)
-}
-
-func exists(s services, key string) bool {
-	_, ok := s.value(key)
-	return ok
-}
-
-// write stores the current value of key, or deletes it when the service
-// no longer exists. A service without an address to serve is stored (it
-// answers "empty", not "unknown").
-func (w *Watcher) write(key string) {
-	ports, ok := w.services.value(key)
-	if !ok {
-		w.delete(key)
-		return
-	}
-	err := w.o.Store.Put(key, ports)
-	var full *shm.FullError
-	switch {
-	case err == nil:
-		delete(w.unstored, key)
-		w.putDetail(key)
-	case !errors.As(err, &full):
-		w.stats.skippedRefused.Add(1)
-		w.stats.Skipped.Add(1)
-		w.log.Error("table refused the service; the old value stays", "service", key, "error", err)
-	default:
-		w.stats.TableFull.Add(1)
-		w.unstored[key] = false
-		w.log.Error("table full; the old value stays", "service", key, "error", err)
-	}
-}
-
-// putDetail stores key's node detail (with node detail on) after its
-// nodes were stored. A full table refusing it is no refused service: the
-// nodes are served; the detail is tried again when space frees up.
-func (w *Watcher) putDetail(key string) bool {
-	if !w.o.NodeDetail {
-		return true
-	}
-	err := w.o.Store.PutDetail(key, w.services.detail(key))
-	if err == nil {
-		return true
-	}
-	var full *shm.FullError
-	if errors.As(err, &full) {
-		w.unstored[key] = true
-	}
-	w.log.Error("node detail not stored (the nodes were)", "service", key, "error", err)
-	return false
-}
-
-// delete removes key and, since that frees space, stores what a full
-// table refused before.
-func (w *Watcher) delete(key string) {
-	delete(w.unstored, key)
-	if w.o.NodeDetail {
-		w.o.Store.DeleteDetail(key)
-	}
-	if !w.o.Store.Delete(key) {
-		return
-	}
-	for k, detailOnly := range w.unstored {
-		ports, ok := w.services.value(k)
-		switch {
-		case !ok:
-			delete(w.unstored, k)
-		case detailOnly: // the nodes are stored: do not write (and notify) them again
-			if w.putDetail(k) {
-				delete(w.unstored, k)
-				w.log.Info("stored the node detail the full table had refused", "service", k)
-			}
-		case w.o.Store.Put(k, ports) == nil:
-			delete(w.unstored, k)
-			w.log.Info("stored a service the full table had refused", "service", k)
-			w.putDetail(k)
-		}
-	}
-}
-
-// equalNamespace is the namespace of namespace_selector.equal, "" when
-// another (or no) selector is set.
-func (w *Watcher) equalNamespace() string {
-	if ns, ok := strings.CutPrefix(w.o.Namespaces.FieldSelector(), "metadata.namespace="); ok {
-		return ns
-	}
-	return ""
-}
-
-func (w *Watcher) query() url.Values {
-	q := url.Values{}
-	if fs := w.o.Namespaces.FieldSelector(); fs != "" && w.namespace == "" {
-		q.Set("fieldSelector", fs)
-	}
-	if w.o.LabelSelector != "" {
-		q.Set("labelSelector", w.o.LabelSelector)
-	}
-	return q
-}
-
-// fold decodes one raw object (into w.obj) and records it in into;
-// changed (nil during a list) hears which services it changed. A malformed
-// object is skipped, logged and counted, and reported as bad; w.obj holds
-// what could be read of it.
-func (w *Watcher) fold(raw []byte, into services, changed func(string)) (rv string, bad bool) {
-	o, err := w.decode(raw)
-	if err == errMisframed { // not the object's fault: the stream's (see apply)
-		w.misframed = true
-		return "", false
-	}
-	if err == nil && !w.o.Namespaces.Allows(o.namespace) {
-		return o.resourceVersion, false
-	}
-	if changed == nil {
-		changed = func(string) {}
-	}
-	if err == nil {
-		err = into.set(o, changed)
-	}
-	if err != nil {
-		w.skip(o, err)
-		return o.resourceVersion, true
-	}
-	return o.resourceVersion, false
-}
-
-// decode reads one raw object into the watcher's scratch object, whose
-// strings borrow raw's bytes.
-func (w *Watcher) decode(raw []byte) (*object, error) {
-	if protowire.IsEnvelope(raw) {
-		return &w.obj, decodeProtoObject(&w.proto, raw, &w.obj, w.o.EndpointSlices, w.o.NodeDetail)
-	}
-	err := decodeObjectDetail(&w.scan, raw, &w.obj, w.o.NodeDetail)
-	// A watch event's object as eventReader.shortcut hands it over may be
-	// followed by the event's other members (the apiserver writes the
-	// object last, so this is rare).
-	if te, ok := err.(*trailingError); ok {
-		if eventMembers(raw[te.at:]) {
-			err = nil
-		} else {
-			err = errMisframed
-		}
-	}
-	return &w.obj, err
-}
-
-func (w *Watcher) skip(o *object, err error) {
-	w.stats.Skipped.Add(1)
-	// Cloned: a log handler may keep what it is given past this event.
-	w.log.Warn("skipping malformed object", "resource", w.kind, "namespace", strings.Clone(o.namespace), "name", strings.Clone(o.name), "error", err)
-}
-
-// serviceKey is the table key of the service o belongs to, "" if unknown.
-func (w *Watcher) serviceKey(o *object) string {
-	name := o.name
-	if w.o.EndpointSlices {
-		name = o.serviceName
-	}
-	if o.namespace == "" || name == "" {
-		return ""
-	}
-	return o.namespace + "/" + name
 }
 
 // watch streams events from *rv, applying each and advancing *rv. It
@@ -762,8 +504,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 			}
 			continue
 		}
-		w.ev.typ, w.ev.object = ev.Type, ev.Object
-		if err := w.apply(&w.ev, rv); err != nil {
+		if err := w.apply(&ev, rv); err != nil {
 			return progressed, fmt.Errorf("watch %s: %w", w.kind, err)
 		}
 		switch ev.Type {
@@ -778,52 +519,105 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 	}
 }
 
-// apply applies one watch event to the services and the table.
-func (w *Watcher) apply(ev *event, rv *string) error {
-	switch ev.typ {
-	case "ADDED", "MODIFIED":
-		if next, _ := w.fold(ev.object, w.services, w.writeKey); next != "" {
-			*rv = strings.Clone(next) // borrowed from the event
-		}
-		if w.misframed {
-			w.misframed = false
-			return errMisframed
-		}
-		w.stats.Truncated.Store(int64(w.services.truncated()))
-		if ev.typ == "ADDED" {
-			w.stats.Added.Add(1)
-		} else {
-			w.stats.Modified.Add(1)
-		}
-	case "DELETED":
-		o, err := w.decode(ev.object)
-		if err == errMisframed {
-			return err
-		}
+// apply hands one watch event to the sink, or reads it (a bookmark, an
+// error), advancing *rv.
+func (w *Watcher) apply(ev *Event, rv *string) error {
+	switch ev.Type {
+	case "ADDED":
+		next, err := w.sink.Add(ev.Object, ev.Proto)
 		if err != nil {
-			w.skip(o, err)
-			return nil
+			if next, err = w.recut(ev, added, err); err != nil {
+				return err
+			}
 		}
-		w.services.remove(o, w.writeKey)
-		w.stats.Truncated.Store(int64(w.services.truncated()))
-		if o.resourceVersion != "" {
-			*rv = strings.Clone(o.resourceVersion)
+		advance(rv, next)
+		w.stats.Added.Add(1)
+	case "MODIFIED":
+		next, err := w.sink.Update(ev.Object, ev.Proto)
+		if err != nil {
+			if next, err = w.recut(ev, modified, err); err != nil {
+				return err
+			}
 		}
+		advance(rv, next)
+		w.stats.Modified.Add(1)
+	case "DELETED":
+		next, err := w.sink.Delete(ev.Object, ev.Proto)
+		if err != nil {
+			if next, err = w.recut(ev, deleted, err); err != nil {
+				return err
+			}
+		}
+		advance(rv, next)
 		w.stats.Deleted.Add(1)
 	case "BOOKMARK":
-		if next, _, _ := readBookmark(ev.object); next != "" {
+		if next, _, _ := services.ReadBookmark(ev.Object, ev.Proto); next != "" {
 			*rv = next
 		}
 		w.stats.Bookmarks.Add(1)
 	case "ERROR":
 		se := &apiserver.StatusError{}
-		se.Code = readEventStatus(ev.object, se)
+		se.Code = readEventStatus(ev.Object, se)
 		if se.Code == 0 {
 			se.Code = http.StatusInternalServerError
 		}
 		return &WatchEventError{Status: se}
 	default:
-		w.log.Warn("ignoring unknown watch event", "resource", w.kind, "type", ev.typ)
+		w.log.Warn("ignoring unknown watch event", "resource", w.kind, "type", ev.Type)
 	}
 	return nil
+}
+
+// What an object event did to its object.
+type change uint8
+
+const (
+	added change = iota
+	modified
+	deleted
+)
+
+// recut hands an object event's object to the sink again when the sink
+// found it followed by more bytes (err, a *TrailingError): cut where it
+// ended, if what follows is more of the event (exactObject); else the
+// stream was misread (errMisframed) and nothing is applied. It returns
+// what the sink returned: the object's resourceVersion (borrowed).
+func (w *Watcher) recut(ev *Event, c change, err error) (string, error) {
+	te, ok := err.(*services.TrailingError)
+	if !ok {
+		return "", err
+	}
+	obj, err := exactObject(ev.Object, te.At)
+	if err != nil {
+		return "", err
+	}
+	switch c {
+	case added:
+		return w.sink.Add(obj, ev.Proto)
+	case modified:
+		return w.sink.Update(obj, ev.Proto)
+	}
+	return w.sink.Delete(obj, ev.Proto)
+}
+
+// advance moves *rv to next, an object's resourceVersion (borrowed from
+// its event: kept as a copy), when it has one.
+func advance(rv *string, next string) {
+	if next != "" {
+		*rv = strings.Clone(next)
+	}
+}
+
+// listItem hands one of a streaming list's initial events to the sink,
+// cut as object does.
+func (w *Watcher) listItem(ev *Event) error {
+	err := w.sink.ListItem(ev.Object, ev.Proto)
+	if te, ok := err.(*services.TrailingError); ok {
+		obj, err := exactObject(ev.Object, te.At)
+		if err != nil {
+			return err
+		}
+		return w.sink.ListItem(obj, ev.Proto)
+	}
+	return err
 }

@@ -4,11 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/kdisc/kdisc/apiserver"
-	"github.com/kdisc/kdisc/internal/protowire"
+	"github.com/kdisc/kdisc/listwatch/services"
 )
 
 // The streaming list (KEP-3157, "watch-list"): instead of LIST pages, one
@@ -18,8 +17,8 @@ import (
 // on as a watch from there. It spares the apiserver the memory of building
 // list pages, and kdisc a second request.
 //
-// The initial events are folded into a fresh state exactly as list pages
-// are (listItem): nothing changes in the table before the end bookmark,
+// The initial events are handed to the sink as a list, exactly as list
+// pages are (services.Sink.ListItem): nothing changes in the table before the end bookmark,
 // where the state replaces the old one (listed: stale services removed,
 // readiness, sync time). A stream that ends before the bookmark is a failed
 // list: the table keeps its content and the loop backs off and lists
@@ -28,59 +27,16 @@ import (
 // resourceVersionMatch on a watch) makes the watcher list in pages from
 // then on.
 
-// initialEventsEndAnnotation marks the bookmark that ends the initial
-// events of a streaming list.
-const initialEventsEndAnnotation = "k8s.io/initial-events-end"
-
-// readBookmark decodes a BOOKMARK event's object: its resourceVersion
-// and whether it ends the initial events of a streaming list.
-func readBookmark(raw []byte) (rv string, end bool, err error) {
-	if protowire.IsEnvelope(raw) {
-		return readProtoBookmark(raw)
-	}
-	var s scanner
-	s.reset(raw)
-	for ok := s.open('{'); ok; ok = s.more('}') {
-		if s.key() != "metadata" {
-			s.skip()
-			continue
-		}
-		for ok := s.open('{'); ok; ok = s.more('}') {
-			switch s.key() {
-			case "resourceVersion":
-				rv = strings.Clone(s.str()) // kept: the raw bytes are reused
-			case "annotations":
-				for ok := s.open('{'); ok; ok = s.more('}') {
-					if s.key() == initialEventsEndAnnotation {
-						end = s.optStr() == "true"
-					} else {
-						s.skip()
-					}
-				}
-			default:
-				s.skip()
-			}
-		}
-	}
-	s.end()
-	if s.err != nil {
-		return "", false, s.err
-	}
-	return rv, end, nil
-}
-
 // initialEventsEnd reports whether a BOOKMARK event's object ends the
 // initial events of a streaming list.
-func initialEventsEnd(raw []byte) bool {
-	_, end, err := readBookmark(raw)
+func initialEventsEnd(ev *Event) bool {
+	_, end, err := services.ReadBookmark(ev.Object, ev.Proto)
 	return err == nil && end
 }
 
-// initialList is a streaming list in progress: the state its initial
-// events build, as list's pages build one.
+// initialList is a streaming list in progress; its initial events build
+// the sink's list (services.Sink.BeginList), as list's pages do.
 type initialList struct {
-	next    services
-	keep    map[string]struct{} // services of malformed objects: keep their served value
 	objects int
 	start   time.Time
 	logged  time.Time
@@ -89,7 +45,8 @@ type initialList struct {
 
 func (w *Watcher) newInitialList() *initialList {
 	now := w.clock.Now()
-	return &initialList{next: w.newServices(), keep: map[string]struct{}{}, start: now, logged: now}
+	w.sink.BeginList()
+	return &initialList{start: now, logged: now}
 }
 
 // errUnsupportedWatchList says the apiserver does not serve streaming
@@ -146,29 +103,24 @@ func (w *Watcher) initialEvent(l *initialList, ev *Event, rv *string) error {
 			l.logged = now
 			w.logProgress(l.objects, 0, l.start, now)
 		}
-		w.listItem(ev.Object, l.next, l.keep)
-		if w.misframed {
-			w.misframed = false
-			return errMisframed
-		}
-		return nil
+		return w.listItem(ev)
 	case "BOOKMARK":
-		next, end, err := readBookmark(ev.Object)
+		next, end, err := services.ReadBookmark(ev.Object, ev.Proto)
 		if err != nil || !end {
 			// The apiserver ignored sendInitialEvents (a periodic
 			// bookmark comes only after the initial events).
-			return &errUnsupportedWatchList{fmt.Errorf("a bookmark without %s before the initial events ended", initialEventsEndAnnotation)}
+			return &errUnsupportedWatchList{fmt.Errorf("a bookmark without %s before the initial events ended", services.InitialEventsEndAnnotation)}
 		}
 		w.stats.Bookmarks.Add(1)
 		l.done = true
 		w.stats.StreamingLists.Add(1)
-		w.listed(l.next, l.keep, l.objects, next, l.start, "streaming")
+		w.listed(l.objects, next, l.start, "streaming")
 		if next != "" {
 			*rv = next
 		}
 		return nil
 	case "ERROR":
-		err := w.apply(&event{typ: ev.Type, object: ev.Object}, rv)
+		err := w.apply(ev, rv)
 		if refusesWatchList(err) {
 			return &errUnsupportedWatchList{err}
 		}

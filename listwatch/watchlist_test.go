@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kdisc/kdisc/internal/fakeapi"
+	"github.com/kdisc/kdisc/listwatch/services"
 )
 
 // Tests of the streaming list (watchlist.go): scripted, and against the
@@ -35,11 +36,11 @@ func callsOf(calls []call, verb string) []call {
 }
 
 func TestReadBookmark(t *testing.T) {
-	rv, end, err := readBookmark(initialEnd("42").Object)
+	rv, end, err := services.ReadBookmark(initialEnd("42").Object, false)
 	require.NoError(t, err)
 	assert.Equal(t, "42", rv)
 	assert.True(t, end)
-	rv, end, err = readBookmark(bookmark("43").Object)
+	rv, end, err = services.ReadBookmark(bookmark("43").Object, false)
 	require.NoError(t, err)
 	assert.Equal(t, "43", rv)
 	assert.False(t, end)
@@ -49,7 +50,7 @@ func TestReadBookmark(t *testing.T) {
 		`{"metadata":{"resourceVersion":"1","annotations":null}}`,
 		`{"metadata":`,
 	} {
-		assert.False(t, initialEventsEnd([]byte(raw)), raw)
+		assert.False(t, initialEventsEnd(&Event{Type: "BOOKMARK", Object: []byte(raw)}), raw)
 	}
 }
 

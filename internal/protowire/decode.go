@@ -186,6 +186,10 @@ func (d *Decoder) wrongType(t Type) {
 
 // Uint64 reads a varint field.
 func (d *Decoder) Uint64() uint64 {
+	if i := d.i; d.Type() == Varint && i < d.lim && i < len(d.b) && d.b[i] < 0x80 {
+		d.i = i + 1 // one byte: a bool, a small number
+		return uint64(d.b[i])
+	}
 	if !d.want(Varint) {
 		return 0
 	}
@@ -205,6 +209,9 @@ func (d *Decoder) length() int {
 	if i := d.i; i < d.lim && i < len(d.b) && d.b[i] < 0x80 {
 		n = uint64(d.b[i])
 		d.i = i + 1
+	} else if i+1 < d.lim && i+1 < len(d.b) && d.b[i+1] < 0x80 {
+		n = uint64(d.b[i]&0x7f) | uint64(d.b[i+1])<<7 // two bytes: 128 to 16,383
+		d.i = i + 2
 	} else {
 		n = d.varintLong() // after a failed read, 0 at the end of the data
 	}
@@ -215,8 +222,27 @@ func (d *Decoder) length() int {
 	return d.i + int(n)
 }
 
+// shortEnd is, for a length-delimited field whose length is one byte
+// and within bounds (most of them), the end of its value, with d.i moved
+// past the length; else -1, d.i unmoved, for length and its checks.
+// After an error d.i is at the end of the data, so this never reads on.
+func (d *Decoder) shortEnd() int {
+	if i := d.i; d.Type() == Bytes && i < d.lim && i < len(d.b) {
+		if n := int(d.b[i]); n < 0x80 && n < d.lim-i {
+			d.i = i + 1
+			return i + 1 + n
+		}
+	}
+	return -1
+}
+
 // Raw reads a length-delimited field: the bytes alias the decoded data.
 func (d *Decoder) Raw() []byte {
+	if end := d.shortEnd(); end >= 0 {
+		b := d.b[d.i:end:end]
+		d.i = end
+		return b
+	}
 	if !d.want(Bytes) {
 		return nil
 	}
@@ -267,6 +293,9 @@ func borrow(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b))
 // Message enters an embedded message field and returns its end offset,
 // for Next(end). After its fields the decoder is past it.
 func (d *Decoder) Message() int {
+	if end := d.shortEnd(); end >= 0 {
+		return end
+	}
 	if !d.want(Bytes) {
 		return d.i
 	}
@@ -275,6 +304,10 @@ func (d *Decoder) Message() int {
 
 // Skip moves past the value of the field Next read, by its wire type.
 func (d *Decoder) Skip() {
+	if end := d.shortEnd(); end >= 0 {
+		d.i = end
+		return
+	}
 	if d.err != nil {
 		return
 	}

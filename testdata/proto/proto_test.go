@@ -98,8 +98,8 @@ type oneItem struct {
 	watching chan struct{}
 }
 
-func (l oneItem) List(_ context.Context, _ listwatch.ListOptions, item func([]byte)) (listwatch.ListMeta, error) {
-	item(l.raw)
+func (l oneItem) List(_ context.Context, _ listwatch.ListOptions, item func([]byte, bool)) (listwatch.ListMeta, error) {
+	item(l.raw, protowire.IsEnvelope(l.raw))
 	return listwatch.ListMeta{ResourceVersion: "1"}, nil
 }
 func (l oneItem) Watch(ctx context.Context, _ listwatch.WatchOptions) (listwatch.EventStream, error) {

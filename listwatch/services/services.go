@@ -1,4 +1,4 @@
-package listwatch
+package services
 
 import (
 	"bytes"
@@ -11,14 +11,15 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/shm"
 )
 
-// A services folds Endpoints or EndpointSlice objects into the value each
+// A state folds Endpoints or EndpointSlice objects into the value each
 // service has in the table: its ports and their nodes. It remembers enough
 // to answer for a service after any sequence of events, and reports which
 // services an object changed so that only those are rewritten.
-type services interface {
+type state interface {
 	// set records an added or modified object.
 	set(o *object, changed func(key string)) error
 	// remove forgets a deleted object.
@@ -29,6 +30,8 @@ type services interface {
 	// zero) its value is empty, and a port without an address to serve
 	// has no nodes.
 	value(key string) ([]shm.Port, bool)
+	// has is value's second result, without building the value.
+	has(key string) bool
 	// detail returns the node detail of a service (node_detail): a JSON
 	// array of its nodes with where they run; nil when node detail is
 	// off or the service does not exist.
@@ -38,7 +41,7 @@ type services interface {
 	// carry copies what from knows of object o (by its namespace and
 	// name) into this state: a relist that finds o malformed keeps o's
 	// last good version, so that o's later DELETED event still removes it.
-	carry(from services, o *object)
+	carry(from state, o *object)
 	// truncated is how many services are served from an Endpoints object
 	// the Endpoints controller truncated (over-capacity); 0 for slices.
 	truncated() int
@@ -58,12 +61,6 @@ type serviceOptions struct {
 	withDetail bool // keep node detail (nodeName, zone, targetRef)
 }
 
-// infoNode is a node and, with node detail, where it runs.
-type infoNode struct {
-	node shm.Node
-	info *nodeInfo
-}
-
 type hostPort struct {
 	addr netip.Addr
 	name string
@@ -73,12 +70,12 @@ type hostPort struct {
 // appendDetail appends one node's detail:
 // {"host":..,"port":..,"node_name":..,"zone":..,"target_ref":{"kind":..,"name":..,"uid":..}},
 // each field absent when unknown.
-func appendDetail(b []byte, in infoNode) []byte {
+func appendDetail(b []byte, node shm.Node, where *placement) []byte {
 	b = append(b, `{"host":"`...)
-	b = in.node.AppendHost(b) // an IP address or a DNS name: nothing to escape
+	b = node.AppendHost(b) // an IP address or a DNS name: nothing to escape
 	b = append(b, `","port":`...)
-	b = strconv.AppendUint(b, uint64(in.node.Port), 10)
-	if i := in.info; i != nil {
+	b = strconv.AppendUint(b, uint64(node.Port), 10)
+	if i := where; i != nil {
 		b = appendField(b, "node_name", i.nodeName)
 		b = appendField(b, "zone", i.zone)
 		if i.kind != "" || i.name != "" || i.uid != "" {
@@ -198,12 +195,12 @@ func portsEqual(a, b []shm.Port) bool {
 	})
 }
 
-// endpointsServices: one Endpoints object is one service. It keeps each
+// endpointsState: one Endpoints object is one service. It keeps each
 // service's value packed (packPorts: about 12 bytes a node), not as Go
 // structures: the table holds the value readers use, and this copy only
 // serves relists, retries of what a full table refused, and telling a
 // changed value from an unchanged one.
-type endpointsServices struct {
+type endpointsState struct {
 	serviceOptions
 	// byKey holds each service in one allocation: its key's bytes, then
 	// its value packed (packPorts). The map's key is a view of those first
@@ -220,7 +217,7 @@ type endpointsServices struct {
 	// Reused by set and value: what they return is valid until the next
 	// call.
 	key     []byte
-	entries []entry
+	entries []portEntry
 	packed  []byte
 	ports   []shm.Port
 	nodes   []shm.Node
@@ -228,24 +225,24 @@ type endpointsServices struct {
 
 // keyOf is the key of a service's bytes v whose key is n bytes long: a
 // view of them, valid as long as v is (the key's bytes never change).
-func keyOf(v []byte, n int) string { return borrow(v[:n]) }
+func keyOf(v []byte, n int) string { return jsonscan.Borrow(v[:n]) }
 
-// entry is one node of one port while a value is built; a port listed
-// without addresses has an entry with no node (declared), whose node holds
+// portEntry is one node of one port while a value is built; a port listed
+// without addresses has a portEntry with no node (declared), whose node holds
 // only the port's number.
-type entry struct {
+type portEntry struct {
 	port     string
 	node     shm.Node
-	info     *nodeInfo
+	info     *placement
 	declared bool
 }
 
-func newEndpointsServices(weight uint32) *endpointsServices {
-	return &endpointsServices{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner(),
+func newEndpointsState(weight uint32) *endpointsState {
+	return &endpointsState{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner(),
 		overCapacity: map[string]struct{}{}}
 }
 
-func (s *endpointsServices) set(o *object, changed func(string)) error {
+func (s *endpointsState) set(o *object, changed func(string)) error {
 	s.entries = s.entries[:0]
 	for _, sub := range o.subsets {
 		for _, p := range sub.ports {
@@ -253,17 +250,17 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 				return err
 			}
 			k := s.names.portKey(p)
-			s.entries = append(s.entries, entry{port: k, declared: true, node: shm.Node{Port: uint16(p.number)}})
+			s.entries = append(s.entries, portEntry{port: k, declared: true, node: shm.Node{Port: uint16(p.number)}})
 			for i, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
 					return err
 				}
-				var info *nodeInfo
+				var info *placement
 				if s.withDetail && i < len(sub.infos) {
 					info = sub.infos[i]
 				}
-				s.entries = append(s.entries, entry{port: k, node: shm.Node{Addr: addr, Port: uint16(p.number), Weight: s.weight}, info: info})
+				s.entries = append(s.entries, portEntry{port: k, node: shm.Node{Addr: addr, Port: uint16(p.number), Weight: s.weight}, info: info})
 			}
 		}
 	}
@@ -299,7 +296,7 @@ func (s *endpointsServices) set(o *object, changed func(string)) error {
 }
 
 // noteTruncated records whether the service of s.key is truncated now.
-func (s *endpointsServices) noteTruncated(truncated bool) {
+func (s *endpointsState) noteTruncated(truncated bool) {
 	_, was := s.overCapacity[string(s.key)]
 	switch {
 	case truncated && !was:
@@ -313,9 +310,9 @@ func (s *endpointsServices) noteTruncated(truncated bool) {
 	}
 }
 
-func (s *endpointsServices) truncated() int { return len(s.overCapacity) }
+func (s *endpointsState) truncated() int { return len(s.overCapacity) }
 
-func (s *endpointsServices) remove(o *object, changed func(string)) {
+func (s *endpointsState) remove(o *object, changed func(string)) {
 	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
 	delete(s.overCapacity, string(s.key))
 	if v, ok := s.byKey[string(s.key)]; ok {
@@ -326,7 +323,7 @@ func (s *endpointsServices) remove(o *object, changed func(string)) {
 	}
 }
 
-func (s *endpointsServices) value(key string) ([]shm.Port, bool) {
+func (s *endpointsState) value(key string) ([]shm.Port, bool) {
 	v, ok := s.byKey[key]
 	if !ok {
 		return nil, false
@@ -335,10 +332,15 @@ func (s *endpointsServices) value(key string) ([]shm.Port, bool) {
 	return s.ports, true
 }
 
-func (s *endpointsServices) detail(key string) []byte { return s.details[key] }
+func (s *endpointsState) has(key string) bool {
+	_, ok := s.byKey[key]
+	return ok
+}
 
-func (s *endpointsServices) carry(from services, o *object) {
-	f := from.(*endpointsServices)
+func (s *endpointsState) detail(key string) []byte { return s.details[key] }
+
+func (s *endpointsState) carry(from state, o *object) {
+	f := from.(*endpointsState)
 	if v, ok := f.byKey[o.namespace+"/"+o.name]; ok {
 		n := len(o.namespace) + 1 + len(o.name)
 		c := bytes.Clone(v) // a copy: set rewrites a service's bytes in place
@@ -353,7 +355,7 @@ func (s *endpointsServices) carry(from services, o *object) {
 	}
 }
 
-func (s *endpointsServices) each(fn func(string)) {
+func (s *endpointsState) each(fn func(string)) {
 	for k := range s.byKey {
 		fn(k)
 	}
@@ -362,10 +364,10 @@ func (s *endpointsServices) each(fn func(string)) {
 // sortEntries orders entries by port name, then node, declared entries
 // first; stable, so that of the same node listed twice the first listing's
 // node detail is kept.
-func sortEntries(es []entry) {
+func sortEntries(es []portEntry) {
 	for i := 1; i < len(es); i++ {
 		if compareEntries(&es[i-1], &es[i]) > 0 {
-			slices.SortStableFunc(es, func(a, b entry) int { return compareEntries(&a, &b) })
+			slices.SortStableFunc(es, func(a, b portEntry) int { return compareEntries(&a, &b) })
 			return
 		}
 	}
@@ -373,7 +375,7 @@ func sortEntries(es []entry) {
 	// the Endpoints controller sorts them.
 }
 
-func compareEntries(a, b *entry) int {
+func compareEntries(a, b *portEntry) int {
 	if a.port != b.port {
 		return strings.Compare(a.port, b.port)
 	}
@@ -385,6 +387,17 @@ func compareEntries(a, b *entry) int {
 	}
 	if a.declared {
 		return 0
+	}
+	if x, y := &a.node, &b.node; x.Name == "" && y.Name == "" && x.Addr.Is4() && y.Addr.Is4() {
+		// compareNodes' IPv4 order without copying the nodes: the first
+		// octet that differs decides, by its text's rank.
+		p, q := x.Addr.As4(), y.Addr.As4()
+		for i := range p {
+			if p[i] != q[i] {
+				return cmp.Compare(octetRank[p[i]], octetRank[q[i]])
+			}
+		}
+		return cmp.Compare(x.Port, y.Port)
 	}
 	return compareNodes(a.node, b.node)
 }
@@ -446,7 +459,7 @@ func packPorts(b []byte, ports []shm.Port) []byte {
 // packEntries appends what packPorts(portsOf(es)) appends, without
 // making the ports: per port (a run of one name in sorted entries), its
 // declared number when no node serves it, and each node once.
-func packEntries(b []byte, es []entry) []byte {
+func packEntries(b []byte, es []portEntry) []byte {
 	for i := 0; i < len(es); {
 		j := i + 1
 		for j < len(es) && es[j].port == es[i].port {
@@ -475,9 +488,9 @@ func packEntries(b []byte, es []entry) []byte {
 	return b
 }
 
-// served reports whether entry k of one port's sorted entries is a node
+// served reports whether portEntry k of one port's sorted entries is a node
 // of the port (portsOf): not declared, and not the node before it again.
-func served(run []entry, k int) bool {
+func served(run []portEntry, k int) bool {
 	return !run[k].declared && (k == 0 || run[k-1].declared || run[k-1].node != run[k].node)
 }
 
@@ -502,7 +515,7 @@ func unpackPorts(b []byte, ports []shm.Port, nodes []shm.Node, names *interner) 
 	first := firsts[:0]
 	for len(b) > 0 {
 		l, w := binary.Uvarint(b)
-		ports = append(ports, shm.Port{Name: names.intern(borrow(b[w : w+int(l)]))})
+		ports = append(ports, shm.Port{Name: names.intern(jsonscan.Borrow(b[w : w+int(l)]))})
 		first = append(first, len(nodes))
 		b = b[w+int(l):]
 		n, w := binary.Uvarint(b)
@@ -547,7 +560,7 @@ func setNodes(ports []shm.Port, first []int, nodes []shm.Node) {
 
 // detailJSON is the node detail of sorted entries: every node of every
 // port in that order, each host and port once.
-func detailJSON(es []entry) []byte {
+func detailJSON(es []portEntry) []byte {
 	b := []byte{'['}
 	seen := map[hostPort]struct{}{}
 	for _, e := range es {
@@ -562,7 +575,7 @@ func detailJSON(es []entry) []byte {
 		if len(b) > 1 {
 			b = append(b, ',')
 		}
-		b = appendDetail(b, infoNode{node: e.node, info: e.info})
+		b = appendDetail(b, e.node, e.info)
 	}
 	return append(b, ']')
 }
@@ -599,14 +612,14 @@ func (in *interner) portKey(p port) string {
 		return in.intern(p.name)
 	}
 	var buf [8]byte
-	return in.intern(borrow(strconv.AppendInt(buf[:0], int64(p.number), 10)))
+	return in.intern(jsonscan.Borrow(strconv.AppendInt(buf[:0], int64(p.number), 10)))
 }
 
-// sliceServices: a service is the union of every EndpointSlice labelled
+// sliceState: a service is the union of every EndpointSlice labelled
 // with its name in its namespace. It keeps what each slice contributes
 // (merging needs it), and builds a service's value from its slices when
 // the value is written.
-type sliceServices struct {
+type sliceState struct {
 	serviceOptions
 	slices    map[string]*slice   // by namespace/sliceName
 	byService map[string]*service // by service key
@@ -618,10 +631,10 @@ type sliceServices struct {
 	next     slice
 	built    *service // whose merge s.entries holds; nil after any change
 	declared []string // ports, while a service is built
-	cands    []portNode
-	keys     []candKey  // cands in order, sorted instead of them
-	sorted   []portNode // cands in keys' order
-	entries  []entry
+	cands    []candidate
+	keys     []candKey   // cands in order, sorted instead of them
+	sorted   []candidate // cands in keys' order
+	entries  []portEntry
 	ports    []shm.Port
 	nodes    []shm.Node
 }
@@ -636,18 +649,18 @@ type service struct {
 type slice struct {
 	id      string
 	service *service
-	ports   []string     // every port with a number, by portKey (interned)
-	nums    []uint16     // their numbers
-	nodes   []packedNode // every address that may be served, paired with each port
-	names   []string     // FQDN addresses, by packedNode.name
-	infos   []*nodeInfo  // with node detail: per node
+	ports   []string          // every port with a number, by portKey (interned)
+	nums    []uint16          // their numbers
+	nodes   []packedCandidate // every address that may be served, paired with each port
+	names   []string          // FQDN addresses, by packedCandidate.name
+	infos   []*placement      // with node detail: per node
 }
 
-// packedNode is one address and port of a slice that may be served or
+// packedCandidate is one address and port of a slice that may be served or
 // may stand in the way of another listing of the same address and port
 // (see contribution), in 22 bytes: the nodes of every slice are most of
 // what kdisc keeps in its heap.
-type packedNode struct {
+type packedCandidate struct {
 	ip    [16]byte // an IPv4 address in the first 4 (pnIPv4)
 	num   uint16   // the port number
 	port  uint8    // index in the slice's ports (an EndpointSlice has at most 100)
@@ -666,8 +679,8 @@ const (
 	pnForNode     // hints.forNodes names the configured node
 )
 
-// candidate returns node i of sl, unpacked.
-func (sl *slice) candidate(i int, weight uint32) portNode {
+// unpack returns candidate i of sl.
+func (sl *slice) unpack(i int, weight uint32) candidate {
 	p := sl.nodes[i]
 	n := shm.Node{Port: p.num, Weight: weight}
 	switch {
@@ -678,7 +691,7 @@ func (sl *slice) candidate(i int, weight uint32) portNode {
 	default:
 		n.Addr = netip.AddrFrom16(p.ip)
 	}
-	pn := portNode{port: sl.ports[p.port], node: n, flags: p.flags}
+	pn := candidate{port: sl.ports[p.port], node: n, flags: p.flags}
 	if p.flags&pnIPv4 != 0 {
 		pn.order = uint64(octetRank[p.ip[0]])<<48 | uint64(octetRank[p.ip[1]])<<40 | uint64(octetRank[p.ip[2]])<<32 |
 			uint64(octetRank[p.ip[3]])<<24 | uint64(p.num)<<8 | 1
@@ -692,23 +705,24 @@ func (sl *slice) candidate(i int, weight uint32) portNode {
 // sameAs reports whether sl contributes what next does.
 func (sl *slice) sameAs(next *slice) bool {
 	return slices.Equal(sl.ports, next.ports) && slices.Equal(sl.nums, next.nums) && slices.Equal(sl.nodes, next.nodes) && slices.Equal(sl.names, next.names) &&
-		slices.EqualFunc(sl.infos, next.infos, func(a, b *nodeInfo) bool { return a == b || a != nil && b != nil && *a == *b })
+		slices.EqualFunc(sl.infos, next.infos, func(a, b *placement) bool { return a == b || a != nil && b != nil && *a == *b })
 }
 
-// portNode is a candidate node of one port while a service is built.
-type portNode struct {
+// candidate is a node that may be served for one port, while a service
+// is built (unpacked from a packedCandidate).
+type candidate struct {
 	port  string
 	node  shm.Node
-	flags uint8 // of its packedNode
-	info  *nodeInfo
+	flags uint8 // of its packedCandidate
+	info  *placement
 	// order: an IPv4 node's place in compareNodes' order as one number
 	// (its octets' text ranks, then its port); 0 for other nodes.
 	order uint64
 }
 
 // candKey is a candidate while candidates are sorted (16 bytes to move
-// instead of a portNode's 100): its port's place among the service's
-// ports, its order, and where it is in sliceServices.cands.
+// instead of a candidate's 100): its port's place among the service's
+// ports, its order, and where it is in sliceState.cands.
 type candKey struct {
 	order uint64
 	port  uint32
@@ -717,7 +731,7 @@ type candKey struct {
 
 // compareCandidates orders candidates by port, then node (as
 // compareNodes), then preference.
-func compareCandidates(a, b portNode) int {
+func compareCandidates(a, b candidate) int {
 	if c := strings.Compare(a.port, b.port); c != 0 {
 		return c
 	}
@@ -733,13 +747,13 @@ func compareCandidates(a, b portNode) int {
 	return comparePreference(a, b)
 }
 
-func (pn portNode) is(flag uint8) bool { return pn.flags&flag != 0 }
+func (pn candidate) is(flag uint8) bool { return pn.flags&flag != 0 }
 
-func newSliceServices(weight uint32) *sliceServices {
-	return &sliceServices{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*service{}, names: newInterner()}
+func newSliceState(weight uint32) *sliceState {
+	return &sliceState{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*service{}, names: newInterner()}
 }
 
-func (s *sliceServices) set(o *object, changed func(string)) error {
+func (s *sliceState) set(o *object, changed func(string)) error {
 	s.built = nil
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
 	prev := s.slices[string(s.id)]
@@ -778,7 +792,7 @@ func (s *sliceServices) set(o *object, changed func(string)) error {
 
 // contribution reads what slice o contributes into next, reusing its
 // memory.
-func (s *sliceServices) contribution(o *object, next *slice) error {
+func (s *sliceState) contribution(o *object, next *slice) error {
 	next.ports, next.nums, next.nodes, next.names, next.infos = next.ports[:0], next.nums[:0], next.nodes[:0], next.names[:0], next.infos[:0]
 	var nums [8]int32 // the numbers of next.ports
 	numbers := nums[:0]
@@ -831,7 +845,7 @@ func (s *sliceServices) contribution(o *object, next *slice) error {
 			if err != nil {
 				return err
 			}
-			pn := packedNode{flags: flags}
+			pn := packedCandidate{flags: flags}
 			switch {
 			case n.Name != "":
 				if len(next.names) > math.MaxUint16 {
@@ -860,7 +874,7 @@ func (s *sliceServices) contribution(o *object, next *slice) error {
 }
 
 // join returns the service of key, made when it has no slice yet.
-func (s *sliceServices) join(key string) *service {
+func (s *sliceState) join(key string) *service {
 	svc := s.byService[key]
 	if svc == nil {
 		svc = &service{key: key}
@@ -869,13 +883,13 @@ func (s *sliceServices) join(key string) *service {
 	return svc
 }
 
-func (s *sliceServices) remove(o *object, changed func(string)) {
+func (s *sliceState) remove(o *object, changed func(string)) {
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
 	s.forget(s.slices[string(s.id)], changed)
 }
 
 // forget drops slice sl (nil: nothing to do) from its service.
-func (s *sliceServices) forget(sl *slice, changed func(string)) {
+func (s *sliceState) forget(sl *slice, changed func(string)) {
 	s.built = nil
 	if sl == nil {
 		return
@@ -891,10 +905,10 @@ func (s *sliceServices) forget(sl *slice, changed func(string)) {
 	changed(svc.key)
 }
 
-func (s *sliceServices) carry(from services, o *object) {
+func (s *sliceState) carry(from state, o *object) {
 	s.built = nil
 	id := o.namespace + "/" + o.name
-	prev, ok := from.(*sliceServices).slices[id]
+	prev, ok := from.(*sliceState).slices[id]
 	if !ok {
 		return
 	}
@@ -906,7 +920,7 @@ func (s *sliceServices) carry(from services, o *object) {
 	s.slices[id] = c
 }
 
-func (s *sliceServices) value(key string) ([]shm.Port, bool) {
+func (s *sliceState) value(key string) ([]shm.Port, bool) {
 	if !s.build(key) {
 		return nil, false
 	}
@@ -914,27 +928,32 @@ func (s *sliceServices) value(key string) ([]shm.Port, bool) {
 	return s.ports, true
 }
 
-func (s *sliceServices) detail(key string) []byte {
+func (s *sliceState) has(key string) bool {
+	_, ok := s.byService[key]
+	return ok
+}
+
+func (s *sliceState) detail(key string) []byte {
 	if !s.withDetail || !s.build(key) {
 		return nil
 	}
 	return detailJSON(s.entries)
 }
 
-// declaredEntry is the declared entry of port name of svc, with the
+// declaredEntry is the declared portEntry of port name of svc, with the
 // port's number (its first slice's), kept if the port gets no node.
-func declaredEntry(svc *service, name string) entry {
+func declaredEntry(svc *service, name string) portEntry {
 	for _, sl := range svc.members {
 		if k := slices.Index(sl.ports, name); k >= 0 {
-			return entry{port: name, declared: true, node: shm.Node{Port: sl.nums[k]}}
+			return portEntry{port: name, declared: true, node: shm.Node{Port: sl.nums[k]}}
 		}
 	}
-	return entry{port: name, declared: true}
+	return portEntry{port: name, declared: true}
 }
 
 // build merges the slices of service key into s.entries, sorted: per port,
 // the nodes to serve.
-func (s *sliceServices) build(key string) bool {
+func (s *sliceState) build(key string) bool {
 	svc, ok := s.byService[key]
 	if !ok {
 		return false
@@ -957,7 +976,7 @@ func (s *sliceServices) build(key string) bool {
 			place = append(place, uint32(at))
 		}
 		for i := range sl.nodes {
-			pn := sl.candidate(i, s.weight)
+			pn := sl.unpack(i, s.weight)
 			s.keys = append(s.keys, candKey{order: pn.order, port: place[sl.nodes[i].port], i: int32(len(s.cands))})
 			s.cands = append(s.cands, pn)
 		}
@@ -983,7 +1002,7 @@ func (s *sliceServices) build(key string) bool {
 	}
 	s.cands, s.sorted = s.sorted, s.cands
 	// The entries in sortEntries' order as they are made: per port, its
-	// declared entry, then its nodes (serve keeps their order).
+	// declared portEntry, then its nodes (serve keeps their order).
 	d := 0
 	for i := 0; i < len(s.cands); {
 		j := i + 1
@@ -994,7 +1013,7 @@ func (s *sliceServices) build(key string) bool {
 			s.entries = append(s.entries, declaredEntry(svc, s.declared[d]))
 		}
 		for _, pn := range s.serve(s.cands[i:j]) {
-			s.entries = append(s.entries, entry{port: pn.port, node: pn.node, info: pn.info})
+			s.entries = append(s.entries, portEntry{port: pn.port, node: pn.node, info: pn.info})
 		}
 		i = j
 	}
@@ -1011,7 +1030,7 @@ func (s *sliceServices) build(key string) bool {
 // serve the old pod. Where kube-proxy keeps whichever came first, the
 // ready one wins, then the one with more flags (hints), then the node
 // detail, so that the answer does not depend on the order of events.
-func comparePreference(a, b portNode) int {
+func comparePreference(a, b candidate) int {
 	if c := cmp.Compare(a.flags&pnTerminating, b.flags&pnTerminating); c != 0 {
 		return c
 	}
@@ -1025,7 +1044,7 @@ func comparePreference(a, b portNode) int {
 }
 
 // compareInfo orders node detail: none first, then field by field.
-func compareInfo(a, b *nodeInfo) int {
+func compareInfo(a, b *placement) int {
 	switch {
 	case a == b:
 		return 0
@@ -1045,7 +1064,7 @@ func compareInfo(a, b *nodeInfo) int {
 // Hints: with node set, if every ready one has node hints and one is for
 // node, only those; else, with zone set, the same with zone hints. It
 // reorders list and returns a part of it, in list's order.
-func (s *sliceServices) serve(list []portNode) []portNode {
+func (s *sliceState) serve(list []candidate) []candidate {
 	ready := 0
 	for _, pn := range list {
 		if pn.is(pnReady) {
@@ -1072,7 +1091,7 @@ func (s *sliceServices) serve(list []portNode) []portNode {
 }
 
 // hintedFor reports whether every one of list has hinted and one has mine.
-func hintedFor(list []portNode, hinted, mine uint8) bool {
+func hintedFor(list []candidate, hinted, mine uint8) bool {
 	found := false
 	for _, pn := range list {
 		if !pn.is(hinted) {
@@ -1085,7 +1104,7 @@ func hintedFor(list []portNode, hinted, mine uint8) bool {
 
 // filter moves the elements that have flag to the front of list, in their
 // order, and returns them; the rest of list is overwritten.
-func filter(list []portNode, flag uint8) []portNode {
+func filter(list []candidate, flag uint8) []candidate {
 	n := 0
 	for i := range list {
 		if list[i].flags&flag != 0 {
@@ -1100,7 +1119,7 @@ func filter(list []portNode, flag uint8) []portNode {
 
 // portsOf turns sorted entries into ports, each node once per port; the
 // ports' nodes share the memory of nodes.
-func portsOf(es []entry, ports []shm.Port, nodes []shm.Node) ([]shm.Port, []shm.Node) {
+func portsOf(es []portEntry, ports []shm.Port, nodes []shm.Node) ([]shm.Port, []shm.Node) {
 	start := len(ports)
 	var firsts [8]int
 	first := firsts[:0] // where each port's nodes start in nodes
@@ -1163,9 +1182,9 @@ func validDNSName(s string) bool {
 	return true
 }
 
-func (s *sliceServices) truncated() int { return 0 } // an EndpointSlice is never truncated
+func (s *sliceState) truncated() int { return 0 } // an EndpointSlice is never truncated
 
-func (s *sliceServices) each(fn func(string)) {
+func (s *sliceState) each(fn func(string)) {
 	for k := range s.byService {
 		fn(k)
 	}

@@ -1,4 +1,4 @@
-package listwatch
+package services
 
 import (
 	"math/rand/v2"
@@ -23,7 +23,7 @@ func collect() (func(string), *[]string) {
 }
 
 func TestEndpointsServices(t *testing.T) {
-	s := newEndpointsServices(50)
+	s := newEndpointsState(50)
 	changed, keys := collect()
 	o := object{namespace: "default", name: "db", subsets: []subset{
 		{addresses: []string{"10.0.0.2", "10.0.0.10"}, ports: []port{{name: "sql", number: 3306}, {number: 9104}}},
@@ -60,7 +60,7 @@ func TestEndpointsServices(t *testing.T) {
 	assert.False(t, ok, "deleted: gone")
 	assert.Len(t, *keys, 4)
 
-	fresh := newEndpointsServices(50)
+	fresh := newEndpointsState(50)
 	require.NoError(t, fresh.set(&empty, changed))
 	_, ok = fresh.value("default/db")
 	assert.True(t, ok)
@@ -73,7 +73,7 @@ func TestEndpointsServices(t *testing.T) {
 }
 
 func TestSliceServicesMerge(t *testing.T) {
-	s := newSliceServices(50)
+	s := newSliceState(50)
 	changed, keys := collect()
 	a := object{namespace: "shop", name: "web-a", serviceName: "web", addressType: "IPv4",
 		endpoints: []endpoint{{addresses: []string{"10.1.0.2"}, ready: true}, {addresses: []string{"10.1.0.9"}, ready: false}},
@@ -110,7 +110,7 @@ func TestSliceServicesMerge(t *testing.T) {
 }
 
 func TestSliceServicesRelabel(t *testing.T) {
-	s := newSliceServices(50)
+	s := newSliceState(50)
 	changed, keys := collect()
 	o := object{namespace: "ns", name: "x-1", serviceName: "x", addressType: "IPv4",
 		endpoints: []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}, ports: []port{{name: "p", number: 1}}}
@@ -128,7 +128,7 @@ func TestSliceServicesRelabel(t *testing.T) {
 }
 
 // value is the ports of key, nil when the service is not known.
-func value(s services, key string) []shm.Port {
+func value(s state, key string) []shm.Port {
 	ports, _ := s.value(key)
 	return ports
 }
@@ -216,19 +216,20 @@ func TestParseIPv4CanonicalAgreesWithNetip(t *testing.T) {
 }
 
 // sortEntries (which skips sorting entries already in order) orders
-// entries as a stable sort does, and packEntries packs sorted entries as
+// entries as a stable sort by port, declared first, then compareNodes does, and packEntries packs sorted entries as
 // packPorts packs the ports portsOf makes of them: checked on random
 // entries of several ports, declared and not, IPv4 and IPv6, with nodes
 // listed twice.
 func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	addrs := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.10"),
+		netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.1.0.0"), netip.MustParseAddr("100.1.1.1"),
 		netip.MustParseAddr("9.1.1.1"), netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")}
 	names := []string{"http", "a", "9090", ""}
 	for i := range 20_000 {
-		var es []entry
+		var es []portEntry
 		for range rng.IntN(9) {
-			e := entry{port: names[rng.IntN(len(names))]}
+			e := portEntry{port: names[rng.IntN(len(names))]}
 			e.node.Port = uint16(80 + rng.IntN(3))
 			if rng.IntN(3) == 0 {
 				e.declared = true
@@ -238,10 +239,58 @@ func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
 			es = append(es, e)
 		}
 		want := slices.Clone(es)
-		slices.SortStableFunc(want, func(a, b entry) int { return compareEntries(&a, &b) })
+		slices.SortStableFunc(want, func(a, b portEntry) int { // by port, declared first, then compareNodes
+			if c := strings.Compare(a.port, b.port); c != 0 {
+				return c
+			}
+			if a.declared || b.declared {
+				if a.declared == b.declared {
+					return 0
+				}
+				if a.declared {
+					return -1
+				}
+				return 1
+			}
+			return compareNodes(a.node, b.node)
+		})
 		sortEntries(es)
 		require.Equal(t, want, es, "case %d", i)
 		ports, _ := portsOf(es, nil, nil)
 		require.Equal(t, packPorts(nil, ports), packEntries(nil, es), "case %d: %+v", i, es)
+	}
+}
+
+// has says what value's second result says, for Endpoints and
+// EndpointSlices, through random sets and removes (slices moving between
+// services, services losing their last slice or every port).
+func TestHasAgreesWithValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	keys := []string{"shop/a", "shop/b", "shop/c", "other/a"}
+	for _, st := range []state{newEndpointsState(1), newSliceState(1)} {
+		for i := range 3000 {
+			key := keys[rng.IntN(len(keys))]
+			ns, name, _ := strings.Cut(key, "/")
+			o := &object{namespace: ns, name: name, addressType: "IPv4"}
+			if _, isSlice := st.(*sliceState); isSlice {
+				o.name = name + "-" + string(rune('0'+rng.IntN(3)))
+				o.serviceName = keys[rng.IntN(len(keys))][len(ns)+1:]
+				if rng.IntN(2) == 0 {
+					o.ports = []port{{name: "http", number: 80}}
+					o.endpoints = []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}
+				}
+			} else if rng.IntN(2) == 0 {
+				o.subsets = []subset{{addresses: []string{"10.0.0.1"}, ports: []port{{name: "http", number: 80}}}}
+			}
+			if rng.IntN(3) == 0 {
+				st.remove(o, func(string) {})
+			} else {
+				require.NoError(t, st.set(o, func(string) {}))
+			}
+			for _, k := range keys {
+				_, ok := st.value(k)
+				require.Equal(t, ok, st.has(k), "step %d, %s", i, k)
+			}
+		}
 	}
 }

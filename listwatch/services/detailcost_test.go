@@ -1,4 +1,4 @@
-package listwatch
+package services
 
 import (
 	"fmt"
@@ -18,25 +18,25 @@ func TestDetailTableCost(t *testing.T) {
 	const services, addrs = 1000, 3
 	for _, c := range []struct {
 		name string
-		info func(svc, i int) *nodeInfo
+		info func(svc, i int) *placement
 	}{
-		{"pod targetRef, nodeName, zone", func(svc, i int) *nodeInfo {
-			return &nodeInfo{
+		{"pod targetRef, nodeName, zone", func(svc, i int) *placement {
+			return &placement{
 				nodeName: fmt.Sprintf("ip-10-%d-%d-%d.eu-west-1.compute.internal", svc%250, i, svc%200),
 				zone:     "eu-west-1" + string(rune('a'+i)),
 				kind:     "Pod", name: fmt.Sprintf("svc%d-7d9f8b6c5d-%05d", svc, i),
 				uid: fmt.Sprintf("6b0c%04d-1c2d-4e5f-8a9b-%012d", svc, i),
 			}
 		}},
-		{"nodeName only", func(svc, i int) *nodeInfo {
-			return &nodeInfo{nodeName: fmt.Sprintf("node-%d", (svc+i)%50)}
+		{"nodeName only", func(svc, i int) *placement {
+			return &placement{nodeName: fmt.Sprintf("node-%d", (svc+i)%50)}
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			w, err := shm.Create("", 16<<20)
 			require.NoError(t, err)
 			defer w.Close()
-			s := newEndpointsServices(50)
+			s := newEndpointsState(50)
 			s.withDetail = true
 			for svc := range services {
 				o := object{namespace: "default", name: fmt.Sprintf("svc%d", svc)}

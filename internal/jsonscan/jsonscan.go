@@ -1,4 +1,24 @@
-package listwatch
+// Package jsonscan frames and scans JSON bytes, fast, and knows nothing of
+// what they mean: it is the leaf under kdisc's list-watch (beside
+// internal/protowire, its protobuf counterpart).
+//
+// The hot path of discovery is decoding watch events and LIST items, most
+// of whose bytes (managedFields, annotations, targetRefs) discovery never
+// reads. json-iterator's Skip reads every field name of what it skips as a
+// Go string (the profile of BenchmarkWatchApply: ReadString, Skip and the
+// allocator over half the time, 128 allocations per event), so the hot path
+// uses two small byte-level readers instead:
+//
+//   - a Reader cuts a stream into complete top-level values (watch
+//     events) or walks a LIST envelope, reading the body in chunks into
+//     one reused buffer;
+//   - a Scanner decodes one value held in memory, matching only the keys
+//     its caller reads and skipping everything else by its bytes.
+//
+// Strings are borrowed: a Scanner returns strings that alias the bytes it
+// reads (unsafe.String), valid only until those bytes are reused (the next
+// event or item). Code that keeps a decoded string clones or interns it.
+package jsonscan
 
 import (
 	"bytes"
@@ -14,32 +34,15 @@ import (
 	"unsafe"
 )
 
-// The hot path of discovery is decoding watch events and LIST items, most
-// of whose bytes (managedFields, annotations, targetRefs) discovery never
-// reads. json-iterator's Skip reads every field name of what it skips as a
-// Go string (the profile of BenchmarkWatchApply: ReadString, Skip and the
-// allocator over half the time, 128 allocations per event), so the hot path
-// uses two small byte-level readers instead:
-//
-//   - a frameReader cuts a stream into complete top-level values (watch
-//     events) or walks a LIST envelope, reading the body in chunks into
-//     one reused buffer;
-//   - a scanner decodes one value held in memory, matching only the keys
-//     discovery reads and skipping everything else by its bytes.
-//
-// Strings are borrowed: a scanner returns strings that alias the bytes it
-// reads (unsafe.String), valid only until those bytes are reused (the next
-// event or item). Code that keeps a decoded string clones or interns it.
-
-// maxFrame bounds one watch event or LIST item: the apiserver refuses
+// MaxFrame bounds one watch event or LIST item: the apiserver refuses
 // objects over 1.5 MiB (etcd's request limit), so anything this large is
 // not an object kdisc should buffer.
-const maxFrame = 64 << 20
+const MaxFrame = 64 << 20
 
-var errFrameTooLarge = fmt.Errorf("a single JSON value over %d bytes", maxFrame)
+var errFrameTooLarge = fmt.Errorf("a single JSON value over %d bytes", MaxFrame)
 
-// frameReader reads JSON values from a stream into a reused buffer.
-type frameReader struct {
+// Reader reads JSON values from a stream into a reused buffer.
+type Reader struct {
 	r     io.Reader
 	buf   []byte // data is buf[off:len(buf)]
 	off   int
@@ -47,14 +50,15 @@ type frameReader struct {
 	chunk int   // bytes asked of r per read
 }
 
-func newFrameReader(r io.Reader, chunk int) *frameReader {
-	return &frameReader{r: r, buf: make([]byte, 0, 2*chunk), chunk: chunk}
+// NewReader reads r, asking it for chunk bytes at a time.
+func NewReader(r io.Reader, chunk int) *Reader {
+	return &Reader{r: r, buf: make([]byte, 0, 2*chunk), chunk: chunk}
 }
 
 // fill reads more of the stream, keeping buf[off:], and reports whether
 // anything arrived. The bytes of earlier values may move: callers hold
 // offsets relative to off, not slices, across a fill.
-func (f *frameReader) fill() bool {
+func (f *Reader) fill() bool {
 	if f.err != nil {
 		return false
 	}
@@ -89,9 +93,9 @@ func (f *frameReader) fill() bool {
 	return false
 }
 
-// peek skips white space and returns the next byte without consuming it.
+// Peek skips white space and returns the next byte without consuming it.
 // At the end of the stream it returns the read error (io.EOF when clean).
-func (f *frameReader) peek() (byte, error) {
+func (f *Reader) Peek() (byte, error) {
 	for {
 		for f.off < len(f.buf) {
 			switch c := f.buf[f.off]; c {
@@ -107,11 +111,11 @@ func (f *frameReader) peek() (byte, error) {
 	}
 }
 
-// expect consumes the byte c, which must come next.
-func (f *frameReader) expect(c byte) error {
-	got, err := f.peek()
+// Expect consumes the byte c, which must come next.
+func (f *Reader) Expect(c byte) error {
+	got, err := f.Peek()
 	if err != nil {
-		return unexpectedEOF(err)
+		return UnexpectedEOF(err)
 	}
 	if got != c {
 		return fmt.Errorf("json: expected %q, found %q", c, got)
@@ -120,15 +124,15 @@ func (f *frameReader) expect(c byte) error {
 	return nil
 }
 
-// elements walks the object or array that comes next: after its open
+// Elements walks the object or array that comes next: after its open
 // byte, each reads one element (an object's member: name, colon and
 // value; or an array's item) and must consume it; elements reads the
 // commas between them and the close.
-func (f *frameReader) elements(open, close byte, each func() error) error {
-	if err := f.expect(open); err != nil {
+func (f *Reader) Elements(open, close byte, each func() error) error {
+	if err := f.Expect(open); err != nil {
 		return err
 	}
-	if c, err := f.peek(); err == nil && c == close {
+	if c, err := f.Peek(); err == nil && c == close {
 		f.off++
 		return nil
 	}
@@ -136,9 +140,9 @@ func (f *frameReader) elements(open, close byte, each func() error) error {
 		if err := each(); err != nil {
 			return err
 		}
-		c, err := f.peek()
+		c, err := f.Peek()
 		if err != nil {
-			return unexpectedEOF(err)
+			return UnexpectedEOF(err)
 		}
 		f.off++
 		switch c {
@@ -151,31 +155,35 @@ func (f *frameReader) elements(open, close byte, each func() error) error {
 	}
 }
 
-// key reads an object member's name and the colon after it.
-func (f *frameReader) key() (string, error) {
-	raw, err := f.value()
+// Key reads an object member's name and the colon after it.
+func (f *Reader) Key() (string, error) {
+	raw, err := f.Value()
 	if err != nil {
-		return "", unexpectedEOF(err)
+		return "", UnexpectedEOF(err)
 	}
-	var s scanner
-	s.reset(raw)
-	key := strings.Clone(s.str()) // raw is reused by the next read
-	if s.end(); s.err != nil {
+	var s Scanner
+	s.Reset(raw)
+	key := strings.Clone(s.Str()) // raw is reused by the next read
+	if s.End(); s.err != nil {
 		return "", s.err
 	}
-	return key, f.expect(':')
+	return key, f.Expect(':')
 }
 
-// line returns the bytes up to the next newline (or the end of the
+// Discard consumes the next n bytes, which the caller has read from what
+// Line returned.
+func (f *Reader) Discard(n int) { f.off += n }
+
+// Line returns the bytes up to the next newline (or the end of the
 // stream) without consuming them; valid until the next read.
-func (f *frameReader) line() ([]byte, error) {
+func (f *Reader) Line() ([]byte, error) {
 	searched := 0
 	for {
 		if nl := bytes.IndexByte(f.buf[f.off+searched:], '\n'); nl >= 0 {
 			return f.buf[f.off : f.off+searched+nl], nil
 		}
 		searched = len(f.buf) - f.off
-		if searched > maxFrame {
+		if searched > MaxFrame {
 			return nil, errFrameTooLarge
 		}
 		if !f.fill() {
@@ -187,12 +195,12 @@ func (f *frameReader) line() ([]byte, error) {
 	}
 }
 
-// value returns the next complete JSON value (of any type) and consumes
+// Value returns the next complete JSON value (of any type) and consumes
 // it. The bytes are valid until the next call. It checks only the
 // structure needed to find the value's end; its content is checked by
 // whoever decodes it.
-func (f *frameReader) value() ([]byte, error) {
-	if _, err := f.peek(); err != nil {
+func (f *Reader) Value() ([]byte, error) {
+	if _, err := f.Peek(); err != nil {
 		return nil, err
 	}
 	var s valueEnd
@@ -205,7 +213,7 @@ func (f *frameReader) value() ([]byte, error) {
 			f.off += scanned
 			return v, nil
 		}
-		if scanned > maxFrame {
+		if scanned > MaxFrame {
 			return nil, errFrameTooLarge
 		}
 		if !f.fill() {
@@ -214,12 +222,14 @@ func (f *frameReader) value() ([]byte, error) {
 				f.off += scanned
 				return v, nil
 			}
-			return nil, unexpectedEOF(f.err)
+			return nil, UnexpectedEOF(f.err)
 		}
 	}
 }
 
-func unexpectedEOF(err error) error {
+// UnexpectedEOF turns io.EOF, met inside a value, into
+// io.ErrUnexpectedEOF.
+func UnexpectedEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
 	}
@@ -314,25 +324,41 @@ func isScalarByte(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.'
 }
 
-// scanner decodes one JSON value held whole in memory. The first error
+// Scanner decodes one JSON value held whole in memory. The first error
 // sticks: every later read returns a zero value, so decoders read on and
 // check err once at the end.
-type scanner struct {
+type Scanner struct {
 	b   []byte
 	i   int
 	err error
 }
 
-func (s *scanner) reset(b []byte) { *s = scanner{b: b} }
+func (s *Scanner) Reset(b []byte) { *s = Scanner{b: b} }
 
-var errUnexpectedEnd = errors.New("json: unexpected end of value")
+// Err is the first error met, nil while the bytes read well.
+func (s *Scanner) Err() error { return s.err }
 
-func (s *scanner) fail(what string) {
+// Pos is the offset of the next byte to read.
+func (s *Scanner) Pos() int { return s.i }
+
+// Consume skips white space and consumes c if it comes next, reporting
+// whether it did.
+func (s *Scanner) Consume(c byte) bool {
+	if s.Next() != c {
+		return false
+	}
+	s.i++
+	return true
+}
+
+var ErrUnexpectedEnd = errors.New("json: unexpected end of value")
+
+func (s *Scanner) fail(what string) {
 	if s.err != nil {
 		return
 	}
 	if s.i >= len(s.b) {
-		s.err = fmt.Errorf("%w: expected %s", errUnexpectedEnd, what)
+		s.err = fmt.Errorf("%w: expected %s", ErrUnexpectedEnd, what)
 		return
 	}
 	lo, hi := max(0, s.i-20), min(len(s.b), s.i+20)
@@ -340,9 +366,9 @@ func (s *scanner) fail(what string) {
 	s.i = len(s.b) // every later read finds the end
 }
 
-// next skips white space and returns the next byte (0 at the end or after
+// Next skips white space and returns the next byte (0 at the end or after
 // an error).
-func (s *scanner) next() byte {
+func (s *Scanner) Next() byte {
 	i, b := s.i, s.b
 	for ; i < len(b); i++ {
 		if c := b[i]; c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
@@ -354,13 +380,13 @@ func (s *scanner) next() byte {
 	return 0
 }
 
-// open starts an object ('{') or an array ('[') and reports whether it
+// Open starts an object ('{') or an array ('[') and reports whether it
 // has a first member; null reads as empty. Then, after each member,
-// more(close) moves past the comma and reports whether another follows:
+// More(close) moves past the comma and reports whether another follows:
 //
-//	for ok := s.open('{'); ok; ok = s.more('}') { key := s.key(); ... }
-func (s *scanner) open(kind byte) bool {
-	switch s.next() {
+//	for ok := s.Open('{'); ok; ok = s.More('}') { key := s.Key(); ... }
+func (s *Scanner) Open(kind byte) bool {
+	switch s.Next() {
 	case kind:
 		s.i++
 	case 'n':
@@ -370,15 +396,15 @@ func (s *scanner) open(kind byte) bool {
 		s.fail(kindName(kind))
 		return false
 	}
-	if s.next() == kind+2 { // '{'+2 is '}', '['+2 is ']'
+	if s.Next() == kind+2 { // '{'+2 is '}', '['+2 is ']'
 		s.i++
 		return false
 	}
 	return s.err == nil
 }
 
-func (s *scanner) more(close byte) bool {
-	switch s.next() {
+func (s *Scanner) More(close byte) bool {
+	switch s.Next() {
 	case ',':
 		s.i++
 		return true
@@ -397,10 +423,10 @@ func kindName(kind byte) string {
 	return "an array"
 }
 
-// key reads an object member's name and the colon after it.
-func (s *scanner) key() string {
-	k := s.str()
-	if s.next() != ':' {
+// Key reads an object member's name and the colon after it.
+func (s *Scanner) Key() string {
+	k := s.Str()
+	if s.Next() != ':' {
 		s.fail("':'")
 		return ""
 	}
@@ -408,10 +434,10 @@ func (s *scanner) key() string {
 	return k
 }
 
-// str reads a string. The result aliases the scanned bytes unless it had
+// Str reads a string. The result aliases the scanned bytes unless it had
 // escapes.
-func (s *scanner) str() string {
-	if s.next() != '"' {
+func (s *Scanner) Str() string {
+	if s.Next() != '"' {
 		s.fail("a string")
 		return ""
 	}
@@ -426,7 +452,7 @@ func (s *scanner) str() string {
 		return s.unescape(start) // rare: names and addresses have no escapes
 	}
 	s.i = start + j + 1
-	return borrow(s.b[start : start+j])
+	return Borrow(s.b[start : start+j])
 }
 
 // quote finds the first quote or backslash in b: its index, and whether it
@@ -464,12 +490,12 @@ const (
 // quote needs.
 func zeroBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
 
-// borrow returns b as a string without copying: valid while b is.
-func borrow(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+// Borrow returns b as a string without copying: valid while b is.
+func Borrow(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // unescape reads the string starting at start (after its quote) that has
 // escapes, into new memory.
-func (s *scanner) unescape(start int) string {
+func (s *Scanner) unescape(start int) string {
 	out := make([]byte, 0, 32)
 	i := start
 	for i < len(s.b) {
@@ -534,7 +560,7 @@ func (s *scanner) unescape(start int) string {
 }
 
 // hex4 reads the 4 hex digits of a \u escape at i.
-func (s *scanner) hex4(i int) (rune, int) {
+func (s *Scanner) hex4(i int) (rune, int) {
 	if i+4 > len(s.b) {
 		s.i = len(s.b)
 		s.fail("4 hex digits")
@@ -550,7 +576,7 @@ func (s *scanner) hex4(i int) (rune, int) {
 }
 
 // surrogate reads the \uXXXX that may follow a high surrogate at i.
-func (s *scanner) surrogate(i int) (rune, int) {
+func (s *Scanner) surrogate(i int) (rune, int) {
 	if i+6 > len(s.b) || s.b[i] != '\\' || s.b[i+1] != 'u' {
 		return 0, 0
 	}
@@ -561,16 +587,16 @@ func (s *scanner) surrogate(i int) (rune, int) {
 	return rune(v), 6
 }
 
-// isNull consumes a null and reports whether there was one.
-func (s *scanner) isNull() bool {
-	if s.next() == 'n' {
+// IsNull consumes a null and reports whether there was one.
+func (s *Scanner) IsNull() bool {
+	if s.Next() == 'n' {
 		s.literal("null")
 		return true
 	}
 	return false
 }
 
-func (s *scanner) literal(lit string) {
+func (s *Scanner) literal(lit string) {
 	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
 		s.fail(lit)
 		return
@@ -578,17 +604,17 @@ func (s *scanner) literal(lit string) {
 	s.i += len(lit)
 }
 
-// optStr reads a string or null ("").
-func (s *scanner) optStr() string {
-	if s.isNull() {
+// OptStr reads a string or null ("").
+func (s *Scanner) OptStr() string {
+	if s.IsNull() {
 		return ""
 	}
-	return s.str()
+	return s.Str()
 }
 
-// optBool reads true, false, or null (absent).
-func (s *scanner) optBool(absent bool) bool {
-	switch s.next() {
+// OptBool reads true, false, or null (absent).
+func (s *Scanner) OptBool(absent bool) bool {
+	switch s.Next() {
 	case 't':
 		s.literal("true")
 		return true
@@ -603,14 +629,14 @@ func (s *scanner) optBool(absent bool) bool {
 	return absent
 }
 
-// int32 reads an integer that fits in an int32.
-func (s *scanner) int32() int32 {
-	s.next()
+// Int32 reads an integer that fits in an int32.
+func (s *Scanner) Int32() int32 {
+	s.Next()
 	start := s.i
 	for s.i < len(s.b) && isScalarByte(s.b[s.i]) {
 		s.i++
 	}
-	n, err := strconv.ParseInt(borrow(s.b[start:s.i]), 10, 32)
+	n, err := strconv.ParseInt(Borrow(s.b[start:s.i]), 10, 32)
 	if err != nil {
 		s.i = start
 		s.fail("an integer")
@@ -619,9 +645,9 @@ func (s *scanner) int32() int32 {
 	return int32(n)
 }
 
-// skip moves past one value of any type, looking only at its bytes.
-func (s *scanner) skip() {
-	switch c := s.next(); {
+// Skip moves past one value of any type, looking only at its bytes.
+func (s *Scanner) Skip() {
+	switch c := s.Next(); {
 	case c == 0:
 		s.fail("a value")
 	case c == '"':
@@ -642,7 +668,7 @@ func (s *scanner) skip() {
 	}
 }
 
-func (s *scanner) skipString() {
+func (s *Scanner) skipString() {
 	if n := stringEnd(s.b[s.i+1:]); n >= 0 {
 		s.i += 1 + n + 1
 		return
@@ -683,7 +709,7 @@ func stringEnd(b []byte) int {
 
 // skipNested moves past an object or array by counting brackets outside
 // strings: what is inside is not checked, only skipped.
-func (s *scanner) skipNested() {
+func (s *Scanner) skipNested() {
 	if n := nestedEnd(s.b[s.i:]); n > 0 {
 		s.i += n
 		return
@@ -728,24 +754,24 @@ func validScalar(b []byte) bool {
 	if b[0] != '-' && (b[0] < '0' || b[0] > '9') {
 		return false
 	}
-	_, err := strconv.ParseFloat(borrow(b), 64)
+	_, err := strconv.ParseFloat(Borrow(b), 64)
 	return err == nil || errors.Is(err, strconv.ErrRange)
 }
 
-// raw returns the bytes of the next value (any type) and moves past it.
-func (s *scanner) raw() []byte {
-	s.next()
+// Raw returns the bytes of the next value (any type) and moves past it.
+func (s *Scanner) Raw() []byte {
+	s.Next()
 	start := s.i
-	s.skip()
+	s.Skip()
 	if s.err != nil {
 		return nil
 	}
 	return s.b[start:s.i]
 }
 
-// end checks that nothing but white space follows the value.
-func (s *scanner) end() {
-	if s.next() != 0 {
+// End checks that nothing but white space follows the value.
+func (s *Scanner) End() {
+	if s.Next() != 0 {
 		s.fail("the end of the value")
 	}
 }

@@ -1,8 +1,10 @@
-package listwatch
+package services
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/kdisc/kdisc/internal/cputime"
 )
 
 // BenchmarkSliceServiceWrite: one watch event's work on a service of 3
@@ -10,7 +12,7 @@ import (
 // size), two ports: the changed slice folded in, then the service's value
 // merged from its slices, as a write does.
 func BenchmarkSliceServiceWrite(b *testing.B) {
-	s := newSliceServices(50)
+	s := newSliceState(50)
 	slices := make([]*object, 3)
 	for i := range slices {
 		o := &object{namespace: "shop", name: fmt.Sprintf("web-%d", i), serviceName: "web", addressType: "IPv4",
@@ -24,7 +26,7 @@ func BenchmarkSliceServiceWrite(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
-	cpu := startCPU(b)
+	cpu := cputime.Start(b)
 	for i := 0; b.Loop(); i++ {
 		o := slices[i%3]
 		e := &o.endpoints[i%100]
@@ -36,5 +38,5 @@ func BenchmarkSliceServiceWrite(b *testing.B) {
 			b.Fatal("no value")
 		}
 	}
-	cpu.report(b, 1)
+	cpu.Report(b, 1)
 }

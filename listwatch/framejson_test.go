@@ -3,57 +3,87 @@ package listwatch
 import (
 	"bytes"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/listwatch/services"
+	"github.com/kdisc/kdisc/shm"
 )
 
+// endpointsJSON and sliceJSON are objects as the apiserver writes them
+// (the fixtures of listwatch/services' decoder tests).
 const endpointsJSON = `{"kind":"Endpoints","apiVersion":"v1","metadata":{"name":"plat-dev","namespace":"default","uid":"6b0c","resourceVersion":"4242","creationTimestamp":"2026-11-25T10:00:00Z","labels":{"app":"plat"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"2026-11-25T10:00:00Z"},"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-11-25T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:subsets":{}}}]},"subsets":[{"addresses":[{"ip":"10.5.10.110","nodeName":"n1","targetRef":{"kind":"Pod","namespace":"default","name":"p1","uid":"u1"}},{"ip":"10.5.10.109"}],"notReadyAddresses":[{"ip":"10.5.10.200"}],"ports":[{"name":"port","port":3306,"protocol":"TCP"}]}]}`
 
 const sliceJSON = `{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"web-abc","namespace":"shop","resourceVersion":"77","labels":{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io","kubernetes.io/service-name":"web"},"managedFields":[]},"addressType":"IPv6","endpoints":[{"addresses":["fd00::2"],"conditions":{"ready":true,"serving":true,"terminating":false},"nodeName":"n1"},{"addresses":["fd00::3"],"conditions":{}},{"addresses":["fd00::4"],"conditions":{"ready":false}},{"addresses":["fd00::5"],"conditions":{"ready":null}}],"ports":[{"name":"","port":8080,"protocol":"TCP"},{"name":"metrics","port":9090,"protocol":"TCP","appProtocol":"http"}]}`
 
-func decode(t *testing.T, s string) object {
-	t.Helper()
-	var o object
-	require.NoError(t, decodeObject([]byte(s), &o))
-	return o
+// recordStore is a Store that keeps what was written, as text.
+type recordStore struct{ values, details map[string]string }
+
+func newRecordStore() *recordStore {
+	return &recordStore{values: map[string]string{}, details: map[string]string{}}
 }
 
-func TestDecodeEndpoints(t *testing.T) {
-	o := decode(t, endpointsJSON)
-	assert.Equal(t, "default", o.namespace)
-	assert.Equal(t, "plat-dev", o.name)
-	assert.Equal(t, "4242", o.resourceVersion)
-	require.Len(t, o.subsets, 1)
-	assert.Equal(t, []string{"10.5.10.110", "10.5.10.109"}, o.subsets[0].addresses, "notReadyAddresses are not served")
-	assert.Equal(t, []port{{name: "port", number: 3306}}, o.subsets[0].ports)
+func (r *recordStore) Put(key string, ports []shm.Port) error {
+	r.values[key] = portsString(ports)
+	return nil
 }
-
-func TestDecodeEndpointSlice(t *testing.T) {
-	o := decode(t, sliceJSON)
-	assert.Equal(t, "web", o.serviceName)
-	assert.Equal(t, "IPv6", o.addressType)
-	require.Len(t, o.endpoints, 4)
-	assert.Equal(t, []bool{true, true, false, true}, []bool{o.endpoints[0].ready, o.endpoints[1].ready, o.endpoints[2].ready, o.endpoints[3].ready},
-		"absent or null conditions.ready means ready")
-	assert.Equal(t, []port{{name: "", number: 8080}, {name: "metrics", number: 9090}}, o.ports)
+func (r *recordStore) Delete(key string) bool {
+	_, ok := r.values[key]
+	delete(r.values, key)
+	return ok
 }
-
-func TestDecodeMalformed(t *testing.T) {
-	for name, s := range map[string]string{
-		"port is a string":  `{"metadata":{"name":"a","namespace":"b"},"subsets":[{"ports":[{"port":"80"}]}]}`,
-		"ip is a number":    `{"metadata":{"name":"a","namespace":"b"},"subsets":[{"addresses":[{"ip":10}]}]}`,
-		"no name":           `{"metadata":{"namespace":"b"}}`,
-		"metadata is array": `{"metadata":[]}`,
-	} {
-		t.Run(name, func(t *testing.T) {
-			var o object
-			assert.Error(t, decodeObject([]byte(s), &o))
-		})
+func (r *recordStore) PutDetail(key string, detail []byte) error {
+	r.details[key] = string(detail)
+	return nil
+}
+func (r *recordStore) DeleteDetail(key string) bool {
+	_, ok := r.details[key]
+	delete(r.details, key)
+	return ok
+}
+func (r *recordStore) Keys(fn func(string) bool) {
+	for k := range r.values {
+		if !fn(k) {
+			return
+		}
 	}
+}
+func (r *recordStore) SetReady(bool)       {}
+func (r *recordStore) SetSynced(time.Time) {}
+
+// String is every service written, sorted: key=ports detail;
+func (r *recordStore) String() string {
+	keys := slices.Sorted(maps.Keys(r.values))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + r.values[k] + " " + r.details[k] + ";")
+	}
+	return b.String()
+}
+
+// readObject hands raw to a fresh watcher of o as the loop hands over an
+// event's object (of type typ), and says what that did: the object's
+// resourceVersion and the services written, or "malformed"; the error is
+// the stream's (errMisframed).
+func readObject(o Options, typ string, raw []byte, proto bool) (string, error) {
+	st := newRecordStore()
+	o.Store = st
+	w := New(o)
+	rv := ""
+	if err := w.apply(&Event{Type: typ, Object: raw, Proto: proto}, &rv); err != nil {
+		return "", err
+	}
+	if w.Stats().Skipped.Load() > 0 {
+		return "malformed", nil
+	}
+	return rv + " " + st.String(), nil
 }
 
 // listBody is a LIST page the way the apiserver writes it: items without
@@ -65,25 +95,29 @@ func listBody(cont string, items ...string) string {
 
 func TestReadListStreams(t *testing.T) {
 	body := listBody("tok", endpointsJSON, `{"metadata":{"name":"x","namespace":"y"},"subsets":[{"ports":[{"port":"bad"}]}]}`, endpointsJSON)
+	want, err := readObject(Options{}, "ADDED", []byte(endpointsJSON), false)
+	require.NoError(t, err)
+	require.Contains(t, want, "default/plat-dev=")
 	for name, r := range map[string]func() io.Reader{
 		"whole":    func() io.Reader { return strings.NewReader(body) },
 		"one byte": func() io.Reader { return iotest.OneByteReader(strings.NewReader(body)) },
 		"halves":   func() io.Reader { return iotest.HalfReader(strings.NewReader(body)) },
 	} {
 		t.Run(name, func(t *testing.T) {
-			var names []string
+			var objects []string
 			var bad int
 			page, err := readList(r(), func(raw []byte) {
-				var o object
-				if decodeObject(raw, &o) != nil {
+				s, err := readObject(Options{}, "ADDED", raw, false)
+				require.NoError(t, err)
+				if s == "malformed" {
 					bad++
 					return
 				}
-				names = append(names, o.name)
+				objects = append(objects, s)
 			})
 			require.NoError(t, err)
 			assert.Equal(t, listPage{resourceVersion: "99", continueToken: "tok"}, page)
-			assert.Equal(t, []string{"plat-dev", "plat-dev"}, names)
+			assert.Equal(t, []string{want, want}, objects)
 			assert.Equal(t, 1, bad, "the malformed item is skipped, the ones after it still read")
 		})
 	}
@@ -101,25 +135,25 @@ func TestEventReader(t *testing.T) {
 		`{"object":{"kind":"Endpoints","apiVersion":"v1","metadata":{"resourceVersion":"100"}},"type":"BOOKMARK"}` + "\n" +
 		`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}` + "\n"
 	er := newEventReader(iotest.OneByteReader(strings.NewReader(stream)))
-	var ev event
+	var ev Event
 	require.NoError(t, er.next(&ev))
-	assert.Equal(t, "ADDED", ev.typ)
-	assert.JSONEq(t, endpointsJSON, string(ev.object))
+	assert.Equal(t, "ADDED", ev.Type)
+	assert.JSONEq(t, endpointsJSON, string(ev.Object))
 	require.NoError(t, er.next(&ev))
-	assert.Equal(t, "BOOKMARK", ev.typ, "field order does not matter")
-	rv, end, err := readBookmark(ev.object)
+	assert.Equal(t, "BOOKMARK", ev.Type, "field order does not matter")
+	rv, end, err := services.ReadBookmark(ev.Object, ev.Proto)
 	require.NoError(t, err)
 	assert.Equal(t, "100", rv)
 	assert.False(t, end)
 	require.NoError(t, er.next(&ev))
-	assert.Equal(t, "ERROR", ev.typ)
+	assert.Equal(t, "ERROR", ev.Type)
 	assert.Equal(t, io.EOF, er.next(&ev), "a clean end between events")
 }
 
 func TestEventReaderBrokenStream(t *testing.T) {
 	full := `{"type":"ADDED","object":` + endpointsJSON + "}\n"
 	er := newEventReader(strings.NewReader(full[:len(full)/2]))
-	var ev event
+	var ev Event
 	err := er.next(&ev)
 	require.Error(t, err)
 	assert.NotEqual(t, io.EOF, err, "a stream cut inside an event is not a clean end")
@@ -131,11 +165,7 @@ func TestEventReaderBrokenStream(t *testing.T) {
 // the general path resolves as the last one) is refused, never applied
 // as the wrong object.
 func TestEventShortcutReadsWhatTheGeneralPathReads(t *testing.T) {
-	w := New(Options{})
-	read := func(raw []byte) (string, error) {
-		o, err := w.decode(raw)
-		return o.namespace + "/" + o.name + " " + strings.Join(o.subsets[0].addresses, ","), err
-	}
+	read := func(raw []byte) (string, error) { return readObject(Options{}, "ADDED", raw, false) }
 	for name, tc := range map[string]struct {
 		line     string
 		shortcut bool // the line takes the shortcut
@@ -152,27 +182,27 @@ func TestEventShortcutReadsWhatTheGeneralPathReads(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			er := newEventReader(strings.NewReader(""))
-			var general event
+			var general Event
 			n, err := er.decode([]byte(tc.line), &general)
 			require.NoError(t, err)
 			require.Equal(t, len(strings.TrimRight(tc.line, " ")), n)
 			want, wantErr := "", error(nil)
-			if general.typ != "BOOKMARK" {
-				want, wantErr = read(bytes.Clone(general.object))
+			if general.Type != "BOOKMARK" {
+				want, wantErr = read(bytes.Clone(general.Object))
 				require.NoError(t, wantErr)
 			}
-			var short event
+			var short Event
 			_, ok := er.shortcut([]byte(tc.line), &short)
 			require.Equal(t, tc.shortcut, ok)
 			if !ok {
 				return
 			}
-			got, err := read(short.object)
+			got, err := read(short.Object)
 			if tc.refused {
 				assert.Error(t, err, "refused, not read as %s", got)
 				return
 			}
-			assert.Equal(t, general.typ, short.typ)
+			assert.Equal(t, general.Type, short.Type)
 			require.NoError(t, err)
 			assert.Equal(t, want, got)
 		})
