@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -283,6 +284,77 @@ func BenchmarkLookupRecord(b *testing.B) {
 	for b.Loop() {
 		var ok bool
 		if buf, ok = r.Lookup(buf[:0], long[i%len(long)]); !ok {
+			b.Fatal("missing")
+		}
+		i++
+	}
+}
+
+// BenchmarkLookupRecordMixed is BenchmarkLookupRecord in a table where
+// every other service is held inline: a lookup of a record first probes
+// the shard's cells (layout 7: a miss there), then its record slots.
+func BenchmarkLookupRecordMixed(b *testing.B) {
+	keys, values := benchData()
+	w, err := Create("", 4<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var long []string
+	for i, k := range keys {
+		q := k
+		if i%2 == 0 {
+			q = "team-a-production/" + strings.TrimPrefix(k, "default/")
+			long = append(long, q)
+		}
+		if err := w.Put(strings.TrimSuffix(q, ":http"), []Port{{Name: "http", Nodes: values[k]}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := w.Reader()
+	b.Cleanup(func() { r.Close(); w.Close() })
+	buf := make([]Node, 0, 8)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var ok bool
+		if buf, ok = r.Lookup(buf[:0], long[i%len(long)]); !ok {
+			b.Fatal("missing")
+		}
+		i++
+	}
+}
+
+// BenchmarkLookupRecordShortMixed is BenchmarkLookupRecordMixed with short
+// keys: every other service has 5 nodes, one too many for a cell, so it is
+// a record whose key is short enough that a lookup must first find it in
+// no cell (layout 7: the cells probed to an empty one).
+func BenchmarkLookupRecordShortMixed(b *testing.B) {
+	keys, values := benchData()
+	w, err := Create("", 4<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var recs []string
+	for i, k := range keys {
+		nodes := values[k]
+		if i%2 == 0 {
+			nodes = append(slices.Clip(nodes), Node{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i), 4}), Port: 8080, Weight: 50},
+				Node{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i), 5}), Port: 8080, Weight: 50})
+			slices.SortFunc(nodes, Compare)
+			recs = append(recs, k)
+		}
+		if err := w.Put(strings.TrimSuffix(k, ":http"), []Port{{Name: "http", Nodes: nodes}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := w.Reader()
+	b.Cleanup(func() { r.Close(); w.Close() })
+	buf := make([]Node, 0, 8)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var ok bool
+		if buf, ok = r.Lookup(buf[:0], recs[i%len(recs)]); !ok {
 			b.Fatal("missing")
 		}
 		i++

@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// Big values (layout 6; first in the pre-release v5). A record larger than inlineMax (a quarter of a
+// Big values (layout 7; first in the pre-release v5). A record larger than inlineMax (a quarter of a
 // shard) is cut into pieces spread over the shards, wherever there is
 // room, and the key's own shard holds a head that lists them:
 //
@@ -165,12 +165,12 @@ func (w *Writer) roomiest(home, keep uint64) (so, room uint64) {
 	t := w.t
 	for i := range t.shards {
 		s := headerBytes + i*t.shardBytes
-		n, c := t.load(s+sCount), t.load(s+sCap)
+		n, c := t.load(s+sRCount), t.load(s+sRCap) // a piece takes a record slot
 		r := t.free(s) + t.load(s+sDead)
 		if s == home {
 			r -= min(r, keep)
 		}
-		if g := t.slotSize * (slotsFor(n+1) - c); slotsFor(n+1) > c && g < r {
+		if g := v4SlotBytes * (slotsFor(n+1) - c); slotsFor(n+1) > c && g < r {
 			r -= g
 		} else if slotsFor(n+1) > c {
 			r = 0
@@ -338,13 +338,12 @@ func (w *Writer) sweepBig() {
 	var all []found
 	for i := range t.shards {
 		so := headerBytes + i*t.shardBytes
-		for j := range t.load(so + sCap) {
-			if e := t.load(t.slot(so, j)); e != 0 {
-				if r, ok := t.entryAt(so, j, e); ok && !r.cell && (r.nPorts == bigPorts || r.nPorts == piecePorts) {
-					all = append(all, found{so, t.key(r), r.nPorts == bigPorts})
-				}
+		t.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
+			if !r.cell && (r.nPorts == bigPorts || r.nPorts == piecePorts) {
+				all = append(all, found{so, t.key(r), r.nPorts == bigPorts})
 			}
-		}
+			return true
+		})
 	}
 	listed := map[string]bool{}
 	var kb [pieceKeyLen]byte

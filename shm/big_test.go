@@ -256,13 +256,11 @@ func TestEmptyNamedPortIsEmptyByNumber(t *testing.T) {
 func liveRecords(tb *table) (entries, bytes uint64) {
 	for i := range tb.shards {
 		so := headerBytes + i*tb.shardBytes
-		for j := range tb.load(so + sCap) {
-			if e := tb.load(tb.slot(so, j)); e != 0 {
-				r, _ := tb.entryAt(so, j, e)
-				entries++
-				bytes += r.size()
-			}
-		}
+		tb.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
+			entries++
+			bytes += r.size()
+			return true
+		})
 	}
 	return entries, bytes
 }

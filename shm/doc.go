@@ -16,7 +16,7 @@
 //	buf, ok := r.Lookup(buf[:0], "default/web:http") // no allocation
 //	buf, answer := r.Find(buf[:0], "default/web:http") // Found, Unknown, Empty or NotReady
 //
-// # Memory layout (version 6)
+// # Memory layout (version 7)
 //
 // Every multi-byte field is a little-endian uint64 word at an 8-byte
 // aligned offset, read and written only with sync/atomic.
@@ -29,16 +29,18 @@
 //	        heartbeat (unix nanoseconds);
 //	        then the change count and a ring of the key hashes of the
 //	        last changes
-//	shard:  seq, count, dataLow, dead, slots (64 B, one cache line)
-//	        | index: slots cells of 64 B, a hash table | free | records |
-//	index:  linear probing from cell tag*slots>>32 (tag: the low 32 bits
-//	        of the key's hash), at most 3/4 full; a cell is empty (word 0
-//	        is 0), or points at a record, or holds a small service whole:
-//	cell:   pointer: tag << 32 | record offset/8 | seven zero words
-//	        inline:  tag << 32 | 1<<31 | nNodes u8<<16 | nameLen u8<<8 |
-//	                 keyLen u8; port u16 | weight u32 << 32; up to 4 IPv4
-//	                 addresses (2 words); key ":" port name (4 words,
-//	                 zero-padded)
+//	shard:  seq, cells used, dataLow, dead, cells, record slots, record
+//	        slots used (64 B, one cache line)
+//	        | cells: 64 B each | record slots: 8 B each | free | records |
+//	index:  two hash tables, each probed linearly from slot
+//	        tag*slots>>32 (tag: the low 32 bits of the key's hash), each
+//	        at most 3/4 full; a slot is empty when its word 0 is 0; a key
+//	        is in one of them, looked for in the cells first
+//	cell:   a small service whole: tag << 32 | 1<<31 | nNodes u8<<16 |
+//	        nameLen u8<<8 | keyLen u8; port u16 | weight u32 << 32; up
+//	        to 4 IPv4 addresses (2 words); key ":" port name (4 words,
+//	        zero-padded)
+//	slot:   tag << 32 | record offset/8 (bit 31 clear)
 //	record: keyLen u16, valLen u32, nPorts u16 | key (word-padded) |
 //	        per port: two header words (name length, body format, port,
 //	        body length, node count, weight) | name | body (word-padded);
@@ -56,13 +58,16 @@
 // most 4 nodes, all IPv4 addresses with the port's number and weight (or
 // no node), and its key, a colon and its port name take at most 32 bytes
 // ("default/service-name-1234:http" is 30): a lookup then reads one cache
-// line, found from the hash and the shard's slot count, instead of an
+// line, found from the hash and the shard's cell count, instead of an
 // index slot and then a record. Every other value is a record in the
-// shard's data area, pointed at by its cell. Measured in 1 MiB
-// (TestDensityByShape): 11,639 services of 3 IPv4 nodes with short keys
-// (90 bytes each: a cell at 3/4 load at most), 5,361 with keys too long
-// for a cell (182 bytes: a record and a cell), 4,235 of 2 ports (237
-// bytes); in v4, with 8-byte index slots, 10,575, 9,352 and 7,443.
+// shard's data area, pointed at by an 8-byte record slot, as in v4 (a
+// lookup of it first finds no cell: an empty cell, usually its first).
+// Measured in 1 MiB (TestDensityByShape): 11,695 services of 3 IPv4
+// nodes with short keys (89 bytes each: a cell at 3/4 load at most),
+// 9,862 with keys too long for a cell (102 bytes: a record and its
+// slot), 7,500 of 2 ports (132 bytes); in v4, with 8-byte index slots
+// for all, 10,575, 9,352 and 7,443; in the pre-release v6, where every
+// record took a 64-byte cell, 11,639, 5,361 and 4,235.
 //
 // # Big values
 //
@@ -113,12 +118,14 @@
 //
 // A Lookup of an inline service reads its cell with atomic word loads: the
 // text compared with the query a word at a time, then the nodes, two IPv4
-// addresses a word. Of a record: its cell, the record header and key, one
-// port header per port before the wanted one, then the nodes. A big value
+// addresses a word. Of a record: the cells up to an empty one, its record
+// slot, the record header and key, one port header per port before the
+// wanted one, then the nodes. A big value
 // is put back together first (see above). Every length and offset a
-// reader takes from the mapping (a cell's lengths and node count, a
-// record's offset and sizes) is checked against the cell, the record and
-// the shard before use.
+// reader takes from the mapping (the cell and record slot counts, a
+// cell's lengths and node count, a record's offset and sizes) is checked
+// against the cell, the record and the shard before use; a cell index
+// holds only cells and a record slot index only record offsets.
 //
 // # What a reader holds
 //
@@ -131,21 +138,23 @@
 //
 // # Versions and upgrades
 //
-// Version 6 changed the index (64-byte cells, some holding a service) and
-// the hash, and added big values and the number of a port with no node.
-// A v6 reader reads a v4 table too: 8-byte index slots, xxhash, records
-// only, on the slow path (a query by number of a v4 port with no node
-// answers Unknown, as v4 did; Changes translates the v4 writer's logged
-// hashes into KeyHash values, and reports an incomplete list when a key
-// was deleted meanwhile). A v6 writer never writes into a v4 file, whose
-// v4 readers could not read the new index: it builds a v6 file, copies
-// the v4 entries into it, renames it over the path and retires the v4
-// one. A v4 reader then keeps serving the retired file's last values and
-// cannot open the new one ("has table layout version 6, written by a
-// newer kdisc"). So upgrade the readers (proxies, kdisc nodes) before the
-// writer (kdisc run: the DaemonSet or sidecar). Version 5 was a
-// pre-release layout no release wrote (big values with 8-byte slots): it
-// is refused, and a v6 writer replaces it without copying it. A reader
+// Version 7 changed the index (a shard's cells, holding small services,
+// then its 8-byte record slots) and the hash, and added big values and
+// the number of a port with no node. A v7 reader reads a v4 table too:
+// 8-byte index slots, xxhash, records only, on the slow path (a query by
+// number of a v4 port with no node answers Unknown, as v4 did; Changes
+// translates the v4 writer's logged hashes into KeyHash values, and
+// reports an incomplete list when a key was deleted meanwhile). A v7
+// writer never writes into a v4 file, whose v4 readers could not read
+// the new index: it builds a v7 file, copies the v4 entries into it,
+// renames it over the path and retires the v4 one. A v4 reader then
+// keeps serving the retired file's last values and cannot open the new
+// one ("has table layout version 7, written by a newer kdisc"). So
+// upgrade the readers (proxies, kdisc nodes) before the writer (kdisc
+// run: the DaemonSet or sidecar). Versions 5 and 6 were pre-release
+// layouts no release wrote (5: big values with 8-byte slots; 6: every
+// index slot a 64-byte cell, records pointed at from one): they are
+// refused, and a v7 writer replaces them without copying them. A reader
 // refuses a newer layout than its own, saying so.
 //
 // # Concurrency
@@ -164,7 +173,8 @@
 // the shard (inside the odd window): live records packed, index rehashed.
 // An inline cell is written in place inside the odd window (a new one into
 // its empty cell, a changed one over itself), as is a value moving
-// between its cell and a record. The last rule keeps the records of a
+// between its cell and a record slot (the old slot emptied, the new one
+// filled, in one window). The last rule keeps the records of a
 // shard within about 1.5 times their
 // size from its end, so that churn does not sweep new values down the
 // whole gap and make every page of the table resident. When even

@@ -114,8 +114,12 @@ func TestFindTagCollisionComparesTheKey(t *testing.T) {
 			}
 			// b's entry, where its probe starts, leads to a's record, or
 			// is a copy of a's inline cell under b's tag.
-			c := w.t.load(soB + sCap)
-			bs := w.t.slot(soB, home(tagOf(hb), c))
+			cells, recs, _ := w.t.indexes(soB)
+			ix := recs
+			if rec.cell {
+				ix = cells
+			}
+			bs := soB + ix.at(home(tagOf(hb), ix.c))
 			require.Equal(t, n+len(":http") <= cellTextBytes, rec.cell, "inline exactly when key:port fits a cell")
 			if rec.cell {
 				for k := uint64(8); k < cellBytes; k += 8 {

@@ -553,8 +553,8 @@ func TestChurnKeepsTheMappingSparse(t *testing.T) {
 	assert.LessOrEqual(t, reader, 2*used, "the reader's resident pages")
 }
 
-// Upgrades (issue 14): a v5 reader reads a v4 table, so proxies can be
-// upgraded before the writer; a v5 writer migrates a v4 table into a new
+// Upgrades (issue 14): this build's reader reads a v4 table, so proxies can be
+// upgraded before the writer; its writer migrates a v4 table into a new
 // file (its entries copied, the old one retired), never writing v5
 // records into a file v4 readers may still map; and a reader refuses a
 // newer layout with a message that says what to upgrade.
@@ -562,8 +562,8 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	path := tablePath(t)
 	w := createV4(t, path, 64<<10)
 	// What a v4 writer stores: 8-byte index slots, records only (v4
-	// records are v6 records without big values and without the number
-	// of a port with no node), here a service that v6 would hold inline.
+	// records are v7 records without big values and without the number
+	// of a port with no node), here a service that v7 would hold inline.
 	require.NoError(t, w.Put("default/web", []Port{{Name: "http", Nodes: svcNodes(3, 1)[0].Nodes}, {Name: "admin"}}))
 	require.NoError(t, w.Put("default/one", svcNodes(3, 2)))
 	w.SetReady(true)
@@ -572,14 +572,14 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	require.False(t, rec.cell, "a v4 table holds no inline cell")
 
 	r, err := Open(path)
-	require.NoError(t, err, "a v5 reader reads a v4 table")
+	require.NoError(t, err, "this build reads a v4 table")
 	nodes, ans := r.Find(nil, "default/web:http")
 	require.Equal(t, Found, ans)
 	assert.Equal(t, svcNodes(3, 1)[0].Nodes, nodes)
 	nodes, ans = r.Find(make([]Node, 0, 8), "default/one:http") // the fast path refuses a v4 table; the slow path reads it
 	require.Equal(t, Found, ans)
 	assert.Equal(t, svcNodes(3, 2)[0].Nodes, nodes)
-	// A v4 writer logs xxhash values; Changes reports KeyHash (layout 6's
+	// A v4 writer logs xxhash values; Changes reports KeyHash (layout 7's
 	// hash) values all the same, and KeysWithHash finds the keys by them.
 	var changed []uint64
 	now, complete := r.Changes(0, func(h uint64) { changed = append(changed, h) })
@@ -644,33 +644,48 @@ func createV4(t *testing.T, path string, size int64) *Writer {
 }
 
 // A table a pre-release build wrote as version 5 (8-byte index slots that
-// v6 would misread as cells) is refused by readers, never misread, and a
-// writer replaces it (retired, not copied: this build cannot read it).
+// v7 would misread as cells) or 6 (every record pointed at from a 64-byte
+// cell, which v7 would misread as a cell index and record slots) is
+// refused by readers, never misread, and a writer replaces it (retired,
+// not copied: this build cannot read it).
 func TestPreReleaseV5TableRefused(t *testing.T) {
-	path := tablePath(t)
-	w := createV4(t, path, 64<<10)
-	require.NoError(t, w.Put("default/web", svcNodes(3, 1)))
-	w.t.store(hVersion, preRelease)
-	require.NoError(t, w.Close())
+	for _, v := range []uint64{preRelease, preRelease6} {
+		t.Run(fmt.Sprint("v", v), func(t *testing.T) {
+			path := tablePath(t)
+			var w *Writer
+			if v == preRelease {
+				w = createV4(t, path, 64<<10)
+			} else {
+				var err error
+				w, err = Create(path, 64<<10)
+				require.NoError(t, err)
+			}
+			require.NoError(t, w.Put("default/web", svcNodes(3, 1)))
+			require.NoError(t, w.Put("default/web-with-a-key-too-long-for-a-cell", svcNodes(3, 1)))
+			w.t.store(hVersion, v)
+			require.NoError(t, w.Close())
 
-	_, err := Open(path)
-	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version 5, written by a pre-release kdisc; this build reads versions 4 and 6: a new kdisc run replaces it when it starts", path))
+			_, err := Open(path)
+			assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by a pre-release kdisc; this build reads versions 4 and %d: a new kdisc run replaces it when it starts", path, v, layoutVersion))
 
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	mem, err := mapFile(f, 64<<10, false)
-	require.NoError(t, err)
-	f.Close()
-	defer unmap(mem)
-	old := newTable(mem, geometry{size: 64 << 10})
+			f, err := os.Open(path)
+			require.NoError(t, err)
+			mem, err := mapFile(f, 64<<10, false)
+			require.NoError(t, err)
+			f.Close()
+			defer unmap(mem)
+			old := newTable(mem, geometry{size: 64 << 10})
 
-	w, err = Create(path, 64<<10)
-	require.NoError(t, err)
-	defer w.Close()
-	assert.Equal(t, uint64(1), old.load(hRetired), "the v5 file is retired")
-	assert.Equal(t, uint64(layoutVersion), w.t.load(hVersion))
-	wr := w.Reader()
-	defer wr.Close()
-	_, ok := wr.Get("default/web")
-	assert.False(t, ok, "nothing is copied from a layout this build cannot read")
+			w, err = Create(path, 64<<10)
+			require.NoError(t, err)
+			defer w.Close()
+			assert.Equal(t, uint64(1), old.load(hRetired), "the pre-release file is retired")
+			assert.Equal(t, uint64(layoutVersion), w.t.load(hVersion))
+			wr := w.Reader()
+			defer wr.Close()
+			_, ok := wr.Get("default/web")
+			assert.False(t, ok, "nothing is copied from a layout this build cannot read")
+			assert.Equal(t, 0, w.Stats().Entries)
+		})
+	}
 }

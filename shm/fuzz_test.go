@@ -28,6 +28,13 @@ func FuzzReaderGarbage(f *testing.F) {
 			f.Fatal(err)
 		}
 	}
+	// Records of small services (keys too long for a cell): enough to
+	// grow the record slots (layout 7) past one cache line.
+	for i := range 8 {
+		if err := w.Put(fuzzLongKey(i), []Port{{Name: "http", Nodes: []Node{ip("10.0.1.1", 80, 50)}}}); err != nil {
+			f.Fatal(err)
+		}
+	}
 	shard := make([]byte, w.t.shardBytes)
 	for i := 0; i < len(shard); i += 8 {
 		v := w.t.load(headerBytes + uint64(i))
@@ -74,6 +81,10 @@ func fuzzReaderBody(t *testing.T, data []byte) {
 	for _, q := range []string{"ns/svc-a:http", "ns/svc-b:dns", "ns/svc-b:http", "ns/svc-b:53", "ns/svc-c:v6", "ns/svc-d:x", "ns/svc-e:http", "ns/svc-e:9000", "ns/svc-e:8080", "ns/svc-f:http", "ns/svc-f:80", "ns/svc-g:8443", "ns/svc-g:9", "x"} {
 		buf, _ = r.Find(buf[:0], q)
 	}
+	for i := range 8 {
+		buf, _ = r.Find(buf[:0], fuzzLongKey(i)+":http")
+	}
+	_, _ = r.Get(fuzzLongKey(0))
 	_, _ = r.Get("ns/svc-a")
 	_, _ = r.Get("ns/svc-f")
 	_, _ = r.Get("ns/svc-e")
@@ -90,3 +101,6 @@ func fuzzReaderBody(t *testing.T, data []byte) {
 	w.Close()
 	os.Remove(path)
 }
+
+// fuzzLongKey is the key of a record seeded for the fuzzer.
+func fuzzLongKey(i int) string { return "ns/a-service-key-too-long-for-a-cell-" + string(rune('a'+i)) }

@@ -8,7 +8,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// hashKey hashes a key for a table of layout 6: the shard, the index slot
+// hashKey hashes a key for a table of layout 7 (and the pre-release 6): the shard, the index slot
 // and the tag all come from it, so it is part of the layout (changing it
 // means bumping layoutVersion), and it is what Changes reports (KeyHash).
 // It is wyhash's construction (multiply two 64-bit words into 128 bits
@@ -68,7 +68,7 @@ func hashMix(a, b uint64) uint64 {
 // hashV4 is the hash of layout 4 (and 3): xxhash.
 func hashV4(key string) uint64 { return xxhash.Sum64String(key) }
 
-// hash is the hash of key in this table's layout: hashKey from layout 6
+// hash is the hash of key in this table's layout: hashKey from layout 7
 // on, xxhash in a v4 table.
 func (t *table) hash(key string) uint64 {
 	if t.version < 6 {

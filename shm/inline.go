@@ -2,15 +2,11 @@ package shm
 
 import "encoding/binary"
 
-// Inline cells (layout 6). An index slot is a 64-byte cell, one cache
-// line, found from the key's hash and the shard's slot count alone. It
-// holds either an entry that points at a record in the shard's data area
-//
-//	word 0:    tag u32 << 32 | record offset / 8 (bit 31 clear)
-//	words 1-7: zero
-//
-// or a small service whole, so that a lookup of it misses the cache once
-// (the cell) rather than twice (the slot, then the record):
+// Inline cells (layout 7). A shard's first index is of 64-byte cells,
+// one cache line each, found from the key's hash and the shard's cell
+// count alone. A cell holds a small service whole, so that a lookup of it
+// misses the cache once (the cell) rather than twice (an index slot, then
+// the record):
 //
 //	word 0:    tag u32 << 32 | 1 << 31 | nNodes u8 << 16 | nameLen u8 << 8 | keyLen u8
 //	word 1:    port u16 | 0 u16 | weight u32
@@ -22,7 +18,10 @@ import "encoding/binary"
 // cellMaxNodes nodes that are all IPv4 addresses with the port's number
 // and weight (or of no node: then word 1 holds the port's number), and
 // its key, a colon and its port name take at most cellTextBytes. Anything
-// else is a record, as in v4.
+// else is a record, pointed at from the shard's second index of 8-byte
+// record slots (tag u32 << 32 | record offset / 8), as in v4 (shard.go).
+// The pre-release layout 6 pointed at records from cells too, which cost
+// a record 64 bytes of index instead of 8.
 const (
 	inlineBit     = 1 << 31
 	cellMaxNodes  = 4
@@ -138,10 +137,10 @@ func (t *table) holdsCell(off uint64, c *cellWords) bool {
 	return true
 }
 
-// putCell writes the cell c, tagged, into slot (inside the shard's write
-// window): the value words first, word 0 last.
-func (t *table) putCell(so, slot, tag uint64, c *cellWords) {
-	p := t.slot(so, slot)
+// putCell writes the cell c, tagged, into the cell at (inside the
+// shard's write window): the value words first, word 0 last.
+func (t *table) putCell(so uint64, at slotRef, tag uint64, c *cellWords) {
+	p := so + at.off()
 	for i := 1; i < len(c); i++ {
 		t.store(p+8*uint64(i), c[i])
 	}

@@ -13,19 +13,21 @@ import (
 // refuses a version it cannot read.
 const (
 	magic         = 0x4d4853435349444b // the file starts with the bytes "KDISCSHM"
-	layoutVersion = 6                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5 (pre-release, never read): big values (heads and pieces), a port with no node keeps its number; 6: v5 with 64-byte index cells that hold a small service inline, and a wyhash-style hash
-	// oldestRead is the oldest layout this build reads: v6 reads v4
+	layoutVersion = 7                  // 2: hash index per shard, word-aligned ports with fixed-width IP bodies; 3: xxhash keys; 4: liveness, staleness and a change log in a 4 KiB header; 5 (pre-release, never read): big values (heads and pieces), a port with no node keeps its number; 6 (pre-release, never read): v5 with 64-byte index cells that hold a small service inline, and a wyhash-style hash; 7: v6 with two indexes per shard, cells for inline services and 8-byte slots for records
+	// oldestRead is the oldest layout this build reads: v7 reads v4
 	// tables (8-byte index slots, no inline cells, no big values), so
 	// proxies can be upgraded first.
 	oldestRead = 4
-	// preRelease is a layout no release wrote (v5 before its index cells
-	// became 64 bytes): refused, never misread.
-	preRelease = 5
+	// preRelease and preRelease6 are layouts no release wrote (v5 before
+	// its index cells became 64 bytes, v6 before its records got 8-byte
+	// slots again): refused, never misread.
+	preRelease  = 5
+	preRelease6 = 6
 
 	headerBytes      = 4096 // the file header (one page), then the shards
 	shardHeaderBytes = 64   // one cache line: a shard's seqlock never shares a line with another shard's
 	targetShardBytes = 64 << 10
-	cellBytes        = 64 // an index slot from layout 6 on: one cache line
+	cellBytes        = 64 // a cell (the index of inline services) from layout 7 on: one cache line
 	v4SlotBytes      = 8  // an index slot in a v4 table
 	maxShards        = 1024
 
@@ -67,10 +69,12 @@ const (
 // Shard header words (byte offsets from the start of the shard).
 const (
 	sSeq     = 0  // seqlock: odd while the writer changes the shard
-	sCount   = 8  // number of index entries
+	sCount   = 8  // number of cells in use (v4: of index entries)
 	sDataLow = 16 // records occupy [dataLow, shardBytes)
 	sDead    = 24 // bytes in [dataLow, shardBytes) held by no live record
-	sCap     = 32 // index slots (0 for an empty shard)
+	sCap     = 32 // cells (v4: index slots; 0 for an empty shard)
+	sRCap    = 40 // record slots, after the cells (layout 7; none in v4)
+	sRCount  = 48 // record slots in use (layout 7)
 )
 
 // geometry is how a table of a given size is cut into shards. It is a pure
@@ -82,10 +86,10 @@ type geometry struct {
 	version    uint64 // the layout version of the file (layoutVersion for a new one)
 }
 
-// slotBytes is the size of an index slot: a 64-byte cell from layout 6
-// on, a word in v4.
+// slotBytes is the size of a slot of a shard's first index: a 64-byte
+// cell from layout 7 on, a word (a record slot) in v4.
 func (g geometry) slotBytes() uint64 {
-	if g.version >= 6 {
+	if g.version >= 7 {
 		return cellBytes
 	}
 	return v4SlotBytes
@@ -126,10 +130,14 @@ type table struct {
 	f      *os.File
 	fi     os.FileInfo
 	writer bool // the writer's own mapping (and its in-process readers')
-	// slot is the size of an index slot (geometry.slotBytes); fastSlots
-	// bounds the slot count Find's fast path accepts: idxCap for a table
-	// of 64-byte cells, 0 (never) for a v4 table, read on the slow path.
+	// slotSize is the size of a slot of the first index
+	// (geometry.slotBytes); fastSlots bounds the cell count Find's fast
+	// path accepts: idxCap for a table of 64-byte cells, 0 (never) for a
+	// v4 table, read on the slow path.
 	slotSize, fastSlots uint64
+	// fastRecSlots bounds the record slot count Find's fast path accepts:
+	// as many as fit in a shard.
+	fastRecSlots uint64
 }
 
 func newTable(mem []byte, g geometry) *table {
@@ -137,6 +145,7 @@ func newTable(mem []byte, g geometry) *table {
 	t.slotSize = g.slotBytes()
 	if t.slotSize == cellBytes && g.shardBytes > shardHeaderBytes {
 		t.fastSlots = t.idxCap()
+		t.fastRecSlots = (g.shardBytes - shardHeaderBytes) / v4SlotBytes
 	}
 	t.refs.Store(1)
 	return t
@@ -168,7 +177,8 @@ func tagOf(h uint64) uint64 { return h & 0xffffffff }
 // the slot count, so any count works (no power of two, no wasted space).
 func home(tag, slots uint64) uint64 { return tag * slots >> 32 }
 
-// idxCap is the most index slots a shard can hold (all of it index).
+// idxCap is the most slots of the first index a shard can hold (all of
+// it index).
 func (t *table) idxCap() uint64 { return (t.shardBytes - shardHeaderBytes) / t.slotSize }
 
 // init writes a fresh header and empty shards.
@@ -180,6 +190,8 @@ func (t *table) init(gen uint64) {
 		t.store(so+sDataLow, t.shardBytes)
 		t.store(so+sDead, 0)
 		t.store(so+sCap, 0)
+		t.store(so+sRCap, 0)
+		t.store(so+sRCount, 0)
 	}
 	t.store(hVersion, t.version)
 	t.store(hGeneration, gen)
@@ -211,7 +223,7 @@ func checkHeader(mem []byte, path string) (geometry, error) {
 	switch {
 	case v > layoutVersion:
 		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by a newer kdisc; this build reads versions %d and %d: upgrade the readers (proxies) before the writer (kdisc run)", path, v, oldestRead, layoutVersion)
-	case v == preRelease:
+	case v == preRelease || v == preRelease6:
 		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by a pre-release kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, v, oldestRead, layoutVersion)
 	case v < oldestRead:
 		return geometry{}, fmt.Errorf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, v, oldestRead, layoutVersion)

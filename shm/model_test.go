@@ -22,8 +22,9 @@ func TestTableMatchesMap(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		sequences = 300
 	}
-	bigs := 0    // big values stored (heads and pieces)
-	inlines := 0 // values stored in their index cell (layout 6)
+	bigs := 0         // big values stored (heads and pieces)
+	inlines := 0      // values stored in their index cell
+	smallRecords := 0 // values of one small port stored as a record (a record slot, layout 7)
 	for seq := range sequences {
 		seed := uint64(seq)
 		rnd := rand.New(rand.NewPCG(seed, 42))
@@ -33,6 +34,9 @@ func TestTableMatchesMap(t *testing.T) {
 		model := map[string][]Port{}
 		for step := range steps {
 			key := fmt.Sprintf("ns-%d/svc-%d", rnd.IntN(3), rnd.IntN(40))
+			if rnd.IntN(4) == 0 { // too long for a cell: a record slot whatever the value (layout 7)
+				key = fmt.Sprintf("ns-%d/a-service-name-too-long-for-a-cell-%d", rnd.IntN(3), rnd.IntN(10))
+			}
 			where := func() string { return fmt.Sprintf("seed %d step %d key %s", seed, step, key) }
 			switch op := rnd.IntN(10); {
 			case op < 5:
@@ -47,6 +51,8 @@ func TestTableMatchesMap(t *testing.T) {
 					}
 					if _, ok := encodeCell(key, ports); ok {
 						inlines++
+					} else if len(ports) == 1 && len(ports[0].Nodes) <= cellMaxNodes {
+						smallRecords++
 					}
 				case errors.As(err, &full):
 					require.Equal(t, key, full.Key, where())
@@ -86,9 +92,10 @@ func TestTableMatchesMap(t *testing.T) {
 		require.NoError(t, r.Close())
 		require.NoError(t, w.Close())
 	}
-	t.Logf("%d big values stored, %d inline", bigs, inlines)
+	t.Logf("%d big values stored, %d inline, %d small records", bigs, inlines, smallRecords)
 	assert.Positive(t, bigs)
 	assert.Positive(t, inlines)
+	assert.Positive(t, smallRecords)
 }
 
 // randomPorts makes a value as listwatch would store it: ports sorted by
@@ -139,7 +146,7 @@ func randomPorts(rnd *rand.Rand) []Port {
 	return ports
 }
 
-// smallPorts makes a value around the edges of an inline cell (layout 6):
+// smallPorts makes a value around the edges of an inline cell:
 // one port of 0 to 5 IPv4 nodes sharing its number and weight, or
 // sometimes one node apart.
 func smallPorts(rnd *rand.Rand) []Port {

@@ -375,19 +375,24 @@ func (r *Reader) keysAt(t *table, h uint64, fn func(key string)) {
 	var keys []string
 	if !r.stable(t, so, func() {
 		keys = keys[:0]
-		c := t.load(so + sCap)
-		if c == 0 || c > t.idxCap() {
+		cells, recs, ok := t.indexes(so)
+		if !ok {
 			return
 		}
-		for s, n := home(tag, c), c; ; {
-			var e, left uint64
-			if s, e, left = probe(t.at(so), t.slotSize, c, tag, s, n); e == 0 {
-				return // the end of the run, or round a torn index
+		for _, ix := range [2]index{cells, recs} {
+			if ix.c == 0 {
+				continue
 			}
-			if rec, ok := t.entryAt(so, s, e); ok && t.isService(rec) {
-				keys = append(keys, t.key(rec))
+			for s, n := home(tag, ix.c), ix.c; ; {
+				var e, left uint64
+				if s, e, left = probe(t.at(so), ix.base, ix.size, ix.c, tag, s, n); e == 0 {
+					break // the end of the run, or round a torn index
+				}
+				if rec, ok := t.entryAt(so, ix, s, e); ok && t.isService(rec) {
+					keys = append(keys, t.key(rec))
+				}
+				s, n = next(s, ix.c), left-1
 			}
-			s, n = next(s, c), left-1
 		}
 	}) {
 		return
@@ -469,10 +474,12 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // table header for readiness (no lock, no system call) and does not
 // allocate.
 //
-// The usual case — a short port name, a stable shard, the key there, the
-// wanted port its first with fixed-width IPv4 nodes, room in dst — is
-// handled inline, from small helpers the compiler inlines (lastColon,
-// probe, keyRecord, fixed4, lastKeyWord, keyAt) and one call to fill4.
+// The usual case — a short port name, a stable shard, the key in its
+// cell, or in a record whose wanted port is its first with fixed-width
+// IPv4 nodes, room in dst — is handled on a fast path (Find, and
+// findRecord for a key in no cell), from small helpers the compiler
+// inlines (lastColon, probe, keyRecord, fixed4, lastKeyWord, keyAt) and
+// one call to fill4.
 // Anything else (a long port name, a miss after a tag collision, other
 // ports or formats, a torn read, a retry) takes findSlow, which handles
 // every case.
@@ -493,7 +500,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	}
 	// A detail key ("\x00…") is looked up as any other: keyRecord refuses
 	// a blob, and the slow path says Unknown.
-	n, pw, nameLen := uint64(i), w>>(8*(j+1)), uint64(7-j) // key length, port name
+	n, nameLen := uint64(i), uint64(7-j) // key length, port name length
 	var h uint64
 	if n-16 <= 16 { // hashKey, written out for the usual key of 16 to 32 bytes
 		seed := hashMix(le64at(q, 0)^hashP1, le64at(q, 8)^hashP0^n)
@@ -502,12 +509,12 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 		h = hashKey(unsafe.String(q, i)) // service[:i], 1 <= i < len(service): no bounds check
 	}
 	so, tag := t.shardOf(h), tagOf(h)
-	sp, sb := t.at(so), t.shardBytes
-	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < t.fastSlots {
-		s, e, left := probe(sp, cellBytes, c, tag, home(tag, c), c)
+	sp := t.at(so)
+	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < t.fastSlots && n < cellTextBytes {
+		s, e, left := probe(sp, shardHeaderBytes, cellBytes, c, tag, home(tag, c), c)
 		if e == 0 {
-			if left != 0 && ld(sp, sSeq) == seq { // no such key
-				return dst, r.nothing(t, Unknown)
+			if left != 0 { // not in a cell: in a record slot, or nowhere
+				return r.findRecord(t, so, seq, c, tag, service, dst)
 			}
 		} else if e&inlineBit != 0 {
 			// The service is in the cell (inline.go), one cache line:
@@ -525,7 +532,40 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 				}
 				dst = dst[:base]
 			}
-		} else if off := (e & 0xffffffff) * 8; off >= shardHeaderBytes && off+recHeaderBytes+keyPad(n)+portHeaderBytes+8 <= sb {
+		}
+	} else if seq&1 == 0 && c <= t.fastSlots {
+		// No cell in the shard, or a key too long for one (a cell's text
+		// holds the key, a colon and the port name, which may be empty).
+		return r.findRecord(t, so, seq, c, tag, service, dst)
+	}
+	return r.findSlow(t, so, tag, service, i, dst)
+}
+
+// findRecord is Find's fast path for a key in no cell of the shard at so
+// (read at sequence seq, with c <= idxCap cells): its record slot, then
+// its record. The query is as Find's fast path found it (8 bytes or
+// more, a colon in the last word); the key's length and the port name
+// are found again here, so that Find keeps no more values live for this
+// call than the inline path needs (spilling them cost it 10 instructions
+// a lookup).
+func (r *Reader) findRecord(t *table, so, seq, c, tag uint64, service string, dst []Node) ([]Node, Answer) {
+	sp, sb := t.at(so), t.shardBytes
+	q := unsafe.StringData(service)
+	w := le64at(q, uint64(len(service)-8))
+	j := lastColon(w)
+	n, pw, nameLen := uint64(len(service)-8)+uint64(j), w>>(8*(j+1)), uint64(7-j) // key length, port name
+	rb, rc := shardHeaderBytes+c*cellBytes, ld(sp, sRCap)                         // c <= idxCap: rb <= sb
+	if rc == 0 {
+		if ld(sp, sSeq) == seq { // no such key
+			return dst, r.nothing(t, Unknown)
+		}
+	} else if rc-1 < t.fastRecSlots && rb+rc*v4SlotBytes <= sb {
+		_, e, left := probe(sp, rb, v4SlotBytes, rc, tag, home(tag, rc), rc)
+		if e == 0 {
+			if left != 0 && ld(sp, sSeq) == seq { // no such key
+				return dst, r.nothing(t, Unknown)
+			}
+		} else if off := (e & 0xffffffff) * 8; e&inlineBit == 0 && off >= shardHeaderBytes && off+recHeaderBytes+keyPad(n)+portHeaderBytes+8 <= sb {
 			// If this is the key, its first port header is at p and its
 			// nodes follow a one-word name: offsets computed from the
 			// query rather than from loaded words, so that the loads of
@@ -547,7 +587,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			}
 		}
 	}
-	return r.findSlow(t, so, tag, service, i, dst)
+	return r.findSlow(t, so, tag, service, int(n), dst)
 }
 
 // keyRecord checks the header rh of a record found for a query (see Find)
@@ -815,7 +855,7 @@ func (r *Reader) appendNodes(t *table, so, seq uint64, h *portHdr, dst []Node) (
 // that users who give the number rather than the name find the port. Nodes
 // are deduplicated (a port number named twice, e.g. for TCP and UDP) and
 // sorted as usual. A port with no node is numbered by its header (layout
-// layout 6 keeps the number), so it answers Empty by number as by name.
+// layout 7 keeps the number), so it answers Empty by number as by name.
 func (r *Reader) lookupNumber(t *table, so, seq, p, end, nPorts uint64, num uint16, dst []Node) ([]Node, result) {
 	base, matched, empty := len(dst), 0, false
 	for ; nPorts > 0; nPorts-- {
@@ -966,27 +1006,19 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 		var ok bool
 		if !r.stable(t, so, func() {
 			entries = entries[:0]
-			c := t.load(so + sCap)
-			ok = c <= t.idxCap()
-			for j := uint64(0); ok && j < c; j++ {
-				e := t.load(t.slot(so, j))
-				if e == 0 {
-					continue
+			pok := true
+			ok = t.eachEntry(so, func(_ slotRef, _ uint64, rec record) bool {
+				if !t.isService(rec) {
+					return true // a detail or a piece, not a service
 				}
-				var rec record
-				rec, ok = t.entryAt(so, j, e)
-				if ok && !t.isService(rec) {
-					continue // a detail or a piece, not a service
+				var e entry
+				e.key = t.key(rec)
+				if e.big = rec.nPorts == bigPorts; !e.big {
+					e.ports, pok = t.ports(rec)
 				}
-				if ok {
-					var e entry
-					e.key = t.key(rec)
-					if e.big = rec.nPorts == bigPorts; !e.big {
-						e.ports, ok = t.ports(rec)
-					}
-					entries = append(entries, e)
-				}
-			}
+				entries = append(entries, e)
+				return pok
+			}) && pok
 		}) || !ok {
 			entries = entries[:0] // given up, or corrupt: skip the shard
 		}

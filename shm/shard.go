@@ -8,20 +8,24 @@ import (
 
 // Shard maintenance, writer side. A shard is a slotted page:
 //
-//	[shard header 64 B][index: cap slots →   free   ← records][end]
+//	[shard header 64 B][cells: cap × 64 B][slots: rcap × 8 B →   free   ← records][end]
 //
-// The index is an open-addressing hash table: a key's probe starts at slot
-// home(tag, cap) and moves right (wrapping at cap) until it finds the key
-// or an empty slot. A slot is a 64-byte cell (inline.go; a word in a v4
-// table) whose first word is tag<<32 | record offset in words from the
-// shard start, or tag<<32 | 1<<31 | lengths for a service held in the cell
-// itself, or 0 when empty (no record starts at offset 0). At most 3/4 of
-// the slots are used. A deletion shifts later entries of its run back (a
-// whole cell each), so there are no tombstones.
+// It has two open-addressing hash indexes (layout 7): cells, which hold a
+// small service whole (inline.go), and record slots, which point at a
+// record in the data area (tag<<32 | record offset in words from the shard
+// start). A key's probe in either starts at slot home(tag, slots) and
+// moves right (wrapping) until it finds the key or an empty slot (0: no
+// record starts at offset 0). A key is in exactly one of them: a lookup
+// tries the cells first, then the slots. So a service held inline costs
+// one cell and is found with one cache miss, and a record costs an 8-byte
+// slot of index, as in v4. At most 3/4 of each index is used. A deletion
+// shifts later entries of its run back (a whole slot each), so there are
+// no tombstones. A v4 table has one index, of 8-byte record slots, in
+// place of the cells.
 //
 // Records grow down from the end; a record replaced or deleted becomes dead
-// space. When the free gap runs out, or the index must grow, the writer
-// rebuilds the shard: records packed at the end, index rehashed.
+// space. When the free gap runs out, or an index must grow, the writer
+// rebuilds the shard: records packed at the end, indexes rehashed.
 //
 // Publication rule (the seqlock): the writer makes the shard's sequence odd,
 // changes what an index entry can reach, and makes it even again. Bytes that
@@ -29,10 +33,10 @@ import (
 // outside that window: no reader of the current sequence looks at them, and
 // a reader of an older sequence fails its final check anyway.
 
-const minSlots = 8 // one cache line
+const minSlots = 8 // one cache line of record slots
 
-// slotsFor is the smallest index (a whole number of cache lines) that holds
-// n entries at most 3/4 full.
+// slotsFor is the smallest index (a multiple of 8 slots) that holds n
+// entries at most 3/4 full.
 func slotsFor(n uint64) uint64 {
 	if n == 0 {
 		return 0
@@ -40,50 +44,145 @@ func slotsFor(n uint64) uint64 {
 	return max(minSlots, ((n*4+2)/3+7)&^7)
 }
 
-func (t *table) slot(so, i uint64) uint64 { return so + shardHeaderBytes + i*t.slotSize }
-
-// entryAt is the record of entry e, the first word of slot s of the shard
-// at so: a record in the data area (recordAt), or the cell itself for a
-// service held inline, which only a table of 64-byte cells has. The
-// caller checked s < the slot count <= idxCap. ok is false on any
-// inconsistency.
-func (t *table) entryAt(so, s, e uint64) (record, bool) {
-	if e&inlineBit == 0 {
-		return t.recordAt(so, e)
+// cellsFor is slotsFor for the cell index, whose slots are a cache line
+// each: no rounding beyond 3/4 full.
+func cellsFor(n uint64) uint64 {
+	if n == 0 {
+		return 0
 	}
-	if t.slotSize != cellBytes || !cellOK(e) {
-		return record{}, false
-	}
-	return record{off: t.slot(so, s), keyLen: e & 0xff, nPorts: 1, cell: true}, true
+	return max(2, (n*4+2)/3)
 }
 
-// moveSlot copies slot from to slot to, a whole cell (writer, inside the
-// write window).
-func (t *table) moveSlot(so, from, to uint64) {
-	f, d := t.slot(so, from), t.slot(so, to)
-	for i := uint64(0); i < t.slotSize; i += 8 {
+// index is one of a shard's hash indexes: c slots of size bytes from byte
+// base of the shard, its slot count in the shard header word capW and its
+// entry count in word cntW.
+type index struct{ base, size, c, capW, cntW uint64 }
+
+// at is the offset of slot s in the shard.
+func (ix index) at(s uint64) uint64 { return ix.base + s*ix.size }
+
+// end is the offset just past the index.
+func (ix index) end() uint64 { return ix.base + ix.c*ix.size }
+
+// cells reports whether ix is the index of inline cells (from layout 7;
+// a v4 table's only index holds record slots).
+func (ix index) cells() bool { return ix.size == cellBytes }
+
+// slotRef is an index slot.
+type slotRef struct {
+	ix index
+	s  uint64
+}
+
+// off is the slot's offset in its shard.
+func (a slotRef) off() uint64 { return a.ix.at(a.s) }
+
+// indexes loads the shard's indexes: the cells (in a v4 table, its
+// 8-byte record slots) and the record slots after them (none in a v4
+// table). ok is false when they do not fit in the shard.
+func (t *table) indexes(so uint64) (cells, recs index, ok bool) {
+	c := t.load(so + sCap)
+	cells = index{base: shardHeaderBytes, size: t.slotSize, c: c, capW: sCap, cntW: sCount}
+	if c > t.idxCap() {
+		return cells, recs, false
+	}
+	recs = index{base: cells.end(), size: v4SlotBytes, capW: sRCap, cntW: sRCount}
+	if t.version >= 7 {
+		recs.c = t.load(so + sRCap)
+	}
+	return cells, recs, recs.c <= (t.shardBytes-recs.base)/v4SlotBytes
+}
+
+// counts is the number of entries of each of the shard's indexes.
+func (t *table) counts(so uint64) (n, rn uint64) {
+	n = t.load(so + sCount)
+	if t.version >= 7 {
+		rn = t.load(so + sRCount)
+	}
+	return n, rn
+}
+
+// indexFor is the writer's index of the shard at so for an entry that is
+// a cell or a record slot (in a v4 table, the only index).
+func (t *table) indexFor(so uint64, cell bool) index {
+	cells, recs, _ := t.indexes(so) // the writer's own shard: valid
+	if cell || t.version < 7 {
+		return cells
+	}
+	return recs
+}
+
+// entryAt is the record of entry e, the first word of slot s of index ix
+// of the shard at so: a record in the data area (recordAt), or the cell
+// itself for a service held inline. A cell index holds only cells, a
+// slot index only records. The caller checked s < ix.c and the index
+// bounds (indexes). ok is false on any inconsistency.
+func (t *table) entryAt(so uint64, ix index, s, e uint64) (record, bool) {
+	if !ix.cells() {
+		if e&inlineBit != 0 {
+			return record{}, false
+		}
+		return t.recordAt(so, e)
+	}
+	if !cellOK(e) {
+		return record{}, false
+	}
+	return record{off: so + ix.at(s), keyLen: e & 0xff, nPorts: 1, cell: true}, true
+}
+
+// eachEntry calls fn with every entry of the shard at so, cells first,
+// until fn returns false; ok is false when an entry or the indexes are
+// inconsistent (a torn read, or a corrupt table), which ends the walk.
+func (t *table) eachEntry(so uint64, fn func(at slotRef, e uint64, r record) bool) (ok bool) {
+	cells, recs, ok := t.indexes(so)
+	if !ok {
+		return false
+	}
+	for _, ix := range [2]index{cells, recs} {
+		for s := range ix.c {
+			e := t.load(so + ix.at(s))
+			if e == 0 {
+				continue
+			}
+			r, ok := t.entryAt(so, ix, s, e)
+			if !ok {
+				return false
+			}
+			if !fn(slotRef{ix, s}, e, r) {
+				return true
+			}
+		}
+	}
+	return true
+}
+
+// moveSlot copies slot from to slot to of ix, a whole slot (writer,
+// inside the write window).
+func (t *table) moveSlot(so uint64, ix index, from, to uint64) {
+	f, d := so+ix.at(from), so+ix.at(to)
+	for i := uint64(0); i < ix.size; i += 8 {
 		t.store(d+i, t.load(f+i))
 	}
 }
 
-// clearSlot empties slot, a whole cell.
-func (t *table) clearSlot(so, slot uint64) {
-	d := t.slot(so, slot)
-	for i := uint64(0); i < t.slotSize; i += 8 {
+// clearSlot empties slot s of ix, a whole slot.
+func (t *table) clearSlot(so uint64, ix index, s uint64) {
+	d := so + ix.at(s)
+	for i := uint64(0); i < ix.size; i += 8 {
 		t.store(d+i, 0)
 	}
 }
 
-// probe is the one walk of a shard's index (c > 0 slots of size bytes,
-// the shard at sp): from slot s, n
-// slots at most, it returns the first slot whose entry has tag, or the
-// empty slot that ends the probe run (e == 0). left counts the slots not
-// yet looked at, the returned one included; left == 0 means it went round
-// without either, which only a torn or corrupt index (no empty slot) does.
-// After a tag collision the walk goes on from next(s, c) with left-1.
-func probe(sp unsafe.Pointer, size, c, tag, s, n uint64) (slot, e, left uint64) {
+// probe is the one walk of an index (c > 0 slots of size bytes from byte
+// base of the shard at sp): from slot s, n slots at most, it returns the
+// first slot whose entry has tag, or the empty slot that ends the probe
+// run (e == 0). left counts the slots not yet looked at, the returned one
+// included; left == 0 means it went round without either, which only a
+// torn or corrupt index (no empty slot) does. After a tag collision the
+// walk goes on from next(s, c) with left-1.
+func probe(sp unsafe.Pointer, base, size, c, tag, s, n uint64) (slot, e, left uint64) {
 	for ; n > 0; n-- {
-		if e = ld(sp, shardHeaderBytes+s*size); e == 0 || e>>32 == tag {
+		if e = ld(sp, base+s*size); e == 0 || e>>32 == tag {
 			return s, e, n
 		}
 		s = next(s, c)
@@ -100,43 +199,54 @@ func next(s, c uint64) uint64 {
 }
 
 // lookupKey finds key, whose hash has tag, in the shard at so: its slot
-// and record (resFound); or the empty slot where it would be inserted
-// (resNone; meaningless when the index has no room: the writer grows it
-// first); or resCorrupt for an index or record no consistent shard holds
-// (a torn read, or a corrupt table).
-func (t *table) lookupKey(so, tag uint64, key string) (slot uint64, r record, res result) {
-	c := t.load(so + sCap)
-	if c == 0 {
-		return 0, record{}, resNone
+// and record (resFound); or resNone; or resCorrupt for an index or record
+// no consistent shard holds (a torn read, or a corrupt table).
+func (t *table) lookupKey(so, tag uint64, key string) (at slotRef, r record, res result) {
+	cells, recs, ok := t.indexes(so)
+	if !ok {
+		return at, r, resCorrupt
 	}
-	if c > t.idxCap() {
-		return 0, record{}, resCorrupt
+	for _, ix := range [2]index{cells, recs} {
+		if ix.c == 0 || ix.cells() && len(key) >= cellTextBytes { // too long for a cell
+			continue
+		}
+		s, n := home(tag, ix.c), ix.c
+		for {
+			var e, left uint64
+			s, e, left = probe(t.at(so), ix.base, ix.size, ix.c, tag, s, n)
+			if left == 0 {
+				return at, record{}, resCorrupt
+			}
+			if e == 0 {
+				break
+			}
+			r, ok := t.entryAt(so, ix, s, e)
+			if !ok {
+				return at, record{}, resCorrupt
+			}
+			if t.keyIs(r, key) {
+				return slotRef{ix, s}, r, resFound
+			}
+			s, n = next(s, ix.c), left-1 // a tag collision: go on
+		}
 	}
-	s, n := home(tag, c), c
-	for {
-		var e, left uint64
-		s, e, left = probe(t.at(so), t.slotSize, c, tag, s, n)
-		switch {
-		case left == 0:
-			return 0, record{}, resCorrupt
-		case e == 0:
-			return s, record{}, resNone
-		}
-		r, ok := t.entryAt(so, s, e)
-		if !ok {
-			return 0, record{}, resCorrupt
-		}
-		if t.keyIs(r, key) {
-			return s, r, resFound
-		}
-		s, n = next(s, c), left-1 // a tag collision: go on
-	}
+	return at, record{}, resNone
 }
 
 // find is lookupKey for the writer, whose own shards are consistent.
-func (t *table) find(so, tag uint64, key string) (slot uint64, r record, found bool) {
-	slot, r, res := t.lookupKey(so, tag, key)
-	return slot, r, res == resFound
+func (t *table) find(so, tag uint64, key string) (at slotRef, r record, found bool) {
+	at, r, res := t.lookupKey(so, tag, key)
+	return at, r, res == resFound
+}
+
+// emptySlot is the empty slot of ix (which has one) where a key of tag
+// not in it would be inserted (writer).
+func (t *table) emptySlot(so uint64, ix index, tag uint64) slotRef {
+	s := home(tag, ix.c)
+	for t.load(so+ix.at(s)) != 0 {
+		s = next(s, ix.c)
+	}
+	return slotRef{ix, s}
 }
 
 func (t *table) beginWrite(so uint64) { t.store(so+sSeq, t.load(so+sSeq)+1) }
@@ -149,9 +259,15 @@ func (t *table) writeBytes(off uint64, b []byte) {
 	}
 }
 
-// free is the gap between the index and the records.
+// idxEnd is the offset in the shard just past its indexes (writer).
+func (t *table) idxEnd(so uint64) uint64 {
+	_, recs, _ := t.indexes(so)
+	return recs.end()
+}
+
+// free is the gap between the indexes and the records.
 func (t *table) free(so uint64) uint64 {
-	return t.load(so+sDataLow) - shardHeaderBytes - t.slotSize*t.load(so+sCap)
+	return t.load(so+sDataLow) - t.idxEnd(so)
 }
 
 // stage writes rec into the shard's free gap, where no index entry
@@ -163,103 +279,128 @@ func (t *table) stage(so uint64, rec []byte) (off uint64) {
 	return off
 }
 
-// publish points slot at the record staged at off, inside the caller's
-// write window (the shard's sequence odd): it replaces the entry there, or
-// fills the empty slot (added) and counts one more entry.
-func (t *table) publish(so, slot, tag, off uint64, added bool) {
+// publish points the record slot at at the record staged at off, inside
+// the caller's write window (the shard's sequence odd): it replaces the
+// entry there, or fills the empty slot (added) and counts one more entry.
+func (t *table) publish(so uint64, at slotRef, tag, off uint64, added bool) {
 	t.store(so+sDataLow, off)
-	t.clearSlot(so, slot) // the cell may have held a service inline
-	t.store(t.slot(so, slot), tag<<32|off/8)
+	t.store(so+at.off(), tag<<32|off/8)
 	if added {
-		t.store(so+sCount, t.load(so+sCount)+1)
+		t.store(so+at.ix.cntW, t.load(so+at.ix.cntW)+1)
 	}
 }
 
-// remove empties slot; its record becomes dead space. Later entries of the
-// probe run move back so that no probe stops short of them.
-func (t *table) remove(so, slot uint64, r record) {
-	n, c := t.load(so+sCount), t.load(so+sCap)
+// remove empties the slot at; its record becomes dead space.
+func (t *table) remove(so uint64, at slotRef, r record) {
 	t.beginWrite(so)
-	if n == 1 { // empty: all space is free again, no rebuild needed
+	if n, rn := t.counts(so); n+rn == 1 { // empty: all space is free again, no rebuild needed
 		t.store(so+sCount, 0)
 		t.store(so+sCap, 0)
+		t.store(so+sRCount, 0)
+		t.store(so+sRCap, 0)
 		t.store(so+sDataLow, t.shardBytes)
 		t.store(so+sDead, 0)
 		t.endWrite(so)
 		return
 	}
-	hole := slot
-	for j := (slot + 1) % c; ; j = (j + 1) % c {
-		e := t.load(t.slot(so, j))
+	t.removeSlot(so, at)
+	t.store(so+sDead, t.load(so+sDead)+r.size())
+	t.endWrite(so)
+}
+
+// removeSlot empties the slot at inside the caller's write window. Later
+// entries of the probe run move back so that no probe stops short of
+// them.
+func (t *table) removeSlot(so uint64, at slotRef) {
+	ix, c := at.ix, at.ix.c
+	hole := at.s
+	for j := next(hole, c); ; j = next(j, c) {
+		e := t.load(so + ix.at(j))
 		if e == 0 {
 			break
 		}
 		// The entry at j may fill the hole unless its home lies
 		// cyclically in (hole, j]: then its probe never passes the hole.
 		if h := home(e>>32, c); (j-h+c)%c >= (j-hole+c)%c {
-			t.moveSlot(so, j, hole)
+			t.moveSlot(so, ix, j, hole)
 			hole = j
 		}
 	}
-	t.clearSlot(so, hole)
-	t.store(so+sCount, n-1)
-	t.store(so+sDead, t.load(so+sDead)+r.size())
-	t.endWrite(so)
+	t.clearSlot(so, ix, hole)
+	t.store(so+ix.cntW, t.load(so+ix.cntW)-1)
 }
 
-// rebuild packs the live records at the end of the shard, dropping the one
-// at slot skip (the value being replaced; ^0 for none), and rehashes them
-// into an index of slots entries. It leaves the seqlock odd: the caller
-// places the new record and ends the write, so readers see the old value
-// or the new one, never neither. buf and idx are scratch space, returned
-// possibly grown.
-func (t *table) rebuild(so, skip, slots uint64, buf []byte, idx []uint64) ([]byte, []uint64) {
-	c := t.load(so + sCap)
-	var total, n uint64
-	for i := range c {
-		if e := t.load(t.slot(so, i)); e != 0 && i != skip {
-			r, _ := t.entryAt(so, i, e) // the writer's own data: valid
+// rebuild packs the live records at the end of the shard, dropping the
+// entry whose slot is at offset skip of the shard (the value being
+// replaced; ^0 for none), and rehashes them into indexes of cells and
+// slots entries (in a v4 table, one index of cells 8-byte record slots).
+// It leaves the seqlock odd: the caller places the new value and ends
+// the write, so readers see the old value or the new one, never neither.
+// buf and idx are scratch space, returned possibly grown.
+func (t *table) rebuild(so, skip, cells, slots uint64, buf []byte, idx []uint64) ([]byte, []uint64) {
+	var total uint64
+	t.eachEntry(so, func(at slotRef, _ uint64, r record) bool {
+		if at.off() != skip {
 			total += r.size()
-			n++
 		}
-	}
+		return true
+	})
 	low := t.shardBytes - total
 	buf = buf[:0]
-	wps := t.slotSize / 8 // words per slot
-	idx = slices.Grow(idx[:0], int(slots*wps))[:slots*wps]
+	newCells := index{base: shardHeaderBytes, size: t.slotSize, c: cells}
+	newRecs := index{base: newCells.end(), size: v4SlotBytes, c: slots}
+	if t.version < 7 {
+		newRecs = newCells
+	}
+	words := (newRecs.end() - shardHeaderBytes) / 8
+	if newCells.end() > newRecs.end() {
+		words = (newCells.end() - shardHeaderBytes) / 8
+	}
+	idx = slices.Grow(idx[:0], int(words))[:words]
 	clear(idx)
-	for i := range c {
-		e := t.load(t.slot(so, i))
-		if e == 0 || i == skip {
-			continue
+	// place is the word of idx of the empty slot of ix where tag goes.
+	place := func(ix index, tag uint64) uint64 {
+		j := home(tag, ix.c)
+		for idx[(ix.at(j)-shardHeaderBytes)/8] != 0 {
+			j = next(j, ix.c)
 		}
-		r, _ := t.entryAt(so, i, e)
-		j := home(e>>32, slots)
-		for idx[j*wps] != 0 {
-			if j++; j == slots {
-				j = 0
-			}
+		return (ix.at(j) - shardHeaderBytes) / 8
+	}
+	var n, rn uint64
+	t.eachEntry(so, func(at slotRef, e uint64, r record) bool {
+		if at.off() == skip {
+			return true
 		}
 		if r.cell { // the whole cell moves
-			for k := range wps {
-				idx[j*wps+k] = t.load(r.off + 8*k)
+			w := place(newCells, e>>32)
+			for k := range uint64(cellBytes / 8) {
+				idx[w+k] = t.load(r.off + 8*k)
 			}
-			continue
+			n++
+			return true
 		}
-		idx[j*wps] = e&^0xffffffff | (low+uint64(len(buf)))/8
+		idx[place(newRecs, e>>32)] = e&^0xffffffff | (low+uint64(len(buf)))/8
 		for p := r.off; p < r.off+r.size(); p += 8 {
 			buf = binary.LittleEndian.AppendUint64(buf, t.load(p))
 		}
-	}
+		rn++
+		return true
+	})
 	t.beginWrite(so)
 	t.writeBytes(so+low, buf)
 	for j, e := range idx {
 		t.store(so+shardHeaderBytes+8*uint64(j), e)
 	}
-	t.store(so+sCap, slots)
-	t.store(so+sCount, n)
+	t.store(so+sCap, cells)
 	t.store(so+sDataLow, low)
 	t.store(so+sDead, 0)
+	if t.version < 7 {
+		t.store(so+sCount, rn)
+		return buf, idx
+	}
+	t.store(so+sCount, n)
+	t.store(so+sRCap, slots)
+	t.store(so+sRCount, rn)
 	return buf, idx
 }
 
@@ -271,17 +412,13 @@ func (t *table) rebuild(so, skip, slots uint64, buf []byte, idx []uint64) ([]byt
 // next list is better than serving a torn value.
 func (t *table) check(so uint64) (entries, used uint64) {
 	ok := t.load(so+sSeq)%2 == 0
-	n, c := t.load(so+sCount), t.load(so+sCap)
+	n, rn := t.counts(so)
+	cells, recs, iok := t.indexes(so)
 	low := t.load(so + sDataLow)
-	ok = ok && c <= t.idxCap() && low <= t.shardBytes && low%8 == 0 && shardHeaderBytes+t.slotSize*c <= low && n < max(c, 1)
-	var live, seen, services uint64
-	for i := uint64(0); ok && i < c; i++ {
-		e := t.load(t.slot(so, i))
-		if e == 0 {
-			continue
-		}
-		r, rok := t.entryAt(so, i, e)
-		ok = rok && (r.cell || r.off >= so+low)
+	ok = ok && iok && low <= t.shardBytes && low%8 == 0 && recs.end() <= low && n < max(cells.c, 1) && rn < max(recs.c, 1)
+	var live, seenC, seenR, services uint64
+	ok = ok && t.eachEntry(so, func(at slotRef, e uint64, r record) bool {
+		ok = r.cell || r.off >= so+low
 		switch {
 		case !ok:
 		case r.cell:
@@ -299,24 +436,36 @@ func (t *table) check(so uint64) (entries, used uint64) {
 			k := t.key(r)
 			h := t.hash(k)
 			found, _, fok := t.find(so, tagOf(h), k)
-			ok = (t.shardOf(h) == so || r.nPorts == piecePorts) && tagOf(h) == e>>32 && fok && found == i
+			ok = (t.shardOf(h) == so || r.nPorts == piecePorts) && tagOf(h) == e>>32 && fok && found.off() == at.off()
 		}
 		if ok && t.isService(r) {
 			services++
 		}
-		seen++
+		if at.ix.cells() {
+			seenC++
+		} else {
+			seenR++
+		}
 		live += r.size()
+		return ok
+	})
+	if t.version < 7 { // a v4 table's only index holds records
+		seenC, seenR = seenR, 0
 	}
-	ok = ok && seen == n && live <= t.shardBytes-low
+	ok = ok && seenC == n && seenR == rn && live <= t.shardBytes-low
 	if !ok {
 		t.store(so+sSeq, t.load(so+sSeq)|1) // odd, whatever it was
 		t.store(so+sCount, 0)
 		t.store(so+sCap, 0)
+		if t.version >= 7 {
+			t.store(so+sRCount, 0)
+			t.store(so+sRCap, 0)
+		}
 		t.store(so+sDataLow, t.shardBytes)
 		t.store(so+sDead, 0)
 		t.endWrite(so)
 		return 0, 0
 	}
 	t.store(so+sDead, t.shardBytes-low-live)
-	return services, live + t.slotSize*c
+	return services, live + recs.end() - shardHeaderBytes
 }

@@ -40,7 +40,7 @@ func stressNodes(v uint32, j int) int {
 	if v%stressKeys%16 == 13 { // keys 13, 29, 45, 61: often a big value (heads and pieces)
 		return 300 + int(v/7+uint32(j)*5)%300
 	}
-	if v/stressKeys%6 == 4 && stressPorts(v) == 1 { // IPv4, one port: 1 to 4 nodes fit an inline cell (layout 6), 5 do not
+	if v/stressKeys%6 == 4 && stressPorts(v) == 1 { // IPv4, one port: 1 to 4 nodes fit an inline cell, 5 do not (a record slot)
 		return 1 + int(v/7)%5
 	}
 	return 1 + int(v/7+uint32(j)*5)%29

@@ -282,18 +282,16 @@ func copyTable(from *table, w *Writer) {
 	for i := range from.shards {
 		so := headerBytes + i*from.shardBytes
 		from.check(so) // a shard its dead writer left mid-change is emptied, not copied torn
-		for j := range from.load(so + sCap) {
-			e := from.load(from.slot(so, j))
-			if e == 0 {
-				continue
-			}
-			rec, ok := from.entryAt(so, j, e)
-			if !ok {
-				continue
-			}
+		var recs []record
+		from.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
+			recs = append(recs, r)
+			return true
+		})
+		for _, rec := range recs {
 			if rec.nPorts == piecePorts {
 				continue // copied with its head
 			}
+			ok := true
 			key := from.key(rec)
 			t := from
 			if rec.nPorts == bigPorts {
@@ -503,8 +501,7 @@ var errNoRoom = errors.New("shm: no room in the shard")
 // cell in key's index slot. Readers see the old value or the new one.
 func (w *Writer) storeIn(so, tag uint64, key string, rec []byte, cell *cellWords) error {
 	t := w.t
-	slot, old, found := t.find(so, tag, key)
-	n, slots := t.load(so+sCount), t.load(so+sCap)
+	at, old, found := t.find(so, tag, key)
 	oldSize := uint64(0)
 	if found {
 		oldSize = old.size()
@@ -512,49 +509,72 @@ func (w *Writer) storeIn(so, tag uint64, key string, rec []byte, cell *cellWords
 	if cell != nil {
 		rec = nil // the value takes no room in the data area
 	}
+	// The value goes to the cells or the record slots (in a v4 table,
+	// the only index); a value that moves between them leaves its old
+	// slot in the same write window.
+	moves := found && old.cell != (cell != nil)
+	ix := t.indexFor(so, cell != nil)
+	n := t.load(so + ix.cntW)
+	sizeFor := slotsFor
+	if ix.cells() {
+		sizeFor = cellsFor
+	}
 	// A new key may need a bigger index: then the shard is rebuilt, and
 	// given some headroom if it has room for it, so that the next few
 	// inserts do not rebuild again.
-	want := slots
-	if !found && slotsFor(n+1) > slots {
-		want = slotsFor(n + 1)
+	want := ix.c
+	if (!found || moves) && sizeFor(n+1) > ix.c {
+		want = sizeFor(n + 1)
 	}
-	need := uint64(len(rec)) + t.slotSize*(want-slots)
+	need := uint64(len(rec)) + ix.size*(want-ix.c)
 	room := t.free(so) + t.load(so+sDead) + oldSize
 	switch {
-	case want == slots && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
+	case want == ix.c && need <= t.free(so) && !t.sweeps(so, oldSize, uint64(len(rec))):
+		var off uint64
+		if cell == nil {
+			off = t.stage(so, rec)
+		}
+		t.beginWrite(so)
+		if moves {
+			t.removeSlot(so, at)
+		}
+		if !found || moves {
+			at = t.emptySlot(so, ix, tag)
+		}
 		if cell != nil {
-			t.beginWrite(so)
-			t.putCell(so, slot, tag, cell)
-			if !found {
+			t.putCell(so, at, tag, cell)
+			if !found || moves {
 				t.store(so+sCount, t.load(so+sCount)+1)
 			}
 		} else {
-			off := t.stage(so, rec)
-			t.beginWrite(so)
-			t.publish(so, slot, tag, off, !found)
+			t.publish(so, at, tag, off, !found || moves)
 		}
 		t.endWrite(so)
 		if found { // the old record is dead now (writer-only bookkeeping)
 			t.store(so+sDead, t.load(so+sDead)+oldSize)
 		}
 	case need <= room:
-		if roomy := min(slotsFor(n+1+n/2), t.idxCap()); want > slots && roomy > want && uint64(len(rec))+t.slotSize*(roomy-slots) <= room {
+		if roomy := min(sizeFor(n+1+n/2), t.idxCap()); want > ix.c && roomy > want && uint64(len(rec))+ix.size*(roomy-ix.c) <= room {
 			want = roomy
-			need = uint64(len(rec)) + t.slotSize*(want-slots)
+			need = uint64(len(rec)) + ix.size*(want-ix.c)
+		}
+		cells, recs, _ := t.indexes(so)
+		wantC, wantR := want, recs.c
+		if ix != cells {
+			wantC, wantR = cells.c, want
 		}
 		skip := ^uint64(0)
 		if found {
-			skip = slot
+			skip = at.off()
 		}
-		w.pack, w.idx = t.rebuild(so, skip, want, w.pack, w.idx) // leaves the shard odd
+		w.pack, w.idx = t.rebuild(so, skip, wantC, wantR, w.pack, w.idx) // leaves the shard odd
 		w.compactions++
-		slot, _, _ = t.find(so, tag, key) // the key's old entry, if any, is gone
+		at = t.emptySlot(so, t.indexFor(so, cell != nil), tag) // the key's old entry, if any, is gone
 		if cell != nil {
-			t.putCell(so, slot, tag, cell)
+			t.putCell(so, at, tag, cell)
 			t.store(so+sCount, t.load(so+sCount)+1)
 		} else {
-			t.publish(so, slot, tag, t.stage(so, rec), true)
+			t.publish(so, at, tag, t.stage(so, rec), true)
 		}
 		t.endWrite(so)
 		t.releaseFree(so)
@@ -583,7 +603,7 @@ func (t *table) sweeps(so, old, n uint64) bool {
 // keeps them reserved. A reader of an older sequence that still reads
 // there faults the same bytes back in, from the file.
 func (t *table) releaseFree(so uint64) {
-	lo := (so + shardHeaderBytes + t.slotSize*t.load(so+sCap) + pageBytes - 1) &^ (pageBytes - 1)
+	lo := (so + t.idxEnd(so) + pageBytes - 1) &^ (pageBytes - 1)
 	hi := (so + t.load(so+sDataLow)) &^ (pageBytes - 1)
 	if lo < hi {
 		dontNeed(t.mem[lo:hi])
@@ -665,9 +685,9 @@ func (w *Writer) removeIn(so, tag uint64, key string) (record, bool) {
 	if r.nPorts == bigPorts {
 		hd, _ = w.t.head(r)
 	}
-	slots := w.t.load(so + sCap)
+	end := w.t.idxEnd(so)
 	w.t.remove(so, slot, r)
-	w.used -= int64(r.size() + w.t.slotSize*(slots-w.t.load(so+sCap)))
+	w.used -= int64(r.size() + end - w.t.idxEnd(so))
 	w.deletePieces(hd)
 	return r, true
 }
@@ -682,14 +702,13 @@ func (w *Writer) Keys(fn func(key string) bool) {
 			return
 		}
 		t, so := w.t, headerBytes+i*w.t.shardBytes
-		keys := make([]string, 0, t.load(so+sCount))
-		for j := range t.load(so + sCap) {
-			if e := t.load(t.slot(so, j)); e != 0 {
-				if r, _ := t.entryAt(so, j, e); t.isService(r) {
-					keys = append(keys, t.key(r))
-				}
+		var keys []string
+		t.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
+			if t.isService(r) {
+				keys = append(keys, t.key(r))
 			}
-		}
+			return true
+		})
 		w.mu.Unlock()
 		for _, k := range keys {
 			if !fn(k) {
