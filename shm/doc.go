@@ -36,10 +36,13 @@
 //	        tag*slots>>32 (tag: the low 32 bits of the key's hash), each
 //	        at most 3/4 full; a slot is empty when its word 0 is 0; a key
 //	        is in one of them, looked for in the cells first
-//	cell:   a small service whole: tag << 32 | 1<<31 | nNodes u8<<16 |
-//	        nameLen u8<<8 | keyLen u8; port u16 | weight u32 << 32; up
-//	        to 4 IPv4 addresses (2 words); key ":" port name (4 words,
-//	        zero-padded)
+//	cell:   a small service whole: tag << 32 | 1<<31 | reach u7<<24 |
+//	        nNodes u8<<16 | nameLen u8<<8 | keyLen u8; port u16 |
+//	        weight u32 << 32; up to 4 IPv4 addresses (2 words); key ":"
+//	        port name (4 words, zero-padded); reach is the slot's, not the
+//	        service's: how far past it the keys whose probe starts there
+//	        lie (127: any), so a key in no cell is known after its home
+//	        cell and at most reach more
 //	slot:   tag << 32 | record offset/8 (bit 31 clear)
 //	record: keyLen u16, valLen u32, nPorts u16 | key (word-padded) |
 //	        per port: two header words (name length, body format, port,
@@ -118,8 +121,9 @@
 //
 // A Lookup of an inline service reads its cell with atomic word loads: the
 // text compared with the query a word at a time, then the nodes, two IPv4
-// addresses a word. Of a record: the cells up to an empty one, its record
-// slot, the record header and key, one port header per port before the
+// addresses a word. Of a record: its home cell (and at most that slot's
+// reach more; none for a key of 32 bytes or more), its record slot, the
+// record header and key, one port header per port before the
 // wanted one, then the nodes. A big value
 // is put back together first (see above). Every length and offset a
 // reader takes from the mapping (the cell and record slot counts, a

@@ -32,11 +32,18 @@ func stateOf(t *testing.T, tb *table, so uint64) shardState {
 		} else {
 			seenR++
 		}
-		// Every entry is found where it is, from its home.
+		// Every entry is found where it is, from its home; a cell
+		// within the reach of its home slot (inline.go).
 		k := tb.key(r)
 		found, _, ok := tb.find(so, tagOf(tb.hash(k)), k)
 		require.True(t, ok, k)
 		require.Equal(t, at.off(), found.off(), k)
+		if r.cell {
+			h := home(tagOf(tb.hash(k)), at.ix.c)
+			d := (at.s + at.ix.c - h) % at.ix.c
+			m := reachOf(tb.load(so + at.ix.at(h)))
+			require.True(t, m == reachMax || d <= m, "%s at distance %d, reach %d", k, d, m)
+		}
 		return true
 	}))
 	require.Equal(t, n, seenC, "cells in use")
@@ -325,4 +332,48 @@ func TestKeyLengthDecidesTheCellsAreSkipped(t *testing.T) {
 	}
 	_, ans := r.Find(make([]Node, 0, 8), k32+"y:h")
 	assert.Equal(t, Unknown, ans)
+}
+
+// A reach too short (a damaged table) never gives a wrong answer: the
+// lookup finds nothing (or, on the slow path, the key), and a writer
+// restarting on the shard empties it.
+func TestReachTooShortIsCaught(t *testing.T) {
+	path := tablePath(t)
+	w, err := Create(path, 64<<10)
+	require.NoError(t, err)
+	w.SetReady(true)
+	so := uint64(headerBytes)
+	for i := range 8 {
+		require.NoError(t, w.Put(fmt.Sprintf("ns/f-%d", i), svcNodes(1, i)))
+	}
+	cells, _, _ := w.t.indexes(so)
+	keys := keysWithHome(3, cells.c, 1, func(i int) string { return fmt.Sprintf("ns/r-%d", i) })
+	for i, k := range keys {
+		require.NoError(t, w.Put(k, svcNodes(1+i, i)))
+	}
+	cells, _, _ = w.t.indexes(so)
+	require.Equal(t, uint64(1), home(tagOf(hashKey(keys[2])), cells.c), "no growth meanwhile")
+	st := stateOf(t, w.t, so)
+	at, _, _ := w.t.find(so, tagOf(hashKey(keys[2])), keys[2])
+	require.NotEqual(t, uint64(1), at.s, "the third key of home 1 is not at home")
+	hp := so + cells.at(1)
+	w.t.store(hp, w.t.load(hp)&^reachMask) // reach 0: the displaced keys are out of reach
+	r, err := Open(path)
+	require.NoError(t, err)
+	for i, k := range keys {
+		nodes, ans := r.Find(make([]Node, 0, 8), k+":http")
+		if ans == Found {
+			assert.Equal(t, svcNodes(1+i, i)[0].Nodes, nodes, k)
+		} else {
+			assert.Equal(t, Unknown, ans, k)
+		}
+	}
+	require.NoError(t, r.Close())
+	require.NoError(t, w.Close())
+	w, err = Create(path, 64<<10)
+	require.NoError(t, err)
+	defer w.Close()
+	n, _ := w.t.counts(so)
+	assert.Less(t, n, st.cellsUsed, "the writer's check empties the shard")
+	assert.Zero(t, n)
 }

@@ -8,7 +8,8 @@ import "encoding/binary"
 // misses the cache once (the cell) rather than twice (an index slot, then
 // the record):
 //
-//	word 0:    tag u32 << 32 | 1 << 31 | nNodes u8 << 16 | nameLen u8 << 8 | keyLen u8
+//	word 0:    tag u32 << 32 | 1 << 31 | reach u7 << 24 | nNodes u8 << 16 |
+//	           nameLen u8 << 8 | keyLen u8
 //	word 1:    port u16 | 0 u16 | weight u32
 //	words 2-3: the nodes, IPv4 addresses of 4 bytes, two a word, zero-padded
 //	words 4-7: the text key ":" name (the query that finds the port),
@@ -22,8 +23,19 @@ import "encoding/binary"
 // record slots (tag u32 << 32 | record offset / 8), as in v4 (shard.go).
 // The pre-release layout 6 pointed at records from cells too, which cost
 // a record 64 bytes of index instead of 8.
+//
+// reach belongs to the cell's slot, not to the service in it: it is at
+// least the distance from this slot to the farthest cell holding a key
+// whose probe starts here (reachMax: any distance). So a lookup of a key
+// in no cell (a record with a short key, or no such key) reads its home
+// cell and at most reach more, rather than every cell to an empty one.
+// Moving a service between slots keeps each slot's reach; a slot that
+// becomes empty has no key whose probe starts there.
 const (
 	inlineBit     = 1 << 31
+	reachShift    = 24
+	reachMax      = 0x7f
+	reachMask     = reachMax << reachShift
 	cellMaxNodes  = 4
 	cellNodesOff  = 16
 	cellTextOff   = 32
@@ -69,7 +81,7 @@ func encodeCell(key string, ports []Port) (c cellWords, ok bool) {
 // gives stays inside the cell.
 func cellOK(w0 uint64) bool {
 	kl, nl, nn := w0&0xff, w0>>8&0xff, w0>>16&0xff
-	return w0&inlineBit != 0 && w0>>24&0x7f == 0 && kl > 0 && kl+1+nl <= cellTextBytes && nn <= cellMaxNodes
+	return w0&inlineBit != 0 && kl > 0 && kl+1+nl <= cellTextBytes && nn <= cellMaxNodes
 }
 
 // cell is an inline cell copied out of the mapping (cellAt).
@@ -123,10 +135,10 @@ func (c *cell) ports() []Port {
 	return []Port{p}
 }
 
-// holdsCell reports whether the cell at off holds exactly c (its tag
-// aside).
+// holdsCell reports whether the cell at off holds exactly c (its tag and
+// its slot's reach aside).
 func (t *table) holdsCell(off uint64, c *cellWords) bool {
-	if uint32(t.load(off)) != uint32(c[0]) {
+	if uint32(t.load(off))&^reachMask != uint32(c[0]) {
 		return false
 	}
 	for i := 1; i < len(c); i++ {
@@ -138,11 +150,29 @@ func (t *table) holdsCell(off uint64, c *cellWords) bool {
 }
 
 // putCell writes the cell c, tagged, into the cell at (inside the
-// shard's write window): the value words first, word 0 last.
+// shard's write window): the value words first, word 0 last, keeping the
+// slot's reach; then it makes the reach of the key's home slot cover at.
 func (t *table) putCell(so uint64, at slotRef, tag uint64, c *cellWords) {
 	p := so + at.off()
 	for i := 1; i < len(c); i++ {
 		t.store(p+8*uint64(i), c[i])
 	}
-	t.store(p, tag<<32|c[0])
+	t.store(p, tag<<32|c[0]|t.load(p)&reachMask)
+	t.reach(so, at.ix, home(tag, at.ix.c), at.s)
 }
+
+// reach makes the reach of slot h (occupied) of the cells ix cover slot
+// s, where a key whose probe starts at h lies.
+func (t *table) reach(so uint64, ix index, h, s uint64) {
+	d := s - h
+	if s < h {
+		d += ix.c
+	}
+	hp := so + ix.at(h)
+	if e := t.load(hp); d > e>>reachShift&reachMax {
+		t.store(hp, e&^reachMask|min(d, reachMax)<<reachShift)
+	}
+}
+
+// reachOf is the reach stored in the word 0 e of a slot of cells.
+func reachOf(e uint64) uint64 { return e >> reachShift & reachMax }

@@ -272,7 +272,6 @@ func TestCellChangedAfterFoundNeverPanics(t *testing.T) {
 		w0 | 0xff<<8,    // nameLen 255
 		w0 | 0xff<<16,   // 255 nodes
 		w0 &^ 0xff,      // keyLen 0
-		w0 | 0x7f<<24,   // stray bits
 		w0 &^ inlineBit, // not a cell any more
 	} {
 		w.t.store(rec.off, bad)

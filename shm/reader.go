@@ -511,11 +511,21 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	so, tag := t.shardOf(h), tagOf(h)
 	sp := t.at(so)
 	if seq, c := ld(sp, sSeq), ld(sp, sCap); seq&1 == 0 && c-1 < t.fastSlots && n < cellTextBytes {
-		s, e, left := probe(sp, shardHeaderBytes, cellBytes, c, tag, home(tag, c), c)
-		if e == 0 {
-			if left != 0 { // not in a cell: in a record slot, or nowhere
-				return r.findRecord(t, so, seq, c, tag, service, dst)
+		s := home(tag, c)
+		e := ld(sp, shardHeaderBytes+s*cellBytes)
+		if e != 0 && e>>32 != tag { // not at home: look as far as its reach
+			m, lim, left := reachOf(e), c-1, uint64(0)
+			if m < reachMax {
+				lim = min(m, c-1)
 			}
+			if s, e, left = probe(sp, shardHeaderBytes, cellBytes, c, tag, next(s, c), lim); left == 0 && m < reachMax {
+				e = 0 // beyond the reach: in no cell
+			} else if left == 0 {
+				return r.findSlow(t, so, tag, service, i, dst)
+			}
+		}
+		if e == 0 { // not in a cell: in a record slot, or nowhere
+			return r.findRecord(t, so, seq, c, tag, service, dst)
 		} else if e&inlineBit != 0 {
 			// The service is in the cell (inline.go), one cache line:
 			// its lengths, port and weight, nodes and the text

@@ -157,11 +157,15 @@ func (t *table) eachEntry(so uint64, fn func(at slotRef, e uint64, r record) boo
 }
 
 // moveSlot copies slot from to slot to of ix, a whole slot (writer,
-// inside the write window).
+// inside the write window); a cell's slot keeps its reach (inline.go).
 func (t *table) moveSlot(so uint64, ix index, from, to uint64) {
 	f, d := so+ix.at(from), so+ix.at(to)
-	for i := uint64(0); i < ix.size; i += 8 {
-		t.store(d+i, t.load(f+i))
+	for i := ix.size; i > 0; i -= 8 { // word 0 last
+		v := t.load(f + i - 8)
+		if i == 8 && ix.cells() {
+			v = v&^reachMask | t.load(d)&reachMask
+		}
+		t.store(d+i-8, v)
 	}
 }
 
@@ -371,11 +375,12 @@ func (t *table) rebuild(so, skip, cells, slots uint64, buf []byte, idx []uint64)
 		if at.off() == skip {
 			return true
 		}
-		if r.cell { // the whole cell moves
+		if r.cell { // the whole cell moves; its reach is the new slot's
 			w := place(newCells, e>>32)
 			for k := range uint64(cellBytes / 8) {
 				idx[w+k] = t.load(r.off + 8*k)
 			}
+			idx[w] &^= reachMask
 			n++
 			return true
 		}
@@ -386,6 +391,20 @@ func (t *table) rebuild(so, skip, cells, slots uint64, buf []byte, idx []uint64)
 		rn++
 		return true
 	})
+	if newCells.cells() { // each home slot's reach: its farthest key
+		for j := range cells {
+			if e := idx[j*cellBytes/8]; e != 0 {
+				h := home(e>>32, cells)
+				d := j - h
+				if j < h {
+					d += cells
+				}
+				if w := h * cellBytes / 8; d > reachOf(idx[w]) {
+					idx[w] = idx[w]&^reachMask | min(d, reachMax)<<reachShift
+				}
+			}
+		}
+	}
 	t.beginWrite(so)
 	t.writeBytes(so+low, buf)
 	for j, e := range idx {
@@ -437,6 +456,15 @@ func (t *table) check(so uint64) (entries, used uint64) {
 			h := t.hash(k)
 			found, _, fok := t.find(so, tagOf(h), k)
 			ok = (t.shardOf(h) == so || r.nPorts == piecePorts) && tagOf(h) == e>>32 && fok && found.off() == at.off()
+		}
+		if ok && r.cell { // its home slot's reach covers it
+			hs := home(e>>32, at.ix.c)
+			d := at.s - hs
+			if at.s < hs {
+				d += at.ix.c
+			}
+			m := reachOf(t.load(so + at.ix.at(hs)))
+			ok = m == reachMax || d <= m
 		}
 		if ok && t.isService(r) {
 			services++
