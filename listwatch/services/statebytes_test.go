@@ -87,14 +87,20 @@ func TestSliceStateAgreesWithFreshBuild(t *testing.T) {
 		if rnd.IntN(8) > 0 {
 			o.serviceName = fmt.Sprintf("svc%d", rnd.IntN(4))
 		}
-		if rnd.IntN(5) == 0 {
+		switch rnd.IntN(5) {
+		case 0:
 			o.addressType = "FQDN"
+		case 1:
+			o.addressType = "IPv6"
 		}
 		for range rnd.IntN(4) {
 			e := endpoint{ready: rnd.IntN(3) > 0, serving: true, terminating: rnd.IntN(4) == 0}
-			if o.addressType == "FQDN" {
+			switch o.addressType {
+			case "FQDN":
 				e.addresses = []string{fmt.Sprintf("h%d.example", rnd.IntN(5))}
-			} else {
+			case "IPv6":
+				e.addresses = []string{fmt.Sprintf("fd00::%d", 1+rnd.IntN(5))}
+			default:
 				e.addresses = []string{fmt.Sprintf("10.0.0.%d", 1+rnd.IntN(5))}
 			}
 			if rnd.IntN(3) == 0 {
