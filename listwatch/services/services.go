@@ -649,33 +649,18 @@ type slice struct {
 	service string     // the service's key (often a view of the id: see join)
 	next    *slice     // the service's next slice (few: a slice holds up to 100 endpoints by default)
 	ports   *portSet   // every port with a number (interned: shared, never changed)
-	nodes   []byte     // every address that may be served, paired with each port: packNodes
+	nodes   []byte     // every address that may be served, paired with each port: packed (nodeIPv4)
 	more    *sliceMore // nil unless the slice has FQDN addresses or node detail
 }
 
-// packNodes appends nodes packed: a byte that says how many bytes each
-// node takes (nodeIPv4 when every address is IPv4, the rule, else
-// nodeAny), then each node: flags, port, num and name (little endian),
-// its address (4 bytes or 16). Nothing for no nodes.
-func packNodes(b []byte, nodes []packedCandidate) []byte {
-	if len(nodes) == 0 {
-		return b
-	}
-	size := nodeIPv4
-	for _, p := range nodes {
-		if p.flags&pnIPv4 == 0 {
-			size = nodeAny
-			break
-		}
-	}
-	b = append(b, byte(size))
-	for _, p := range nodes {
-		b = append(b, p.flags, p.port, byte(p.num), byte(p.num>>8), byte(p.name), byte(p.name>>8))
-		b = append(b, p.ip[:size-6]...)
-	}
-	return b
-}
-
+// A slice's nodes are packed (they are most of what kdisc keeps in its
+// heap): a byte that says how many bytes each node takes (nodeIPv4 in an
+// IPv4 slice, the rule, else nodeAny), then each node: its flags (pnIPv4
+// ...), its port's index in the slice's ports, its port number and, with
+// pnFQDN, its index in the slice's names (little endian), then its
+// address (4 bytes or 16). No nodes: no bytes. A node is one address and
+// port that may be served or may stand in the way of another listing of
+// the same address and port (see contribution).
 const (
 	nodeIPv4 = 6 + 4
 	nodeAny  = 6 + 16
@@ -689,18 +674,9 @@ func (sl *slice) count() int {
 	return (len(sl.nodes) - 1) / int(sl.nodes[0])
 }
 
-// node is node i of sl.
-func (sl *slice) node(i int) packedCandidate {
-	size := int(sl.nodes[0])
-	b := sl.nodes[1+i*size : 1+(i+1)*size]
-	p := packedCandidate{flags: b[0], port: b[1], num: uint16(b[2]) | uint16(b[3])<<8, name: uint16(b[4]) | uint16(b[5])<<8}
-	copy(p.ip[:], b[6:])
-	return p
-}
-
 // sliceMore is what few slices have.
 type sliceMore struct {
-	names []string     // FQDN addresses, by packedCandidate.name
+	names []string     // FQDN addresses, by their nodes' name index
 	infos []*placement // with node detail: per node
 }
 
@@ -716,23 +692,9 @@ type portSet struct {
 type contribution struct {
 	ports  []string
 	nums   []uint16
-	nodes  []packedCandidate
-	packed []byte // nodes, packed (packNodes)
+	packed []byte // every address that may be served, paired with each port, packed
 	names  []string
 	infos  []*placement
-}
-
-// packedCandidate is one address and port of a slice that may be served or
-// may stand in the way of another listing of the same address and port
-// (see contribution). A slice keeps its nodes packed tighter still
-// (packNodes: 10 bytes for an IPv4 node): they are most of what kdisc
-// keeps in its heap.
-type packedCandidate struct {
-	ip    [16]byte // an IPv4 address in the first 4 (pnIPv4)
-	num   uint16   // the port number
-	port  uint8    // index in the slice's ports (an EndpointSlice has at most 100)
-	flags uint8
-	name  uint16 // with pnFQDN: index in the slice's names
 }
 
 const (
@@ -748,20 +710,22 @@ const (
 
 // unpack returns candidate i of sl.
 func (sl *slice) unpack(i int, weight uint32) candidate {
-	p := sl.node(i)
-	n := shm.Node{Port: p.num, Weight: weight}
+	size := int(sl.nodes[0])
+	off := 1 + i*size
+	b := sl.nodes[off : off+size]
+	flags, at := b[0], b[1]
+	num := binary.LittleEndian.Uint16(b[2:4])
+	pn := candidate{port: sl.ports.names[at], node: shm.Node{Port: num, Weight: weight}, flags: flags, portAt: at}
 	switch {
-	case p.flags&pnFQDN != 0:
-		n.Name = sl.more.names[p.name]
-	case p.flags&pnIPv4 != 0:
-		n.Addr = netip.AddrFrom4([4]byte(p.ip[:4]))
+	case flags&pnIPv4 != 0:
+		a := [4]byte(b[6:10])
+		pn.node.Addr = netip.AddrFrom4(a)
+		pn.order = uint64(octetRank[a[0]])<<48 | uint64(octetRank[a[1]])<<40 | uint64(octetRank[a[2]])<<32 |
+			uint64(octetRank[a[3]])<<24 | uint64(num)<<8 | 1
+	case flags&pnFQDN != 0:
+		pn.node.Name = sl.more.names[binary.LittleEndian.Uint16(b[4:6])]
 	default:
-		n.Addr = netip.AddrFrom16(p.ip)
-	}
-	pn := candidate{port: sl.ports.names[p.port], node: n, flags: p.flags, portAt: p.port}
-	if p.flags&pnIPv4 != 0 {
-		pn.order = uint64(octetRank[p.ip[0]])<<48 | uint64(octetRank[p.ip[1]])<<40 | uint64(octetRank[p.ip[2]])<<32 |
-			uint64(octetRank[p.ip[3]])<<24 | uint64(p.num)<<8 | 1
+		pn.node.Addr = netip.AddrFrom16([16]byte(b[6:22]))
 	}
 	if sl.more != nil && sl.more.infos != nil {
 		pn.info = sl.more.infos[i]
@@ -825,12 +789,12 @@ func (sl *slice) keep(next *contribution) {
 }
 
 // candidate is a node that may be served for one port, while a service
-// is built (unpacked from a packedCandidate).
+// is built (unpacked from a slice's packed node).
 type candidate struct {
 	port   string
 	node   shm.Node
-	flags  uint8 // of its packedCandidate
-	portAt uint8 // its packedCandidate's port
+	flags  uint8 // of its packed node
+	portAt uint8 // its packed node's port index
 	info   *placement
 	// order: an IPv4 node's place in compareNodes' order as one number
 	// (its octets' text ranks, then its port); 0 for other nodes.
@@ -907,7 +871,12 @@ func (s *sliceState) set(o *object, changed func(string)) error {
 // contribution reads what slice o contributes into next, reusing its
 // memory.
 func (s *sliceState) contribution(o *object, next *contribution) error {
-	next.ports, next.nums, next.nodes, next.names, next.infos = next.ports[:0], next.nums[:0], next.nodes[:0], next.names[:0], next.infos[:0]
+	next.ports, next.nums, next.names, next.infos = next.ports[:0], next.nums[:0], next.names[:0], next.infos[:0]
+	size := nodeAny
+	if o.addressType == "IPv4" { // then every address is (sliceNode)
+		size = nodeIPv4
+	}
+	next.packed = append(next.packed[:0], byte(size))
 	var nums [8]int32 // the numbers of next.ports
 	numbers := nums[:0]
 	for _, p := range o.ports {
@@ -959,32 +928,37 @@ func (s *sliceState) contribution(o *object, next *contribution) error {
 			if err != nil {
 				return err
 			}
-			pn := packedCandidate{flags: flags}
+			var node [nodeAny]byte // packed (nodeIPv4), its port and number set per port
+			node[0] = flags
 			switch {
 			case n.Name != "":
 				if len(next.names) > math.MaxUint16 {
 					return fmt.Errorf("%w: over %d FQDN addresses", errMalformed, math.MaxUint16+1)
 				}
-				pn.flags |= pnFQDN
-				pn.name = uint16(len(next.names))
+				node[0] |= pnFQDN
+				binary.LittleEndian.PutUint16(node[4:6], uint16(len(next.names)))
 				next.names = append(next.names, n.Name)
 			case n.Addr.Is4():
-				pn.flags |= pnIPv4
+				node[0] |= pnIPv4
 				a4 := n.Addr.As4()
-				copy(pn.ip[:], a4[:])
+				copy(node[6:], a4[:])
 			default:
-				pn.ip = n.Addr.As16()
+				a16 := n.Addr.As16()
+				copy(node[6:], a16[:])
 			}
 			for i := range next.ports {
-				pn.port, pn.num = uint8(i), uint16(numbers[i])
-				next.nodes = append(next.nodes, pn)
+				node[1] = uint8(i)
+				binary.LittleEndian.PutUint16(node[2:4], uint16(numbers[i]))
+				next.packed = append(next.packed, node[:size]...)
 				if s.withDetail {
 					next.infos = append(next.infos, e.info)
 				}
 			}
 		}
 	}
-	next.packed = packNodes(next.packed[:0], next.nodes)
+	if len(next.packed) == 1 {
+		next.packed = next.packed[:0] // no nodes
+	}
 	return nil
 }
 
