@@ -47,7 +47,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -216,7 +215,7 @@ func (w *Watcher) StreamingList() bool { return w.streaming.Load() }
 func (w *Watcher) Run(ctx context.Context) {
 	bo := backoff{min: w.o.MinBackoff, max: w.o.MaxBackoff}
 	w.log.Info("connecting", "resource", w.kind, "url", w.url)
-	rv := ""
+	var rv resourceVersion
 	// Since the last list: nothing arrived (no object, no bookmark), and
 	// whether a watch failed in between. A 410 on the first watch after a
 	// list with neither is a server that disagrees with itself: listing at
@@ -225,11 +224,11 @@ func (w *Watcher) Run(ctx context.Context) {
 	pagesOnce := false // the last streaming list outlasted its timeout: list in pages
 	for ctx.Err() == nil {
 		var initial *initialList // a streaming list: the watch below lists first
-		if rv == "" && w.streaming.Load() && !pagesOnce {
+		if rv.empty() && w.streaming.Load() && !pagesOnce {
 			initial = w.newInitialList()
-		} else if rv == "" {
-			var err error
-			if rv, err = w.list(ctx); err != nil {
+		} else if rv.empty() {
+			listed, err := w.list(ctx)
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -239,8 +238,9 @@ func (w *Watcher) Run(ctx context.Context) {
 				}
 				continue
 			}
+			rv.set(listed)
 			justListed, failedSinceList, pagesOnce = true, false, false
-			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv)
+			w.log.Info("watching", "resource", w.kind, "resourceVersion", rv.String())
 		}
 		start := w.clock.Now()
 		progressed, err := w.watch(ctx, &rv, initial)
@@ -281,12 +281,12 @@ func (w *Watcher) Run(ctx context.Context) {
 			err = fmt.Errorf("watch %s: %w", w.kind, errVeryShortWatch)
 		}
 		if err == nil {
-			w.log.Debug("watch ended, resuming", "resource", w.kind, "resourceVersion", rv)
+			w.log.Debug("watch ended, resuming", "resource", w.kind, "resourceVersion", rv.String())
 			continue
 		}
 		class := Classify(err)
 		if class.Relist() {
-			rv = ""
+			rv.reset()
 			w.stats.Relists.Add(1)
 		}
 		if class == ClassExpired && !justListed {
@@ -442,13 +442,13 @@ func (w *Watcher) listPages(ctx context.Context, limit int, start time.Time) (ob
 	}
 }
 
-// watch streams events from *rv, applying each and advancing *rv. It
+// watch streams events from rv, applying each and advancing rv. It
 // returns whether an object or bookmark event arrived (progress), and why
 // the watch ended (nil: the server closed it cleanly, e.g. at its
 // timeout). With initial, it is a streaming list first: its initial events
 // build initial's state, applied at their end bookmark (initial.done);
 // only what follows is progress, and a stream that ends before is an error.
-func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (progressed bool, err error) {
+func (w *Watcher) watch(ctx context.Context, rv *resourceVersion, initial *initialList) (progressed bool, err error) {
 	timeout := w.o.MinWatchTimeout + rand.N(w.o.MinWatchTimeout)
 	timeout = timeout.Truncate(time.Second)
 
@@ -470,7 +470,7 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 		}
 		return fmt.Errorf("watch %s: %w", w.kind, err)
 	}
-	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: *rv, TimeoutSeconds: int(timeout / time.Second), SendInitialEvents: initial != nil})
+	stream, err := w.lw.Watch(ctx, WatchOptions{ResourceVersion: rv.String(), TimeoutSeconds: int(timeout / time.Second), SendInitialEvents: initial != nil})
 	if err != nil {
 		if dog.idled() {
 			err = &IdleError{Op: "watch", Idle: idle}
@@ -529,8 +529,8 @@ func (w *Watcher) watch(ctx context.Context, rv *string, initial *initialList) (
 }
 
 // apply hands one watch event to the sink, or reads it (a bookmark, an
-// error), advancing *rv.
-func (w *Watcher) apply(ev *Event, rv *string) error {
+// error), advancing rv.
+func (w *Watcher) apply(ev *Event, rv *resourceVersion) error {
 	switch ev.Type {
 	case "ADDED":
 		next, err := w.sink.Add(ev.Object, ev.Proto)
@@ -539,7 +539,7 @@ func (w *Watcher) apply(ev *Event, rv *string) error {
 				return err
 			}
 		}
-		advance(rv, next)
+		rv.set(next)
 		w.stats.Added.Add(1)
 	case "MODIFIED":
 		next, err := w.sink.Update(ev.Object, ev.Proto)
@@ -548,7 +548,7 @@ func (w *Watcher) apply(ev *Event, rv *string) error {
 				return err
 			}
 		}
-		advance(rv, next)
+		rv.set(next)
 		w.stats.Modified.Add(1)
 	case "DELETED":
 		next, err := w.sink.Delete(ev.Object, ev.Proto)
@@ -557,12 +557,11 @@ func (w *Watcher) apply(ev *Event, rv *string) error {
 				return err
 			}
 		}
-		advance(rv, next)
+		rv.set(next)
 		w.stats.Deleted.Add(1)
 	case "BOOKMARK":
-		if next, _, _ := services.ReadBookmark(ev.Object, ev.Proto); next != "" {
-			*rv = next
-		}
+		next, _, _ := services.ReadBookmark(ev.Object, ev.Proto)
+		rv.set(next)
 		w.stats.Bookmarks.Add(1)
 	case "ERROR":
 		se := &apiserver.StatusError{}
@@ -607,14 +606,6 @@ func (w *Watcher) recut(ev *Event, c change, err error) (string, error) {
 		return w.sink.Update(obj, ev.Proto)
 	}
 	return w.sink.Delete(obj, ev.Proto)
-}
-
-// advance moves *rv to next, an object's resourceVersion (borrowed from
-// its event: kept as a copy), when it has one.
-func advance(rv *string, next string) {
-	if next != "" {
-		*rv = strings.Clone(next)
-	}
 }
 
 // listItem hands one of a streaming list's initial events to the sink,
