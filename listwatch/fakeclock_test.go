@@ -115,6 +115,18 @@ func (c *fakeClock) nextWait() (time.Duration, bool) {
 	return 0, false
 }
 
+// nextAfterFunc is nextWait of the AfterFunc timers (idle watchdogs).
+func (c *fakeClock) nextAfterFunc() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if t.f != nil {
+			return t.deadline.Sub(c.now), true
+		}
+	}
+	return 0, false
+}
+
 // timers counts the pending timers.
 func (c *fakeClock) pending() int {
 	c.mu.Lock()

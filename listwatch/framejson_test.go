@@ -76,14 +76,14 @@ func readObject(o Options, typ string, raw []byte, proto bool) (string, error) {
 	st := newRecordStore()
 	o.Store = st
 	w := New(o)
-	rv := ""
+	var rv resourceVersion
 	if err := w.apply(&Event{Type: typ, Object: raw, Proto: proto}, &rv); err != nil {
 		return "", err
 	}
 	if w.Stats().Skipped.Load() > 0 {
 		return "malformed", nil
 	}
-	return rv + " " + st.String(), nil
+	return rv.String() + " " + st.String(), nil
 }
 
 // listBody is a LIST page the way the apiserver writes it: items without

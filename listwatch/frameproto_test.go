@@ -153,7 +153,7 @@ func TestProtoBookmarkAndStatus(t *testing.T) {
 	// Through the watcher: an ERROR event in protobuf is the same
 	// WatchEventError as in JSON.
 	w := New(Options{})
-	rv := ""
+	var rv resourceVersion
 	err := w.apply(&Event{Type: "ERROR", Object: st, Proto: true}, &rv)
 	var wee *WatchEventError
 	if !errors.As(err, &wee) || wee.Status.Code != 410 || Classify(err) != ClassExpired {

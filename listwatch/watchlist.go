@@ -94,8 +94,8 @@ func refusesWatchList(err error) bool {
 
 // initialEvent folds one event of a streaming list's initial events into
 // l. At the initial-events-end bookmark it applies the list (listed) and
-// sets *rv to the bookmark's resourceVersion.
-func (w *Watcher) initialEvent(l *initialList, ev *Event, rv *string) error {
+// sets rv to the bookmark's resourceVersion.
+func (w *Watcher) initialEvent(l *initialList, ev *Event, rv *resourceVersion) error {
 	switch ev.Type {
 	case "ADDED":
 		l.objects++
@@ -115,9 +115,7 @@ func (w *Watcher) initialEvent(l *initialList, ev *Event, rv *string) error {
 		l.done = true
 		w.stats.StreamingLists.Add(1)
 		w.listed(l.objects, next, l.start, "streaming")
-		if next != "" {
-			*rv = next
-		}
+		rv.set(next)
 		return nil
 	case "ERROR":
 		err := w.apply(ev, rv)

@@ -621,15 +621,17 @@ func (in *interner) portKey(p port) string {
 // the value is written.
 type sliceState struct {
 	serviceOptions
-	slices    map[string]*slice   // by namespace/sliceName
-	byService map[string]*service // by service key
+	slices    map[string]*slice // by namespace/sliceName
+	byService map[string]*slice // by service key: the first of its slices
 	names     *interner
+	portSets  map[string]*portSet // interned by their text (portSetKey)
 
 	// Reused by set and value: what value returns is valid until its next
 	// call.
 	id, svc  []byte
-	next     slice
-	built    *service // whose merge s.entries holds; nil after any change
+	next     contribution
+	setKey   []byte
+	built    *slice   // the first slice of the service whose merge s.entries holds; nil after any change
 	declared []string // ports, while a service is built
 	cands    []candidate
 	keys     []candKey   // cands in order, sorted instead of them
@@ -639,33 +641,60 @@ type sliceState struct {
 	nodes    []shm.Node
 }
 
-// service is the slices of one service.
-type service struct {
-	key     string
-	members []*slice // few: a slice holds up to 100 endpoints by default
-}
-
-// slice is what one EndpointSlice contributes to its service.
+// slice is what one EndpointSlice contributes to its service, kept
+// dense (the slices are most of what kdisc keeps in its heap): 64 bytes,
+// its packed nodes, its id (the key of sliceState.slices) and, shared, its
+// ports; the rarely used FQDN names and node detail out of line.
 type slice struct {
-	id      string
-	service *service
-	ports   []string          // every port with a number, by portKey (interned)
-	nums    []uint16          // their numbers
-	nodes   []packedCandidate // every address that may be served, paired with each port
-	names   []string          // FQDN addresses, by packedCandidate.name
-	infos   []*placement      // with node detail: per node
+	service string     // the service's key (often a view of the id: see join)
+	next    *slice     // the service's next slice (few: a slice holds up to 100 endpoints by default)
+	ports   *portSet   // every port with a number (interned: shared, never changed)
+	nodes   []byte     // every address that may be served, paired with each port: packed (nodeIPv4)
+	more    *sliceMore // nil unless the slice has FQDN addresses or node detail
 }
 
-// packedCandidate is one address and port of a slice that may be served or
-// may stand in the way of another listing of the same address and port
-// (see contribution), in 22 bytes: the nodes of every slice are most of
-// what kdisc keeps in its heap.
-type packedCandidate struct {
-	ip    [16]byte // an IPv4 address in the first 4 (pnIPv4)
-	num   uint16   // the port number
-	port  uint8    // index in the slice's ports (an EndpointSlice has at most 100)
-	flags uint8
-	name  uint16 // with pnFQDN: index in the slice's names
+// A slice's nodes are packed (they are most of what kdisc keeps in its
+// heap): a byte that says how many bytes each node takes (nodeIPv4 in an
+// IPv4 slice, the rule, else nodeAny), then each node: its flags (pnIPv4
+// ...), its port's index in the slice's ports, its port number and, with
+// pnFQDN, its index in the slice's names (little endian), then its
+// address (4 bytes or 16). No nodes: no bytes. A node is one address and
+// port that may be served or may stand in the way of another listing of
+// the same address and port (see contribution).
+const (
+	nodeIPv4 = 6 + 4
+	nodeAny  = 6 + 16
+)
+
+// count is the number of nodes of sl.
+func (sl *slice) count() int {
+	if len(sl.nodes) == 0 {
+		return 0
+	}
+	return (len(sl.nodes) - 1) / int(sl.nodes[0])
+}
+
+// sliceMore is what few slices have.
+type sliceMore struct {
+	names []string     // FQDN addresses, by their nodes' name index
+	infos []*placement // with node detail: per node
+}
+
+// portSet is the ports of a slice with a number, by portKey (interned),
+// and their numbers.
+type portSet struct {
+	names []string
+	nums  []uint16
+}
+
+// contribution is what contribution reads from an EndpointSlice, before
+// it is kept as a slice.
+type contribution struct {
+	ports  []string
+	nums   []uint16
+	packed []byte // every address that may be served, paired with each port, packed
+	names  []string
+	infos  []*placement
 }
 
 const (
@@ -681,40 +710,92 @@ const (
 
 // unpack returns candidate i of sl.
 func (sl *slice) unpack(i int, weight uint32) candidate {
-	p := sl.nodes[i]
-	n := shm.Node{Port: p.num, Weight: weight}
+	size := int(sl.nodes[0])
+	off := 1 + i*size
+	b := sl.nodes[off : off+size]
+	flags, at := b[0], b[1]
+	num := binary.LittleEndian.Uint16(b[2:4])
+	pn := candidate{port: sl.ports.names[at], node: shm.Node{Port: num, Weight: weight}, flags: flags, portAt: at}
 	switch {
-	case p.flags&pnFQDN != 0:
-		n.Name = sl.names[p.name]
-	case p.flags&pnIPv4 != 0:
-		n.Addr = netip.AddrFrom4([4]byte(p.ip[:4]))
+	case flags&pnIPv4 != 0:
+		a := [4]byte(b[6:10])
+		pn.node.Addr = netip.AddrFrom4(a)
+		pn.order = uint64(octetRank[a[0]])<<48 | uint64(octetRank[a[1]])<<40 | uint64(octetRank[a[2]])<<32 |
+			uint64(octetRank[a[3]])<<24 | uint64(num)<<8 | 1
+	case flags&pnFQDN != 0:
+		pn.node.Name = sl.more.names[binary.LittleEndian.Uint16(b[4:6])]
 	default:
-		n.Addr = netip.AddrFrom16(p.ip)
+		pn.node.Addr = netip.AddrFrom16([16]byte(b[6:22]))
 	}
-	pn := candidate{port: sl.ports[p.port], node: n, flags: p.flags}
-	if p.flags&pnIPv4 != 0 {
-		pn.order = uint64(octetRank[p.ip[0]])<<48 | uint64(octetRank[p.ip[1]])<<40 | uint64(octetRank[p.ip[2]])<<32 |
-			uint64(octetRank[p.ip[3]])<<24 | uint64(p.num)<<8 | 1
-	}
-	if sl.infos != nil {
-		pn.info = sl.infos[i]
+	if sl.more != nil && sl.more.infos != nil {
+		pn.info = sl.more.infos[i]
 	}
 	return pn
 }
 
 // sameAs reports whether sl contributes what next does.
-func (sl *slice) sameAs(next *slice) bool {
-	return slices.Equal(sl.ports, next.ports) && slices.Equal(sl.nums, next.nums) && slices.Equal(sl.nodes, next.nodes) && slices.Equal(sl.names, next.names) &&
-		slices.EqualFunc(sl.infos, next.infos, func(a, b *placement) bool { return a == b || a != nil && b != nil && *a == *b })
+func (sl *slice) sameAs(next *contribution) bool {
+	var names []string
+	var infos []*placement
+	if sl.more != nil {
+		names, infos = sl.more.names, sl.more.infos
+	}
+	return sl.ports.is(next.ports, next.nums) && bytes.Equal(sl.nodes, next.packed) && slices.Equal(names, next.names) &&
+		slices.EqualFunc(infos, next.infos, func(a, b *placement) bool { return a == b || a != nil && b != nil && *a == *b })
+}
+
+// is reports whether ps holds ports names numbered nums.
+func (ps *portSet) is(names []string, nums []uint16) bool {
+	return ps != nil && slices.Equal(ps.names, names) && slices.Equal(ps.nums, nums)
+}
+
+// portSet returns the ports of next, shared with every slice that has
+// the same (interned up to a bound, as the port names are).
+func (s *sliceState) portSet(next *contribution) *portSet {
+	s.setKey = s.setKey[:0]
+	for i, name := range next.ports { // each: its name's length, its name, its number
+		s.setKey = append(binary.AppendUvarint(s.setKey, uint64(len(name))), name...)
+		s.setKey = binary.BigEndian.AppendUint16(s.setKey, next.nums[i])
+	}
+	if ps, ok := s.portSets[string(s.setKey)]; ok {
+		return ps
+	}
+	ps := &portSet{names: slices.Clone(next.ports), nums: slices.Clone(next.nums)}
+	if len(s.portSets) < maxInterned {
+		s.portSets[string(s.setKey)] = ps
+	}
+	return ps
+}
+
+// keep makes sl hold what next holds, reusing sl's memory: no other
+// state shares it (see carry).
+func (sl *slice) keep(next *contribution) {
+	if cap(sl.nodes) < len(next.packed) {
+		sl.nodes = make([]byte, 0, len(next.packed)) // no spare room: it would be kept
+	}
+	sl.nodes = append(sl.nodes[:0], next.packed...)
+	if len(next.names) == 0 && len(next.infos) == 0 {
+		sl.more = nil
+		return
+	}
+	if sl.more == nil {
+		sl.more = &sliceMore{}
+	}
+	sl.more.names = append(sl.more.names[:0], next.names...)
+	sl.more.infos = append(sl.more.infos[:0], next.infos...)
+	if len(sl.more.infos) == 0 {
+		sl.more.infos = nil // unpack tells detail by a nil infos
+	}
 }
 
 // candidate is a node that may be served for one port, while a service
-// is built (unpacked from a packedCandidate).
+// is built (unpacked from a slice's packed node).
 type candidate struct {
-	port  string
-	node  shm.Node
-	flags uint8 // of its packedCandidate
-	info  *placement
+	port   string
+	node   shm.Node
+	flags  uint8 // of its packed node
+	portAt uint8 // its packed node's port index
+	info   *placement
 	// order: an IPv4 node's place in compareNodes' order as one number
 	// (its octets' text ranks, then its port); 0 for other nodes.
 	order uint64
@@ -750,7 +831,8 @@ func compareCandidates(a, b candidate) int {
 func (pn candidate) is(flag uint8) bool { return pn.flags&flag != 0 }
 
 func newSliceState(weight uint32) *sliceState {
-	return &sliceState{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*service{}, names: newInterner()}
+	return &sliceState{serviceOptions: serviceOptions{weight: weight, fallback: true}, slices: map[string]*slice{}, byService: map[string]*slice{}, names: newInterner(),
+		portSets: map[string]*portSet{}}
 }
 
 func (s *sliceState) set(o *object, changed func(string)) error {
@@ -758,42 +840,43 @@ func (s *sliceState) set(o *object, changed func(string)) error {
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
 	prev := s.slices[string(s.id)]
 	if o.serviceName == "" { // not (or no longer) part of a service
-		s.forget(prev, changed)
+		s.forget(string(s.id), prev, changed)
 		return nil
 	}
 	if err := s.contribution(o, &s.next); err != nil {
 		return err
 	}
 	s.svc = append(append(append(s.svc[:0], o.namespace...), '/'), o.serviceName...)
-	if prev != nil && prev.service.key != string(s.svc) {
-		s.forget(prev, changed)
+	if prev != nil && prev.service != string(s.svc) {
+		s.forget(string(s.id), prev, changed)
 		prev = nil
 	}
 	if prev != nil && prev.sameAs(&s.next) {
 		return nil
 	}
 	if prev == nil {
-		prev = &slice{id: string(s.id), service: s.join(string(s.svc))}
-		prev.service.members = append(prev.service.members, prev)
-		s.slices[prev.id] = prev
+		id := string(s.id)
+		prev = &slice{}
+		s.join(id, string(s.svc), prev)
+		s.slices[id] = prev
 	}
-	// In place: no other state shares a slice's memory (see carry).
-	prev.ports = append(prev.ports[:0], s.next.ports...)
-	prev.nums = append(prev.nums[:0], s.next.nums...)
-	prev.nodes = append(prev.nodes[:0], s.next.nodes...)
-	prev.names = append(prev.names[:0], s.next.names...)
-	prev.infos = append(prev.infos[:0], s.next.infos...)
-	if len(prev.infos) == 0 {
-		prev.infos = nil // candidate tells detail by a nil infos
+	if !prev.ports.is(s.next.ports, s.next.nums) {
+		prev.ports = s.portSet(&s.next)
 	}
-	changed(prev.service.key)
+	prev.keep(&s.next)
+	changed(prev.service)
 	return nil
 }
 
 // contribution reads what slice o contributes into next, reusing its
 // memory.
-func (s *sliceState) contribution(o *object, next *slice) error {
-	next.ports, next.nums, next.nodes, next.names, next.infos = next.ports[:0], next.nums[:0], next.nodes[:0], next.names[:0], next.infos[:0]
+func (s *sliceState) contribution(o *object, next *contribution) error {
+	next.ports, next.nums, next.names, next.infos = next.ports[:0], next.nums[:0], next.names[:0], next.infos[:0]
+	size := nodeAny
+	if o.addressType == "IPv4" { // then every address is (sliceNode)
+		size = nodeIPv4
+	}
+	next.packed = append(next.packed[:0], byte(size))
 	var nums [8]int32 // the numbers of next.ports
 	numbers := nums[:0]
 	for _, p := range o.ports {
@@ -845,64 +928,86 @@ func (s *sliceState) contribution(o *object, next *slice) error {
 			if err != nil {
 				return err
 			}
-			pn := packedCandidate{flags: flags}
+			var node [nodeAny]byte // packed (nodeIPv4), its port and number set per port
+			node[0] = flags
 			switch {
 			case n.Name != "":
 				if len(next.names) > math.MaxUint16 {
 					return fmt.Errorf("%w: over %d FQDN addresses", errMalformed, math.MaxUint16+1)
 				}
-				pn.flags |= pnFQDN
-				pn.name = uint16(len(next.names))
+				node[0] |= pnFQDN
+				binary.LittleEndian.PutUint16(node[4:6], uint16(len(next.names)))
 				next.names = append(next.names, n.Name)
 			case n.Addr.Is4():
-				pn.flags |= pnIPv4
+				node[0] |= pnIPv4
 				a4 := n.Addr.As4()
-				copy(pn.ip[:], a4[:])
+				copy(node[6:], a4[:])
 			default:
-				pn.ip = n.Addr.As16()
+				a16 := n.Addr.As16()
+				copy(node[6:], a16[:])
 			}
 			for i := range next.ports {
-				pn.port, pn.num = uint8(i), uint16(numbers[i])
-				next.nodes = append(next.nodes, pn)
+				node[1] = uint8(i)
+				binary.LittleEndian.PutUint16(node[2:4], uint16(numbers[i]))
+				next.packed = append(next.packed, node[:size]...)
 				if s.withDetail {
 					next.infos = append(next.infos, e.info)
 				}
 			}
 		}
 	}
+	if len(next.packed) == 1 {
+		next.packed = next.packed[:0] // no nodes
+	}
 	return nil
 }
 
-// join returns the service of key, made when it has no slice yet.
-func (s *sliceState) join(key string) *service {
-	svc := s.byService[key]
-	if svc == nil {
-		svc = &service{key: key}
-		s.byService[key] = svc
+// join adds slice sl, of id, to service key (sl.next must be nil).
+func (s *sliceState) join(id, key string, sl *slice) {
+	first := s.byService[key]
+	if first != nil {
+		sl.service = first.service
+		for ; first.next != nil; first = first.next {
+		}
+		first.next = sl
+		return
 	}
-	return svc
+	// A slice's name is most often its service's with a suffix (the
+	// controller's generateName): the key is then a view of the id.
+	if strings.HasPrefix(id, key) {
+		key = id[:len(key)]
+	} else {
+		key = strings.Clone(key)
+	}
+	sl.service = key
+	s.byService[key] = sl
 }
 
 func (s *sliceState) remove(o *object, changed func(string)) {
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
-	s.forget(s.slices[string(s.id)], changed)
+	s.forget(string(s.id), s.slices[string(s.id)], changed)
 }
 
-// forget drops slice sl (nil: nothing to do) from its service.
-func (s *sliceState) forget(sl *slice, changed func(string)) {
+// forget drops slice sl of id (nil: nothing to do) from its service.
+func (s *sliceState) forget(id string, sl *slice, changed func(string)) {
 	s.built = nil
 	if sl == nil {
 		return
 	}
-	delete(s.slices, sl.id)
-	svc := sl.service
-	if i := slices.Index(svc.members, sl); i >= 0 {
-		svc.members = slices.Delete(svc.members, i, i+1)
+	delete(s.slices, id)
+	key := sl.service
+	switch first := s.byService[key]; {
+	case first == sl && sl.next == nil:
+		delete(s.byService, key)
+	case first == sl:
+		s.byService[key] = sl.next
+	default:
+		for ; first.next != sl; first = first.next {
+		}
+		first.next = sl.next
 	}
-	if len(svc.members) == 0 {
-		delete(s.byService, svc.key)
-	}
-	changed(svc.key)
+	sl.next = nil
+	changed(key)
 }
 
 func (s *sliceState) carry(from state, o *object) {
@@ -912,11 +1017,14 @@ func (s *sliceState) carry(from state, o *object) {
 	if !ok {
 		return
 	}
-	s.forget(s.slices[id], func(string) {})
-	// A copy: set rewrites a slice's memory in place.
-	c := &slice{id: id, service: s.join(prev.service.key), ports: slices.Clone(prev.ports), nums: slices.Clone(prev.nums), nodes: slices.Clone(prev.nodes),
-		names: slices.Clone(prev.names), infos: slices.Clone(prev.infos)}
-	c.service.members = append(c.service.members, c)
+	s.forget(id, s.slices[id], func(string) {})
+	// A copy: set rewrites a slice's memory in place (its ports are
+	// never changed: shared).
+	c := &slice{ports: prev.ports, nodes: slices.Clone(prev.nodes)}
+	if prev.more != nil {
+		c.more = &sliceMore{names: slices.Clone(prev.more.names), infos: slices.Clone(prev.more.infos)}
+	}
+	s.join(id, prev.service, c)
 	s.slices[id] = c
 }
 
@@ -940,12 +1048,13 @@ func (s *sliceState) detail(key string) []byte {
 	return detailJSON(s.entries)
 }
 
-// declaredEntry is the declared portEntry of port name of svc, with the
-// port's number (its first slice's), kept if the port gets no node.
-func declaredEntry(svc *service, name string) portEntry {
-	for _, sl := range svc.members {
-		if k := slices.Index(sl.ports, name); k >= 0 {
-			return portEntry{port: name, declared: true, node: shm.Node{Port: sl.nums[k]}}
+// declaredEntry is the declared portEntry of port name of the service
+// whose first slice is first, with the port's number (its first slice's),
+// kept if the port gets no node.
+func declaredEntry(first *slice, name string) portEntry {
+	for sl := first; sl != nil; sl = sl.next {
+		if k := slices.Index(sl.ports.names, name); k >= 0 {
+			return portEntry{port: name, declared: true, node: shm.Node{Port: sl.ports.nums[k]}}
 		}
 	}
 	return portEntry{port: name, declared: true}
@@ -963,21 +1072,21 @@ func (s *sliceState) build(key string) bool {
 	}
 	s.built = svc
 	s.entries, s.cands, s.declared, s.keys = s.entries[:0], s.cands[:0], s.declared[:0], s.keys[:0]
-	for _, sl := range svc.members {
-		s.declared = append(s.declared, sl.ports...)
+	for sl := svc; sl != nil; sl = sl.next {
+		s.declared = append(s.declared, sl.ports.names...)
 	}
 	slices.Sort(s.declared)
 	s.declared = slices.Compact(s.declared)
-	for _, sl := range svc.members {
+	for sl := svc; sl != nil; sl = sl.next {
 		var places [8]uint32
 		place := places[:0] // of each port of sl in s.declared
-		for _, p := range sl.ports {
+		for _, p := range sl.ports.names {
 			at, _ := slices.BinarySearch(s.declared, p)
 			place = append(place, uint32(at))
 		}
-		for i := range sl.nodes {
+		for i := range sl.count() {
 			pn := sl.unpack(i, s.weight)
-			s.keys = append(s.keys, candKey{order: pn.order, port: place[sl.nodes[i].port], i: int32(len(s.cands))})
+			s.keys = append(s.keys, candKey{order: pn.order, port: place[pn.portAt], i: int32(len(s.cands))})
 			s.cands = append(s.cands, pn)
 		}
 	}
