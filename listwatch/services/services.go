@@ -277,7 +277,9 @@ func (s *endpointsState) set(o *object, changed func(string)) error {
 	if had && bytes.Equal(v[n:], s.packed) && bytes.Equal(s.details[string(s.key)], detail) {
 		return nil
 	}
+	stored := false // the map holds v's slice header as it is after the write
 	if had && cap(v)-n >= len(s.packed) {
+		stored = len(v) == n+len(s.packed)
 		v = append(v[:n], s.packed...) // in place: no other state shares v (see carry)
 	} else {
 		if had { // the old bytes go: so must the views of them
@@ -287,7 +289,9 @@ func (s *endpointsState) set(o *object, changed func(string)) error {
 		v = append(append(make([]byte, 0, n+len(s.packed)), s.key...), s.packed...)
 	}
 	key := keyOf(v, n)
-	s.byKey[key] = v // no ports: the service exists with none
+	if !stored { // a map assignment is a second probe: at 50k services, a cache miss
+		s.byKey[key] = v // no ports: the service exists with none
+	}
 	if s.withDetail {
 		s.details[key] = detail
 	}

@@ -294,3 +294,28 @@ func TestHasAgreesWithValue(t *testing.T) {
 		}
 	}
 }
+
+// A changed value no longer than the stored one is written over it in
+// place; one of the same length leaves the map's slice header as it was,
+// and the map is not written again. Every step must still read back the
+// new nodes: same length, shorter, longer.
+func TestEndpointsValueRewrittenInPlace(t *testing.T) {
+	s := newEndpointsState(50)
+	changed, keys := collect()
+	for i, addrs := range [][]string{
+		{"10.0.0.1", "10.0.0.2"},
+		{"10.0.0.3", "10.0.0.4"},             // same length: in place, header unchanged
+		{"10.0.0.5"},                         // shorter: in place, header shortened
+		{"10.0.0.6"},                         // same length again
+		{"10.0.0.7", "10.0.0.8", "10.0.0.9"}, // longer: a new value
+	} {
+		o := object{namespace: "default", name: "web", subsets: []subset{{addresses: addrs, ports: []port{{name: "http", number: 80}}}}}
+		require.NoError(t, s.set(&o, changed))
+		var want []shm.Node
+		for _, a := range addrs {
+			want = append(want, ipNode(a, 80))
+		}
+		assert.Equal(t, []shm.Port{{Name: "http", Nodes: want}}, value(s, "default/web"), "step %d", i)
+		assert.Len(t, *keys, i+1, "step %d: one change", i)
+	}
+}
