@@ -276,18 +276,7 @@ func BenchmarkLookupRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	r := w.Reader()
-	b.Cleanup(func() { r.Close(); w.Close() })
-	buf := make([]Node, 0, 8)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		var ok bool
-		if buf, ok = r.Lookup(buf[:0], long[i%len(long)]); !ok {
-			b.Fatal("missing")
-		}
-		i++
-	}
+	lookupEach(b, w, long)
 }
 
 // BenchmarkLookupRecordMixed is BenchmarkLookupRecord in a table where
@@ -310,18 +299,7 @@ func BenchmarkLookupRecordMixed(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	r := w.Reader()
-	b.Cleanup(func() { r.Close(); w.Close() })
-	buf := make([]Node, 0, 8)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		var ok bool
-		if buf, ok = r.Lookup(buf[:0], long[i%len(long)]); !ok {
-			b.Fatal("missing")
-		}
-		i++
-	}
+	lookupEach(b, w, long)
 }
 
 // BenchmarkLookupRecordShortMixed is BenchmarkLookupRecordMixed with short
@@ -347,6 +325,12 @@ func BenchmarkLookupRecordShortMixed(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	lookupEach(b, w, recs)
+}
+
+// lookupEach looks up queries in turn from a reader of w, each of which
+// must be found; it closes both when b ends.
+func lookupEach(b *testing.B, w *Writer, queries []string) {
 	r := w.Reader()
 	b.Cleanup(func() { r.Close(); w.Close() })
 	buf := make([]Node, 0, 8)
@@ -354,7 +338,7 @@ func BenchmarkLookupRecordShortMixed(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		var ok bool
-		if buf, ok = r.Lookup(buf[:0], recs[i%len(recs)]); !ok {
+		if buf, ok = r.Lookup(buf[:0], queries[i%len(queries)]); !ok {
 			b.Fatal("missing")
 		}
 		i++
