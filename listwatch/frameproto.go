@@ -113,7 +113,7 @@ func readProtoListFields(pr *protowire.Reader, end int64, page *listPage, buf []
 			return buf, fmt.Errorf("protobuf list: field %d has wire type %d", field, typ)
 		}
 		switch field {
-		case fieldListMetadata:
+		case fieldListMetadata, fieldListItems:
 			n, err := pr.Length(left)
 			if err != nil {
 				return buf, jsonscan.UnexpectedEOF(err)
@@ -122,17 +122,11 @@ func readProtoListFields(pr *protowire.Reader, end int64, page *listPage, buf []
 			if err != nil {
 				return buf, jsonscan.UnexpectedEOF(err)
 			}
-			if err := readProtoListMeta(b, page); err != nil {
-				return buf, err
-			}
-		case fieldListItems:
-			n, err := pr.Length(left)
-			if err != nil {
-				return buf, jsonscan.UnexpectedEOF(err)
-			}
-			b, err := pr.Next(int(n))
-			if err != nil {
-				return buf, jsonscan.UnexpectedEOF(err)
+			if field == fieldListMetadata {
+				if err := readProtoListMeta(b, page); err != nil {
+					return buf, err
+				}
+				continue
 			}
 			buf = append(protowire.EnvelopeHeader(buf[:0], len(b)), b...)
 			item(buf)
