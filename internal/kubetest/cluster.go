@@ -554,18 +554,12 @@ func (c *Cluster) Stop() {
 func (a *APIServer) PID() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.proc == nil || a.proc.exited() {
-		return 0
-	}
-	return a.proc.cmd.Process.Pid
+	return a.proc.pid()
 }
 
 // EtcdPID is the process id of the cluster's etcd, 0 when it is not running.
 func (c *Cluster) EtcdPID() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.etcd == nil || c.etcd.exited() {
-		return 0
-	}
-	return c.etcd.cmd.Process.Pid
+	return c.etcd.pid()
 }

@@ -50,6 +50,14 @@ func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 	return p, nil
 }
 
+// pid is the process id, 0 when p is nil or has exited.
+func (p *proc) pid() int {
+	if p == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:
