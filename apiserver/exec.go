@@ -147,14 +147,6 @@ func (s *execSource) invalidate(c *execCred) {
 	}
 }
 
-// cached is the current credential without running the plugin (nil when
-// none).
-func (s *execSource) cached() *execCred {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cur
-}
-
 // execInfo is the ExecCredential passed in KUBERNETES_EXEC_INFO.
 type execInfo struct {
 	APIVersion string `json:"apiVersion"`
