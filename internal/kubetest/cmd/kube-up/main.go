@@ -114,7 +114,8 @@ Press Ctrl-C to stop.
 			fmt.Fprintf(&b, "%s=%q\n", k, vars[k])
 		}
 		tmp := *envFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err == nil {
+		err := os.WriteFile(tmp, []byte(b.String()), 0o644)
+		if err == nil {
 			err = os.Rename(tmp, *envFile)
 		}
 		if err != nil {
