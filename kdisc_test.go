@@ -717,19 +717,11 @@ func TestOnChange(t *testing.T) {
 	t.Cleanup(func() { a.Close() })
 
 	for name, disc := range map[string]*kdisc.Discovery{"in-process": d, "attached": a} {
-		var mu sync.Mutex
-		var got []string
-		stop := disc.OnChange(func(service string) {
-			mu.Lock()
-			got = append(got, service)
-			mu.Unlock()
-		})
+		got, stop := recordChanges(disc)
 		changed := func(want ...string) {
 			t.Helper()
 			eventually(t, fmt.Sprintf("%s: changes %v", name, want), func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return slices.Equal(got, want)
+				return slices.Equal(got(), want)
 			})
 		}
 		api.PutEndpoints(endpoints("default", "web", "http", 80, "10.0.0.2"))
@@ -746,10 +738,25 @@ func TestOnChange(t *testing.T) {
 		// it is, does not hear this one (it did when the event landed late).
 		waitHosts(t, d, "default/web:http", "10.0.0.1:80/50")
 		waitHosts(t, a, "default/web:http", "10.0.0.1:80/50")
-		mu.Lock()
-		assert.Len(t, got, 3, "%s: nothing after stop", name)
-		mu.Unlock()
+		assert.Len(t, got(), 3, "%s: nothing after stop", name)
 	}
+}
+
+// recordChanges subscribes to d.OnChange: got returns the services heard
+// so far, in order.
+func recordChanges(d *kdisc.Discovery) (got func() []string, stop func()) {
+	var mu sync.Mutex
+	var heard []string
+	stop = d.OnChange(func(service string) {
+		mu.Lock()
+		heard = append(heard, service)
+		mu.Unlock()
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(heard)
+	}, stop
 }
 
 // A table removed and made anew by the next kdisc run, with as many
@@ -765,13 +772,7 @@ func TestOnChangeAfterTableRecreated(t *testing.T) {
 	a, err := kdisc.Attach(dir, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { a.Close() })
-	var mu sync.Mutex
-	var got []string
-	stop := a.OnChange(func(service string) {
-		mu.Lock()
-		got = append(got, service)
-		mu.Unlock()
-	})
+	got, stop := recordChanges(a)
 	defer stop()
 
 	require.NoError(t, d.Close())
@@ -789,9 +790,7 @@ func TestOnChangeAfterTableRecreated(t *testing.T) {
 		return len(h) == 1 && strings.HasPrefix(h[0], "10.0.0.2:80/")
 	})
 	eventually(t, "OnChange to report default/web", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Contains(got, "default/web")
+		return slices.Contains(got(), "default/web")
 	})
 }
 
@@ -816,13 +815,7 @@ func TestOnChangeIgnoresSameNodes(t *testing.T) {
 	api.PutEndpointSlice(slice("web-b", "10.9.0.2"))
 	d := start(t, singleConfig(t, api, "    watch_endpoint_slices: true\n"), kdisc.WithShmDir(t.TempDir()))
 	waitReady(t, d)
-	var mu sync.Mutex
-	var got []string
-	stop := d.OnChange(func(service string) {
-		mu.Lock()
-		got = append(got, service)
-		mu.Unlock()
-	})
+	got, stop := recordChanges(d)
 	defer stop()
 
 	// web-b now also lists web-a's address (a pod moving between slices):
@@ -834,11 +827,7 @@ func TestOnChangeIgnoresSameNodes(t *testing.T) {
 	other.Metadata.Labels["kubernetes.io/service-name"] = "other"
 	api.PutEndpointSlice(other)
 	eventually(t, "OnChange to report default/other", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Contains(got, "default/other")
+		return slices.Contains(got(), "default/other")
 	})
-	mu.Lock()
-	assert.Equal(t, []string{"default/other"}, got, "default/web's nodes did not change")
-	mu.Unlock()
+	assert.Equal(t, []string{"default/other"}, got(), "default/web's nodes did not change")
 }
