@@ -178,16 +178,19 @@ func run(kdiscBin, informerBin string, k, slices, changes int, rate float64, kin
 	return nil
 }
 
-// settle waits a few seconds so that one phase's tail (the apiserver
-// closing watches, its GC) is not charged to the next.
-func settle(ctx context.Context) error {
+// wait waits d, or less when ctx ends first (then its error).
+func wait(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(5 * time.Second):
+	case <-time.After(d):
 		return nil
 	}
 }
+
+// settle waits a few seconds so that one phase's tail (the apiserver
+// closing watches, its GC) is not charged to the next.
+func settle(ctx context.Context) error { return wait(ctx, 5*time.Second) }
 
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
@@ -602,14 +605,7 @@ watch_endpoint_slices: true
 }
 
 // pause waits 5 ms (50 clients polled: the poll must stay cheap).
-func pause(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(5 * time.Millisecond):
-		return nil
-	}
-}
+func pause(ctx context.Context) error { return wait(ctx, 5*time.Millisecond) }
 
 // proxy relays TCP connections to the apiserver and counts the bytes it
 // relays from the apiserver.
