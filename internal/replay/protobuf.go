@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"mime"
@@ -74,7 +75,7 @@ func (s *Server) buildProtobuf(enc Protobuf) error {
 				}
 				if err != nil {
 					mu.Lock()
-					first = cmpErr(first, fmt.Errorf("replay: protobuf of object %d: %w", k, err))
+					first = cmp.Or(first, fmt.Errorf("replay: protobuf of object %d: %w", k, err))
 					mu.Unlock()
 				}
 				msgs[k] = m
@@ -114,13 +115,6 @@ func (s *Server) buildProtobuf(enc Protobuf) error {
 	pb.eventAt = append(pb.eventAt, len(pb.events))
 	s.pb = pb
 	return nil
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func appendVarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
