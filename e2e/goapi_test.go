@@ -21,13 +21,21 @@ func startGo(t *testing.T, configYAML string) *kdisc.Discovery {
 	t.Helper()
 	cfg, err := config.Parse([]byte(configYAML))
 	require.NoError(t, err)
+	d := startConfig(t, cfg)
+	eventually(t, 20*time.Second, "kdisc ready", func() (bool, string) {
+		return d.Ready(), fmt.Sprint(d.NotReady())
+	})
+	return d
+}
+
+// startConfig runs kdisc in this process on cfg, logging nowhere, until the
+// test ends; it does not wait for readiness.
+func startConfig(t *testing.T, cfg *config.Config) *kdisc.Discovery {
+	t.Helper()
 	c, cancel := context.WithCancel(context.Background())
 	d, err := kdisc.Start(c, cfg, kdisc.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	t.Cleanup(func() { cancel(); d.Close() })
-	eventually(t, 20*time.Second, "kdisc ready", func() (bool, string) {
-		return d.Ready(), fmt.Sprint(d.NotReady())
-	})
 	return d
 }
 

@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -67,10 +64,7 @@ func startKubeconfig(t *testing.T, path string) *kdisc.Discovery {
 	t.Helper()
 	cfg, err := config.FromKubeconfig(path, "")
 	require.NoError(t, err)
-	c, cancel := context.WithCancel(context.Background())
-	d, err := kdisc.Start(c, cfg, kdisc.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	require.NoError(t, err)
-	t.Cleanup(func() { cancel(); d.Close() })
+	d := startConfig(t, cfg)
 	eventually(t, 30*time.Second, "kdisc ready", func() (bool, string) {
 		return d.Ready(), fmt.Sprint(d.NotReady())
 	})
@@ -297,10 +291,7 @@ func TestKubeconfigTokenFileRewrittenInPlace(t *testing.T) {
 
 	cfg, err := config.FromKubeconfig(kc, "")
 	require.NoError(t, err)
-	cx, cancel := context.WithCancel(context.Background())
-	d, err := kdisc.Start(cx, cfg, kdisc.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	require.NoError(t, err)
-	t.Cleanup(func() { cancel(); d.Close() })
+	d := startConfig(t, cfg)
 	eventually(t, 30*time.Second, "the stale token refused (401)", func() (bool, string) {
 		nr := d.NotReady()
 		return len(nr) == 1 && nr[0].Class == dump.ClassUnauthorized, fmt.Sprint(nr)
