@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -341,46 +342,21 @@ func (d *Discovery) NotReady() []dump.NotReady {
 // readyClass is the fixed word /readyz on the probe listener shows for a
 // cluster not ready: the list-watch's error class, with "transport" split
 // by what the apiserver client saw (a failure after an answer, such as a
-// stream cut, stays "transport"). A probe during a retry may see the
-// class of the attempt before.
+// stream cut, stays "transport"). The classes and failures are spelled as
+// their words in dump.Classes; anything else is "unknown". A probe during
+// a retry may see the class of the attempt before.
 func readyClass(class listwatch.ErrorClass, failure apiserver.Failure) string {
-	switch class {
-	case listwatch.ClassNone:
+	if class == listwatch.ClassNone {
 		return dump.ClassStarting
-	case listwatch.ClassTransport:
-		switch failure {
-		case apiserver.FailureTokenFile:
-			return dump.ClassTokenFile
-		case apiserver.FailureExec:
-			return dump.ClassExec
-		case apiserver.FailureTLS:
-			return dump.ClassTLS
-		case apiserver.FailureUnreachable:
-			return dump.ClassUnreachable
-		}
-		return dump.ClassTransport
-	case listwatch.ClassStalled:
-		return dump.ClassStalled
-	case listwatch.ClassUnauthorized:
-		return dump.ClassUnauthorized
-	case listwatch.ClassForbidden:
-		return dump.ClassForbidden
-	case listwatch.ClassBadRequest:
-		return dump.ClassBadRequest
-	case listwatch.ClassThrottled:
-		return dump.ClassThrottled
-	case listwatch.ClassServerError:
-		return dump.ClassServerError
-	case listwatch.ClassExpired:
-		return dump.ClassExpired
-	case listwatch.ClassTooLargeResourceVersion:
-		return dump.ClassTooLargeResourceVersion
-	case listwatch.ClassWatchError:
-		return dump.ClassWatchError
-	case listwatch.ClassVeryShortWatch:
-		return dump.ClassVeryShortWatch
 	}
-	return dump.ClassUnknown
+	word := string(class)
+	if class == listwatch.ClassTransport && slices.Contains(dump.Classes, string(failure)) {
+		word = string(failure)
+	}
+	if !slices.Contains(dump.Classes, word) {
+		return dump.ClassUnknown
+	}
+	return word
 }
 
 // Dump returns every service of every table, sorted, and the effective
