@@ -716,6 +716,9 @@ func TestRefusedDetailIsNotARefusedService(t *testing.T) {
 		api.DeleteEndpoints("default", name)
 		eventually(t, name+" deleted", func() bool { _, ok := r.Lookup(nil, "default/"+name+":http"); return !ok })
 	}
+	// The retries follow each delete's table write: wait for the last
+	// delete to be applied whole (an event is counted after the sink).
+	eventually(t, "3 deletes applied", func() bool { return w.Stats().Deleted.Load() == 3 })
 	assert.Equal(t, uint64(0), w.Stats().TableFull.Load(), "the nodes were stored: no service refused")
 	assert.Equal(t, 1, store.count("default/big"), "the unchanged nodes are not written again on every delete")
 }
