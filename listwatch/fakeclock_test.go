@@ -105,22 +105,21 @@ func (c *fakeClock) Step(d time.Duration) {
 // nextWait returns how far away the earliest pending NewTimer timer (a
 // wait of the loop, not an idle watchdog) is, and whether there is one.
 func (c *fakeClock) nextWait() (time.Duration, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, t := range c.timers {
-		if t.ch != nil {
-			return t.deadline.Sub(c.now), true
-		}
-	}
-	return 0, false
+	return c.next(func(t *fakeTimer) bool { return t.ch != nil })
 }
 
 // nextAfterFunc is nextWait of the AfterFunc timers (idle watchdogs).
 func (c *fakeClock) nextAfterFunc() (time.Duration, bool) {
+	return c.next(func(t *fakeTimer) bool { return t.f != nil })
+}
+
+// next returns how far away the earliest pending timer of the kind is,
+// and whether there is one.
+func (c *fakeClock) next(kind func(*fakeTimer) bool) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, t := range c.timers {
-		if t.f != nil {
+		if kind(t) {
 			return t.deadline.Sub(c.now), true
 		}
 	}

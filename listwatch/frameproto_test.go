@@ -42,7 +42,6 @@ func TestReadProtoList(t *testing.T) {
 	a := fakeapi.GenObject(bytes.Repeat([]byte{1, 2, 3}, 20), false)
 	b := fakeapi.GenObject(bytes.Repeat([]byte{2, 1, 1}, 20), false)
 	body := protoList(t, "1234", "next-token", a, b)
-	var sizes []int
 	for _, r := range []io.Reader{bytes.NewReader(body), iotest.OneByteReader(bytes.NewReader(body)), iotest.HalfReader(bytes.NewReader(body))} {
 		var names []string // each item's message, out of its envelope
 		page, err := readProtoList(r, func(raw []byte) {
@@ -55,7 +54,6 @@ func TestReadProtoList(t *testing.T) {
 		if err != nil || page.resourceVersion != "1234" || page.continueToken != "next-token" {
 			t.Fatalf("page %+v, %v", page, err)
 		}
-		sizes = append(sizes, len(names))
 		want := []string{string(fakeapi.MarshalEndpointsProto(a.(*fakeapi.Endpoints))), string(fakeapi.MarshalEndpointsProto(b.(*fakeapi.Endpoints)))}
 		if !slices.Equal(names, want) {
 			t.Fatalf("items %q, want %q", names, want)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -179,20 +178,6 @@ func TestWatchStreamEverySplit(t *testing.T) {
 	}
 }
 
-// caseVariantKeys reports whether data spells one of keys in another case
-// ("lABels"): encoding/json matches struct fields regardless of case, the
-// apiserver's JSON (and the scanner) does not. Such inputs, like invalid
-// UTF-8 (which encoding/json replaces), are where the two rightly differ.
-func caseVariantKeys(data []byte, keys ...string) bool {
-	lower := bytes.ToLower(data)
-	for _, k := range keys {
-		if bytes.Count(lower, []byte(`"`+strings.ToLower(k)+`"`)) != bytes.Count(data, []byte(`"`+k+`"`)) {
-			return true
-		}
-	}
-	return false
-}
-
 // FuzzWatchStreamAgreesWithEncodingJSON: the events the reader frames
 // (line shortcut included) are those encoding/json's Decoder reads from
 // the same valid stream, event by event, and their objects decode alike
@@ -206,7 +191,7 @@ func FuzzWatchStreamAgreesWithEncodingJSON(f *testing.F) {
 	f.Add([]byte(ev + ev + "\n" + ev + " " + ev))
 	f.Add([]byte(`{"type":"ADDED","object":` + endpointsJSON + `,"x":{"a":"}{"}}` + "\n"))
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		if !utf8.Valid(stream) || caseVariantKeys(stream, "type", "object") {
+		if !utf8.Valid(stream) || fakeapi.CaseVariantKeys(stream, "type", "object") {
 			return
 		}
 		summary := func(typ string, obj []byte) (string, error) {

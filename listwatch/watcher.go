@@ -533,32 +533,11 @@ func (w *Watcher) watch(ctx context.Context, rv *resourceVersion, initial *initi
 func (w *Watcher) apply(ev *Event, rv *resourceVersion) error {
 	switch ev.Type {
 	case "ADDED":
-		next, err := w.sink.Add(ev.Object, ev.Proto)
-		if err != nil {
-			if next, err = w.recut(ev, added, err); err != nil {
-				return err
-			}
-		}
-		rv.set(next)
-		w.stats.Added.Add(1)
+		return w.applyObject(ev, added, rv, &w.stats.Added)
 	case "MODIFIED":
-		next, err := w.sink.Update(ev.Object, ev.Proto)
-		if err != nil {
-			if next, err = w.recut(ev, modified, err); err != nil {
-				return err
-			}
-		}
-		rv.set(next)
-		w.stats.Modified.Add(1)
+		return w.applyObject(ev, modified, rv, &w.stats.Modified)
 	case "DELETED":
-		next, err := w.sink.Delete(ev.Object, ev.Proto)
-		if err != nil {
-			if next, err = w.recut(ev, deleted, err); err != nil {
-				return err
-			}
-		}
-		rv.set(next)
-		w.stats.Deleted.Add(1)
+		return w.applyObject(ev, deleted, rv, &w.stats.Deleted)
 	case "BOOKMARK":
 		next, _, _ := services.ReadBookmark(ev.Object, ev.Proto)
 		rv.set(next)
@@ -585,6 +564,32 @@ const (
 	deleted
 )
 
+// applyObject hands an object event's object to the sink (cut again by
+// recut if the sink found it followed by more bytes), advances rv to the
+// object's resourceVersion and counts the event.
+func (w *Watcher) applyObject(ev *Event, c change, rv *resourceVersion, count *atomic.Uint64) error {
+	next, err := w.hand(c, ev.Object, ev.Proto)
+	if err != nil {
+		if next, err = w.recut(ev, c, err); err != nil {
+			return err
+		}
+	}
+	rv.set(next)
+	count.Add(1)
+	return nil
+}
+
+// hand gives obj to the sink's method for c, returning what it returns.
+func (w *Watcher) hand(c change, obj []byte, proto bool) (string, error) {
+	switch c {
+	case added:
+		return w.sink.Add(obj, proto)
+	case modified:
+		return w.sink.Update(obj, proto)
+	}
+	return w.sink.Delete(obj, proto)
+}
+
 // recut hands an object event's object to the sink again when the sink
 // found it followed by more bytes (err, a *TrailingError): cut where it
 // ended, if what follows is more of the event (exactObject); else the
@@ -599,13 +604,7 @@ func (w *Watcher) recut(ev *Event, c change, err error) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	switch c {
-	case added:
-		return w.sink.Add(obj, ev.Proto)
-	case modified:
-		return w.sink.Update(obj, ev.Proto)
-	}
-	return w.sink.Delete(obj, ev.Proto)
+	return w.hand(c, obj, ev.Proto)
 }
 
 // listItem hands one of a streaming list's initial events to the sink,

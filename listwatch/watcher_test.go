@@ -24,7 +24,6 @@ import (
 // harness runs a Watcher against a fake apiserver into an in-memory table.
 type harness struct {
 	t      *testing.T
-	api    *fakeapi.Server
 	w      *Watcher
 	table  *shm.Reader
 	cancel context.CancelFunc
@@ -50,12 +49,22 @@ func start(t *testing.T, api *fakeapi.Server, o Options, client ...apiserver.Opt
 	if len(client) > 0 {
 		co = client[0]
 	}
+	return startStore(t, co, o, 1<<20, nil)
+}
+
+// startStore is start into a table of size bytes, written through the
+// Store wrap makes of it (the table itself when wrap is nil).
+func startStore(t *testing.T, co apiserver.Options, o Options, size int64, wrap func(*shm.Writer) Store) *harness {
+	t.Helper()
 	c, err := apiserver.New(co)
 	require.NoError(t, err)
-	table, err := shm.Create("", 1<<20)
+	table, err := shm.Create("", size)
 	require.NoError(t, err)
 	o.Client, o.Store = c, table
-	h := &harness{t: t, api: api, w: New(o), table: table.Reader(), done: make(chan struct{})}
+	if wrap != nil {
+		o.Store = wrap(table)
+	}
+	h := &harness{t: t, w: New(o), table: table.Reader(), done: make(chan struct{})}
 	var ctx context.Context
 	ctx, h.cancel = context.WithCancel(context.Background())
 	go func() { defer close(h.done); h.w.Run(ctx) }()
@@ -537,19 +546,8 @@ func TestRelistKeepsServiceOfMalformedObject(t *testing.T) {
 // A service a full table refused is stored once deletes free space.
 func TestFullTableStoresRefusedServiceLater(t *testing.T) {
 	api := fakeapi.New(t)
-	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
-	require.NoError(t, err)
-	table, err := shm.Create("", 16<<10)
-	require.NoError(t, err)
-	defer table.Close()
-	o := fastOptions()
-	o.Client, o.Store = c, table
-	w := New(o)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	r := table.Reader()
+	h := startStore(t, apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()}, fastOptions(), 16<<10, nil)
+	w, r := h.w, h.table
 	eventually(t, "ready", w.Ready)
 	api.WaitWatchers(1)
 
@@ -602,19 +600,12 @@ func TestRelistWritesOnlyChanges(t *testing.T) {
 	api := fakeapi.New(t)
 	api.PutEndpoints(endpoints("default", "same", 80, "10.0.0.1"))
 	api.PutEndpoints(endpoints("default", "moved", 80, "10.0.0.2"))
-	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
-	require.NoError(t, err)
-	table, err := shm.Create("", 1<<20)
-	require.NoError(t, err)
-	defer table.Close()
-	store := &countingStore{Writer: table, puts: map[string]int{}}
-	o := fastOptions()
-	o.Client, o.Store = c, store
-	w := New(o)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	var store *countingStore
+	h := startStore(t, apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()}, fastOptions(), 1<<20, func(table *shm.Writer) Store {
+		store = &countingStore{Writer: table, puts: map[string]int{}}
+		return store
+	})
+	w := h.w
 	eventually(t, "ready", w.Ready)
 	api.WaitWatchers(1)
 	firstSync := w.Status().LastSync
@@ -705,20 +696,14 @@ func (s *refusingDetailStore) PutDetail(key string, detail []byte) error {
 // Before the fix: TableFull 1, and one more Put of default/big per delete.
 func TestRefusedDetailIsNotARefusedService(t *testing.T) {
 	api := fakeapi.New(t)
-	c, err := apiserver.New(apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()})
-	require.NoError(t, err)
-	table, err := shm.Create("", 1<<20)
-	require.NoError(t, err)
-	defer table.Close()
-	store := &refusingDetailStore{countingStore: countingStore{Writer: table, puts: map[string]int{}}, refuse: "default/big"}
+	var store *refusingDetailStore
 	o := fastOptions()
-	o.Client, o.Store, o.NodeDetail = c, store, true
-	w := New(o)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	r := table.Reader()
+	o.NodeDetail = true
+	h := startStore(t, apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()}, o, 1<<20, func(table *shm.Writer) Store {
+		store = &refusingDetailStore{countingStore: countingStore{Writer: table, puts: map[string]int{}}, refuse: "default/big"}
+		return store
+	})
+	w, r := h.w, h.table
 	eventually(t, "ready", w.Ready)
 	api.WaitWatchers(1)
 
@@ -731,6 +716,9 @@ func TestRefusedDetailIsNotARefusedService(t *testing.T) {
 		api.DeleteEndpoints("default", name)
 		eventually(t, name+" deleted", func() bool { _, ok := r.Lookup(nil, "default/"+name+":http"); return !ok })
 	}
+	// The retries follow each delete's table write: wait for the last
+	// delete to be applied whole (an event is counted after the sink).
+	eventually(t, "3 deletes applied", func() bool { return w.Stats().Deleted.Load() == 3 })
 	assert.Equal(t, uint64(0), w.Stats().TableFull.Load(), "the nodes were stored: no service refused")
 	assert.Equal(t, 1, store.count("default/big"), "the unchanged nodes are not written again on every delete")
 }

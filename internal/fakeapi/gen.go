@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -222,4 +223,19 @@ func SeedFiles(tb testing.TB, globs ...string) [][]byte {
 		tb.Fatalf("no seed files in %v", globs)
 	}
 	return out
+}
+
+// CaseVariantKeys reports whether data spells one of keys in another case
+// ("lABels"): encoding/json matches struct fields regardless of case, the
+// apiserver's JSON (and kdisc's scanner) does not. Such inputs, like
+// invalid UTF-8 (which encoding/json replaces), are where a differential
+// fuzz target against encoding/json must let the two differ.
+func CaseVariantKeys(data []byte, keys ...string) bool {
+	lower := bytes.ToLower(data)
+	for _, k := range keys {
+		if bytes.Count(lower, []byte(`"`+strings.ToLower(k)+`"`)) != bytes.Count(data, []byte(`"`+k+`"`)) {
+			return true
+		}
+	}
+	return false
 }

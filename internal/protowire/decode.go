@@ -254,8 +254,7 @@ func (d *Decoder) Raw() []byte {
 
 // String reads a string field, borrowing the decoded bytes.
 func (d *Decoder) String() string {
-	b := d.Raw()
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	return borrow(d.Raw())
 }
 
 // StringPair reads an entry of a map<string, string> field (key 1,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"strconv"
-	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -45,19 +44,6 @@ func seedObjects(tb testing.TB, lists ...string) [][]byte {
 		}
 	}
 	return objs
-}
-
-// caseVariantKeys reports whether data has one of keys in another case:
-// encoding/json matches keys without regard to case, the apiserver's JSON
-// (and the scanner) does not.
-func caseVariantKeys(data []byte, keys ...string) bool {
-	lower := bytes.ToLower(data)
-	for _, k := range keys {
-		if bytes.Count(lower, []byte(`"`+strings.ToLower(k)+`"`)) != bytes.Count(data, []byte(`"`+k+`"`)) {
-			return true
-		}
-	}
-	return false
 }
 
 // FuzzDecodeObject: decoding one Endpoints or EndpointSlice from arbitrary
@@ -111,7 +97,7 @@ func FuzzDecodeObjectAgreesWithEncodingJSON(f *testing.F) {
 		f.Add(obj)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if !json.Valid(data) || !utf8.Valid(data) || caseVariantKeys(data, refKeys...) {
+		if !json.Valid(data) || !utf8.Valid(data) || fakeapi.CaseVariantKeys(data, refKeys...) {
 			return
 		}
 		var o object
