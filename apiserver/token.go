@@ -65,7 +65,7 @@ func (t *tokenSource) readLocked(fi os.FileInfo) (string, error) {
 }
 
 // reread reads the token file again, whatever its stat says, after the
-// apiserver refused the token refused (the one the request carried), and
+// apiserver refused the token the request carried, and
 // reports whether the file now holds another one (worth a retry). A
 // static token is never re-read.
 func (t *tokenSource) reread(refused string) bool {
