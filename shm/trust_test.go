@@ -50,34 +50,45 @@ func TestCloseDuringLookupsIsSafe(t *testing.T) {
 		} else {
 			r = w.Reader()
 		}
-		var wg sync.WaitGroup
-		var started atomic.Int32
-		stop := make(chan struct{})
-		for range 4 {
-			wg.Go(func() {
-				buf := make([]Node, 0, 8)
-				started.Add(1)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					for _, k := range []string{"a/web:http", "b/web:http", "c/web:http"} {
-						buf, _ = r.Lookup(buf[:0], k)
-						_, _ = r.Get("a/web")
-					}
-					_ = r.Ready()
-				}
-			})
-		}
-		poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == 4 })
-		require.NoError(t, r.Close())
-		_, ok := r.Lookup(nil, "a/web:http")
-		assert.False(t, ok, "a closed reader finds nothing")
-		close(stop)
-		wg.Wait()
+		closeDuringLookups(t, r, 4, 8, "a/web:http", func(buf []Node) []Node {
+			for _, k := range []string{"a/web:http", "b/web:http", "c/web:http"} {
+				buf, _ = r.Lookup(buf[:0], k)
+				_, _ = r.Get("a/web")
+			}
+			_ = r.Ready()
+			return buf
+		})
 	}
+}
+
+// closeDuringLookups starts n goroutines calling look in a loop (each with
+// its own buffer of bufCap nodes), closes r once all of them run, checks
+// that the closed reader finds nothing at query, then stops them.
+func closeDuringLookups(t *testing.T, r *Reader, n, bufCap int, query string, look func(buf []Node) []Node) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var started atomic.Int32
+	stop := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			buf := make([]Node, 0, bufCap)
+			started.Add(1)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				buf = look(buf)
+			}
+		})
+	}
+	poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == int32(n) })
+	require.NoError(t, r.Close())
+	_, ok := r.Lookup(nil, query)
+	assert.False(t, ok, "a closed reader finds nothing")
+	close(stop)
+	wg.Wait()
 }
 
 // A writer's Close while its in-process readers look up is the same case
@@ -511,29 +522,10 @@ func TestCloseDuringBigLookupsIsSafe(t *testing.T) {
 	for range 10 {
 		r, err := Open(path)
 		require.NoError(t, err)
-		var wg sync.WaitGroup
-		var started atomic.Int32
-		stop := make(chan struct{})
-		for range 2 {
-			wg.Go(func() {
-				buf := make([]Node, 0, 12_000)
-				started.Add(1)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					buf, _ = r.Lookup(buf[:0], "a/big:http")
-					_, _ = r.Get("a/big")
-				}
-			})
-		}
-		poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == 2 })
-		require.NoError(t, r.Close())
-		_, ok := r.Lookup(nil, "a/big:http")
-		assert.False(t, ok, "a closed reader finds nothing")
-		close(stop)
-		wg.Wait()
+		closeDuringLookups(t, r, 2, 12_000, "a/big:http", func(buf []Node) []Node {
+			buf, _ = r.Lookup(buf[:0], "a/big:http")
+			_, _ = r.Get("a/big")
+			return buf
+		})
 	}
 }
