@@ -246,13 +246,7 @@ func TestFileOtherLayoutVersionRetired(t *testing.T) {
 	_, err = Open(path)
 	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, oldestRead-1, oldestRead, layoutVersion))
 
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	mem, err := mapFile(f, 64<<10, false) // what an old reader maps
-	require.NoError(t, err)
-	f.Close()
-	defer unmap(mem)
-	old := newTable(mem, geometry{size: 64 << 10})
+	old := mapAsOldReader(t, path)
 
 	w, err = Create(path, 64<<10)
 	require.NoError(t, err)
@@ -627,6 +621,19 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	w.t.store(hVersion, layoutVersion)
 }
 
+// mapAsOldReader maps the 64 KiB table at path read-only, as a reader of
+// an older build holds it, until the test ends.
+func mapAsOldReader(t *testing.T, path string) *table {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	mem, err := mapFile(f, 64<<10, false)
+	require.NoError(t, err)
+	f.Close()
+	t.Cleanup(func() { unmap(mem) })
+	return newTable(mem, geometry{size: 64 << 10})
+}
+
 // createV4 makes the table a v4 writer made at path: 8-byte index slots,
 // every value a record (the writer's code is the same for both slot
 // sizes, and never holds a service inline in a v4 table).
@@ -668,13 +675,7 @@ func TestPreReleaseV5TableRefused(t *testing.T) {
 			_, err := Open(path)
 			assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by a pre-release kdisc; this build reads versions 4 and %d: a new kdisc run replaces it when it starts", path, v, layoutVersion))
 
-			f, err := os.Open(path)
-			require.NoError(t, err)
-			mem, err := mapFile(f, 64<<10, false)
-			require.NoError(t, err)
-			f.Close()
-			defer unmap(mem)
-			old := newTable(mem, geometry{size: 64 << 10})
+			old := mapAsOldReader(t, path)
 
 			w, err = Create(path, 64<<10)
 			require.NoError(t, err)
