@@ -331,11 +331,7 @@ func TestChangesAfterFileRecreated(t *testing.T) {
 // live writer for dead (spurious NotReady while a shard is being written).
 func TestDeadWriterCacheIsPerFile(t *testing.T) {
 	path := tablePath(t)
-	w := webTable(t, path, "10.0.0.1")
-	r, err := Open(path)
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, w.Close())
+	r := readerOfDeadWriter(t, path)
 	setShardOdd(t, path, "a/web")
 	_, ans := r.Find(nil, "a/web:http")
 	require.Equal(t, NotReady, ans)

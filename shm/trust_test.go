@@ -127,6 +127,19 @@ func webTable(t *testing.T, path, addr string) *Writer {
 	return w
 }
 
+// readerOfDeadWriter opens a reader on a webTable at path serving
+// 10.0.0.1, then closes the writer: its lock is gone, as when its process
+// dies. The reader is closed when the test ends.
+func readerOfDeadWriter(t *testing.T, path string) *Reader {
+	t.Helper()
+	w := webTable(t, path, "10.0.0.1")
+	r, err := Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	require.NoError(t, w.Close())
+	return r
+}
+
 // poke maps the table at path writable, as a writer would, and lets fn
 // change it behind the writer protocol's back: a writer that died.
 func poke(t *testing.T, path string, fn func(tb *table)) {
@@ -158,11 +171,7 @@ func setShardOdd(t *testing.T, path, key string) {
 // must answer at once.
 func TestDeadWriterMidUpdateAnswersAtOnce(t *testing.T) {
 	path := tablePath(t)
-	w := webTable(t, path, "10.0.0.1")
-	r, err := Open(path)
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, w.Close()) // the lock is gone, as when the process dies
+	r := readerOfDeadWriter(t, path)
 	setShardOdd(t, path, "a/web")
 
 	for range 3 {
@@ -409,11 +418,7 @@ func TestSizeChangeKeepsEntries(t *testing.T) {
 // writer: old readers must not serve the dead inode forever.
 func TestReaderFollowsRecreatedFile(t *testing.T) {
 	path := tablePath(t)
-	w := webTable(t, path, "10.0.0.1")
-	r, err := Open(path)
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, w.Close())
+	r := readerOfDeadWriter(t, path)
 	require.NoError(t, os.Remove(path))
 
 	w2, err := Create(path, 64<<10)
