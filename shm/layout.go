@@ -66,6 +66,9 @@ const (
 	changeSlots = (headerBytes - hChangeRing) / 8
 )
 
+// changeAt is the offset of the ring slot of change n.
+func changeAt(n uint64) uint64 { return hChangeRing + n%changeSlots*8 }
+
 // Shard header words (byte offsets from the start of the shard).
 const (
 	sSeq     = 0  // seqlock: odd while the writer changes the shard

@@ -645,7 +645,7 @@ func (t *table) holds(r record, rec []byte) bool {
 // then the count, so a reader that sees the count sees the slot.
 func (t *table) logChange(h uint64) {
 	n := t.load(hChanges)
-	t.store(hChangeRing+n%changeSlots*8, h)
+	t.store(changeAt(n), h)
 	t.store(hChanges, n+1)
 }
 
