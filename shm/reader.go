@@ -1011,7 +1011,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 		big   bool // a big value's head: read whole after the shard
 	}
 	for i := range t.shards {
-		so := headerBytes + i*t.shardBytes
+		so := t.shardAt(i)
 		var entries []entry
 		var ok bool
 		if !r.stable(t, so, func() {

@@ -499,7 +499,7 @@ func TestDeadWriterMidBigUpdateAnswersAtOnce(t *testing.T) {
 	hd, ok := w.t.head(rec)
 	require.True(t, ok, "a/big is a big value")
 	for _, s := range hd.shards {
-		if so := headerBytes + uint64(s)*w.t.shardBytes; so != w.t.shardOf(h) {
+		if so := w.t.shardAt(uint64(s)); so != w.t.shardOf(h) {
 			pieceShards = append(pieceShards, so)
 		}
 	}
