@@ -155,18 +155,14 @@ func TestFileSizeChangeRetiresOldFile(t *testing.T) {
 	w.SetReady(true)
 	assert.Equal(t, uint64(1), old.load(hRetired), "the old file is retired")
 
-	// The reader re-attaches on its next calls (re-opens are rate-limited:
-	// poll with a deadline).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		nodes, ok := r.Lookup(nil, "default/new:http")
-		if ok {
-			assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "reader never re-attached")
-		time.Sleep(time.Millisecond)
-	}
+	// The reader re-attaches on its next calls (re-opens are rate-limited).
+	var nodes []Node
+	poll(t, 5*time.Second, "the reader to re-attach", func() bool {
+		var ok bool
+		nodes, ok = r.Lookup(nil, "default/new:http")
+		return ok
+	})
+	assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
 	assert.True(t, r.Ready())
 	_, ok = r.Lookup(nil, "default/old:http")
 	assert.True(t, ok, "the new table starts with the old content (the first list corrects it)")
