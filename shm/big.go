@@ -164,7 +164,7 @@ func (w *Writer) putPieces(rec []byte, home uint64, key string) (head, error) {
 func (w *Writer) roomiest(home, keep uint64) (so, room uint64) {
 	t := w.t
 	for i := range t.shards {
-		s := headerBytes + i*t.shardBytes
+		s := t.shardAt(i)
 		n, c := t.load(s+sRCount), t.load(s+sRCap) // a piece takes a record slot
 		r := t.free(s) + t.load(s+sDead)
 		if s == home {
@@ -187,7 +187,7 @@ func (w *Writer) deletePieces(h head) {
 	var kb [pieceKeyLen]byte
 	for i, s := range h.shards {
 		key := pieceKey(&kb, h.id, i)
-		w.removeIn(headerBytes+uint64(s)*w.t.shardBytes, tagOf(w.t.hash(key)), key)
+		w.removeIn(w.t.shardAt(uint64(s)), tagOf(w.t.hash(key)), key)
 	}
 }
 
@@ -204,7 +204,7 @@ func (t *table) whole(h head, key string, read func(so uint64, fn func()) bool) 
 	pos := uint64(shardHeaderBytes)
 	for i, s := range h.shards {
 		key := pieceKey(&kb, h.id, i)
-		so := headerBytes + uint64(s)*t.shardBytes
+		so := t.shardAt(uint64(s))
 		var n uint64
 		var found bool
 		if !read(so, func() {
@@ -337,7 +337,7 @@ func (w *Writer) sweepBig() {
 	}
 	var all []found
 	for i := range t.shards {
-		so := headerBytes + i*t.shardBytes
+		so := t.shardAt(i)
 		t.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
 			if !r.cell && (r.nPorts == bigPorts || r.nPorts == piecePorts) {
 				all = append(all, found{so, t.key(r), r.nPorts == bigPorts})

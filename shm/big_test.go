@@ -255,7 +255,7 @@ func TestEmptyNamedPortIsEmptyByNumber(t *testing.T) {
 // of their records (a cell's service takes none).
 func liveRecords(tb *table) (entries, bytes uint64) {
 	for i := range tb.shards {
-		so := headerBytes + i*tb.shardBytes
+		so := tb.shardAt(i)
 		tb.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
 			entries++
 			bytes += r.size()

@@ -155,18 +155,14 @@ func TestFileSizeChangeRetiresOldFile(t *testing.T) {
 	w.SetReady(true)
 	assert.Equal(t, uint64(1), old.load(hRetired), "the old file is retired")
 
-	// The reader re-attaches on its next calls (re-opens are rate-limited:
-	// poll with a deadline).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		nodes, ok := r.Lookup(nil, "default/new:http")
-		if ok {
-			assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "reader never re-attached")
-		time.Sleep(time.Millisecond)
-	}
+	// The reader re-attaches on its next calls (re-opens are rate-limited).
+	var nodes []Node
+	poll(t, 5*time.Second, "the reader to re-attach", func() bool {
+		var ok bool
+		nodes, ok = r.Lookup(nil, "default/new:http")
+		return ok
+	})
+	assert.Equal(t, svcNodes(2, 2)[0].Nodes, nodes)
 	assert.True(t, r.Ready())
 	_, ok = r.Lookup(nil, "default/old:http")
 	assert.True(t, ok, "the new table starts with the old content (the first list corrects it)")
@@ -246,13 +242,7 @@ func TestFileOtherLayoutVersionRetired(t *testing.T) {
 	_, err = Open(path)
 	assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by an older kdisc; this build reads versions %d and %d: a new kdisc run replaces it when it starts", path, oldestRead-1, oldestRead, layoutVersion))
 
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	mem, err := mapFile(f, 64<<10, false) // what an old reader maps
-	require.NoError(t, err)
-	f.Close()
-	defer unmap(mem)
-	old := newTable(mem, geometry{size: 64 << 10})
+	old := mapAsOldReader(t, path)
 
 	w, err = Create(path, 64<<10)
 	require.NoError(t, err)
@@ -337,11 +327,7 @@ func TestChangesAfterFileRecreated(t *testing.T) {
 // live writer for dead (spurious NotReady while a shard is being written).
 func TestDeadWriterCacheIsPerFile(t *testing.T) {
 	path := tablePath(t)
-	w := webTable(t, path, "10.0.0.1")
-	r, err := Open(path)
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, w.Close())
+	r := readerOfDeadWriter(t, path)
 	setShardOdd(t, path, "a/web")
 	_, ans := r.Find(nil, "a/web:http")
 	require.Equal(t, NotReady, ans)
@@ -627,6 +613,19 @@ func TestV4TableReadThenMigrated(t *testing.T) {
 	w.t.store(hVersion, layoutVersion)
 }
 
+// mapAsOldReader maps the 64 KiB table at path read-only, as a reader of
+// an older build holds it, until the test ends.
+func mapAsOldReader(t *testing.T, path string) *table {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	mem, err := mapFile(f, 64<<10, false)
+	require.NoError(t, err)
+	f.Close()
+	t.Cleanup(func() { unmap(mem) })
+	return newTable(mem, geometry{size: 64 << 10})
+}
+
 // createV4 makes the table a v4 writer made at path: 8-byte index slots,
 // every value a record (the writer's code is the same for both slot
 // sizes, and never holds a service inline in a v4 table).
@@ -668,13 +667,7 @@ func TestPreReleaseV5TableRefused(t *testing.T) {
 			_, err := Open(path)
 			assert.EqualError(t, err, fmt.Sprintf("shm: %s has table layout version %d, written by a pre-release kdisc; this build reads versions 4 and %d: a new kdisc run replaces it when it starts", path, v, layoutVersion))
 
-			f, err := os.Open(path)
-			require.NoError(t, err)
-			mem, err := mapFile(f, 64<<10, false)
-			require.NoError(t, err)
-			f.Close()
-			defer unmap(mem)
-			old := newTable(mem, geometry{size: 64 << 10})
+			old := mapAsOldReader(t, path)
 
 			w, err = Create(path, 64<<10)
 			require.NoError(t, err)

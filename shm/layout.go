@@ -66,6 +66,9 @@ const (
 	changeSlots = (headerBytes - hChangeRing) / 8
 )
 
+// changeAt is the offset of the ring slot of change n.
+func changeAt(n uint64) uint64 { return hChangeRing + n%changeSlots*8 }
+
 // Shard header words (byte offsets from the start of the shard).
 const (
 	sSeq     = 0  // seqlock: odd while the writer changes the shard
@@ -171,6 +174,9 @@ func (t *table) shardOf(h uint64) uint64 {
 	return headerBytes + i*t.shardBytes
 }
 
+// shardAt is the byte offset of shard i.
+func (t *table) shardAt(i uint64) uint64 { return headerBytes + i*t.shardBytes }
+
 func tagOf(h uint64) uint64 { return h & 0xffffffff }
 
 // home is the index slot where a probe for tag starts: the tag scaled to
@@ -184,7 +190,7 @@ func (t *table) idxCap() uint64 { return (t.shardBytes - shardHeaderBytes) / t.s
 // init writes a fresh header and empty shards.
 func (t *table) init(gen uint64) {
 	for i := uint64(0); i < t.shards; i++ {
-		so := headerBytes + i*t.shardBytes
+		so := t.shardAt(i)
 		t.store(so+sSeq, 0)
 		t.store(so+sCount, 0)
 		t.store(so+sDataLow, t.shardBytes)

@@ -304,7 +304,7 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 	}
 	for i := since; i < now; i++ {
 		if fn != nil {
-			fn(t.load(hChangeRing + i%changeSlots*8))
+			fn(t.load(changeAt(i)))
 		}
 	}
 	// The writer may have lapped the ring while we read: then some hash
@@ -323,7 +323,7 @@ func (r *Reader) Changes(since uint64, fn func(keyHash uint64)) (now uint64, com
 func (r *Reader) changesV4(t *table, since, now uint64, fn func(uint64)) (uint64, bool) {
 	var hs []uint64
 	for i := since; i < now; i++ {
-		h, named := t.load(hChangeRing+i%changeSlots*8), false
+		h, named := t.load(changeAt(i)), false
 		r.keysAt(t, h, func(key string) {
 			hs, named = append(hs, hashKey(key)), true
 		})
@@ -1011,7 +1011,7 @@ func (r *Reader) Range(fn func(key string, ports []Port) bool) {
 		big   bool // a big value's head: read whole after the shard
 	}
 	for i := range t.shards {
-		so := headerBytes + i*t.shardBytes
+		so := t.shardAt(i)
 		var entries []entry
 		var ok bool
 		if !r.stable(t, so, func() {

@@ -598,7 +598,7 @@ func TestChangesNeverCompleteOverALappedSlot(t *testing.T) {
 	// The writer is in the middle of the next change: its hash is in the
 	// ring (over change 0's), the count not bumped yet.
 	next := hashKey("a/next")
-	w.t.store(hChangeRing+changeSlots%changeSlots*8, next)
+	w.t.store(changeAt(changeSlots), next)
 
 	got := map[uint64]bool{}
 	now, complete := r.Changes(0, func(h uint64) { got[h] = true })

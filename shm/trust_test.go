@@ -50,34 +50,45 @@ func TestCloseDuringLookupsIsSafe(t *testing.T) {
 		} else {
 			r = w.Reader()
 		}
-		var wg sync.WaitGroup
-		var started atomic.Int32
-		stop := make(chan struct{})
-		for range 4 {
-			wg.Go(func() {
-				buf := make([]Node, 0, 8)
-				started.Add(1)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					for _, k := range []string{"a/web:http", "b/web:http", "c/web:http"} {
-						buf, _ = r.Lookup(buf[:0], k)
-						_, _ = r.Get("a/web")
-					}
-					_ = r.Ready()
-				}
-			})
-		}
-		poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == 4 })
-		require.NoError(t, r.Close())
-		_, ok := r.Lookup(nil, "a/web:http")
-		assert.False(t, ok, "a closed reader finds nothing")
-		close(stop)
-		wg.Wait()
+		closeDuringLookups(t, r, 4, 8, "a/web:http", func(buf []Node) []Node {
+			for _, k := range []string{"a/web:http", "b/web:http", "c/web:http"} {
+				buf, _ = r.Lookup(buf[:0], k)
+				_, _ = r.Get("a/web")
+			}
+			_ = r.Ready()
+			return buf
+		})
 	}
+}
+
+// closeDuringLookups starts n goroutines calling look in a loop (each with
+// its own buffer of bufCap nodes), closes r once all of them run, checks
+// that the closed reader finds nothing at query, then stops them.
+func closeDuringLookups(t *testing.T, r *Reader, n, bufCap int, query string, look func(buf []Node) []Node) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var started atomic.Int32
+	stop := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			buf := make([]Node, 0, bufCap)
+			started.Add(1)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				buf = look(buf)
+			}
+		})
+	}
+	poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == int32(n) })
+	require.NoError(t, r.Close())
+	_, ok := r.Lookup(nil, query)
+	assert.False(t, ok, "a closed reader finds nothing")
+	close(stop)
+	wg.Wait()
 }
 
 // A writer's Close while its in-process readers look up is the same case
@@ -116,6 +127,19 @@ func webTable(t *testing.T, path, addr string) *Writer {
 	return w
 }
 
+// readerOfDeadWriter opens a reader on a webTable at path serving
+// 10.0.0.1, then closes the writer: its lock is gone, as when its process
+// dies. The reader is closed when the test ends.
+func readerOfDeadWriter(t *testing.T, path string) *Reader {
+	t.Helper()
+	w := webTable(t, path, "10.0.0.1")
+	r, err := Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	require.NoError(t, w.Close())
+	return r
+}
+
 // poke maps the table at path writable, as a writer would, and lets fn
 // change it behind the writer protocol's back: a writer that died.
 func poke(t *testing.T, path string, fn func(tb *table)) {
@@ -147,16 +171,19 @@ func setShardOdd(t *testing.T, path, key string) {
 // must answer at once.
 func TestDeadWriterMidUpdateAnswersAtOnce(t *testing.T) {
 	path := tablePath(t)
-	w := webTable(t, path, "10.0.0.1")
-	r, err := Open(path)
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, w.Close()) // the lock is gone, as when the process dies
+	r := readerOfDeadWriter(t, path)
 	setShardOdd(t, path, "a/web")
 
+	assertNotReadyAtOnce(t, r, "a/web:http")
+}
+
+// assertNotReadyAtOnce looks query up three times on a table whose writer
+// died mid-update: each answers NotReady, no nodes, without waiting.
+func assertNotReadyAtOnce(t *testing.T, r *Reader, query string) {
+	t.Helper()
 	for range 3 {
 		start := time.Now()
-		nodes, ans := r.Find(nil, "a/web:http")
+		nodes, ans := r.Find(nil, query)
 		took := time.Since(start)
 		assert.Less(t, took, 50*time.Millisecond, "a dead writer is not waited for")
 		assert.Empty(t, nodes)
@@ -398,11 +425,7 @@ func TestSizeChangeKeepsEntries(t *testing.T) {
 // writer: old readers must not serve the dead inode forever.
 func TestReaderFollowsRecreatedFile(t *testing.T) {
 	path := tablePath(t)
-	w := webTable(t, path, "10.0.0.1")
-	r, err := Open(path)
-	require.NoError(t, err)
-	defer r.Close()
-	require.NoError(t, w.Close())
+	r := readerOfDeadWriter(t, path)
 	require.NoError(t, os.Remove(path))
 
 	w2, err := Create(path, 64<<10)
@@ -476,7 +499,7 @@ func TestDeadWriterMidBigUpdateAnswersAtOnce(t *testing.T) {
 	hd, ok := w.t.head(rec)
 	require.True(t, ok, "a/big is a big value")
 	for _, s := range hd.shards {
-		if so := headerBytes + uint64(s)*w.t.shardBytes; so != w.t.shardOf(h) {
+		if so := w.t.shardAt(uint64(s)); so != w.t.shardOf(h) {
 			pieceShards = append(pieceShards, so)
 		}
 	}
@@ -490,14 +513,7 @@ func TestDeadWriterMidBigUpdateAnswersAtOnce(t *testing.T) {
 		tb.store(hHeartbeat, uint64(time.Now().Add(time.Hour).UnixNano())) // readiness from the header; the lock tells the truth
 		tb.store(pieceShards[0]+sSeq, tb.load(pieceShards[0]+sSeq)|1)
 	})
-	for range 3 {
-		start := time.Now()
-		nodes, ans := r.Find(nil, "a/big:http")
-		took := time.Since(start)
-		assert.Less(t, took, 50*time.Millisecond, "a dead writer is not waited for")
-		assert.Empty(t, nodes)
-		assert.Equal(t, NotReady, ans)
-	}
+	assertNotReadyAtOnce(t, r, "a/big:http")
 }
 
 // Readers closed while other goroutines look up a big value (its pieces
@@ -511,29 +527,10 @@ func TestCloseDuringBigLookupsIsSafe(t *testing.T) {
 	for range 10 {
 		r, err := Open(path)
 		require.NoError(t, err)
-		var wg sync.WaitGroup
-		var started atomic.Int32
-		stop := make(chan struct{})
-		for range 2 {
-			wg.Go(func() {
-				buf := make([]Node, 0, 12_000)
-				started.Add(1)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					buf, _ = r.Lookup(buf[:0], "a/big:http")
-					_, _ = r.Get("a/big")
-				}
-			})
-		}
-		poll(t, 5*time.Second, "lookups to start", func() bool { return started.Load() == 2 })
-		require.NoError(t, r.Close())
-		_, ok := r.Lookup(nil, "a/big:http")
-		assert.False(t, ok, "a closed reader finds nothing")
-		close(stop)
-		wg.Wait()
+		closeDuringLookups(t, r, 2, 12_000, "a/big:http", func(buf []Node) []Node {
+			buf, _ = r.Lookup(buf[:0], "a/big:http")
+			_, _ = r.Get("a/big")
+			return buf
+		})
 	}
 }

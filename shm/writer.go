@@ -92,7 +92,7 @@ func newWriter(t *table, f *os.File, path string) *Writer {
 	}
 	t.store(hWriterPID, uint64(os.Getpid()))
 	for i := range t.shards {
-		e, u := t.check(headerBytes + i*t.shardBytes) // e: services only
+		e, u := t.check(t.shardAt(i)) // e: services only
 		w.entries += int(e)
 		w.used += int64(u)
 	}
@@ -280,7 +280,7 @@ func createFile(path string, g geometry) (*Writer, error) {
 // stores what fits and reports the rest as table-full.
 func copyTable(from *table, w *Writer) {
 	for i := range from.shards {
-		so := headerBytes + i*from.shardBytes
+		so := from.shardAt(i)
 		from.check(so) // a shard its dead writer left mid-change is emptied, not copied torn
 		var recs []record
 		from.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
@@ -645,7 +645,7 @@ func (t *table) holds(r record, rec []byte) bool {
 // then the count, so a reader that sees the count sees the slot.
 func (t *table) logChange(h uint64) {
 	n := t.load(hChanges)
-	t.store(hChangeRing+n%changeSlots*8, h)
+	t.store(changeAt(n), h)
 	t.store(hChanges, n+1)
 }
 
@@ -701,7 +701,7 @@ func (w *Writer) Keys(fn func(key string) bool) {
 			w.mu.Unlock()
 			return
 		}
-		t, so := w.t, headerBytes+i*w.t.shardBytes
+		t, so := w.t, w.t.shardAt(i)
 		var keys []string
 		t.eachEntry(so, func(_ slotRef, _ uint64, r record) bool {
 			if t.isService(r) {
