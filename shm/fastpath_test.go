@@ -17,11 +17,14 @@ func findReference(r *Reader, dst []Node, service string) ([]Node, Answer) {
 
 // Find's inline path (the colon found in the query's last word, the key
 // compared a word at a time with an overlapping last load, the first
-// port's IPv4 nodes decoded in place) answers exactly as the slow path
-// for keys of every length around the word boundaries, port names of 1 to
-// 12 bytes, names that are numbers, ports after the first, other formats,
-// empty and scaled-to-zero services, buffers too small, and misses that
-// differ from a stored key in one byte anywhere.
+// port's IPv4 nodes decoded in place, a cell's 1 to 4 nodes written from
+// registers) answers exactly as the slow path for keys of every length
+// around the word boundaries and a cell's 32 bytes of text, port names of
+// 1 to 12 bytes, names that are numbers (also a number that makes the
+// query longer than any cell's text, for a service held in a cell), ports
+// after the first, other formats, empty and scaled-to-zero services,
+// buffers too small, and misses that differ from a stored key in one byte
+// anywhere.
 func TestFindFastPathAgreesWithSlowPath(t *testing.T) {
 	w, r := newAnon(t, 1<<20)
 	w.SetReady(true)
@@ -32,7 +35,7 @@ func TestFindFastPathAgreesWithSlowPath(t *testing.T) {
 	}
 	ports := func(i int) []Port {
 		v4 := []Node{ip("10.0.0.1", 80, 1), ip("10.0.0.2", 80, 1), ip("10.0.0.3", 80, 1)}
-		switch i % 6 {
+		switch i % 8 {
 		case 0:
 			return []Port{{Name: "http", Nodes: v4}}
 		case 1:
@@ -43,13 +46,17 @@ func TestFindFastPathAgreesWithSlowPath(t *testing.T) {
 			return []Port{{Name: "v6", Nodes: []Node{ip("fd00::1", 443, 2)}}, {Name: "dns", Nodes: []Node{fqdn("a.example.com", 53, 1)}}}
 		case 4:
 			return []Port{{Name: "http"}, {Name: "h", Nodes: v4}}
+		case 5: // four nodes: a full cell when the key is short enough
+			return []Port{{Name: "http", Nodes: []Node{ip("10.0.0.1", 12345, 3), ip("10.0.0.2", 12345, 3), ip("10.0.0.3", 12345, 3), ip("10.0.0.4", 12345, 3)}}}
+		case 6: // one port, no node: a cell that answers Empty
+			return []Port{{Name: "http", Number: 8080}}
 		}
 		return nil
 	}
 	for i, k := range keys {
 		require.NoError(t, w.Put(k, ports(i)))
 	}
-	names := []string{"http", "8080", "80", "x", "h", "metrics", "longer-port-name", "v6", "dns", "nope", "1234567", "12345678", "", "8", "a:b"}
+	names := []string{"http", "8080", "80", "12345", "x", "h", "metrics", "longer-port-name", "v6", "dns", "nope", "1234567", "12345678", "", "8", "a:b"}
 	var queries []string
 	for _, k := range keys {
 		for _, p := range names {
@@ -166,5 +173,29 @@ func TestKeysWithHashFindsEveryKey(t *testing.T) {
 		} else {
 			assert.Equal(t, []string{k}, got, k)
 		}
+	}
+}
+
+// A service held in a cell, asked for by its port's number rather than
+// its port's name, is found even when the query is longer than any
+// cell's text (32 bytes): a key of 27 bytes and "http" fill a cell, and
+// "key:12345" is 33 bytes. The fast path must not take such a query for
+// one of a record.
+func TestFindByNumberLongerThanACell(t *testing.T) {
+	w, r := newAnon(t, 1<<20)
+	w.SetReady(true)
+	nodes := []Node{ip("10.0.0.1", 12345, 1), ip("10.0.0.2", 12345, 1)}
+	for n := 20; n <= 34; n++ {
+		k := "a/" + strings.Repeat("k", n-2)
+		require.NoError(t, w.Put(k, []Port{{Name: "http", Nodes: nodes}}))
+		for _, q := range []string{k + ":12345", k + ":http", k + ":1234", k + ":80"} {
+			got, ga := r.Find(nil, q)
+			want, wa := findReference(r, nil, q)
+			require.Equal(t, wa, ga, "%q", q)
+			require.Equal(t, fmt.Sprint(want), fmt.Sprint(got), "%q", q)
+		}
+		got, ga := r.Find(nil, k+":12345")
+		require.Equal(t, Found, ga, "%q", k+":12345")
+		require.Len(t, got, 2)
 	}
 }

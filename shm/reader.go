@@ -474,20 +474,132 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // table header for readiness (no lock, no system call) and does not
 // allocate.
 //
-// The usual case — a short port name, a stable shard, the key in its
-// cell, or in a record whose wanted port is its first with fixed-width
-// IPv4 nodes, room in dst — is handled on a fast path (Find, and
-// findRecord for a key in no cell), from small helpers the compiler
-// inlines (lastColon, probe, keyRecord, fixed4, lastKeyWord, keyAt) and
-// one call to fill4.
-// Anything else (a long port name, a miss after a tag collision, other
-// ports or formats, a torn read, a retry) takes findSlow, which handles
-// every case.
+// The usual case — a port name of 1 to 7 bytes, a stable shard, the
+// service in its cell with room in dst — is handled here without a call:
+// the query split at the colon in its last word (lastColon), the key
+// hashed (hashKey written out for keys of 8 to 31 bytes), the cell
+// compared to the query a word at a time, read whole, the sequence
+// checked, and only then the nodes written to dst. A key in no cell goes
+// to findRecord, its record's fast path. Anything else (a long port name,
+// a port asked for by another name or by number, a tag collision, a torn
+// read, a retry) takes findQuery, the slow path, which handles every
+// case; a short key, or a query too long for a cell whose key is not,
+// takes findAny.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	t := r.cur.Load()                                          // r.table(), with the rare cases out of line
 	if t == nil || t.fastSlots == 0 || t.load(hRetired) != 0 { // none, a v4 table (another hash), or retired
 		return r.findRetired(dst, service)
 	}
+	L := uint64(len(service))
+	if L < 10 { // too short for this path
+		return r.findAny(t, dst, service)
+	}
+	q := unsafe.StringData(service)
+	j := uint64(lastColon(le64at(q, L-8)))
+	n := L - 8 + j       // key length
+	if j >= 7 || n < 8 { // no colon in the last word, an empty port name, or a key under a word
+		return r.findAny(t, dst, service)
+	}
+	if L > cellTextBytes { // too long for a cell's text
+		if n < cellTextBytes { // yet maybe in a cell, asked for by number
+			return r.findAny(t, dst, service)
+		}
+		h := hashKey(unsafe.String(q, n))
+		so, tag := t.shardOf(h), tagOf(h)
+		if seq, c := t.load(so+sSeq), t.load(so+sCap); seq&1 == 0 && c <= t.fastSlots {
+			return r.findRecord(t, so, seq, c, tag, service, dst)
+		}
+		return r.findQuery(t, dst, service)
+	}
+	// hashKey, written out for a key of 8 to 31 bytes.
+	a, b, seed := le64at(q, 0), le64at(q, n-8), hashP0^n
+	if n >= 16 {
+		seed = hashMix(a^hashP1, le64at(q, 8)^seed)
+		a = le64at(q, n-16)
+	}
+	h := hashMix(hashP1^n, hashMix(a^hashP1, b^seed)^hashP2)
+	so, tag := t.shardOf(h), tagOf(h)
+	sp := t.at(so)
+	seq, c := ld(sp, sSeq), ld(sp, sCap)
+	if seq&1 != 0 || c-1 >= t.fastSlots {
+		if seq&1 == 0 && c == 0 { // no cell in the shard
+			return r.findRecord(t, so, seq, c, tag, service, dst)
+		}
+		return r.findQuery(t, dst, service)
+	}
+	cells := unsafe.Add(sp, shardHeaderBytes)
+	s := home(tag, c)
+	cp := unsafe.Add(cells, s*cellBytes) // the cell
+	e := ld(cp, 0)
+	if e == 0 || e>>32 != tag { // not at home: look as far as its reach
+		if e != 0 {
+			m, lim, left := reachOf(e), c-1, uint64(0)
+			if m < reachMax {
+				lim = min(m, c-1)
+			}
+			if s, e, left = probe(sp, shardHeaderBytes, cellBytes, c, tag, next(s, c), lim); left == 0 && m < reachMax {
+				e = 0 // beyond the reach: in no cell
+			} else if left == 0 {
+				return r.findQuery(t, dst, service)
+			}
+		}
+		if e == 0 { // not in a cell: in a record slot, or nowhere
+			return r.findRecord(t, so, seq, c, tag, service, dst)
+		}
+		cp = unsafe.Add(cells, s*cellBytes)
+	}
+	// The service is in the cell if its lengths are the query's
+	// (inline.go): one cache line, whose text key ":" name is the query
+	// itself, compared a word at a time (the cell is zero-padded, L is 10
+	// to 32). Every word of it is read before the sequence is checked
+	// again; the nodes are then written from registers, with nothing of
+	// the lookup kept across the write barrier's calls. Anything else
+	// (another port name, a number, a tag collision, a torn read) is for
+	// the slow path.
+	last := le64at(q, L-8) >> (8 * (-L & 7))
+	d := (ld(cp, cellTextOff) ^ le64at(q, 0)) | (ld(cp, cellTextOff+(L-1)&^7) ^ last)
+	if L > 16 {
+		d |= ld(cp, cellTextOff+8) ^ le64at(q, 8)
+		if L > 24 {
+			d |= ld(cp, cellTextOff+16) ^ le64at(q, 16)
+		}
+	}
+	nn := e >> 16 & 0xff
+	if e&(inlineBit|0xffff) != inlineBit|(L-1-n)<<8|n || nn-1 >= cellMaxNodes || nn > uint64(cap(dst)-len(dst)) || d != 0 {
+		return r.findQuery(t, dst, service)
+	}
+	w1, v0, v1 := ld(cp, 8), ld(cp, cellNodesOff), ld(cp, cellNodesOff+8)
+	if ld(sp, sSeq) != seq {
+		return r.findQuery(t, dst, service)
+	}
+	base := len(dst)
+	out := dst[:base+int(nn)]
+	nd := out[base:]
+	port, weight := uint16(w1), uint32(w1>>32)
+	x := &nd[0]
+	x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0)), "", port, weight
+	if len(nd) > 1 {
+		x = &nd[1]
+		x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0>>32)), "", port, weight
+		if len(nd) > 2 {
+			x = &nd[2]
+			x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v1)), "", port, weight
+			if len(nd) > 3 {
+				x = &nd[3]
+				x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v1>>32)), "", port, weight
+			}
+		}
+	}
+	return out, Found
+}
+
+// findAny is the fast path for a query Find leaves to it: under 10
+// bytes, a key under a word, or a query too long for a cell's text whose
+// key is not (a record, or the port of a cell asked for by number). It
+// probes the key's cells (decoding a cell's nodes with fill4), then its
+// record slots (findRecord); hashKey is called for a key outside 16 to
+// 32 bytes.
+func (r *Reader) findAny(t *table, dst []Node, service string) ([]Node, Answer) {
 	if len(service) < 8 {
 		return r.findQuery(t, dst, service)
 	}
