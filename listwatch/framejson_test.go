@@ -31,7 +31,7 @@ func newRecordStore() *recordStore {
 }
 
 func (r *recordStore) Put(key string, ports []shm.Port) error {
-	r.values[key] = portsString(ports)
+	r.values[strings.Clone(key)] = portsString(ports) // key is the caller's until Put returns
 	return nil
 }
 func (r *recordStore) Delete(key string) bool {
@@ -40,7 +40,7 @@ func (r *recordStore) Delete(key string) bool {
 	return ok
 }
 func (r *recordStore) PutDetail(key string, detail []byte) error {
-	r.details[key] = string(detail)
+	r.details[strings.Clone(key)] = string(detail)
 	return nil
 }
 func (r *recordStore) DeleteDetail(key string) bool {

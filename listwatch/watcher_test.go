@@ -2,11 +2,13 @@ package listwatch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -575,17 +577,27 @@ func TestFullTableStoresRefusedServiceLater(t *testing.T) {
 	assert.Equal(t, uint64(1), w.Stats().TableFull.Load(), "counted once, not once per retry")
 }
 
-// countingStore counts the Puts per key that reach the table.
+// countingStore counts, per key, the Puts that change the table: a Put of
+// the value it holds changes nothing (no write, no OnChange).
 type countingStore struct {
 	*shm.Writer
+	r    *shm.Reader
 	mu   sync.Mutex
 	puts map[string]int
 }
 
+func newCountingStore(t *testing.T, table *shm.Writer) countingStore {
+	r := table.Reader()
+	t.Cleanup(func() { r.Close() })
+	return countingStore{Writer: table, r: r, puts: map[string]int{}}
+}
+
 func (c *countingStore) Put(key string, ports []shm.Port) error {
-	c.mu.Lock()
-	c.puts[key]++
-	c.mu.Unlock()
+	if old, ok := c.r.Get(key); !ok || fmt.Sprint(old) != fmt.Sprint(ports) {
+		c.mu.Lock()
+		c.puts[strings.Clone(key)]++ // key is the caller's until Put returns
+		c.mu.Unlock()
+	}
 	return c.Writer.Put(key, ports)
 }
 
@@ -602,7 +614,8 @@ func TestRelistWritesOnlyChanges(t *testing.T) {
 	api.PutEndpoints(endpoints("default", "moved", 80, "10.0.0.2"))
 	var store *countingStore
 	h := startStore(t, apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()}, fastOptions(), 1<<20, func(table *shm.Writer) Store {
-		store = &countingStore{Writer: table, puts: map[string]int{}}
+		c := newCountingStore(t, table)
+		store = &c
 		return store
 	})
 	w := h.w
@@ -700,7 +713,7 @@ func TestRefusedDetailIsNotARefusedService(t *testing.T) {
 	o := fastOptions()
 	o.NodeDetail = true
 	h := startStore(t, apiserver.Options{Schema: "http", Host: api.Host(), Port: api.Port()}, o, 1<<20, func(table *shm.Writer) Store {
-		store = &refusingDetailStore{countingStore: countingStore{Writer: table, puts: map[string]int{}}, refuse: "default/big"}
+		store = &refusingDetailStore{countingStore: newCountingStore(t, table), refuse: "default/big"}
 		return store
 	})
 	w, r := h.w, h.table

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kdisc/kdisc/internal/fakeapi"
 	"github.com/kdisc/kdisc/listwatch/services"
+	"github.com/kdisc/kdisc/shm"
 )
 
 // Tests of the streaming list (watchlist.go): scripted, and against the
@@ -113,22 +114,29 @@ func TestStreamingListCutBeforeTheEnd(t *testing.T) {
 	}
 }
 
-// The table is not touched before the end bookmark: a first streaming list
-// that breaks leaves it not ready and empty.
+// A first streaming list that breaks leaves the table not ready. Of
+// Endpoints, what it delivered is written as it came (each object is its
+// service whole: issue 7 asks for no second copy of every service beside
+// the table), and is served as a found answer is before readiness; a
+// service it did not reach answers not ready, not unknown.
 func TestStreamingListNotReadyBeforeTheEnd(t *testing.T) {
 	l := runScript(t, streamingOptions(),
 		watchList(nil, ev("ADDED", epJSON("default", "web", "7", "10.0.0.1"))), // then silence
 	)
 	eventually(t, "the stream holds after its first event", func() bool { return l.lw.blocked() == 1 })
 	assert.False(t, l.w.Ready())
-	assert.Nil(t, l.hosts("default/web:http"))
-	assert.False(t, l.table.Reader().Ready())
+	r := l.table.Reader()
+	defer r.Close()
+	assert.False(t, r.Ready())
+	assert.Equal(t, []string{"10.0.0.1:80"}, l.hosts("default/web:http"))
+	_, answer := r.Find(nil, "default/other:http")
+	assert.Equal(t, shm.NotReady, answer)
 	assert.False(t, l.w.Status().Healthy, "not healthy before a list completed")
 }
 
 // After a 410 the relist is a streaming list again; a service the new list
 // lacks is removed at its end bookmark, not before, and a relist that breaks
-// keeps the table as it was.
+// removes nothing (of Endpoints, what it delivered is written as it came).
 func TestGoneRelistsWithStreamingList(t *testing.T) {
 	l := runScript(t, streamingOptions(),
 		watchList(io.EOF,
@@ -141,7 +149,7 @@ func TestGoneRelistsWithStreamingList(t *testing.T) {
 		watchList(io.ErrUnexpectedEOF, ev("ADDED", epJSON("default", "keep", "16", "10.0.0.5"))),
 	)
 	l.clock.runUntil(t, "the relist broke", func() bool { return l.w.Stats().ListErrors.Load() == 1 })
-	assert.Equal(t, []string{"10.0.0.1:80"}, l.hosts("default/keep:http"), "the broken relist changed nothing")
+	assert.Equal(t, []string{"10.0.0.5:80"}, l.hosts("default/keep:http"), "what the broken relist delivered is written")
 	assert.Equal(t, []string{"10.0.0.2:80"}, l.hosts("default/gone:http"), "nothing removed before the end")
 	assert.True(t, l.w.Ready())
 

@@ -28,7 +28,16 @@ func applyOne(opts Options, raw []byte) serviceOf {
 		out.err = "malformed"
 		return out
 	}
-	s := sk.newState()
+	if !opts.EndpointSlices {
+		key, ports, detail, err := sk.endpoints.build(o)
+		if err != nil {
+			out.err = "refused: " + err.Error()
+			return out
+		}
+		out.values[key], out.detail[key] = ports, string(detail)
+		return out
+	}
+	s := sk.state
 	if err := s.set(o, func(key string) {
 		out.values[key], _ = s.value(key)
 		out.detail[key] = string(s.detail(key))

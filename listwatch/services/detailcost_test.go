@@ -2,6 +2,7 @@ package services
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -38,6 +39,8 @@ func TestDetailTableCost(t *testing.T) {
 			defer w.Close()
 			s := newEndpointsState(50)
 			s.withDetail = true
+			details := map[string][]byte{}
+			base := w.Stats().UsedBytes
 			for svc := range services {
 				o := object{namespace: "default", name: fmt.Sprintf("svc%d", svc)}
 				sub := subset{ports: []port{{name: "http", number: 8080}}}
@@ -46,20 +49,17 @@ func TestDetailTableCost(t *testing.T) {
 					sub.infos = append(sub.infos, c.info(svc, i))
 				}
 				o.subsets = []subset{sub}
-				require.NoError(t, s.set(&o, func(string) {}))
-			}
-			base := w.Stats().UsedBytes
-			var detailBytes int
-			s.each(func(key string) {
-				ports, _ := s.value(key)
+				key, ports, detail, err := s.build(&o)
+				require.NoError(t, err)
 				require.NoError(t, w.Put(key, ports))
-			})
+				details[strings.Clone(key)] = detail
+			}
 			plain := w.Stats().UsedBytes - base
-			s.each(func(key string) {
-				d := s.detail(key)
+			var detailBytes int
+			for key, d := range details {
 				detailBytes += len(d)
 				require.NoError(t, w.PutDetail(key, d))
-			})
+			}
 			with := w.Stats().UsedBytes - base
 			t.Logf("%d services x %d addresses: %d bytes/service without detail, %d with (+%d; the detail JSON is %d bytes/service)",
 				services, addrs, plain/services, with/services, (with-plain)/services, detailBytes/services)

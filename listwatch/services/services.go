@@ -11,41 +11,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/kdisc/kdisc/internal/jsonscan"
 	"github.com/kdisc/kdisc/shm"
 )
-
-// A state folds Endpoints or EndpointSlice objects into the value each
-// service has in the table: its ports and their nodes. It remembers enough
-// to answer for a service after any sequence of events, and reports which
-// services an object changed so that only those are rewritten.
-type state interface {
-	// set records an added or modified object.
-	set(o *object, changed func(key string)) error
-	// remove forgets a deleted object.
-	remove(o *object, changed func(key string))
-	// value returns the ports of a service and whether the service
-	// exists. A service exists while its Endpoints object, or at least
-	// one EndpointSlice labelled with it, does: with no port (scaled to
-	// zero) its value is empty, and a port without an address to serve
-	// has no nodes.
-	value(key string) ([]shm.Port, bool)
-	// has is value's second result, without building the value.
-	has(key string) bool
-	// detail returns the node detail of a service (node_detail): a JSON
-	// array of its nodes with where they run; nil when node detail is
-	// off or the service does not exist.
-	detail(key string) []byte
-	// each calls fn for every service that exists.
-	each(fn func(key string))
-	// carry copies what from knows of object o (by its namespace and
-	// name) into this state: a relist that finds o malformed keeps o's
-	// last good version, so that o's later DELETED event still removes it.
-	carry(from state, o *object)
-	// truncated is how many services are served from an Endpoints object
-	// the Endpoints controller truncated (over-capacity); 0 for slices.
-	truncated() int
-}
 
 // serviceOptions say how objects become nodes.
 type serviceOptions struct {
@@ -195,37 +165,45 @@ func portsEqual(a, b []shm.Port) bool {
 	})
 }
 
-// endpointsState: one Endpoints object is one service. It keeps each
-// service's value packed (packPorts: about 12 bytes a node), not as Go
-// structures: the table holds the value readers use, and this copy only
-// serves relists, retries of what a full table refused, and telling a
-// changed value from an unchanged one.
+// endpointsState: one Endpoints object is one service, so the table
+// itself is the state. Each object's value is built and written at once
+// (the table keeps a value it already holds without a write), and a list
+// writes its services as they come. Nothing is kept per service but what
+// the table cannot tell: which services are served from a truncated
+// object, and the values a full table refused, held until a delete
+// frees space.
 type endpointsState struct {
 	serviceOptions
-	// byKey holds each service in one allocation: its key's bytes, then
-	// its value packed (packPorts). The map's key is a view of those first
-	// bytes (keyOf), so a service costs that allocation and a map slot.
-	byKey   map[string][]byte
-	details map[string][]byte // with node detail
-	names   *interner
+	names *interner
 	// overCapacity: the services whose Endpoints object is truncated now
 	// (object.truncated); onTruncated, when set, hears each one that
 	// becomes so.
 	overCapacity map[string]struct{}
 	onTruncated  func(key string)
+	// held: what a full table refused of a service (hold), its value
+	// packed (packPorts) and its node detail.
+	held map[string]heldValue
+	// written holds, by the hash of a service's key, the hash of the
+	// value and node detail the table last stored for it (wrote): an
+	// object that changes nothing kdisc serves (a pod joining
+	// notReadyAddresses, a new annotation: about half the events of a
+	// rolling update) then costs no table write. 16 bytes a service
+	// where a copy of the value cost 143. Colliding keys only cost
+	// writes: an event is skipped only when both 64-bit hashes match.
+	written map[uint64]uint64
 
-	// Reused by set and value: what they return is valid until the next
-	// call.
+	// Reused by build and value: what they return is valid until the
+	// next call of either.
 	key     []byte
 	entries []portEntry
-	packed  []byte
 	ports   []shm.Port
 	nodes   []shm.Node
+	packed  []byte
+	keySum  uint64 // build's: the hash of the key it returned
+	sum     uint64 // and of the value and detail
 }
 
-// keyOf is the key of a service's bytes v whose key is n bytes long: a
-// view of them, valid as long as v is (the key's bytes never change).
-func keyOf(v []byte, n int) string { return jsonscan.Borrow(v[:n]) }
+type heldValue struct{ packed, detail []byte }
 
 // portEntry is one node of one port while a value is built; a port listed
 // without addresses has a portEntry with no node (declared), whose node holds
@@ -238,23 +216,27 @@ type portEntry struct {
 }
 
 func newEndpointsState(weight uint32) *endpointsState {
-	return &endpointsState{serviceOptions: serviceOptions{weight: weight}, byKey: map[string][]byte{}, details: map[string][]byte{}, names: newInterner(),
-		overCapacity: map[string]struct{}{}}
+	return &endpointsState{serviceOptions: serviceOptions{weight: weight}, names: newInterner(),
+		overCapacity: map[string]struct{}{}, held: map[string]heldValue{}, written: map[uint64]uint64{}}
 }
 
-func (s *endpointsState) set(o *object, changed func(string)) error {
+// build returns the service of object o, its value and its node detail
+// (nil without node detail), and records whether the service is served
+// from a truncated object now. A malformed object is an error, and
+// changes nothing. The key and value are valid until the next call.
+func (s *endpointsState) build(o *object) (key string, ports []shm.Port, detail []byte, err error) {
 	s.entries = s.entries[:0]
 	for _, sub := range o.subsets {
 		for _, p := range sub.ports {
 			if err := validPort(p); err != nil {
-				return err
+				return "", nil, nil, err
 			}
 			k := s.names.portKey(p)
 			s.entries = append(s.entries, portEntry{port: k, declared: true, node: shm.Node{Port: uint16(p.number)}})
 			for i, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
-					return err
+					return "", nil, nil, err
 				}
 				var info *placement
 				if s.withDetail && i < len(sub.infos) {
@@ -265,104 +247,98 @@ func (s *endpointsState) set(o *object, changed func(string)) error {
 		}
 	}
 	sortEntries(s.entries)
-	s.packed = packEntries(s.packed[:0], s.entries)
-	var detail []byte
 	if s.withDetail {
 		detail = detailJSON(s.entries)
 	}
-	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
-	s.noteTruncated(o.truncated)
-	n := len(s.key)
-	v, had := s.byKey[string(s.key)]
-	if had && bytes.Equal(v[n:], s.packed) && bytes.Equal(s.details[string(s.key)], detail) {
-		return nil
-	}
-	stored := false // the map holds v's slice header as it is after the write
-	if had && cap(v)-n >= len(s.packed) {
-		stored = len(v) == n+len(s.packed)
-		v = append(v[:n], s.packed...) // in place: no other state shares v (see carry)
-	} else {
-		if had { // the old bytes go: so must the views of them
-			delete(s.byKey, string(s.key))
-			delete(s.details, string(s.key))
-		}
-		v = append(append(make([]byte, 0, n+len(s.packed)), s.key...), s.packed...)
-	}
-	key := keyOf(v, n)
-	if !stored { // a map assignment is a second probe: at 50k services, a cache miss
-		s.byKey[key] = v // no ports: the service exists with none
-	}
-	if s.withDetail {
-		s.details[key] = detail
-	}
-	changed(key)
-	return nil
+	key = s.keyOf(o)
+	s.noteTruncated(key, o.truncated)
+	s.ports, s.nodes = portsOf(s.entries, s.ports[:0], s.nodes[:0])
+	s.packed = append(packPorts(s.packed[:0], s.ports), detail...) // packPorts is self-delimiting
+	s.keySum, s.sum = xxhash.Sum64String(key), xxhash.Sum64(s.packed)
+	return key, s.ports, detail, nil
 }
 
-// noteTruncated records whether the service of s.key is truncated now.
-func (s *endpointsState) noteTruncated(truncated bool) {
-	_, was := s.overCapacity[string(s.key)]
+// unchanged reports whether the table was last given, for the service
+// build returned, the value and detail build returned.
+func (s *endpointsState) unchanged() bool {
+	sum, ok := s.written[s.keySum]
+	return ok && sum == s.sum
+}
+
+// wrote records that the table holds what build returned.
+func (s *endpointsState) wrote() { s.written[s.keySum] = s.sum }
+
+// deleted records that the table no longer holds service key.
+func (s *endpointsState) deleted(key string) { delete(s.written, xxhash.Sum64String(key)) }
+
+// keyOf is the service of o, valid until the next call.
+func (s *endpointsState) keyOf(o *object) string {
+	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
+	return jsonscan.Borrow(s.key)
+}
+
+// noteTruncated records whether the service key is truncated now.
+func (s *endpointsState) noteTruncated(key string, truncated bool) {
+	_, was := s.overCapacity[key]
 	switch {
 	case truncated && !was:
-		key := string(s.key)
+		key = strings.Clone(key)
 		s.overCapacity[key] = struct{}{}
 		if s.onTruncated != nil {
 			s.onTruncated(key)
 		}
 	case !truncated && was:
-		delete(s.overCapacity, string(s.key))
+		delete(s.overCapacity, key)
 	}
 }
 
 func (s *endpointsState) truncated() int { return len(s.overCapacity) }
 
-func (s *endpointsState) remove(o *object, changed func(string)) {
-	s.key = append(append(append(s.key[:0], o.namespace...), '/'), o.name...)
-	delete(s.overCapacity, string(s.key))
-	if v, ok := s.byKey[string(s.key)]; ok {
-		key := keyOf(v, len(s.key))
-		delete(s.byKey, key)
-		delete(s.details, key)
-		changed(key)
+// forget drops what is kept of the service of a deleted object, and
+// returns the service (valid until the next call).
+func (s *endpointsState) forget(o *object) string {
+	key := s.keyOf(o)
+	s.drop(key)
+	return key
+}
+
+// drop forgets service key.
+func (s *endpointsState) drop(key string) {
+	delete(s.overCapacity, key)
+	delete(s.held, key)
+}
+
+// keepOnly forgets every service that listed does not hold: what a
+// relist did not find.
+func (s *endpointsState) keepOnly(listed func(key string) bool) {
+	for k := range s.overCapacity {
+		if !listed(k) {
+			delete(s.overCapacity, k)
+		}
+	}
+	for k := range s.held {
+		if !listed(k) {
+			delete(s.held, k)
+		}
 	}
 }
 
-func (s *endpointsState) value(key string) ([]shm.Port, bool) {
-	v, ok := s.byKey[key]
+// hold keeps what a full table refused of service key until it has room.
+func (s *endpointsState) hold(key string, ports []shm.Port, detail []byte) {
+	s.held[strings.Clone(key)] = heldValue{packPorts(nil, ports), bytes.Clone(detail)}
+}
+
+// release forgets the value held for key, now stored.
+func (s *endpointsState) release(key string) { delete(s.held, key) }
+
+// value returns the value and node detail held for key.
+func (s *endpointsState) value(key string) ([]shm.Port, []byte, bool) {
+	h, ok := s.held[key]
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
-	s.ports, s.nodes = unpackPorts(v[len(key):], s.ports[:0], s.nodes[:0], s.names)
-	return s.ports, true
-}
-
-func (s *endpointsState) has(key string) bool {
-	_, ok := s.byKey[key]
-	return ok
-}
-
-func (s *endpointsState) detail(key string) []byte { return s.details[key] }
-
-func (s *endpointsState) carry(from state, o *object) {
-	f := from.(*endpointsState)
-	if v, ok := f.byKey[o.namespace+"/"+o.name]; ok {
-		n := len(o.namespace) + 1 + len(o.name)
-		c := bytes.Clone(v) // a copy: set rewrites a service's bytes in place
-		key := keyOf(c, n)
-		s.byKey[key] = c
-		if d, ok := f.details[key]; ok {
-			s.details[key] = d
-		}
-		if _, ok := f.overCapacity[key]; ok {
-			s.overCapacity[strings.Clone(key)] = struct{}{}
-		}
-	}
-}
-
-func (s *endpointsState) each(fn func(string)) {
-	for k := range s.byKey {
-		fn(k)
-	}
+	s.ports, s.nodes = unpackPorts(h.packed, s.ports[:0], s.nodes[:0], s.names)
+	return s.ports, h.detail, true
 }
 
 // sortEntries orders entries by port name, then node, declared entries
@@ -458,44 +434,6 @@ func packPorts(b []byte, ports []shm.Port) []byte {
 		}
 	}
 	return b
-}
-
-// packEntries appends what packPorts(portsOf(es)) appends, without
-// making the ports: per port (a run of one name in sorted entries), its
-// declared number when no node serves it, and each node once.
-func packEntries(b []byte, es []portEntry) []byte {
-	for i := 0; i < len(es); {
-		j := i + 1
-		for j < len(es) && es[j].port == es[i].port {
-			j++
-		}
-		run := es[i:j]
-		n := 0
-		for k := range run {
-			if served(run, k) {
-				n++
-			}
-		}
-		b = binary.AppendUvarint(b, uint64(len(run[0].port)))
-		b = append(b, run[0].port...)
-		b = binary.AppendUvarint(b, uint64(n))
-		if n == 0 {
-			b = binary.LittleEndian.AppendUint16(b, run[0].node.Port)
-		}
-		for k := range run {
-			if served(run, k) {
-				b = packNode(b, run[k].node)
-			}
-		}
-		i = j
-	}
-	return b
-}
-
-// served reports whether portEntry k of one port's sorted entries is a node
-// of the port (portsOf): not declared, and not the node before it again.
-func served(run []portEntry, k int) bool {
-	return !run[k].declared && (k == 0 || run[k-1].declared || run[k-1].node != run[k].node)
 }
 
 // packNode appends one node as packPorts does.
@@ -839,6 +777,8 @@ func newSliceState(weight uint32) *sliceState {
 		portSets: map[string]*portSet{}}
 }
 
+// set records an added or modified slice; changed hears each service
+// whose value that changes (two when the slice moves between services).
 func (s *sliceState) set(o *object, changed func(string)) error {
 	s.built = nil
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
@@ -987,6 +927,7 @@ func (s *sliceState) join(id, key string, sl *slice) {
 	s.byService[key] = sl
 }
 
+// remove forgets a deleted slice.
 func (s *sliceState) remove(o *object, changed func(string)) {
 	s.id = append(append(append(s.id[:0], o.namespace...), '/'), o.name...)
 	s.forget(string(s.id), s.slices[string(s.id)], changed)
@@ -1014,10 +955,13 @@ func (s *sliceState) forget(id string, sl *slice, changed func(string)) {
 	changed(key)
 }
 
-func (s *sliceState) carry(from state, o *object) {
+// carry copies what from knows of slice o (by its namespace and name)
+// into this state: a relist that finds o malformed keeps o's last good
+// version, so that o's later DELETED event still removes it.
+func (s *sliceState) carry(from *sliceState, o *object) {
 	s.built = nil
 	id := o.namespace + "/" + o.name
-	prev, ok := from.(*sliceState).slices[id]
+	prev, ok := from.slices[id]
 	if !ok {
 		return
 	}
@@ -1032,6 +976,10 @@ func (s *sliceState) carry(from state, o *object) {
 	s.slices[id] = c
 }
 
+// value returns the ports of a service and whether the service exists.
+// A service exists while at least one EndpointSlice labelled with it
+// does: with no port its value is empty, and a port without an address
+// to serve has no nodes.
 func (s *sliceState) value(key string) ([]shm.Port, bool) {
 	if !s.build(key) {
 		return nil, false
@@ -1040,11 +988,15 @@ func (s *sliceState) value(key string) ([]shm.Port, bool) {
 	return s.ports, true
 }
 
+// has is value's second result, without building the value.
 func (s *sliceState) has(key string) bool {
 	_, ok := s.byService[key]
 	return ok
 }
 
+// detail returns the node detail of a service (node_detail): a JSON
+// array of its nodes with where they run; nil when node detail is off or
+// the service does not exist.
 func (s *sliceState) detail(key string) []byte {
 	if !s.withDetail || !s.build(key) {
 		return nil
@@ -1295,8 +1247,7 @@ func validDNSName(s string) bool {
 	return true
 }
 
-func (s *sliceState) truncated() int { return 0 } // an EndpointSlice is never truncated
-
+// each calls fn for every service that exists.
 func (s *sliceState) each(fn func(string)) {
 	for k := range s.byService {
 		fn(k)

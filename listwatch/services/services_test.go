@@ -22,54 +22,69 @@ func collect() (func(string), *[]string) {
 	return func(k string) { keys = append(keys, k) }, &keys
 }
 
+// An Endpoints object is its service: build gives its key and value (the
+// table keeps it; nothing is kept here but which services are truncated).
 func TestEndpointsServices(t *testing.T) {
 	s := newEndpointsState(50)
-	changed, keys := collect()
 	o := object{namespace: "default", name: "db", subsets: []subset{
 		{addresses: []string{"10.0.0.2", "10.0.0.10"}, ports: []port{{name: "sql", number: 3306}, {number: 9104}}},
 		{addresses: []string{"10.0.0.3"}, ports: []port{{name: "sql", number: 3307}}},
 	}}
-	require.NoError(t, s.set(&o, changed))
-	assert.Equal(t, []string{"default/db"}, *keys)
+	key, ports, detail, err := s.build(&o)
+	require.NoError(t, err)
+	assert.Equal(t, "default/db", key)
+	assert.Nil(t, detail, "node detail off")
 	assert.Equal(t, []shm.Port{
 		{Name: "9104", Nodes: []shm.Node{ipNode("10.0.0.10", 9104), ipNode("10.0.0.2", 9104)}},
 		{Name: "sql", Nodes: []shm.Node{ipNode("10.0.0.10", 3306), ipNode("10.0.0.2", 3306), ipNode("10.0.0.3", 3307)}},
-	}, value(s, "default/db"), "unnamed port by number; one name with several numbers lists all; host text order")
-
-	require.NoError(t, s.set(&o, changed))
-	assert.Len(t, *keys, 1, "an unchanged object changes nothing")
+	}, ports, "unnamed port by number; one name with several numbers lists all; host text order")
 
 	notReady := object{namespace: "default", name: "db", subsets: []subset{{ports: []port{{name: "sql", number: 3306}}}}}
-	require.NoError(t, s.set(&notReady, changed))
-	ports, ok := s.value("default/db")
-	assert.True(t, ok, "a port without a ready address: the service stays")
+	_, ports, _, err = s.build(&notReady)
+	require.NoError(t, err)
 	assert.Equal(t, []shm.Port{{Name: "sql", Number: 3306}}, ports, "the port is listed without nodes, with its number (issue 12.2)")
-	assert.Len(t, *keys, 2)
 
 	empty := object{namespace: "default", name: "db"}
-	require.NoError(t, s.set(&empty, changed))
-	ports, ok = s.value("default/db")
-	assert.True(t, ok, "scaled to zero: the service stays")
-	assert.Empty(t, ports, "no subsets: no port")
-	assert.Len(t, *keys, 3)
-	require.NoError(t, s.set(&empty, changed))
-	assert.Len(t, *keys, 3, "an unchanged empty object changes nothing")
+	_, ports, _, err = s.build(&empty)
+	require.NoError(t, err)
+	assert.Empty(t, ports, "scaled to zero: no port")
 
-	s.remove(&empty, changed)
-	_, ok = s.value("default/db")
-	assert.False(t, ok, "deleted: gone")
-	assert.Len(t, *keys, 4)
-
-	fresh := newEndpointsState(50)
-	require.NoError(t, fresh.set(&empty, changed))
-	_, ok = fresh.value("default/db")
-	assert.True(t, ok)
-	assert.Len(t, *keys, 5, "a new empty service is a change")
+	truncated := o
+	truncated.truncated = true
+	_, _, _, err = s.build(&truncated)
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.truncated())
+	assert.Equal(t, "default/db", s.forget(&truncated))
+	assert.Zero(t, s.truncated(), "deleted: no longer counted")
 
 	bad := object{namespace: "default", name: "db", subsets: []subset{{addresses: []string{"10.0.0.300"}, ports: []port{{number: 80}}}}}
-	assert.ErrorIs(t, s.set(&bad, changed), errMalformed)
+	_, _, _, err = s.build(&bad)
+	assert.ErrorIs(t, err, errMalformed)
 	bad.subsets[0] = subset{addresses: []string{"10.0.0.1"}, ports: []port{{number: 70000}}}
-	assert.ErrorIs(t, s.set(&bad, changed), errMalformed)
+	_, _, _, err = s.build(&bad)
+	assert.ErrorIs(t, err, errMalformed)
+}
+
+// What a full table refused is held packed, and given back as it was.
+func TestEndpointsHoldsWhatTheTableRefused(t *testing.T) {
+	s := newEndpointsState(50)
+	o := object{namespace: "default", name: "db", subsets: []subset{
+		{addresses: []string{"10.0.0.2", "fd00::1", "10.0.0.3"}, ports: []port{{name: "sql", number: 3306}, {name: "idle", number: 9}}},
+		{ports: []port{{name: "none", number: 7}}},
+	}}
+	key, ports, _, err := s.build(&o)
+	require.NoError(t, err)
+	want := slices.Clone(ports)
+	s.hold(key, ports, []byte("[detail]"))
+	_, _, _, err = s.build(&object{namespace: "default", name: "other"}) // the scratch reused
+	require.NoError(t, err)
+	got, detail, ok := s.value("default/db")
+	require.True(t, ok)
+	assert.Equal(t, want, got)
+	assert.Equal(t, "[detail]", string(detail))
+	s.keepOnly(func(string) bool { return false })
+	_, _, ok = s.value("default/db")
+	assert.False(t, ok, "a relist that did not find it drops it")
 }
 
 func TestSliceServicesMerge(t *testing.T) {
@@ -128,7 +143,7 @@ func TestSliceServicesRelabel(t *testing.T) {
 }
 
 // value is the ports of key, nil when the service is not known.
-func value(s state, key string) []shm.Port {
+func value(s *sliceState, key string) []shm.Port {
 	ports, _ := s.value(key)
 	return ports
 }
@@ -216,11 +231,11 @@ func TestParseIPv4CanonicalAgreesWithNetip(t *testing.T) {
 }
 
 // sortEntries (which skips sorting entries already in order) orders
-// entries as a stable sort by port, declared first, then compareNodes does, and packEntries packs sorted entries as
-// packPorts packs the ports portsOf makes of them: checked on random
-// entries of several ports, declared and not, IPv4 and IPv6, with nodes
-// listed twice.
-func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
+// entries as a stable sort by port, declared first, then compareNodes
+// does, and unpackPorts reads back what packPorts packs of the ports
+// portsOf makes of them: checked on random entries of several ports,
+// declared and not, IPv4 and IPv6, with nodes listed twice.
+func TestSortEntriesAndPackedPorts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	addrs := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.10"),
 		netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.1.0.0"), netip.MustParseAddr("100.1.1.1"),
@@ -257,65 +272,35 @@ func TestPackEntriesAgreesWithPortsOf(t *testing.T) {
 		sortEntries(es)
 		require.Equal(t, want, es, "case %d", i)
 		ports, _ := portsOf(es, nil, nil)
-		require.Equal(t, packPorts(nil, ports), packEntries(nil, es), "case %d: %+v", i, es)
+		got, _ := unpackPorts(packPorts(nil, ports), nil, nil, newInterner())
+		require.Equal(t, ports, got, "case %d: %+v", i, es)
 	}
 }
 
-// has says what value's second result says, for Endpoints and
-// EndpointSlices, through random sets and removes (slices moving between
-// services, services losing their last slice or every port).
+// has says what value's second result says, through random sets and
+// removes (slices moving between services, services losing their last
+// slice or every port).
 func TestHasAgreesWithValue(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	keys := []string{"shop/a", "shop/b", "shop/c", "other/a"}
-	for _, st := range []state{newEndpointsState(1), newSliceState(1)} {
-		for i := range 3000 {
-			key := keys[rng.IntN(len(keys))]
-			ns, name, _ := strings.Cut(key, "/")
-			o := &object{namespace: ns, name: name, addressType: "IPv4"}
-			if _, isSlice := st.(*sliceState); isSlice {
-				o.name = name + "-" + string(rune('0'+rng.IntN(3)))
-				o.serviceName = keys[rng.IntN(len(keys))][len(ns)+1:]
-				if rng.IntN(2) == 0 {
-					o.ports = []port{{name: "http", number: 80}}
-					o.endpoints = []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}
-				}
-			} else if rng.IntN(2) == 0 {
-				o.subsets = []subset{{addresses: []string{"10.0.0.1"}, ports: []port{{name: "http", number: 80}}}}
-			}
-			if rng.IntN(3) == 0 {
-				st.remove(o, func(string) {})
-			} else {
-				require.NoError(t, st.set(o, func(string) {}))
-			}
-			for _, k := range keys {
-				_, ok := st.value(k)
-				require.Equal(t, ok, st.has(k), "step %d, %s", i, k)
-			}
+	st := newSliceState(1)
+	for i := range 3000 {
+		key := keys[rng.IntN(len(keys))]
+		ns, name, _ := strings.Cut(key, "/")
+		o := &object{namespace: ns, name: name + "-" + string(rune('0'+rng.IntN(3))), addressType: "IPv4"}
+		o.serviceName = keys[rng.IntN(len(keys))][len(ns)+1:]
+		if rng.IntN(2) == 0 {
+			o.ports = []port{{name: "http", number: 80}}
+			o.endpoints = []endpoint{{addresses: []string{"10.0.0.1"}, ready: true}}
 		}
-	}
-}
-
-// A changed value no longer than the stored one is written over it in
-// place; one of the same length leaves the map's slice header as it was,
-// and the map is not written again. Every step must still read back the
-// new nodes: same length, shorter, longer.
-func TestEndpointsValueRewrittenInPlace(t *testing.T) {
-	s := newEndpointsState(50)
-	changed, keys := collect()
-	for i, addrs := range [][]string{
-		{"10.0.0.1", "10.0.0.2"},
-		{"10.0.0.3", "10.0.0.4"},             // same length: in place, header unchanged
-		{"10.0.0.5"},                         // shorter: in place, header shortened
-		{"10.0.0.6"},                         // same length again
-		{"10.0.0.7", "10.0.0.8", "10.0.0.9"}, // longer: a new value
-	} {
-		o := object{namespace: "default", name: "web", subsets: []subset{{addresses: addrs, ports: []port{{name: "http", number: 80}}}}}
-		require.NoError(t, s.set(&o, changed))
-		var want []shm.Node
-		for _, a := range addrs {
-			want = append(want, ipNode(a, 80))
+		if rng.IntN(3) == 0 {
+			st.remove(o, func(string) {})
+		} else {
+			require.NoError(t, st.set(o, func(string) {}))
 		}
-		assert.Equal(t, []shm.Port{{Name: "http", Nodes: want}}, value(s, "default/web"), "step %d", i)
-		assert.Len(t, *keys, i+1, "step %d: one change", i)
+		for _, k := range keys {
+			_, ok := st.value(k)
+			require.Equal(t, ok, st.has(k), "step %d, %s", i, k)
+		}
 	}
 }

@@ -8,15 +8,18 @@
 //
 //	raw object (JSON, or protobuf in its k8s envelope)
 //	  → decode.go / decodeproto.go: an object (what discovery reads of it)
-//	  → services.go: the state (endpointsState or sliceState) folds it into
-//	    its service and says which services changed
+//	  → services.go: an Endpoints object is its service's value whole
+//	    (endpointsState builds it; the table is the state); EndpointSlices
+//	    are kept (sliceState), merged per service, and say which services
+//	    changed
 //	  → sink.go: each changed service's value is written to the Table
 //
 // A Sink is told: objects added, updated or deleted (watch events); a list
-// begun, its items, and its end (the list replaces the state: every
-// service it changed is written, every other one deleted). A malformed
-// object is skipped, logged and counted; a service the table refuses keeps
-// its old value there, and is tried again when a delete frees space.
+// begun, its items, and its end (the list replaces what the table holds:
+// every service it found is written, every other one deleted). A
+// malformed object is skipped, logged and counted; a service the table
+// refuses keeps its old value there, and is tried again when a delete
+// frees space.
 package services
 
 import (
@@ -32,7 +35,11 @@ import (
 	"github.com/kdisc/kdisc/shm"
 )
 
-// Table is what a Sink writes: *shm.Writer.
+// Table is what a Sink writes: *shm.Writer. Put of the value key holds
+// already must change nothing (the Sink of Endpoints writes every object
+// it is told of, and counts on the table to keep what it holds). A key
+// passed in is the caller's again when the call returns: a Table that
+// keeps it copies it.
 type Table interface {
 	Put(key string, ports []shm.Port) error
 	Delete(key string) bool
@@ -74,11 +81,22 @@ type Sink struct {
 	log   *slog.Logger
 	kind  string // for logs: "endpoints" or "endpointslices"
 	table Table
-	state state // what the table holds (or will, once a full table has room)
-	// The list in progress (BeginList): the state it builds, and the
-	// services of its malformed objects (keep: their served value stays).
-	next state
-	keep map[string]struct{}
+
+	// Endpoints: one object is one service, and the table holds the
+	// state (endpointsState); a list writes its services as they come,
+	// and remembers which it listed (listed, nil between lists).
+	endpoints *endpointsState
+	listed    *keySet
+
+	// EndpointSlices: a service merges several slices, so the slices are
+	// kept (state: what the table holds, or will once a full table has
+	// room). A list builds next, which replaces state at its end; keep
+	// holds the services of its malformed objects (their served value
+	// stays).
+	state *sliceState
+	next  *sliceState
+	keep  map[string]struct{}
+
 	// unstored holds services a full table refused (false), or whose
 	// node detail it refused after storing their nodes (true); they are
 	// tried again, only what was refused, whenever a delete frees space.
@@ -100,23 +118,21 @@ func New(o Options, table Table) *Sink {
 		o.Logger = slog.Default()
 	}
 	s := &Sink{o: o, log: o.Logger, table: table, unstored: map[string]bool{}, warnedTruncated: map[string]struct{}{}, kind: "endpoints"}
-	if o.EndpointSlices {
-		s.kind = "endpointslices"
-	}
 	s.writeKey = s.write // once: a method value made per event would be an allocation per event
 	s.noChange = func(string) {}
-	s.state = s.newState()
+	if o.EndpointSlices {
+		s.kind = "endpointslices"
+		s.state = s.newSliceState()
+	} else {
+		s.endpoints = newEndpointsState(o.Weight)
+		s.endpoints.withDetail, s.endpoints.onTruncated = o.NodeDetail, s.warnTruncated
+	}
 	return s
 }
 
-func (s *Sink) newState() state {
-	if s.o.EndpointSlices {
-		st := newSliceState(s.o.Weight)
-		st.fallback, st.node, st.zone, st.withDetail = !s.o.NoTerminatingFallback, s.o.Node, s.o.Zone, s.o.NodeDetail
-		return st
-	}
-	st := newEndpointsState(s.o.Weight)
-	st.withDetail, st.onTruncated = s.o.NodeDetail, s.warnTruncated
+func (s *Sink) newSliceState() *sliceState {
+	st := newSliceState(s.o.Weight)
+	st.fallback, st.node, st.zone, st.withDetail = !s.o.NoTerminatingFallback, s.o.Node, s.o.Zone, s.o.NodeDetail
 	return st
 }
 
@@ -127,14 +143,14 @@ func (s *Sink) newState() state {
 // error is a *TrailingError or nil: a malformed object is skipped, logged
 // and counted, not returned.
 func (s *Sink) Add(raw []byte, proto bool) (rv string, err error) {
-	rv, _, err = s.fold(raw, proto, s.state, s.writeKey)
+	rv, _, err = s.fold(raw, proto, false)
 	return rv, err
 }
 
 // Update: see Add. (Its body is Add's, not a call of it: both inline
 // into the loop.)
 func (s *Sink) Update(raw []byte, proto bool) (rv string, err error) {
-	rv, _, err = s.fold(raw, proto, s.state, s.writeKey)
+	rv, _, err = s.fold(raw, proto, false)
 	return rv, err
 }
 
@@ -148,63 +164,98 @@ func (s *Sink) Delete(raw []byte, proto bool) (rv string, err error) {
 		s.skip(o, err)
 		return "", nil
 	}
-	s.state.remove(o, s.writeKey)
-	s.o.Counters.Truncated.Store(int64(s.state.truncated()))
+	if s.endpoints != nil {
+		s.delete(s.endpoints.forget(o))
+		s.o.Counters.Truncated.Store(int64(s.endpoints.truncated()))
+	} else {
+		s.state.remove(o, s.writeKey)
+	}
 	return o.resourceVersion, nil
 }
 
 // BeginList starts a list (LIST pages, or a streaming list's initial
-// events): its items build a new state, and the table is not touched
-// until EndList. A list begun again before its end starts afresh.
+// events). Of Endpoints, each item is written as it comes (an object
+// is its service whole: each service shows either its last value or
+// its listed one); of EndpointSlices, the items build a new state and
+// the table is not touched until EndList (a service merges slices that
+// may come far apart). A list begun again before its end starts afresh.
 func (s *Sink) BeginList() {
-	s.next, s.keep = s.newState(), map[string]struct{}{}
+	if s.endpoints != nil {
+		s.listed = &keySet{}
+		return
+	}
+	s.next, s.keep = s.newSliceState(), map[string]struct{}{}
 }
 
-// ListItem folds one listed object into the list's state. The error is a
+// ListItem folds one listed object into the list. The error is a
 // *TrailingError or nil, as for Add.
 func (s *Sink) ListItem(raw []byte, proto bool) error {
-	_, bad, err := s.fold(raw, proto, s.next, nil)
-	if bad {
-		// A bad object must not take away what was served: its
-		// service keeps its value, and the state keeps the
-		// object's last good version, so a later DELETED event
-		// of it still lands.
-		if key := s.serviceKey(&s.obj); key != "" {
+	_, bad, err := s.fold(raw, proto, true)
+	if !bad {
+		return err
+	}
+	// A bad object must not take away what was served: its service
+	// keeps its value, and the slices' state keeps the object's last
+	// good version, so a later DELETED event of it still lands.
+	if key := s.serviceKey(&s.obj); key != "" {
+		if s.endpoints != nil {
+			s.listed.add(key)
+		} else {
 			s.keep[key] = struct{}{}
 		}
-		if s.obj.namespace != "" && s.obj.name != "" {
-			s.next.carry(s.state, &s.obj)
-		}
+	}
+	if s.state != nil && s.obj.namespace != "" && s.obj.name != "" {
+		s.next.carry(s.state, &s.obj)
 	}
 	return err
 }
 
-// EndList makes the list's state the current one and rewrites the table
-// to match: every changed service of the list is written, then every
-// other key deleted, except the services of malformed objects: a bad
-// object must not take away what was served. A kept service that the list
-// holds is written like any other: the list merged the malformed object's
-// last good version (carry) with what it found of its other objects.
+// EndList makes the table hold what the list found: every key the list
+// did not find is deleted, except the services of malformed objects (a
+// bad object must not take away what was served). Of EndpointSlices,
+// the list's state becomes the current one first, and every service it
+// changed is written; a kept service that the list holds is written like
+// any other: the list merged the malformed object's last good version
+// (carry) with what it found of its other objects.
 func (s *Sink) EndList() {
-	if s.next == nil {
+	var found func(key string) bool
+	switch {
+	case s.listed != nil:
+		listed := s.listed
+		s.listed = nil
+		listed.seal()
+		found = listed.has
+		s.endpoints.keepOnly(found)
+		for k := range s.unstored {
+			if !found(k) {
+				delete(s.unstored, k)
+			}
+		}
+		s.o.Counters.Truncated.Store(int64(s.endpoints.truncated()))
+	case s.next != nil:
+		next, keep := s.next, s.keep
+		s.next, s.keep = nil, nil
+		prev, refused := s.state, s.unstored
+		s.state, s.unstored = next, map[string]bool{}
+		next.each(func(key string) {
+			// A relist mostly finds what the watch already wrote:
+			// rewrite only what changed, or what a full table refused
+			// before.
+			if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!s.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
+				return
+			}
+			s.write(key)
+		})
+		found = func(key string) bool {
+			_, kept := keep[key]
+			return kept || next.has(key)
+		}
+	default:
 		return
 	}
-	next, keep := s.next, s.keep
-	s.next, s.keep = nil, nil
-	prev, refused := s.state, s.unstored
-	s.state, s.unstored = next, map[string]bool{}
-	s.o.Counters.Truncated.Store(int64(next.truncated()))
-	next.each(func(key string) {
-		// A relist mostly finds what the watch already wrote: rewrite
-		// only what changed, or what a full table refused before.
-		if _, retry := refused[key]; !retry && sameValue(prev, next, key) && (!s.o.NodeDetail || bytes.Equal(prev.detail(key), next.detail(key))) {
-			return
-		}
-		s.write(key)
-	})
 	var stale []string
 	s.table.Keys(func(key string) bool {
-		if _, skip := keep[key]; !skip && !exists(next, key) {
+		if !found(key) {
 			stale = append(stale, key)
 		}
 		return true
@@ -227,65 +278,109 @@ func (s *Sink) warnTruncated(key string) {
 
 // sameValue reports whether key has the same value in a and b (both
 // without it counts as the same).
-func sameValue(a, b state, key string) bool {
+func sameValue(a, b *sliceState, key string) bool {
 	pa, oka := a.value(key)
 	pb, okb := b.value(key)
 	return oka == okb && portsEqual(pa, pb)
 }
 
-func exists(s state, key string) bool { return s.has(key) }
-
-// write stores the current value of key, or deletes it when the service
-// no longer exists. A service without an address to serve is stored (it
-// answers "empty", not "unknown").
+// write stores the current value of slice service key, or deletes it
+// when the service no longer exists.
 func (s *Sink) write(key string) {
 	ports, ok := s.state.value(key)
 	if !ok {
 		s.delete(key)
 		return
 	}
+	s.put(key, ports, s.state.detail(key))
+}
+
+// put stores a service's value and node detail (with node detail on),
+// and reports whether the table holds both. A service without an address
+// to serve is stored (it answers "empty", not "unknown").
+func (s *Sink) put(key string, ports []shm.Port, detail []byte) bool {
 	err := s.table.Put(key, ports)
 	if err == nil {
-		delete(s.unstored, key)
-		s.putDetail(key)
-		return
+		if _, was := s.unstored[key]; was {
+			delete(s.unstored, key)
+			s.release(key)
+		}
+		return s.putDetail(key, ports, detail)
 	}
 	var full *shm.FullError // escapes (errors.As): declared where it is needed
 	switch {
 	case !errors.As(err, &full):
 		s.o.Counters.Refused.Add(1)
 		s.o.Counters.Skipped.Add(1)
-		s.log.Error("table refused the service; the old value stays", "service", key, "error", err)
+		s.log.Error("table refused the service; the old value stays", "service", strings.Clone(key), "error", err)
 	default:
 		s.o.Counters.TableFull.Add(1)
-		s.unstored[key] = false
-		s.log.Error("table full; the old value stays", "service", key, "error", err)
+		s.refused(key, ports, detail, false)
+		s.log.Error("table full; the old value stays", "service", strings.Clone(key), "error", err)
 	}
+	return false
 }
 
 // putDetail stores key's node detail (with node detail on) after its
 // nodes were stored. A full table refusing it is no refused service: the
 // nodes are served; the detail is tried again when space frees up.
-func (s *Sink) putDetail(key string) bool {
+func (s *Sink) putDetail(key string, ports []shm.Port, detail []byte) bool {
 	if !s.o.NodeDetail {
 		return true
 	}
-	err := s.table.PutDetail(key, s.state.detail(key))
+	err := s.table.PutDetail(key, detail)
 	if err == nil {
 		return true
 	}
 	var full *shm.FullError
 	if errors.As(err, &full) {
-		s.unstored[key] = true
+		s.refused(key, ports, detail, true)
 	}
-	s.log.Error("node detail not stored (the nodes were)", "service", key, "error", err)
+	s.log.Error("node detail not stored (the nodes were)", "service", strings.Clone(key), "error", err)
 	return false
+}
+
+// refused notes that a full table refused key's value (or only its node
+// detail) to try again when a delete frees space. Of Endpoints, the
+// value is held: the table has no copy of it.
+func (s *Sink) refused(key string, ports []shm.Port, detail []byte, detailOnly bool) {
+	key = strings.Clone(key)
+	s.unstored[key] = detailOnly
+	if s.endpoints != nil {
+		s.endpoints.hold(key, ports, detail)
+	}
+}
+
+// release forgets what was held of key for a retry.
+func (s *Sink) release(key string) {
+	if s.endpoints != nil {
+		s.endpoints.release(key)
+	}
+}
+
+// retryValue is the value and node detail of a service the table
+// refused, to try again.
+func (s *Sink) retryValue(key string) ([]shm.Port, []byte, bool) {
+	if s.endpoints != nil {
+		return s.endpoints.value(key)
+	}
+	ports, ok := s.state.value(key)
+	if !ok {
+		return nil, nil, false
+	}
+	return ports, s.state.detail(key), true
 }
 
 // delete removes key and, since that frees space, stores what a full
 // table refused before.
 func (s *Sink) delete(key string) {
-	delete(s.unstored, key)
+	if s.endpoints != nil {
+		s.endpoints.deleted(key)
+	}
+	if _, was := s.unstored[key]; was {
+		delete(s.unstored, key)
+		s.release(key)
+	}
 	if s.o.NodeDetail {
 		s.table.DeleteDetail(key)
 	}
@@ -293,30 +388,31 @@ func (s *Sink) delete(key string) {
 		return
 	}
 	for k, detailOnly := range s.unstored {
-		ports, ok := s.state.value(k)
+		ports, detail, ok := s.retryValue(k)
 		switch {
 		case !ok:
 			delete(s.unstored, k)
 		case detailOnly: // the nodes are stored: do not write (and notify) them again
-			if s.putDetail(k) {
+			if s.putDetail(k, ports, detail) {
 				delete(s.unstored, k)
+				s.release(k)
 				s.log.Info("stored the node detail the full table had refused", "service", k)
 			}
 		case s.table.Put(k, ports) == nil:
 			delete(s.unstored, k)
 			s.log.Info("stored a service the full table had refused", "service", k)
-			s.putDetail(k)
+			if s.putDetail(k, ports, detail) {
+				s.release(k)
+			}
 		}
 	}
 }
 
-// fold decodes one raw object (into s.obj) and records it in into;
-// changed hears which services it changed. A malformed object is skipped,
-// logged and counted, and reported as bad; s.obj holds what could be read
-// of it. Bytes that hold more than the object are a *TrailingError:
-// nothing is recorded. A nil changed folds into a list (into is not the
-// current state, and changes nothing in the table).
-func (s *Sink) fold(raw []byte, proto bool, into state, changed func(string)) (rv string, bad bool, err error) {
+// fold decodes one raw object (into s.obj) and applies it, as a list's
+// item when listing. A malformed object is skipped, logged and counted,
+// and reported as bad; s.obj holds what could be read of it. Bytes that
+// hold more than the object are a *TrailingError: nothing is applied.
+func (s *Sink) fold(raw []byte, proto, listing bool) (rv string, bad bool, err error) {
 	o, err := s.decode(raw, proto)
 	if te := trailing(err); te != nil {
 		return "", false, te
@@ -324,20 +420,41 @@ func (s *Sink) fold(raw []byte, proto bool, into state, changed func(string)) (r
 	if err == nil && !s.o.Namespaces.Allows(o.namespace) {
 		return o.resourceVersion, false, nil
 	}
-	switch {
-	case err != nil:
-	case changed == nil: // a list's item: the table waits for the list's end
-		err = into.set(o, s.noChange)
-	default: // the current state: the gauge follows it
-		if err = into.set(o, changed); err == nil {
-			s.o.Counters.Truncated.Store(int64(into.truncated()))
-		}
+	if err == nil {
+		err = s.apply(o, listing)
 	}
 	if err != nil {
 		s.skip(o, err)
 		return o.resourceVersion, true, nil
 	}
 	return o.resourceVersion, false, nil
+}
+
+// apply records an added or modified object. Of Endpoints, its service
+// is written at once, in a list too; of EndpointSlices, a list's item
+// goes to the list's state, and the table waits for the list's end.
+func (s *Sink) apply(o *object, listing bool) error {
+	if s.endpoints == nil {
+		if listing {
+			return s.next.set(o, s.noChange)
+		}
+		return s.state.set(o, s.writeKey)
+	}
+	key, ports, detail, err := s.endpoints.build(o)
+	if err != nil {
+		return err
+	}
+	s.o.Counters.Truncated.Store(int64(s.endpoints.truncated()))
+	if listing {
+		s.listed.add(key)
+	}
+	if _, retry := s.unstored[key]; !retry && s.endpoints.unchanged() {
+		return nil
+	}
+	if s.put(key, ports, detail) {
+		s.endpoints.wrote()
+	}
+	return nil
 }
 
 // decode reads one raw object into the sink's scratch object, whose

@@ -19,13 +19,16 @@ import (
 // mapTable is a Table in memory that counts its writes.
 type mapTable struct {
 	values map[string]string
-	puts   int
+	puts   int // Puts that changed a value
+	calls  int // every Put
 }
 
 func newMapTable() *mapTable { return &mapTable{values: map[string]string{}} }
 
+// Put counts only a write that changes the value, as *shm.Writer
+// writes only those (Table).
 func (m *mapTable) Put(key string, ports []shm.Port) error {
-	m.puts++
+	m.calls++
 	var b strings.Builder
 	for _, p := range ports {
 		b.WriteString(p.Name + ":")
@@ -34,7 +37,10 @@ func (m *mapTable) Put(key string, ports []shm.Port) error {
 		}
 		b.WriteString(";")
 	}
-	m.values[key] = b.String()
+	if v, ok := m.values[key]; !ok || v != b.String() {
+		m.puts++
+		m.values[strings.Clone(key)] = b.String() // key is the caller's until Put returns
+	}
 	return nil
 }
 func (m *mapTable) Delete(key string) bool {
@@ -52,16 +58,24 @@ func (m *mapTable) Keys(fn func(string) bool) {
 	}
 }
 
+// newCounters returns Counters that count into fresh variables.
+func newCounters() Counters {
+	return Counters{Skipped: new(atomic.Uint64), Refused: new(atomic.Uint64), TableFull: new(atomic.Uint64), Truncated: new(atomic.Int64)}
+}
+
 // testSink is a Sink of Endpoints over a mapTable, its counters and its log.
 func testSink(t *testing.T) (*Sink, *mapTable, *atomic.Uint64, *bytes.Buffer) {
+	return testSinkOf(t, false)
+}
+
+// testSinkOf is testSink, of EndpointSlices when slices.
+func testSinkOf(t *testing.T, slices bool) (*Sink, *mapTable, *atomic.Uint64, *bytes.Buffer) {
 	t.Helper()
-	var skipped, refused, full atomic.Uint64
-	var truncated atomic.Int64
 	var log bytes.Buffer
 	table := newMapTable()
-	s := New(Options{Weight: 1, Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		Counters: Counters{Skipped: &skipped, Refused: &refused, TableFull: &full, Truncated: &truncated}}, table)
-	return s, table, &skipped, &log
+	counters := newCounters()
+	s := New(Options{EndpointSlices: slices, Weight: 1, Logger: slog.New(slog.NewTextHandler(&log, nil)), Counters: counters}, table)
+	return s, table, counters.Skipped, &log
 }
 
 func endpointsObject(name, rv, ip string) []byte {
@@ -118,10 +132,12 @@ func TestSinkReportsBytesAfterTheObject(t *testing.T) {
 	assert.Zero(t, skipped.Load())
 }
 
-// A list changes nothing in the table until its end; then it replaces
-// the state: what changed is written, what it did not return deleted,
-// except the service of a malformed object, which keeps its value.
-func TestSinkListReplacesAtItsEnd(t *testing.T) {
+// A list of Endpoints writes each service as it comes (each object is a
+// service whole, so a reader sees its last value or its listed one) and,
+// at its end, deletes what it did not return, except the service of a
+// malformed object, which keeps its value. A service listed unchanged is
+// not written again.
+func TestSinkListOfEndpointsWritesAsItGoes(t *testing.T) {
 	s, table, skipped, _ := testSink(t)
 	for _, name := range []string{"web", "gone", "bad", "same"} {
 		_, err := s.Add(endpointsObject(name, "1", "10.0.0.1"), false)
@@ -129,11 +145,63 @@ func TestSinkListReplacesAtItsEnd(t *testing.T) {
 	}
 	puts := table.puts
 	s.BeginList()
+	require.NoError(t, s.ListItem(endpointsObject("web", "9", "10.0.0.2"), false))
+	assert.Equal(t, "http: 10.0.0.2:80;", table.values["default/web"], "written as it comes")
 	for _, obj := range [][]byte{
-		endpointsObject("web", "9", "10.0.0.2"),
 		endpointsObject("bad", "9", "not-an-ip"),
 		endpointsObject("same", "9", "10.0.0.1"),
 		endpointsObject("new", "9", "10.0.0.3"),
+	} {
+		require.NoError(t, s.ListItem(obj, false))
+	}
+	assert.Contains(t, table.values, "default/gone", "deleted only at the list's end")
+	s.EndList()
+	assert.Equal(t, map[string]string{
+		"default/web":  "http: 10.0.0.2:80;",
+		"default/bad":  "http: 10.0.0.1:80;",
+		"default/same": "http: 10.0.0.1:80;",
+		"default/new":  "http: 10.0.0.3:80;",
+	}, table.values)
+	assert.Equal(t, puts+2, table.puts, "only what changed is written")
+	assert.Equal(t, uint64(1), skipped.Load())
+	// The malformed object's service was kept; its deletion still lands.
+	_, err := s.Delete(endpointsObject("bad", "10", "10.0.0.1"), false)
+	require.NoError(t, err)
+	assert.NotContains(t, table.values, "default/bad")
+
+	// A list begun again before its end starts afresh: what only the
+	// abandoned list found is deleted at the end of the one that ends.
+	s.BeginList()
+	require.NoError(t, s.ListItem(endpointsObject("web", "11", "10.0.0.2"), false))
+	s.BeginList()
+	require.NoError(t, s.ListItem(endpointsObject("new", "11", "10.0.0.3"), false))
+	s.EndList()
+	assert.Equal(t, map[string]string{"default/new": "http: 10.0.0.3:80;"}, table.values)
+}
+
+func sliceObject(name, service, rv, ip string) []byte {
+	return []byte(`{"metadata":{"name":"` + name + `","namespace":"default","resourceVersion":"` + rv + `","labels":{"kubernetes.io/service-name":"` + service +
+		`"}},"addressType":"IPv4","endpoints":[{"addresses":["` + ip + `"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":80}]}`)
+}
+
+// A list of EndpointSlices changes nothing in the table until its end (a
+// service merges slices that may come far apart); then it replaces the
+// state: what changed is written, what it did not return deleted, except
+// the service of a malformed object, which keeps its value.
+func TestSinkListOfSlicesReplacesAtItsEnd(t *testing.T) {
+	s, table, skipped, _ := testSinkOf(t, true)
+	for _, name := range []string{"web", "gone", "bad", "same"} {
+		_, err := s.Add(sliceObject(name+"-a", name, "1", "10.0.0.1"), false)
+		require.NoError(t, err)
+	}
+	puts := table.puts
+	s.BeginList()
+	for _, obj := range [][]byte{
+		sliceObject("web-a", "web", "9", "10.0.0.2"),
+		sliceObject("bad-a", "bad", "9", "not-an-ip"),
+		sliceObject("same-a", "same", "9", "10.0.0.1"),
+		sliceObject("new-a", "new", "9", "10.0.0.3"),
+		sliceObject("new-b", "new", "9", "10.0.0.4"),
 	} {
 		require.NoError(t, s.ListItem(obj, false))
 	}
@@ -144,13 +212,53 @@ func TestSinkListReplacesAtItsEnd(t *testing.T) {
 		"default/web":  "http: 10.0.0.2:80;",
 		"default/bad":  "http: 10.0.0.1:80;",
 		"default/same": "http: 10.0.0.1:80;",
-		"default/new":  "http: 10.0.0.3:80;",
+		"default/new":  "http: 10.0.0.3:80 10.0.0.4:80;",
 	}, table.values)
 	assert.Equal(t, puts+2, table.puts, "only what changed is written")
 	assert.Equal(t, uint64(1), skipped.Load())
 	// The malformed object's last good version was carried: its deletion
 	// still lands.
-	_, err := s.Delete(endpointsObject("bad", "10", "10.0.0.1"), false)
+	_, err := s.Delete(sliceObject("bad-a", "bad", "10", "10.0.0.1"), false)
 	require.NoError(t, err)
 	assert.NotContains(t, table.values, "default/bad")
+}
+
+// An Endpoints object that changes nothing kdisc serves (a pod joining
+// notReadyAddresses, a new annotation, a resourceVersion) is not given to
+// the table again; one that does is, and so is one deleted and added back.
+func TestSinkSkipsUnchangedEndpoints(t *testing.T) {
+	s, table, _, _ := testSink(t)
+	_, err := s.Add(endpointsObject("web", "1", "10.0.0.1"), false)
+	require.NoError(t, err)
+	require.Equal(t, 1, table.calls)
+	_, err = s.Update(endpointsObject("web", "2", "10.0.0.1"), false)
+	require.NoError(t, err)
+	assert.Equal(t, 1, table.calls, "unchanged: not written")
+	_, err = s.Update(endpointsObject("web", "3", "10.0.0.2"), false)
+	require.NoError(t, err)
+	assert.Equal(t, 2, table.calls, "changed: written")
+	_, err = s.Delete(endpointsObject("web", "4", "10.0.0.2"), false)
+	require.NoError(t, err)
+	_, err = s.Add(endpointsObject("web", "5", "10.0.0.2"), false)
+	require.NoError(t, err)
+	assert.Equal(t, 3, table.calls, "deleted, then added as it was: written")
+	assert.Equal(t, map[string]string{"default/web": "http: 10.0.0.2:80;"}, table.values)
+}
+
+// A keySet has exactly the keys added to it, once sealed.
+func TestKeySetHasWhatWasAdded(t *testing.T) {
+	var k keySet
+	for i := range 2000 {
+		if i%3 != 0 {
+			k.add("ns-" + strconv.Itoa(i%7) + "/svc-" + strconv.Itoa(i))
+		}
+	}
+	k.add("ns-1/svc-1") // twice
+	k.seal()
+	for i := range 2000 {
+		key := "ns-" + strconv.Itoa(i%7) + "/svc-" + strconv.Itoa(i)
+		require.Equal(t, i%3 != 0, k.has(key), key)
+	}
+	assert.False(t, k.has(""))
+	assert.False(t, (&keySet{}).has("a"))
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kdisc/kdisc/shm"
 )
 
 // replayObject is service i as bench/compare.sh's replay lists it
@@ -33,14 +35,14 @@ func replayObject(i int, slice bool) *object {
 }
 
 // stateBytes reports the live heap that n services of replayObject cost
-// in the state newState makes, per service (B/service), after a GC.
-func stateBytes(b *testing.B, n int, slice bool, newState func() state) {
+// in the slice state newState makes, per service (B/service), after a GC.
+func stateBytes(b *testing.B, n int, slice bool, newState func() *sliceState) {
 	objects := make([]*object, n)
 	for i := range objects {
 		objects[i] = replayObject(i, slice)
 	}
 	var before, after runtime.MemStats
-	var s state
+	var s *sliceState
 	for b.Loop() {
 		s = nil
 		runtime.GC()
@@ -64,12 +66,41 @@ func stateBytes(b *testing.B, n int, slice bool, newState func() state) {
 // BenchmarkSliceStateBytes: what kdisc keeps per EndpointSlice at 10k
 // slices of one service each (bench/compare.sh's 10k EndpointSlices).
 func BenchmarkSliceStateBytes(b *testing.B) {
-	stateBytes(b, 10_000, true, func() state { return newSliceState(50) })
+	stateBytes(b, 10_000, true, func() *sliceState { return newSliceState(50) })
 }
 
-// BenchmarkEndpointsStateBytes: the same for 10k Endpoints objects.
+// BenchmarkEndpointsStateBytes: what a Sink of Endpoints keeps per
+// service at 10k Endpoints objects, written into a real table (a mapping,
+// not heap): the table is the state, so about nothing.
 func BenchmarkEndpointsStateBytes(b *testing.B) {
-	stateBytes(b, 10_000, false, func() state { return newEndpointsState(50) })
+	const n = 10_000
+	objects := make([]*object, n)
+	for i := range objects {
+		objects[i] = replayObject(i, false)
+	}
+	var before, after runtime.MemStats
+	for b.Loop() {
+		w, err := shm.Create("", 16<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := New(Options{Weight: 50, Counters: newCounters()}, w)
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, o := range objects {
+			if err := s.apply(o, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(s)
+		if got := w.Stats().Entries; got != n {
+			b.Fatalf("%d services in the table, want %d", got, n)
+		}
+		w.Close()
+	}
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "B/service")
 }
 
 // The dense slice state (one chain of slices per service, shared port

@@ -39,7 +39,7 @@ func newMemStore() *memStore {
 func (s *memStore) Put(key string, ports []shm.Port) error {
 	b, err := json.Marshal(ports)
 	s.mu.Lock()
-	s.values[key] = string(b)
+	s.values[strings.Clone(key)] = string(b) // key is the caller's until Put returns
 	s.mu.Unlock()
 	return err
 }
@@ -52,7 +52,7 @@ func (s *memStore) Delete(key string) bool {
 }
 func (s *memStore) PutDetail(key string, d []byte) error {
 	s.mu.Lock()
-	s.detail[key] = string(d)
+	s.detail[strings.Clone(key)] = string(d)
 	s.mu.Unlock()
 	return nil
 }
