@@ -443,7 +443,7 @@ func (w *Writer) putLocked(key string, rec []byte, cell *cellWords) error {
 	t := w.t
 	h := t.hash(key)
 	so, tag := t.shardOf(h), tagOf(h)
-	_, old, found := t.find(so, tag, key)
+	at, old, found := t.find(so, tag, key)
 	if found && t.holdsValue(old, key, rec, cell) {
 		return nil // the same bytes: no change to write, log or notify
 	}
@@ -463,8 +463,11 @@ func (w *Writer) putLocked(key string, rec []byte, cell *cellWords) error {
 		}
 		rec = appendHead(w.head[:0], key, newHead)
 		w.head = rec
+		// The pieces may have gone to this shard and compacted it:
+		// where key's slot is, find again.
+		at, old, found = t.find(so, tag, key)
 	}
-	if err := w.storeIn(so, tag, key, rec, cell); err != nil {
+	if err := w.storeAt(so, tag, key, rec, cell, at, old, found); err != nil {
 		w.deletePieces(newHead)
 		return w.full(key, size, false)
 	}
@@ -500,8 +503,14 @@ var errNoRoom = errors.New("shm: no room in the shard")
 // fits, else after compacting the shard; or, when cell is not nil, the
 // cell in key's index slot. Readers see the old value or the new one.
 func (w *Writer) storeIn(so, tag uint64, key string, rec []byte, cell *cellWords) error {
+	at, old, found := w.t.find(so, tag, key)
+	return w.storeAt(so, tag, key, rec, cell, at, old, found)
+}
+
+// storeAt is storeIn once key was looked up in the shard (t.find): a Put
+// looks once, for both the unchanged check and the write.
+func (w *Writer) storeAt(so, tag uint64, key string, rec []byte, cell *cellWords, at slotRef, old record, found bool) error {
 	t := w.t
-	at, old, found := t.find(so, tag, key)
 	oldSize := uint64(0)
 	if found {
 		oldSize = old.size()
