@@ -16,8 +16,12 @@ type keySet struct {
 	spans []uint64 // offset<<32 | length of each key in b
 }
 
-// add records key. A key listed twice is harmless.
+// add records key; on a nil keySet, nothing. A key listed twice is
+// harmless.
 func (k *keySet) add(key string) {
+	if k == nil {
+		return
+	}
 	k.spans = append(k.spans, uint64(len(k.b))<<32|uint64(len(key)))
 	k.b = append(k.b, key...)
 }

@@ -262,3 +262,19 @@ func TestKeySetHasWhatWasAdded(t *testing.T) {
 	assert.False(t, k.has(""))
 	assert.False(t, (&keySet{}).has("a"))
 }
+
+// A list of Endpoints that begins on an empty table (a new table's first
+// list) can find nothing stale, so it keeps no list of keys; a list that
+// begins with a service in the table does, and deletes it if not found.
+func TestSinkFirstListKeepsNoKeys(t *testing.T) {
+	s, table, _, _ := testSink(t)
+	s.BeginList()
+	require.NoError(t, s.ListItem(endpointsObject("web", "1", "10.0.0.1"), false))
+	assert.Nil(t, s.listed, "nothing could be stale")
+	s.EndList()
+	assert.Equal(t, map[string]string{"default/web": "http: 10.0.0.1:80;"}, table.values)
+	s.BeginList()
+	assert.NotNil(t, s.listed, "the table holds a service")
+	s.EndList()
+	assert.Empty(t, table.values, "a relist that did not find it deletes it")
+}
