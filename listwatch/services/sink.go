@@ -96,10 +96,11 @@ type Sink struct {
 	// kept (state: what the table holds, or will once a full table has
 	// room). A list builds next, which replaces state at its end; keep
 	// holds the services of its malformed objects (their served value
-	// stays).
+	// stays); fresh: nothing could be stale at its end (as listed nil).
 	state *sliceState
 	next  *sliceState
 	keep  map[string]struct{}
+	fresh bool
 
 	// unstored holds services a full table refused (false), or whose
 	// node detail it refused after storing their nodes (true); they are
@@ -191,7 +192,7 @@ func (s *Sink) BeginList() {
 		}
 		return
 	}
-	s.next, s.keep = s.newSliceState(), map[string]struct{}{}
+	s.next, s.keep, s.fresh = s.newSliceState(), map[string]struct{}{}, s.nothingStale()
 }
 
 // ListItem folds one listed object into the list. The error is a
@@ -256,6 +257,9 @@ func (s *Sink) EndList() {
 			}
 			s.write(key)
 		})
+		if s.fresh { // nothing was there to go stale
+			return
+		}
 		found = func(key string) bool {
 			_, kept := keep[key]
 			return kept || next.has(key)
@@ -286,15 +290,18 @@ func (s *Sink) warnTruncated(key string) {
 		"service", key)
 }
 
-// nothingStale reports whether a list of Endpoints beginning now could
-// find nothing stale at its end: the table holds no service, and nothing
-// is kept of one (refused by a full table, or truncated).
+// nothingStale reports whether a list beginning now could find nothing
+// stale at its end: the table holds no service, and nothing is kept of
+// one (refused by a full table, or truncated).
 func (s *Sink) nothingStale() bool {
 	empty := true
 	s.table.Keys(func(string) bool {
 		empty = false
 		return false
 	})
+	if s.endpoints == nil {
+		return empty && len(s.unstored) == 0
+	}
 	return empty && len(s.unstored) == 0 && s.endpoints.truncated() == 0 && len(s.endpoints.held) == 0
 }
 

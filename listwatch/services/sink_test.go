@@ -21,6 +21,7 @@ type mapTable struct {
 	values map[string]string
 	puts   int // Puts that changed a value
 	calls  int // every Put
+	scans  int // Keys calls that went past the first key
 }
 
 func newMapTable() *mapTable { return &mapTable{values: map[string]string{}} }
@@ -51,7 +52,10 @@ func (m *mapTable) Delete(key string) bool {
 func (m *mapTable) PutDetail(string, []byte) error { return nil }
 func (m *mapTable) DeleteDetail(string) bool       { return false }
 func (m *mapTable) Keys(fn func(string) bool) {
-	for _, k := range slices.Sorted(maps.Keys(m.values)) {
+	for i, k := range slices.Sorted(maps.Keys(m.values)) {
+		if i == 1 {
+			m.scans++
+		}
 		if !fn(k) {
 			return
 		}
@@ -263,18 +267,32 @@ func TestKeySetHasWhatWasAdded(t *testing.T) {
 	assert.False(t, (&keySet{}).has("a"))
 }
 
-// A list of Endpoints that begins on an empty table (a new table's first
-// list) can find nothing stale, so it keeps no list of keys; a list that
-// begins with a service in the table does, and deletes it if not found.
-func TestSinkFirstListKeepsNoKeys(t *testing.T) {
-	s, table, _, _ := testSink(t)
-	s.BeginList()
-	require.NoError(t, s.ListItem(endpointsObject("web", "1", "10.0.0.1"), false))
-	assert.Nil(t, s.listed, "nothing could be stale")
-	s.EndList()
-	assert.Equal(t, map[string]string{"default/web": "http: 10.0.0.1:80;"}, table.values)
-	s.BeginList()
-	assert.NotNil(t, s.listed, "the table holds a service")
-	s.EndList()
-	assert.Empty(t, table.values, "a relist that did not find it deletes it")
+// A list that begins on an empty table (a new table's first list) can
+// find nothing stale: of Endpoints it keeps no list of keys, and neither
+// kind scans the table at its end. A list that begins with a service in
+// the table does both, and deletes the service if it did not find it.
+func TestSinkFirstListLooksForNothingStale(t *testing.T) {
+	for _, slices := range []bool{false, true} {
+		s, table, _, _ := testSinkOf(t, slices)
+		obj := endpointsObject("web", "1", "10.0.0.1")
+		other := endpointsObject("other", "1", "10.0.0.2")
+		if slices {
+			obj, other = sliceObject("web-a", "web", "1", "10.0.0.1"), sliceObject("other-a", "other", "1", "10.0.0.2")
+		}
+		s.BeginList()
+		require.NoError(t, s.ListItem(obj, false))
+		require.NoError(t, s.ListItem(other, false))
+		assert.Nil(t, s.listed, "nothing could be stale")
+		s.EndList()
+		assert.Equal(t, map[string]string{"default/web": "http: 10.0.0.1:80;", "default/other": "http: 10.0.0.2:80;"}, table.values)
+		assert.Zero(t, table.scans, "slices=%v: no scan for stale services", slices)
+		s.BeginList()
+		require.NoError(t, s.ListItem(other, false))
+		if !slices {
+			assert.NotNil(t, s.listed, "the table holds services")
+		}
+		s.EndList()
+		assert.Equal(t, map[string]string{"default/other": "http: 10.0.0.2:80;"}, table.values, "slices=%v: a relist that did not find web deletes it", slices)
+		assert.NotZero(t, table.scans)
+	}
 }
