@@ -500,6 +500,10 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	if j >= 7 || n < 8 { // no colon in the last word, an empty port name, or a key under a word
 		return r.findAny(t, dst, service)
 	}
+	// The lengths a cell holding this query's service has in its word 0
+	// (inline.go): computed now, so that only this is kept for the check
+	// below rather than j and n (fewer values kept across the hash).
+	want := inlineBit | (7-j)<<8 | n
 	if L > cellTextBytes { // too long for a cell's text
 		if n < cellTextBytes { // yet maybe in a cell, asked for by number
 			return r.findAny(t, dst, service)
@@ -564,17 +568,17 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			d |= ld(cp, cellTextOff+16) ^ le64at(q, 16)
 		}
 	}
-	nn := e >> 16 & 0xff
-	if e&(inlineBit|0xffff) != inlineBit|(L-1-n)<<8|n || nn-1 >= cellMaxNodes || nn > uint64(cap(dst)-len(dst)) || d != 0 {
+	nn, base := int(e>>16&0xff), len(dst)
+	end := base + nn
+	if e&(inlineBit|0xffff) != want || uint(nn-1) >= cellMaxNodes || end > cap(dst) || d != 0 {
 		return r.findQuery(t, dst, service)
 	}
 	w1, v0, v1 := ld(cp, 8), ld(cp, cellNodesOff), ld(cp, cellNodesOff+8)
 	if ld(sp, sSeq) != seq {
 		return r.findQuery(t, dst, service)
 	}
-	base := len(dst)
-	out := dst[:base+int(nn)]
-	nd := out[base:]
+	out := dst[:end]
+	nd := out[base:end:end] // 1 to 4 nodes: written as such, no bounds check
 	port, weight := uint16(w1), uint32(w1>>32)
 	x := &nd[0]
 	x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0)), "", port, weight
