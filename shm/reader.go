@@ -486,8 +486,12 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // case; a short key, or a query too long for a cell whose key is not,
 // takes findAny.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
-	t := r.cur.Load()                                          // r.table(), with the rare cases out of line
-	if t == nil || t.fastSlots == 0 || t.load(hRetired) != 0 { // none, a v4 table (another hash), or retired
+	// r.table(), with the rare cases out of line. A v4 table (another
+	// hash, no cells: fastSlots 0) is not checked for here but where a
+	// path would use this hash: every cell count fails c-1 < fastSlots,
+	// and findAny and the record paths check it.
+	t := r.cur.Load()
+	if t == nil || t.load(hRetired) != 0 { // none, or retired
 		return r.findRetired(dst, service)
 	}
 	L := uint64(len(service))
@@ -505,7 +509,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	// below rather than j and n (fewer values kept across the hash).
 	want := inlineBit | (7-j)<<8 | n
 	if L > cellTextBytes { // too long for a cell's text
-		if n < cellTextBytes { // yet maybe in a cell, asked for by number
+		if n < cellTextBytes || t.fastSlots == 0 { // yet maybe in a cell, asked for by number; or a v4 table
 			return r.findAny(t, dst, service)
 		}
 		h := hashKey(unsafe.String(q, n))
@@ -526,7 +530,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	sp := t.at(so)
 	seq, c := ld(sp, sSeq), ld(sp, sCap)
 	if seq&1 != 0 || c-1 >= t.fastSlots {
-		if seq&1 == 0 && c == 0 { // no cell in the shard
+		if seq&1 == 0 && c == 0 && t.fastSlots != 0 { // no cell in the shard (of a table with cells)
 			return r.findRecord(t, so, seq, c, tag, service, dst)
 		}
 		return r.findQuery(t, dst, service)
@@ -604,7 +608,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 // record slots (findRecord); hashKey is called for a key outside 16 to
 // 32 bytes.
 func (r *Reader) findAny(t *table, dst []Node, service string) ([]Node, Answer) {
-	if len(service) < 8 {
+	if len(service) < 8 || t.fastSlots == 0 { // too short, or a v4 table (another hash)
 		return r.findQuery(t, dst, service)
 	}
 	q := unsafe.StringData(service)
