@@ -505,8 +505,8 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 		return r.findAny(t, dst, service)
 	}
 	// The lengths a cell holding this query's service has in its word 0
-	// (inline.go): computed now, so that only this is kept for the check
-	// below rather than j and n (fewer values kept across the hash).
+	// (inline.go): computed now, so that only this is kept across the
+	// hash for the cell's check rather than j and n.
 	want := inlineBit | (7-j)<<8 | n
 	if L > cellTextBytes { // too long for a cell's text
 		if n < cellTextBytes || t.fastSlots == 0 { // yet maybe in a cell, asked for by number; or a v4 table
@@ -538,9 +538,14 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	cells := unsafe.Add(sp, shardHeaderBytes)
 	s := home(tag, c)
 	cp := unsafe.Add(cells, s*cellBytes) // the cell
+	// A cell's word 0 but for its slot's reach and its node count, if it
+	// holds this query's service (inline.go): its tag, the inline bit and
+	// the query's lengths. One compare finds it at home, the usual case.
+	const keyMask = 0xffffffff<<32 | inlineBit | 0xffff
+	expect := tag<<32 | want
 	e := ld(cp, 0)
-	if e == 0 || e>>32 != tag { // not at home: look as far as its reach
-		if e != 0 {
+	if e&keyMask != expect {
+		if e != 0 && e>>32 != tag { // not at home: look as far as its reach
 			m, lim, left := reachOf(e), c-1, uint64(0)
 			if m < reachMax {
 				lim = min(m, c-1)
@@ -554,12 +559,14 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 		if e == 0 { // not in a cell: in a record slot, or nowhere
 			return r.findRecord(t, so, seq, c, tag, service, dst)
 		}
+		if e&keyMask != expect { // another service's lengths (a tag collision), or not a cell
+			return r.findQuery(t, dst, service)
+		}
 		cp = unsafe.Add(cells, s*cellBytes)
 	}
-	// The service is in the cell if its lengths are the query's
-	// (inline.go): one cache line, whose text key ":" name is the query
-	// itself, compared a word at a time (the cell is zero-padded, L is 10
-	// to 32). Every word of it is read before the sequence is checked
+	// The cell, of the query's lengths, holds the service if its text
+	// key ":" name is the query itself: one cache line, compared a word at
+	// a time (the cell is zero-padded, L is 10 to 32). Every word of it is read before the sequence is checked
 	// again; the nodes are then written from registers, with nothing of
 	// the lookup kept across the write barrier's calls. Anything else
 	// (another port name, a number, a tag collision, a torn read) is for
@@ -574,7 +581,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	}
 	nn, base := int(e>>16&0xff), len(dst)
 	end := base + nn
-	if e&(inlineBit|0xffff) != want || uint(nn-1) >= cellMaxNodes || end > cap(dst) || d != 0 {
+	if uint(nn-1) >= cellMaxNodes || end > cap(dst) || d != 0 {
 		return r.findQuery(t, dst, service)
 	}
 	w1, v0, v1 := ld(cp, 8), ld(cp, cellNodesOff), ld(cp, cellNodesOff+8)
