@@ -531,7 +531,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	seq, c := ld(sp, sSeq), ld(sp, sCap)
 	if seq&1 != 0 || c-1 >= t.fastSlots {
 		if seq&1 == 0 && c == 0 && t.fastSlots != 0 { // no cell in the shard (of a table with cells)
-			return r.findRecord(t, so, seq, c, tag, service, dst)
+			return r.findRecord(t, t.offset(sp), seq, c, tag, service, dst)
 		}
 		return r.findQuery(t, dst, service)
 	}
@@ -557,7 +557,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			}
 		}
 		if e == 0 { // not in a cell: in a record slot, or nowhere
-			return r.findRecord(t, so, seq, c, tag, service, dst)
+			return r.findRecord(t, t.offset(sp), seq, c, tag, service, dst)
 		}
 		if e&keyMask != expect { // another service's lengths (a tag collision), or not a cell
 			return r.findQuery(t, dst, service)
