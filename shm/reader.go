@@ -519,13 +519,16 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 		}
 		return r.findQuery(t, dst, service)
 	}
-	// hashKey, written out for a key of 8 to 31 bytes.
-	a, b, seed := le64at(q, 0), le64at(q, n-8), hashP0^n
+	// hashKey, written out for a key of 8 to 31 bytes: hash.go's formula
+	// for 16 to 32 bytes, and hashAny's for 8 to 15, each whole (sharing
+	// their last two multiplies cost registers where the two meet).
+	var h uint64
 	if n >= 16 {
-		seed = hashMix(a^hashP1, le64at(q, 8)^seed)
-		a = le64at(q, n-16)
+		seed := hashMix(le64at(q, 0)^hashP1, le64at(q, 8)^hashP0^n)
+		h = hashMix(hashP1^n, hashMix(le64at(q, n-16)^hashP1, le64at(q, n-8)^seed)^hashP2)
+	} else {
+		h = hashMix(hashP1^n, hashMix(le64at(q, 0)^hashP1, le64at(q, n-8)^hashP0^n)^hashP2)
 	}
-	h := hashMix(hashP1^n, hashMix(a^hashP1, b^seed)^hashP2)
 	so, tag := t.shardOf(h), tagOf(h)
 	sp := t.at(so)
 	seq, c := ld(sp, sSeq), ld(sp, sCap)
