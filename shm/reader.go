@@ -594,17 +594,20 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	out := dst[:end]
 	nd := out[base:end:end] // 1 to 4 nodes: written as such, no bounds check
 	port, weight := uint16(w1), uint32(w1>>32)
+	// Name is written first: its two words are then stored as such,
+	// where after Addr the compiler merges them into one 16-byte store
+	// that needs the node's address computed into a register.
 	x := &nd[0]
-	x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0)), "", port, weight
+	x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v0)), port, weight
 	if len(nd) > 1 {
 		x = &nd[1]
-		x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0>>32)), "", port, weight
+		x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v0>>32)), port, weight
 		if len(nd) > 2 {
 			x = &nd[2]
-			x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v1)), "", port, weight
+			x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v1)), port, weight
 			if len(nd) > 3 {
 				x = &nd[3]
-				x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v1>>32)), "", port, weight
+				x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v1>>32)), port, weight
 			}
 		}
 	}
