@@ -483,8 +483,9 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // to findRecord, its record's fast path. Anything else (a long port name,
 // a port asked for by another name or by number, a tag collision, a torn
 // read, a retry) takes findQuery, the slow path, which handles every
-// case; a short key, or a query too long for a cell whose key is not,
-// takes findAny.
+// case, through findAfresh (the table read again, so that Find need not
+// keep it); a short key, or a query too long for a cell whose key is
+// not, takes findAny.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	// r.table(), with the rare cases out of line. A v4 table (another
 	// hash, no cells: fastSlots 0) is not checked for here but where a
@@ -492,7 +493,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	// and findAny and the record paths check it.
 	t := r.cur.Load()
 	if t == nil || t.load(hRetired) != 0 { // none, or retired
-		return r.findRetired(dst, service)
+		return r.findAfresh(dst, service)
 	}
 	L := uint64(len(service))
 	if L < 10 { // too short for this path
@@ -536,7 +537,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 		if seq&1 == 0 && c == 0 && t.fastSlots != 0 { // no cell in the shard (of a table with cells)
 			return r.findRecord(t, t.offset(sp), seq, c, tag, service, dst)
 		}
-		return r.findQuery(t, dst, service)
+		return r.findAfresh(dst, service)
 	}
 	cells := unsafe.Add(sp, shardHeaderBytes)
 	s := home(tag, c)
@@ -556,14 +557,14 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			if s, e, left = probe(sp, shardHeaderBytes, cellBytes, c, tag, next(s, c), lim); left == 0 && m < reachMax {
 				e = 0 // beyond the reach: in no cell
 			} else if left == 0 {
-				return r.findQuery(t, dst, service)
+				return r.findAfresh(dst, service)
 			}
 		}
 		if e == 0 { // not in a cell: in a record slot, or nowhere
 			return r.findRecord(t, t.offset(sp), seq, c, tag, service, dst)
 		}
 		if e&keyMask != expect { // another service's lengths (a tag collision), or not a cell
-			return r.findQuery(t, dst, service)
+			return r.findAfresh(dst, service)
 		}
 		cp = unsafe.Add(cells, s*cellBytes)
 	}
@@ -585,11 +586,11 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	nn, base := int(e>>16&0xff), len(dst)
 	end := base + nn
 	if uint(nn-1) >= cellMaxNodes || end > cap(dst) || d != 0 {
-		return r.findQuery(t, dst, service)
+		return r.findAfresh(dst, service)
 	}
 	w1, v0, v1 := ld(cp, 8), ld(cp, cellNodesOff), ld(cp, cellNodesOff+8)
 	if ld(sp, sSeq) != seq {
-		return r.findQuery(t, dst, service)
+		return r.findAfresh(dst, service)
 	}
 	out := dst[:end]
 	nd := out[base:end:end] // 1 to 4 nodes: written as such, no bounds check
@@ -774,9 +775,11 @@ func keyAt(sp unsafe.Pointer, off uint64, q *byte, n, last uint64) bool {
 	return d == 0
 }
 
-// findRetired is Find when the table was retired (r.table re-opens the
-// path) or there is none yet.
-func (r *Reader) findRetired(dst []Node, service string) ([]Node, Answer) {
+// findAfresh is Find on the slow path with the table read again
+// (r.table, which re-opens a retired path): for a table retired or not
+// there yet, and for the queries Find's inline path gives up on once it
+// no longer keeps the table (one register less there).
+func (r *Reader) findAfresh(dst []Node, service string) ([]Node, Answer) {
 	t := r.table()
 	if t == nil {
 		return dst, NotReady
