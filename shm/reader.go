@@ -522,13 +522,15 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	}
 	// hashKey, written out for a key of 8 to 31 bytes: hash.go's formula
 	// for 16 to 32 bytes, and hashAny's for 8 to 15, each whole (sharing
-	// their last two multiplies cost registers where the two meet).
+	// their last two multiplies cost registers where the two meet). The
+	// usual key, of 16 bytes or more, is the second branch: the code runs
+	// on from it, where the first jumps over it.
 	var h uint64
-	if n >= 16 {
+	if n < 16 {
+		h = hashMix(hashP1^n, hashMix(le64at(q, 0)^hashP1, le64at(q, n-8)^hashP0^n)^hashP2)
+	} else {
 		seed := hashMix(le64at(q, 0)^hashP1, le64at(q, 8)^hashP0^n)
 		h = hashMix(hashP1^n, hashMix(le64at(q, n-16)^hashP1, le64at(q, n-8)^seed)^hashP2)
-	} else {
-		h = hashMix(hashP1^n, hashMix(le64at(q, 0)^hashP1, le64at(q, n-8)^hashP0^n)^hashP2)
 	}
 	so, tag := t.shardOf(h), tagOf(h)
 	sp := t.at(so)
