@@ -574,11 +574,11 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	}
 	// The cell, of the query's lengths, holds the service if its text
 	// key ":" name is the query itself: one cache line, compared a word at
-	// a time (the cell is zero-padded, L is 10 to 32). Every word of it is read before the sequence is checked
-	// again; the nodes are then written from registers, with nothing of
-	// the lookup kept across the write barrier's calls. Anything else
-	// (another port name, a number, a tag collision, a torn read) is for
-	// the slow path.
+	// a time (the cell is zero-padded, L is 10 to 32). Every word of it is
+	// read before the sequence is checked again; the nodes are then
+	// written from registers, with nothing of the lookup kept across the
+	// write barrier's calls. Anything else (another port name, a number,
+	// a tag collision, a torn read) is for the slow path.
 	last := le64at(q, L-8) >> (8 * (-L & 7))
 	d := (ld(cp, cellTextOff) ^ le64at(q, 0)) | (ld(cp, cellTextOff+(L-1)&^7) ^ last)
 	if L > 16 {
