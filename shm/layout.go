@@ -163,6 +163,10 @@ func (t *table) store(off, v uint64)     { atomic.StoreUint64(t.word(off), v) }
 // where t.load re-reads t.base after every atomic load.
 func (t *table) at(off uint64) unsafe.Pointer { return unsafe.Add(t.base, off) }
 
+// offset is the byte offset of p, an address in the mapping (see at):
+// for a caller that kept the address rather than the offset.
+func (t *table) offset(p unsafe.Pointer) uint64 { return uint64(uintptr(p) - uintptr(t.base)) }
+
 // ld is the word at byte off from p (see at).
 func ld(p unsafe.Pointer, off uint64) uint64 { return atomic.LoadUint64((*uint64)(unsafe.Add(p, off))) }
 

@@ -483,12 +483,17 @@ func (r *Reader) Lookup(dst []Node, service string) ([]Node, bool) {
 // to findRecord, its record's fast path. Anything else (a long port name,
 // a port asked for by another name or by number, a tag collision, a torn
 // read, a retry) takes findQuery, the slow path, which handles every
-// case; a short key, or a query too long for a cell whose key is not,
-// takes findAny.
+// case, through findAfresh (the table read again, so that Find need not
+// keep it); a short key, or a query too long for a cell whose key is
+// not, takes findAny.
 func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
-	t := r.cur.Load()                                          // r.table(), with the rare cases out of line
-	if t == nil || t.fastSlots == 0 || t.load(hRetired) != 0 { // none, a v4 table (another hash), or retired
-		return r.findRetired(dst, service)
+	// r.table(), with the rare cases out of line. A v4 table (another
+	// hash, no cells: fastSlots 0) is not checked for here but where a
+	// path would use this hash: every cell count fails c-1 < fastSlots,
+	// and findAny and the record paths check it.
+	t := r.cur.Load()
+	if t == nil || t.load(hRetired) != 0 { // none, or retired
+		return r.findAfresh(dst, service)
 	}
 	L := uint64(len(service))
 	if L < 10 { // too short for this path
@@ -500,8 +505,12 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 	if j >= 7 || n < 8 { // no colon in the last word, an empty port name, or a key under a word
 		return r.findAny(t, dst, service)
 	}
+	// The lengths a cell holding this query's service has in its word 0
+	// (inline.go): computed now, so that only this is kept across the
+	// hash for the cell's check rather than j and n.
+	want := inlineBit | (7-j)<<8 | n
 	if L > cellTextBytes { // too long for a cell's text
-		if n < cellTextBytes { // yet maybe in a cell, asked for by number
+		if n < cellTextBytes || t.fastSlots == 0 { // yet maybe in a cell, asked for by number; or a v4 table
 			return r.findAny(t, dst, service)
 		}
 		h := hashKey(unsafe.String(q, n))
@@ -511,28 +520,40 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 		}
 		return r.findQuery(t, dst, service)
 	}
-	// hashKey, written out for a key of 8 to 31 bytes.
-	a, b, seed := le64at(q, 0), le64at(q, n-8), hashP0^n
-	if n >= 16 {
-		seed = hashMix(a^hashP1, le64at(q, 8)^seed)
-		a = le64at(q, n-16)
+	// hashKey, written out for a key of 8 to 31 bytes: hash.go's formula
+	// for 16 to 32 bytes, and hashAny's for 8 to 15, each whole (sharing
+	// their last two multiplies cost registers where the two meet). The
+	// usual key, of 16 bytes or more, is the second branch: the code runs
+	// on from it, where the first jumps over it.
+	var h uint64
+	if n < 16 {
+		h = hashMix(hashP1^n, hashMix(le64at(q, 0)^hashP1, le64at(q, n-8)^hashP0^n)^hashP2)
+	} else {
+		seed := hashMix(le64at(q, 0)^hashP1, le64at(q, 8)^hashP0^n)
+		h = hashMix(hashP1^n, hashMix(le64at(q, n-16)^hashP1, le64at(q, n-8)^seed)^hashP2)
 	}
-	h := hashMix(hashP1^n, hashMix(a^hashP1, b^seed)^hashP2)
 	so, tag := t.shardOf(h), tagOf(h)
 	sp := t.at(so)
 	seq, c := ld(sp, sSeq), ld(sp, sCap)
 	if seq&1 != 0 || c-1 >= t.fastSlots {
-		if seq&1 == 0 && c == 0 { // no cell in the shard
-			return r.findRecord(t, so, seq, c, tag, service, dst)
+		if seq&1 == 0 && c == 0 && t.fastSlots != 0 { // no cell in the shard (of a table with cells)
+			return r.findRecord(t, t.offset(sp), seq, c, tag, service, dst)
 		}
-		return r.findQuery(t, dst, service)
+		return r.findAfresh(dst, service)
 	}
 	cells := unsafe.Add(sp, shardHeaderBytes)
 	s := home(tag, c)
 	cp := unsafe.Add(cells, s*cellBytes) // the cell
+	// A cell's word 0 but for its slot's reach and its node count, if it
+	// holds this query's service (inline.go): its tag, the inline bit and
+	// the query's lengths. One compare finds it at home, the usual case.
+	// (h<<32 is tag<<32, from h itself: that left the register allocator
+	// one copy fewer, and 4 instructions a lookup.)
+	const keyMask = 0xffffffff<<32 | inlineBit | 0xffff
+	expect := h<<32 | want
 	e := ld(cp, 0)
-	if e == 0 || e>>32 != tag { // not at home: look as far as its reach
-		if e != 0 {
+	if e&keyMask != expect {
+		if e != 0 && e>>32 != tag { // not at home: look as far as its reach
 			m, lim, left := reachOf(e), c-1, uint64(0)
 			if m < reachMax {
 				lim = min(m, c-1)
@@ -540,22 +561,24 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			if s, e, left = probe(sp, shardHeaderBytes, cellBytes, c, tag, next(s, c), lim); left == 0 && m < reachMax {
 				e = 0 // beyond the reach: in no cell
 			} else if left == 0 {
-				return r.findQuery(t, dst, service)
+				return r.findAfresh(dst, service)
 			}
 		}
 		if e == 0 { // not in a cell: in a record slot, or nowhere
-			return r.findRecord(t, so, seq, c, tag, service, dst)
+			return r.findRecord(t, t.offset(sp), seq, c, tag, service, dst)
+		}
+		if e&keyMask != expect { // another service's lengths (a tag collision), or not a cell
+			return r.findAfresh(dst, service)
 		}
 		cp = unsafe.Add(cells, s*cellBytes)
 	}
-	// The service is in the cell if its lengths are the query's
-	// (inline.go): one cache line, whose text key ":" name is the query
-	// itself, compared a word at a time (the cell is zero-padded, L is 10
-	// to 32). Every word of it is read before the sequence is checked
-	// again; the nodes are then written from registers, with nothing of
-	// the lookup kept across the write barrier's calls. Anything else
-	// (another port name, a number, a tag collision, a torn read) is for
-	// the slow path.
+	// The cell, of the query's lengths, holds the service if its text
+	// key ":" name is the query itself: one cache line, compared a word at
+	// a time (the cell is zero-padded, L is 10 to 32). Every word of it is
+	// read before the sequence is checked again; the nodes are then
+	// written from registers, with nothing of the lookup kept across the
+	// write barrier's calls. Anything else (another port name, a number,
+	// a tag collision, a torn read) is for the slow path.
 	last := le64at(q, L-8) >> (8 * (-L & 7))
 	d := (ld(cp, cellTextOff) ^ le64at(q, 0)) | (ld(cp, cellTextOff+(L-1)&^7) ^ last)
 	if L > 16 {
@@ -564,29 +587,32 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 			d |= ld(cp, cellTextOff+16) ^ le64at(q, 16)
 		}
 	}
-	nn := e >> 16 & 0xff
-	if e&(inlineBit|0xffff) != inlineBit|(L-1-n)<<8|n || nn-1 >= cellMaxNodes || nn > uint64(cap(dst)-len(dst)) || d != 0 {
-		return r.findQuery(t, dst, service)
+	nn, base := int(e>>16&0xff), len(dst)
+	end := base + nn
+	if uint(nn-1) >= cellMaxNodes || end > cap(dst) || d != 0 {
+		return r.findAfresh(dst, service)
 	}
 	w1, v0, v1 := ld(cp, 8), ld(cp, cellNodesOff), ld(cp, cellNodesOff+8)
 	if ld(sp, sSeq) != seq {
-		return r.findQuery(t, dst, service)
+		return r.findAfresh(dst, service)
 	}
-	base := len(dst)
-	out := dst[:base+int(nn)]
-	nd := out[base:]
+	out := dst[:end]
+	nd := out[base:end:end] // 1 to 4 nodes: written as such, no bounds check
 	port, weight := uint16(w1), uint32(w1>>32)
+	// Name is written first: its two words are then stored as such,
+	// where after Addr the compiler merges them into one 16-byte store
+	// that needs the node's address computed into a register.
 	x := &nd[0]
-	x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0)), "", port, weight
+	x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v0)), port, weight
 	if len(nd) > 1 {
 		x = &nd[1]
-		x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v0>>32)), "", port, weight
+		x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v0>>32)), port, weight
 		if len(nd) > 2 {
 			x = &nd[2]
-			x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v1)), "", port, weight
+			x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v1)), port, weight
 			if len(nd) > 3 {
 				x = &nd[3]
-				x.Addr, x.Name, x.Port, x.Weight = addr4(uint32(v1>>32)), "", port, weight
+				x.Name, x.Addr, x.Port, x.Weight = "", addr4(uint32(v1>>32)), port, weight
 			}
 		}
 	}
@@ -600,7 +626,7 @@ func (r *Reader) Find(dst []Node, service string) ([]Node, Answer) {
 // record slots (findRecord); hashKey is called for a key outside 16 to
 // 32 bytes.
 func (r *Reader) findAny(t *table, dst []Node, service string) ([]Node, Answer) {
-	if len(service) < 8 {
+	if len(service) < 8 || t.fastSlots == 0 { // too short, or a v4 table (another hash)
 		return r.findQuery(t, dst, service)
 	}
 	q := unsafe.StringData(service)
@@ -753,9 +779,11 @@ func keyAt(sp unsafe.Pointer, off uint64, q *byte, n, last uint64) bool {
 	return d == 0
 }
 
-// findRetired is Find when the table was retired (r.table re-opens the
-// path) or there is none yet.
-func (r *Reader) findRetired(dst []Node, service string) ([]Node, Answer) {
+// findAfresh is Find on the slow path with the table read again
+// (r.table, which re-opens a retired path): for a table retired or not
+// there yet, and for the queries Find's inline path gives up on once it
+// no longer keeps the table (one register less there).
+func (r *Reader) findAfresh(dst []Node, service string) ([]Node, Answer) {
 	t := r.table()
 	if t == nil {
 		return dst, NotReady
