@@ -166,12 +166,11 @@ func portsEqual(a, b []shm.Port) bool {
 }
 
 // endpointsState: one Endpoints object is one service, so the table
-// itself is the state. Each object's value is built and written at once
-// (the table keeps a value it already holds without a write), and a list
-// writes its services as they come. Nothing is kept per service but what
-// the table cannot tell: which services are served from a truncated
-// object, and the values a full table refused, held until a delete
-// frees space.
+// itself is the state. Each object's value is built and written at once,
+// and a list writes its services as they come. Nothing is kept per
+// service but what the table cannot tell: a fingerprint of what it was
+// last given, and which services are served from a truncated object.
+// (What a full table refused, the Sink keeps with the refusal.)
 type endpointsState struct {
 	serviceOptions
 	names *interner
@@ -180,9 +179,6 @@ type endpointsState struct {
 	// becomes so.
 	overCapacity map[string]struct{}
 	onTruncated  func(key string)
-	// held: what a full table refused of a service (hold), its value
-	// packed (packPorts) and its node detail.
-	held map[string]heldValue
 	// written holds, by the hash of a service's key, the hash of the
 	// value and node detail the table last stored for it (wrote): an
 	// object that changes nothing kdisc serves (a pod joining
@@ -192,7 +188,7 @@ type endpointsState struct {
 	// writes: an event is skipped only when both 64-bit hashes match.
 	written map[uint64]uint64
 
-	// Reused by build and value: what they return is valid until the
+	// Reused by build and unpack: what they return is valid until the
 	// next call of either.
 	key     []byte
 	entries []portEntry
@@ -202,8 +198,6 @@ type endpointsState struct {
 	keySum  uint64 // build's: the hash of the key it returned
 	sum     uint64 // and of the value and detail
 }
-
-type heldValue struct{ packed, detail []byte }
 
 // portEntry is one node of one port while a value is built; a port listed
 // without addresses has a portEntry with no node (declared), whose node holds
@@ -217,7 +211,7 @@ type portEntry struct {
 
 func newEndpointsState(weight uint32) *endpointsState {
 	return &endpointsState{serviceOptions: serviceOptions{weight: weight}, names: newInterner(),
-		overCapacity: map[string]struct{}{}, held: map[string]heldValue{}, written: map[uint64]uint64{}}
+		overCapacity: map[string]struct{}{}, written: map[uint64]uint64{}}
 }
 
 // build returns the service of object o, its value and its node detail
@@ -298,47 +292,25 @@ func (s *endpointsState) truncated() int { return len(s.overCapacity) }
 // returns the service (valid until the next call).
 func (s *endpointsState) forget(o *object) string {
 	key := s.keyOf(o)
-	s.drop(key)
+	delete(s.overCapacity, key)
 	return key
 }
 
-// drop forgets service key.
-func (s *endpointsState) drop(key string) {
-	delete(s.overCapacity, key)
-	delete(s.held, key)
-}
-
-// keepOnly forgets every service that listed does not hold: what a
-// relist did not find.
-func (s *endpointsState) keepOnly(listed func(key string) bool) {
+// keepTruncated forgets every truncated service that listed does not
+// hold: what a relist did not find.
+func (s *endpointsState) keepTruncated(listed func(key string) bool) {
 	for k := range s.overCapacity {
 		if !listed(k) {
 			delete(s.overCapacity, k)
 		}
 	}
-	for k := range s.held {
-		if !listed(k) {
-			delete(s.held, k)
-		}
-	}
 }
 
-// hold keeps what a full table refused of service key until it has room.
-func (s *endpointsState) hold(key string, ports []shm.Port, detail []byte) {
-	s.held[strings.Clone(key)] = heldValue{packPorts(nil, ports), bytes.Clone(detail)}
-}
-
-// release forgets the value held for key, now stored.
-func (s *endpointsState) release(key string) { delete(s.held, key) }
-
-// value returns the value and node detail held for key.
-func (s *endpointsState) value(key string) ([]shm.Port, []byte, bool) {
-	h, ok := s.held[key]
-	if !ok {
-		return nil, nil, false
-	}
-	s.ports, s.nodes = unpackPorts(h.packed, s.ports[:0], s.nodes[:0], s.names)
-	return s.ports, h.detail, true
+// unpack returns the value packed (packPorts) of a service a full table
+// refused.
+func (s *endpointsState) unpack(packed []byte) []shm.Port {
+	s.ports, s.nodes = unpackPorts(packed, s.ports[:0], s.nodes[:0], s.names)
+	return s.ports
 }
 
 // sortEntries orders entries by port name, then node, declared entries

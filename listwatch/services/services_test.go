@@ -65,28 +65,6 @@ func TestEndpointsServices(t *testing.T) {
 	assert.ErrorIs(t, err, errMalformed)
 }
 
-// What a full table refused is held packed, and given back as it was.
-func TestEndpointsHoldsWhatTheTableRefused(t *testing.T) {
-	s := newEndpointsState(50)
-	o := object{namespace: "default", name: "db", subsets: []subset{
-		{addresses: []string{"10.0.0.2", "fd00::1", "10.0.0.3"}, ports: []port{{name: "sql", number: 3306}, {name: "idle", number: 9}}},
-		{ports: []port{{name: "none", number: 7}}},
-	}}
-	key, ports, _, err := s.build(&o)
-	require.NoError(t, err)
-	want := slices.Clone(ports)
-	s.hold(key, ports, []byte("[detail]"))
-	_, _, _, err = s.build(&object{namespace: "default", name: "other"}) // the scratch reused
-	require.NoError(t, err)
-	got, detail, ok := s.value("default/db")
-	require.True(t, ok)
-	assert.Equal(t, want, got)
-	assert.Equal(t, "[detail]", string(detail))
-	s.keepOnly(func(string) bool { return false })
-	_, _, ok = s.value("default/db")
-	assert.False(t, ok, "a relist that did not find it drops it")
-}
-
 func TestSliceServicesMerge(t *testing.T) {
 	s := newSliceState(50)
 	changed, keys := collect()

@@ -19,9 +19,10 @@ import (
 // mapTable is a Table in memory that counts its writes.
 type mapTable struct {
 	values map[string]string
-	puts   int // Puts that changed a value
-	calls  int // every Put
-	scans  int // Keys calls that went past the first key
+	puts   int    // Puts that changed a value
+	calls  int    // every Put
+	scans  int    // Keys calls that went past the first key
+	refuse string // a key whose Put finds the table full
 }
 
 func newMapTable() *mapTable { return &mapTable{values: map[string]string{}} }
@@ -30,6 +31,9 @@ func newMapTable() *mapTable { return &mapTable{values: map[string]string{}} }
 // writes only those (Table).
 func (m *mapTable) Put(key string, ports []shm.Port) error {
 	m.calls++
+	if key == m.refuse {
+		return &shm.FullError{Key: key, Need: 1, Size: 1}
+	}
 	var b strings.Builder
 	for _, p := range ports {
 		b.WriteString(p.Name + ":")
@@ -295,4 +299,24 @@ func TestSinkFirstListLooksForNothingStale(t *testing.T) {
 		assert.Equal(t, map[string]string{"default/other": "http: 10.0.0.2:80;"}, table.values, "slices=%v: a relist that did not find web deletes it", slices)
 		assert.NotZero(t, table.scans)
 	}
+}
+
+// A service a full table refused is stored, as it was refused, once a
+// delete frees space: of Endpoints the table has no copy of it, so the
+// Sink keeps it with the refusal, through other services' events.
+func TestSinkStoresRefusedEndpointsAsTheyWere(t *testing.T) {
+	s, table, _, _ := testSink(t)
+	_, err := s.Add(endpointsObject("gone", "1", "10.0.0.9"), false)
+	require.NoError(t, err)
+	table.refuse = "default/web"
+	_, err = s.Add(endpointsObject("web", "2", "fd00::1"), false)
+	require.NoError(t, err)
+	require.NotContains(t, table.values, "default/web")
+	table.refuse = ""
+	_, err = s.Add(endpointsObject("other", "3", "10.0.0.2"), false) // the Sink's scratch reused
+	require.NoError(t, err)
+	_, err = s.Delete(endpointsObject("gone", "4", "10.0.0.9"), false)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"default/web": "http: fd00::1:80;", "default/other": "http: 10.0.0.2:80;"}, table.values)
+	assert.Empty(t, s.unstored)
 }
