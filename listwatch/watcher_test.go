@@ -539,6 +539,10 @@ func TestRelistKeepsServiceOfMalformedObject(t *testing.T) {
 	api.Fail(fakeapi.IsList(""), fakeapi.Malformed(), 1)
 	down.Store(false)
 
+	// An Endpoints list writes each service as it comes: wait for the
+	// relist's end, after which the loop watches again (a second watch
+	// that no fault answered), not for web.
+	api.WaitRequests(func(r fakeapi.Request) bool { return r.Watch && r.Fault == "" }, 2)
 	h.waitHosts("default/web:http", "10.0.0.3:80")
 	assert.Equal(t, uint64(1), h.w.Stats().Relists.Load())
 	assert.Equal(t, uint64(1), h.w.Stats().Skipped.Load())

@@ -124,6 +124,7 @@ func TestStreamingListNotReadyBeforeTheEnd(t *testing.T) {
 		watchList(nil, ev("ADDED", epJSON("default", "web", "7", "10.0.0.1"))), // then silence
 	)
 	eventually(t, "the stream holds after its first event", func() bool { return l.lw.blocked() == 1 })
+	eventually(t, "its first event written", func() bool { return l.hosts("default/web:http") != nil })
 	assert.False(t, l.w.Ready())
 	r := l.table.Reader()
 	defer r.Close()
