@@ -29,7 +29,7 @@ func applyOne(opts Options, raw []byte) serviceOf {
 		return out
 	}
 	if !opts.EndpointSlices {
-		key, ports, detail, err := sk.endpoints.build(o)
+		key, ports, detail, err := buildValue(sk.endpoints, o)
 		if err != nil {
 			out.err = "refused: " + err.Error()
 			return out

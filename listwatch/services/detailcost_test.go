@@ -49,7 +49,7 @@ func TestDetailTableCost(t *testing.T) {
 					sub.infos = append(sub.infos, c.info(svc, i))
 				}
 				o.subsets = []subset{sub}
-				key, ports, detail, err := s.build(&o)
+				key, ports, detail, err := buildValue(s, &o)
 				require.NoError(t, err)
 				require.NoError(t, w.Put(key, ports))
 				details[strings.Clone(key)] = detail

@@ -188,15 +188,15 @@ type endpointsState struct {
 	// writes: an event is skipped only when both 64-bit hashes match.
 	written map[uint64]uint64
 
-	// Reused by build and unpack: what they return is valid until the
-	// next call of either.
-	key     []byte
-	entries []portEntry
-	ports   []shm.Port
-	nodes   []shm.Node
-	packed  []byte
-	keySum  uint64 // build's: the hash of the key it returned
-	sum     uint64 // and of the value and detail
+	// Reused by build, ports and unpack: what they return is valid
+	// until the next call of any.
+	key      []byte
+	entries  []portEntry
+	portList []shm.Port
+	nodes    []shm.Node
+	packed   []byte
+	keySum   uint64 // build's: the hash of the key it returned
+	sum      uint64 // and of the value and detail
 }
 
 // portEntry is one node of one port while a value is built; a port listed
@@ -214,23 +214,24 @@ func newEndpointsState(weight uint32) *endpointsState {
 		overCapacity: map[string]struct{}{}, written: map[uint64]uint64{}}
 }
 
-// build returns the service of object o, its value and its node detail
-// (nil without node detail), and records whether the service is served
-// from a truncated object now. A malformed object is an error, and
-// changes nothing. The key and value are valid until the next call.
-func (s *endpointsState) build(o *object) (key string, ports []shm.Port, detail []byte, err error) {
+// build reads object o: it returns its service and node detail (nil
+// without node detail), keeps its value for ports and its fingerprint
+// for unchanged, and records whether the service is served from a
+// truncated object now. A malformed object is an error, and changes
+// nothing. The key is valid until the next call.
+func (s *endpointsState) build(o *object) (key string, detail []byte, err error) {
 	s.entries = s.entries[:0]
 	for _, sub := range o.subsets {
 		for _, p := range sub.ports {
 			if err := validPort(p); err != nil {
-				return "", nil, nil, err
+				return "", nil, err
 			}
 			k := s.names.portKey(p)
 			s.entries = append(s.entries, portEntry{port: k, declared: true, node: shm.Node{Port: uint16(p.number)}})
 			for i, ip := range sub.addresses {
 				addr, err := parseIP(ip)
 				if err != nil {
-					return "", nil, nil, err
+					return "", nil, err
 				}
 				var info *placement
 				if s.withDetail && i < len(sub.infos) {
@@ -246,10 +247,18 @@ func (s *endpointsState) build(o *object) (key string, ports []shm.Port, detail 
 	}
 	key = s.keyOf(o)
 	s.noteTruncated(key, o.truncated)
-	s.ports, s.nodes = portsOf(s.entries, s.ports[:0], s.nodes[:0])
-	s.packed = append(packPorts(s.packed[:0], s.ports), detail...) // packPorts is self-delimiting
+	// The fingerprint, from the entries: an unchanged value need not be
+	// made into ports at all (ports).
+	s.packed = append(packEntries(s.packed[:0], s.entries), detail...) // packed ports are self-delimiting
 	s.keySum, s.sum = xxhash.Sum64String(key), xxhash.Sum64(s.packed)
-	return key, s.ports, detail, nil
+	return key, detail, nil
+}
+
+// ports is the value of the service build returned last, valid until the
+// next call of build, ports or unpack.
+func (s *endpointsState) ports() []shm.Port {
+	s.portList, s.nodes = portsOf(s.entries, s.portList[:0], s.nodes[:0])
+	return s.portList
 }
 
 // unchanged reports whether the table was last given, for the service
@@ -309,8 +318,8 @@ func (s *endpointsState) keepTruncated(listed func(key string) bool) {
 // unpack returns the value packed (packPorts) of a service a full table
 // refused.
 func (s *endpointsState) unpack(packed []byte) []shm.Port {
-	s.ports, s.nodes = unpackPorts(packed, s.ports[:0], s.nodes[:0], s.names)
-	return s.ports
+	s.portList, s.nodes = unpackPorts(packed, s.portList[:0], s.nodes[:0], s.names)
+	return s.portList
 }
 
 // sortEntries orders entries by port name, then node, declared entries
@@ -406,6 +415,44 @@ func packPorts(b []byte, ports []shm.Port) []byte {
 		}
 	}
 	return b
+}
+
+// packEntries appends what packPorts(portsOf(es)) appends, without
+// making the ports: per port (a run of one name in sorted entries), its
+// declared number when no node serves it, and each node once.
+func packEntries(b []byte, es []portEntry) []byte {
+	for i := 0; i < len(es); {
+		j := i + 1
+		for j < len(es) && es[j].port == es[i].port {
+			j++
+		}
+		run := es[i:j]
+		n := 0
+		for k := range run {
+			if served(run, k) {
+				n++
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(len(run[0].port)))
+		b = append(b, run[0].port...)
+		b = binary.AppendUvarint(b, uint64(n))
+		if n == 0 {
+			b = binary.LittleEndian.AppendUint16(b, run[0].node.Port)
+		}
+		for k := range run {
+			if served(run, k) {
+				b = packNode(b, run[k].node)
+			}
+		}
+		i = j
+	}
+	return b
+}
+
+// served reports whether portEntry k of one port's sorted entries is a node
+// of the port (portsOf): not declared, and not the node before it again.
+func served(run []portEntry, k int) bool {
+	return !run[k].declared && (k == 0 || run[k-1].declared || run[k-1].node != run[k].node)
 }
 
 // packNode appends one node as packPorts does.

@@ -22,6 +22,15 @@ func collect() (func(string), *[]string) {
 	return func(k string) { keys = append(keys, k) }, &keys
 }
 
+// buildValue is build, and the value built (ports).
+func buildValue(s *endpointsState, o *object) (string, []shm.Port, []byte, error) {
+	key, detail, err := s.build(o)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return key, s.ports(), detail, nil
+}
+
 // An Endpoints object is its service: build gives its key and value (the
 // table keeps it; nothing is kept here but which services are truncated).
 func TestEndpointsServices(t *testing.T) {
@@ -30,7 +39,7 @@ func TestEndpointsServices(t *testing.T) {
 		{addresses: []string{"10.0.0.2", "10.0.0.10"}, ports: []port{{name: "sql", number: 3306}, {number: 9104}}},
 		{addresses: []string{"10.0.0.3"}, ports: []port{{name: "sql", number: 3307}}},
 	}}
-	key, ports, detail, err := s.build(&o)
+	key, ports, detail, err := buildValue(s, &o)
 	require.NoError(t, err)
 	assert.Equal(t, "default/db", key)
 	assert.Nil(t, detail, "node detail off")
@@ -40,28 +49,28 @@ func TestEndpointsServices(t *testing.T) {
 	}, ports, "unnamed port by number; one name with several numbers lists all; host text order")
 
 	notReady := object{namespace: "default", name: "db", subsets: []subset{{ports: []port{{name: "sql", number: 3306}}}}}
-	_, ports, _, err = s.build(&notReady)
+	_, ports, _, err = buildValue(s, &notReady)
 	require.NoError(t, err)
 	assert.Equal(t, []shm.Port{{Name: "sql", Number: 3306}}, ports, "the port is listed without nodes, with its number (issue 12.2)")
 
 	empty := object{namespace: "default", name: "db"}
-	_, ports, _, err = s.build(&empty)
+	_, ports, _, err = buildValue(s, &empty)
 	require.NoError(t, err)
 	assert.Empty(t, ports, "scaled to zero: no port")
 
 	truncated := o
 	truncated.truncated = true
-	_, _, _, err = s.build(&truncated)
+	_, _, _, err = buildValue(s, &truncated)
 	require.NoError(t, err)
 	assert.Equal(t, 1, s.truncated())
 	assert.Equal(t, "default/db", s.forget(&truncated))
 	assert.Zero(t, s.truncated(), "deleted: no longer counted")
 
 	bad := object{namespace: "default", name: "db", subsets: []subset{{addresses: []string{"10.0.0.300"}, ports: []port{{number: 80}}}}}
-	_, _, _, err = s.build(&bad)
+	_, _, _, err = buildValue(s, &bad)
 	assert.ErrorIs(t, err, errMalformed)
 	bad.subsets[0] = subset{addresses: []string{"10.0.0.1"}, ports: []port{{number: 70000}}}
-	_, _, _, err = s.build(&bad)
+	_, _, _, err = buildValue(s, &bad)
 	assert.ErrorIs(t, err, errMalformed)
 }
 
@@ -210,9 +219,10 @@ func TestParseIPv4CanonicalAgreesWithNetip(t *testing.T) {
 
 // sortEntries (which skips sorting entries already in order) orders
 // entries as a stable sort by port, declared first, then compareNodes
-// does, and unpackPorts reads back what packPorts packs of the ports
-// portsOf makes of them: checked on random entries of several ports,
-// declared and not, IPv4 and IPv6, with nodes listed twice.
+// does; packEntries packs sorted entries as packPorts packs the ports
+// portsOf makes of them; and unpackPorts reads those back: checked on
+// random entries of several ports, declared and not, IPv4 and IPv6, with
+// nodes listed twice.
 func TestSortEntriesAndPackedPorts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	addrs := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.10"),
@@ -250,6 +260,7 @@ func TestSortEntriesAndPackedPorts(t *testing.T) {
 		sortEntries(es)
 		require.Equal(t, want, es, "case %d", i)
 		ports, _ := portsOf(es, nil, nil)
+		require.Equal(t, packPorts(nil, ports), packEntries(nil, es), "case %d: %+v", i, es)
 		got, _ := unpackPorts(packPorts(nil, ports), nil, nil, newInterner())
 		require.Equal(t, ports, got, "case %d: %+v", i, es)
 	}

@@ -462,7 +462,7 @@ func (s *Sink) apply(o *object, listing bool) error {
 		}
 		return s.state.set(o, s.writeKey)
 	}
-	key, ports, detail, err := s.endpoints.build(o)
+	key, detail, err := s.endpoints.build(o)
 	if err != nil {
 		return err
 	}
@@ -473,7 +473,7 @@ func (s *Sink) apply(o *object, listing bool) error {
 	if _, retry := s.unstored[key]; !retry && s.endpoints.unchanged() {
 		return nil
 	}
-	if s.put(key, ports, detail) {
+	if s.put(key, s.endpoints.ports(), detail) {
 		s.endpoints.wrote()
 	}
 	return nil
