@@ -540,9 +540,18 @@ func TestRelistKeepsServiceOfMalformedObject(t *testing.T) {
 	down.Store(false)
 
 	// An Endpoints list writes each service as it comes: wait for the
-	// relist's end, after which the loop watches again (a second watch
-	// that no fault answered), not for web.
-	api.WaitRequests(func(r fakeapi.Request) bool { return r.Watch && r.Fault == "" }, 2)
+	// relist's end, after which the loop watches again (a watch after the
+	// list the fault answered), not for web.
+	eventually(t, "a watch after the relist", func() bool {
+		listed := false
+		for _, r := range api.Requests() {
+			listed = listed || !r.Watch && r.Fault != ""
+			if listed && r.Watch && r.Fault == "" {
+				return true
+			}
+		}
+		return false
+	})
 	h.waitHosts("default/web:http", "10.0.0.3:80")
 	assert.Equal(t, uint64(1), h.w.Stats().Relists.Load())
 	assert.Equal(t, uint64(1), h.w.Stats().Skipped.Load())
